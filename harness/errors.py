@@ -1,0 +1,47 @@
+"""One exception tree for the harness. Each error renders as a single line that names what and where.
+
+The CLI edge turns these into that line and an exit code; the servers map them to HTTP in one place.
+
+    >>> str(ScenarioError("backends[1].deployments.gpt-4o.tpm", "must be a positive integer"))
+    'backends[1].deployments.gpt-4o.tpm: must be a positive integer'
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the harness raises on purpose."""
+
+    exit_code = 2
+
+
+class ScenarioError(HarnessError):
+    """A scenario file (or an override of one) is invalid at `path`."""
+
+    def __init__(self, path: str, message: str, file: str | None = None) -> None:
+        self.path = path
+        self.message = message
+        self.file = file
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = f"{self.file}: " if self.file else ""
+        return f"{where}{self.path}: {self.message}" if self.path else f"{where}{self.message}"
+
+
+class RecordsError(HarnessError):
+    """A records or log file cannot be read: names the file and, when known, the line."""
+
+    def __init__(self, file: str, message: str, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        at = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{at}: {self.message}"
+
+
+class UsageError(HarnessError):
+    """A command-line argument or combination of them is wrong."""

@@ -1,0 +1,171 @@
+"""Rate-limit state machines: pure, synchronous, reading time only from an injected `Clock`.
+
+Each returns a `Decision` with the numbers a server needs for its headers (remaining, retry_after,
+reset_after); asyncio stays in the callers.
+
+    >>> from harness.clock import VirtualClock
+    >>> clock = VirtualClock()
+    >>> window = SlidingWindow(limit=2, seconds=10, clock=clock)
+    >>> [window.acquire(1).allowed for _ in range(3)]
+    [True, True, False]
+    >>> clock.advance(10); window.acquire(1).allowed
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from harness.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of asking a limiter for `amount` units."""
+
+    allowed: bool
+    limit: int
+    remaining: int  # units left after this decision
+    retry_after: float  # seconds until the request would fit (0 when allowed; inf when it never can)
+    reset_after: float  # seconds until the window is entirely free again
+
+
+class SlidingWindow:
+    """Units spent within the last `seconds` may not exceed `limit`; they come back as they age out.
+
+    Spending is kept in time buckets of `seconds / resolution` so that memory and the Retry-After
+    computation stay bounded at any request rate. A bucket expires with its latest entry, so the
+    window never frees units early.
+    """
+
+    def __init__(self, limit: int, seconds: float, clock: Clock, resolution: int = 600) -> None:
+        if limit <= 0 or seconds <= 0:
+            raise ValueError("a window needs a positive limit and length")
+        self.limit = int(limit)
+        self.seconds = float(seconds)
+        self.clock = clock
+        self._granularity = self.seconds / resolution
+        self._buckets: deque[list[float]] = deque()  # [bucket start, latest time, amount]
+        self._used = 0.0
+
+    def _expire(self, now: float) -> None:
+        while self._buckets and self._buckets[0][1] + self.seconds <= now:
+            self._used -= self._buckets.popleft()[2]
+        if not self._buckets:
+            self._used = 0.0  # drop floating-point residue
+
+    @property
+    def used(self) -> int:
+        self._expire(self.clock.now())
+        return round(self._used)
+
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def peek(self, amount: float) -> Decision:
+        """What `acquire(amount)` would decide, without spending anything."""
+        now = self.clock.now()
+        self._expire(now)
+        if self._used + amount <= self.limit:
+            return Decision(True, self.limit, self._remaining_after(amount), 0.0, self._reset_after(now))
+        return Decision(
+            False,
+            self.limit,
+            self._remaining_after(0),
+            self._retry_after(now, amount),
+            self._reset_after(now),
+        )
+
+    def acquire(self, amount: float) -> Decision:
+        """Spend `amount` if it fits; otherwise spend nothing and say when it would fit."""
+        decision = self.peek(amount)
+        if decision.allowed:
+            self._add(self.clock.now(), amount)
+        return decision
+
+    def charge(self, amount: float) -> None:
+        """Spend `amount` whether or not it fits (a rejected request still uses the request window)."""
+        now = self.clock.now()
+        self._expire(now)
+        self._add(now, amount)
+
+    def refund(self, amount: float) -> None:
+        """Give back up to `amount` from the newest spending (a charge later corrected downwards)."""
+        for bucket in reversed(self._buckets):
+            if amount <= 0:
+                break
+            taken = min(bucket[2], amount)
+            bucket[2] -= taken
+            self._used -= taken
+            amount -= taken
+
+    def _add(self, now: float, amount: float) -> None:
+        if self._buckets and now - self._buckets[-1][0] < self._granularity:
+            self._buckets[-1][1] = now
+            self._buckets[-1][2] += amount
+        else:
+            self._buckets.append([now, now, amount])
+        self._used += amount
+
+    def _remaining_after(self, amount: float) -> int:
+        return max(0, math.floor(self.limit - self._used - amount))
+
+    def _reset_after(self, now: float) -> float:
+        return max(0.0, self._buckets[-1][1] + self.seconds - now) if self._buckets else 0.0
+
+    def _retry_after(self, now: float, amount: float) -> float:
+        if amount > self.limit:
+            return math.inf
+        excess = self._used + amount - self.limit
+        for _, latest, spent in self._buckets:
+            excess -= spent
+            if excess <= 1e-9:
+                return max(0.0, latest + self.seconds - now)
+        return self.seconds  # unreachable while _used is consistent; a safe upper bound
+
+
+class LeakyBucket:
+    """A level that drains continuously at `rate` units per second; full at `capacity` (100 %).
+
+    Admission is allowed while the level is at or below capacity, and the cost is then added even if
+    it takes the level past 100 % (short bursts over capacity are tolerated, as on PTU deployments).
+    """
+
+    def __init__(self, capacity: float, rate: float, clock: Clock) -> None:
+        if capacity <= 0 or rate <= 0:
+            raise ValueError("a leaky bucket needs a positive capacity and drain rate")
+        self.capacity = float(capacity)
+        self.rate = float(rate)
+        self.clock = clock
+        self._level = 0.0
+        self._at = clock.now()
+
+    def _drain(self) -> None:
+        now = self.clock.now()
+        self._level = max(0.0, self._level - (now - self._at) * self.rate)
+        self._at = now
+
+    @property
+    def level(self) -> float:
+        self._drain()
+        return self._level
+
+    def utilization(self) -> float:
+        """Level as a percentage of capacity (may exceed 100)."""
+        return 100.0 * self.level / self.capacity
+
+    def acquire(self, amount: float) -> Decision:
+        self._drain()
+        if self._level > self.capacity:
+            wait = (self._level - self.capacity) / self.rate
+            return Decision(False, round(self.capacity), 0, wait, self._level / self.rate)
+        self._level += amount
+        remaining = max(0, math.floor(self.capacity - self._level))
+        return Decision(True, round(self.capacity), remaining, 0.0, self._level / self.rate)
+
+    def adjust(self, delta: float) -> None:
+        """Correct the level by `delta` (the actual cost minus the estimate charged at admission)."""
+        self._drain()
+        self._level = max(0.0, self._level + delta)

@@ -1,0 +1,259 @@
+"""The scenario file model: one YAML file describes a whole experiment.
+
+Every field has a default and a description; every error names its path in one line:
+
+    >>> load_scenario_text("backends: [{deployments: {gpt-4o: {tpm: -5}}}]")
+    Traceback (most recent call last):
+    ...
+    harness.errors.ScenarioError: backends[0].deployments.gpt-4o.tpm: must be a positive integer
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from harness.errors import ScenarioError
+from harness.scenario.backends import BackendInstance, Deployment, FaultProfile, LatencyProfile
+from harness.scenario.checks import Checks
+from harness.scenario.common import (
+    Distribution,
+    Duration,
+    FieldError,
+    Section,
+    format_duration,
+    parse_duration,
+)
+from harness.scenario.gateway import GatewayConfig
+from harness.scenario.run import RunSettings
+from harness.scenario.workload import Workload
+
+__all__ = [
+    "BackendInstance",
+    "Checks",
+    "Deployment",
+    "Distribution",
+    "Duration",
+    "FaultProfile",
+    "GatewayConfig",
+    "LatencyProfile",
+    "RunSettings",
+    "Scenario",
+    "Workload",
+    "apply_overrides",
+    "format_duration",
+    "load_scenario",
+    "load_scenario_text",
+    "parse_duration",
+]
+
+
+class Scenario(Section):
+    """A whole experiment: mock pool, gateway, workload, run settings and checks."""
+
+    description: str = Field("", description="what question this scenario answers")
+    run: RunSettings = Field(default_factory=RunSettings, description="duration, time scale, seed")
+    backends: list[BackendInstance] = Field(
+        default_factory=lambda: [BackendInstance()], description="the mock AOAI pool (one entry per resource)"
+    )
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="the reference gateway")
+    workload: Workload = Field(default_factory=Workload, description="what the Locust users send")
+    checks: Checks = Field(default_factory=Checks, description="thresholds that fail a headless run")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_backends(cls, data: Any) -> Any:
+        # Unnamed instances get distinct names (aoai-0, aoai-1, ...) so logs and the pool can refer to them.
+        if isinstance(data, dict) and isinstance(data.get("backends"), list):
+            data = dict(data)
+            data["backends"] = [
+                {**b, "name": b.get("name") or f"aoai-{i}"} if isinstance(b, dict) else b
+                for i, b in enumerate(data["backends"])
+            ]
+        return data
+
+    @model_validator(mode="after")
+    def _check_backends(self) -> Scenario:
+        seen: dict[str, int] = {}
+        for i, backend in enumerate(self.backends):
+            if backend.name in seen:
+                raise FieldError(f"backends[{i}].name", f"'{backend.name}' is also backends[{seen[backend.name]}]")
+            seen[backend.name] = i
+        if not self.backends:
+            raise FieldError("backends", "needs at least one backend instance")
+        return self
+
+    def backend(self, name: str) -> BackendInstance:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(name)
+
+    def deployment_names(self) -> set[str]:
+        return {name for backend in self.backends for name in backend.deployments}
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override (`a.b=value`) and validate a scenario file; every failure is one ScenarioError line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("", "no such scenario file", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError("", f"cannot read the file ({exc.__class__.__name__})", file=str(path)) from None
+    return load_scenario_text(text, source=str(path), overrides=overrides)
+
+
+def load_scenario_text(text: str, source: str | None = None, overrides: list[str] | None = None) -> Scenario:
+    """Validate scenario YAML given as text (see `load_scenario`)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ScenarioError("", f"{where}{problem}", file=source) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError("", "a scenario must be a mapping of sections (run, backends, gateway, ...)", file=source)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return validate_scenario(data, source)
+
+
+def validate_scenario(data: dict[str, Any], source: str | None = None) -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, source) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted paths to YAML values: `gateway.circuit_breaker.tripDuration=PT30S`, `backends[0].region=X`.
+
+    >>> apply_overrides({"run": {"seed": 1}}, ["run.seed=7"])
+    {'run': {'seed': 7}}
+    """
+    data = copy.deepcopy(data)
+    for override in overrides:
+        if "=" not in override:
+            raise ScenarioError(override, "an override must look like path=value")
+        path, _, raw = override.partition("=")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ScenarioError(path, f"'{raw}' is not a YAML value") from None
+        keys = _split_path(path.strip())
+        node: Any = data
+        for depth, key in enumerate(keys[:-1]):
+            nxt = keys[depth + 1]
+            if isinstance(key, int):
+                if not isinstance(node, list) or key >= len(node):
+                    raise ScenarioError(_join_path(keys[: depth + 1]), "no such list item to override")
+                node = node[key]
+            else:
+                if not isinstance(node, dict):
+                    raise ScenarioError(_join_path(keys[: depth + 1]), "cannot override inside a non-mapping")
+                node = node.setdefault(key, [] if isinstance(nxt, int) else {})
+        last = keys[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last >= len(node):
+                raise ScenarioError(path, "no such list item to override")
+            node[last] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ScenarioError(path, "cannot override inside a non-mapping")
+    return data
+
+
+def _split_path(path: str) -> list[str | int]:
+    keys: list[str | int] = []
+    for part in path.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            keys.append(name)
+        while rest:
+            index, _, rest = rest.partition("]")
+            if not index.isdigit():
+                raise ScenarioError(path, "list indexes must be numbers, as in backends[0]")
+            keys.append(int(index))
+            rest = rest.lstrip("[")
+    if not keys:
+        raise ScenarioError(path, "empty override path")
+    return keys
+
+
+def _join_path(keys: list[str | int] | tuple[Any, ...]) -> str:
+    out = ""
+    for key in keys:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            out += f".{key}" if out else str(key)
+    return out
+
+
+def _first_error(exc: ValidationError, source: str | None) -> ScenarioError:
+    """The most useful single line out of pydantic's error list."""
+    errors = exc.errors()
+    # Prefer the error whose location is deepest: with unions pydantic also reports the shallow alternatives.
+    error = max(errors, key=lambda e: len(e["loc"]))
+    loc = tuple(k for k in error["loc"] if not _is_union_tag(k))
+    field_error = (error.get("ctx") or {}).get("error")
+    if isinstance(field_error, FieldError):
+        # A model-level check that belongs to one field: its path is relative to the model that raised it.
+        return ScenarioError(_join_path(loc + tuple(_split_path(field_error.path))), field_error.message, file=source)
+    return ScenarioError(_join_path(loc), _message(error), file=source)
+
+
+def _is_union_tag(key: Any) -> bool:
+    # pydantic inserts the member type's name (e.g. 'int', 'function-after[...]') into union locations
+    return isinstance(key, str) and (key in {"int", "float", "str", "bool", "none"} or "[" in key)
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    given = error.get("input")
+    if kind == "greater_than" and ctx.get("gt") == 0 and (isinstance(given, int) and not isinstance(given, bool)):
+        return "must be a positive integer"
+    messages = {
+        "extra_forbidden": "unknown field",
+        "missing": "is required",
+        "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
+        "int_from_float": "must be a whole number",
+        "float_type": "must be a number",
+        "float_parsing": "must be a number",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "string_type": "must be a string",
+        "dict_type": "must be a mapping",
+        "list_type": "must be a list",
+        "model_type": "must be a mapping",
+        "model_attributes_type": "must be a mapping",
+        "greater_than": f"must be > {ctx.get('gt')}",
+        "greater_than_equal": f"must be >= {ctx.get('ge')}",
+        "less_than": f"must be < {ctx.get('lt')}",
+        "less_than_equal": f"must be <= {ctx.get('le')}",
+        "literal_error": f"must be one of {ctx.get('expected')}",
+        "enum": f"must be one of {ctx.get('expected')}",
+        "string_pattern_mismatch": "must be a name of letters, digits, '.', '_' or '-'",
+        "string_too_short": "must not be empty",
+        "too_short": f"needs at least {ctx.get('min_length')} item(s)",
+        "too_long": f"allows at most {ctx.get('max_length')} item(s)",
+    }
+    if kind in messages:
+        return messages[kind]
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message

