@@ -222,9 +222,6 @@ def _is_union_tag(key: Any) -> bool:
 def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    given = error.get("input")
-    if kind == "greater_than" and ctx.get("gt") == 0 and (isinstance(given, int) and not isinstance(given, bool)):
-        return "must be a positive integer"
     messages = {
         "extra_forbidden": "unknown field",
         "missing": "is required",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, PositiveInt, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from harness.scenario.common import Distribution, Duration, FieldError, Section
+from harness.scenario.common import Distribution, Duration, FieldError, PositiveInt, Section
 
 Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 

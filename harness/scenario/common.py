@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import isodate
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 
 class Section(BaseModel):
@@ -73,6 +73,15 @@ def format_duration(seconds: float) -> str:
     """
     return str(isodate.duration_isoformat(timedelta(seconds=seconds)))
 
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+# An integer count that must be > 0 (TPM, PTUs, ...), with the message users expect.
+PositiveInt = Annotated[int, AfterValidator(_positive)]
 
 # A duration field: accepts ISO 8601 or seconds, holds seconds, writes back ISO 8601.
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
