@@ -35,7 +35,7 @@ def test_every_field_has_a_description() -> None:
         for name, field in model.model_fields.items():
             if not field.description:
                 missing.append(f"{path}.{name}")
-            for arg in getattr(field.annotation, "__args__", ()) + (field.annotation,):
+            for arg in (*getattr(field.annotation, "__args__", ()), field.annotation):
                 if isinstance(arg, type) and issubclass(arg, BaseModel):
                     missing += walk(arg, f"{path}.{name}")
         return missing
