@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from harness.clock import Clock
 
@@ -169,3 +170,93 @@ class LeakyBucket:
         """Correct the level by `delta` (the actual cost minus the estimate charged at admission)."""
         self._drain()
         self._level = max(0.0, self._level + delta)
+
+
+CALENDAR_PERIODS = ("Hourly", "Daily", "Weekly", "Monthly", "Yearly")
+
+
+def calendar_window(period: str, now: float) -> tuple[float, float]:
+    """Start and end (epoch seconds) of the UTC calendar `period` containing `now`; weeks start on Monday.
+
+    >>> calendar_window("Daily", 86_400 * 3 + 5)
+    (259200.0, 345600.0)
+    """
+    at = datetime.fromtimestamp(now, tz=UTC)
+    if period == "Hourly":
+        start = at.replace(minute=0, second=0, microsecond=0)
+        end = start + timedelta(hours=1)
+    elif period == "Daily":
+        start = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + timedelta(days=1)
+    elif period == "Weekly":
+        start = at.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=at.weekday())
+        end = start + timedelta(days=7)
+    elif period == "Monthly":
+        start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    elif period == "Yearly":
+        start = at.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1)
+    else:
+        raise ValueError(f"unknown calendar period {period!r} (one of {', '.join(CALENDAR_PERIODS)})")
+    return start.timestamp(), end.timestamp()
+
+
+class CalendarWindow:
+    """Units spent within the current UTC calendar period (an APIM token quota) may not exceed `limit`.
+
+    The count starts from zero at each period boundary, whatever was spent before.
+
+    >>> from harness.clock import VirtualClock
+    >>> clock = VirtualClock(start=3_600 * 5 + 10)
+    >>> quota = CalendarWindow(limit=100, period="Hourly", clock=clock)
+    >>> quota.acquire(80).allowed, quota.acquire(30).allowed, quota.acquire(30).retry_after
+    (True, False, 3590.0)
+    """
+
+    def __init__(self, limit: int, period: str, clock: Clock) -> None:
+        if limit <= 0:
+            raise ValueError("a calendar window needs a positive limit")
+        calendar_window(period, 0.0)  # reject an unknown period now rather than on first use
+        self.limit = int(limit)
+        self.period = period
+        self.clock = clock
+        self._end = -math.inf
+        self._used = 0.0
+
+    def _roll(self, now: float) -> None:
+        if now >= self._end:
+            _, self._end = calendar_window(self.period, now)
+            self._used = 0.0
+
+    @property
+    def used(self) -> int:
+        self._roll(self.clock.now())
+        return round(self._used)
+
+    def remaining(self) -> int:
+        return max(0, math.floor(self.limit - self.used))
+
+    def peek(self, amount: float) -> Decision:
+        now = self.clock.now()
+        self._roll(now)
+        reset_after = self._end - now
+        if self._used + amount <= self.limit:
+            return Decision(True, self.limit, max(0, math.floor(self.limit - self._used - amount)), 0.0, reset_after)
+        retry_after = math.inf if amount > self.limit else reset_after
+        return Decision(False, self.limit, max(0, math.floor(self.limit - self._used)), retry_after, reset_after)
+
+    def acquire(self, amount: float) -> Decision:
+        decision = self.peek(amount)
+        if decision.allowed:
+            self._used += amount
+        return decision
+
+    def charge(self, amount: float) -> None:
+        """Spend `amount` whether or not it fits (usage known only after the response)."""
+        self._roll(self.clock.now())
+        self._used += amount
+
+    def refund(self, amount: float) -> None:
+        self._roll(self.clock.now())
+        self._used = max(0.0, self._used - amount)

@@ -86,6 +86,8 @@ class Scenario(Section):
             seen[backend.name] = i
         if not self.backends:
             raise FieldError("backends", "needs at least one backend instance")
+        self.gateway.check_members(seen)
+        self.workload.check_deployments(self.deployment_names())
         return self
 
     def backend(self, name: str) -> BackendInstance:

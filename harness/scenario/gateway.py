@@ -1,13 +1,276 @@
-"""The `gateway` section: the reference gateway's pool, breaker, token limits and metrics (APIM's terms)."""
+"""The `gateway` section: the reference gateway's pool, breaker, token limits and metrics (APIM's terms).
+
+Field names follow Azure API Management where APIM has them: the breaker uses the backend resource's
+camelCase (`failureCondition`, `tripDuration`), the token limit the policy's hyphenated attributes
+(`tokens-per-minute`, `counter-key`); durations accept ISO 8601 (`PT1M`) or seconds.
+
+    >>> cfg = GatewayConfig.model_validate({"token_limit": {"tokens-per-minute": 1000}})
+    >>> cfg.token_limit.tokens_per_minute, cfg.token_limit.retry_after_header_name
+    (1000, 'Retry-After')
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
-from harness.scenario.common import Section
+from pydantic import Field, field_validator, model_validator
+
+from harness.scenario.common import Duration, FieldError, Section
+
+MAX_POOL_MEMBERS = 30  # APIM's limit on a load-balanced pool
+MAX_METRIC_DIMENSIONS = 10  # APIM's limit on custom dimensions of the token metric
+
+# Dimensions the gateway knows how to fill; `header:<name>` adds a request header's value.
+METRIC_DIMENSIONS = (
+    "model",
+    "deployment",
+    "operation",
+    "app_id",
+    "client_ip",
+    "subscription",
+    "backend",
+    "region",
+    "streaming",
+    "status",
+)
+_HEADER_NAME = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_COUNTER_KEY = re.compile(rf"^(appid|subscription|ip|header:{_HEADER_NAME})$")
+_DIMENSION = re.compile(rf"^({'|'.join(METRIC_DIMENSIONS)}|header:{_HEADER_NAME})$")
+
+
+class PoolMember(Section):
+    """One backend of the load-balanced pool (APIM: `pool.services[]`)."""
+
+    backend: str = Field(..., description="name of a backend instance of the scenario")
+    priority: int = Field(1, ge=1, description="1 is the highest; lower groups serve only when higher are tripped")
+    weight: int = Field(1, ge=1, le=1000, description="share of the traffic within its priority group")
+
+
+class Pool(Section):
+    """Which backends the gateway forwards to, and how it picks one."""
+
+    members: list[PoolMember] = Field(
+        default_factory=list,
+        max_length=MAX_POOL_MEMBERS,
+        description="pool members; empty means every backend of the scenario at priority 1, weight 1",
+    )
+    selection: Literal["weighted", "round-robin", "latency"] = Field(
+        "weighted",
+        description="within a priority group: by weight (smooth weighted round-robin), plain round-robin, or "
+        "latency (lowest recent response time; not an APIM mode)",
+    )
+    latency_smoothing: float = Field(
+        0.3, gt=0, le=1, description="latency selection: weight of the newest response time in the moving average"
+    )
+    latency_probe_every: int = Field(
+        20, ge=2, description="latency selection: every Nth pick goes round-robin so slower members stay measured"
+    )
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> Pool:
+        seen: dict[str, int] = {}
+        for i, member in enumerate(self.members):
+            if member.backend in seen:
+                raise FieldError(f"members[{i}].backend", f"'{member.backend}' is also members[{seen[member.backend]}]")
+            seen[member.backend] = i
+        return self
+
+
+class StatusCodeRange(Section):
+    """An inclusive range of HTTP status codes (APIM: `statusCodeRanges[]`)."""
+
+    min: int = Field(..., ge=100, le=599, description="lowest status of the range")
+    max: int = Field(..., ge=100, le=599, description="highest status of the range")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StatusCodeRange:
+        if self.max < self.min:
+            raise FieldError("max", f"must be >= min ({self.min})")
+        return self
+
+    def __contains__(self, status: object) -> bool:
+        return isinstance(status, int) and self.min <= status <= self.max
+
+
+def _ranges(*pairs: tuple[int, int]) -> list[StatusCodeRange]:
+    return [StatusCodeRange(min=low, max=high) for low, high in pairs]
+
+
+class FailureCondition(Section):
+    """When a backend's breaker trips: `count` failures, or `percentage` of requests failing, within `interval`."""
+
+    count: int | None = Field(None, ge=1, description="failures within interval that trip the breaker")
+    percentage: float | None = Field(
+        None, gt=0, le=100, description="share of requests (%) failing within interval that trips the breaker"
+    )
+    interval: Duration = Field(60.0, gt=0, description="the window failures are counted in (ISO 8601, e.g. PT1M)")
+    statusCodeRanges: list[StatusCodeRange] = Field(
+        default_factory=lambda: _ranges((429, 429)),
+        description="statuses that count as failures",
+    )
+    errorReasons: list[str] = Field(
+        default_factory=list,
+        description="gateway error reasons that count as failures besides transport failures (free text in APIM)",
+    )
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> FailureCondition:
+        if self.count is not None and self.percentage is not None:
+            raise FieldError("percentage", "set either count or percentage, not both")
+        if self.count is None and self.percentage is None:
+            self.count = 1
+        return self
+
+    def matches(self, status: int) -> bool:
+        return any(status in r for r in self.statusCodeRanges)
+
+
+class CircuitBreakerRule(Section):
+    """APIM's backend circuit breaker rule, applied to each pool member on its own."""
+
+    name: str = Field("breaker", description="rule name (reported in breaker log rows)")
+    failureCondition: FailureCondition = Field(
+        default_factory=FailureCondition, description="what counts as failing, and how much trips the breaker"
+    )
+    tripDuration: Duration = Field(60.0, gt=0, description="how long a tripped member stays out of the pool")
+    acceptRetryAfter: bool = Field(
+        False, description="trip for the backend's Retry-After instead of tripDuration when it sends one"
+    )
+
+
+class GatewayRetry(Section):
+    """Retry inside the gateway (APIM's "smart" load-balancing sample): at once, on the next available member."""
+
+    enabled: bool = Field(False, description="off by default, as in APIM")
+    max_attempts: int = Field(3, ge=1, le=50, description="attempts per request across members, the first included")
+    on: list[StatusCodeRange] = Field(
+        default_factory=lambda: _ranges((429, 429), (500, 599)),
+        description="backend statuses that are retried on another member (transport failures always are)",
+    )
+
+    def retries(self, status: int) -> bool:
+        return any(status in r for r in self.on)
+
+
+QuotaPeriod = Literal["Hourly", "Daily", "Weekly", "Monthly", "Yearly"]
+
+
+class TokenLimit(Section):
+    """APIM's `llm-token-limit` / `azure-openai-token-limit` policy, per counter key."""
+
+    counter_key: str = Field(
+        "appid",
+        alias="counter-key",
+        description="who is counted: appid (JWT appid claim), subscription (key), ip, or header:<name>",
+    )
+    tokens_per_minute: int | None = Field(
+        None, alias="tokens-per-minute", gt=0, description="prompt + completion tokens per minute (429 beyond)"
+    )
+    token_quota: int | None = Field(
+        None, alias="token-quota", gt=0, description="tokens per token-quota-period (403 beyond)"
+    )
+    token_quota_period: QuotaPeriod = Field(
+        "Monthly", alias="token-quota-period", description="calendar window of the quota, truncated in UTC"
+    )
+    estimate_prompt_tokens: bool = Field(
+        True,
+        alias="estimate-prompt-tokens",
+        description="true: charge a tokenizer count of the prompt at admission; false: charge usage afterwards",
+    )
+    retry_after_header_name: str = Field(
+        "Retry-After", alias="retry-after-header-name", description="header carrying the seconds to wait"
+    )
+    remaining_tokens_header_name: str | None = Field(
+        None, alias="remaining-tokens-header-name", description="header with the tokens left this minute"
+    )
+    remaining_quota_tokens_header_name: str | None = Field(
+        None, alias="remaining-quota-tokens-header-name", description="header with the quota tokens left"
+    )
+    tokens_consumed_header_name: str | None = Field(
+        None, alias="tokens-consumed-header-name", description="header with the tokens the request consumed"
+    )
+
+    @field_validator("counter_key")
+    @classmethod
+    def _known_key(cls, value: str) -> str:
+        if not _COUNTER_KEY.match(value):
+            raise ValueError(f"'{value}' is not a counter key (appid, subscription, ip or header:<name>)")
+        return value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> TokenLimit:
+        if self.tokens_per_minute is None and self.token_quota is None:
+            raise FieldError("tokens-per-minute", "set tokens-per-minute, token-quota or both")
+        return self
+
+
+class Metrics(Section):
+    """APIM's `llm-emit-token-metric`: prompt, completion and total tokens split by dimensions."""
+
+    dimensions: list[str] = Field(
+        default_factory=lambda: ["model", "app_id", "backend"],
+        max_length=MAX_METRIC_DIMENSIONS,
+        description=f"dimensions of the token metrics: {', '.join(METRIC_DIMENSIONS)} or header:<name>",
+    )
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _DIMENSION.match(value):
+                raise ValueError(f"'{value}' is not a dimension ({', '.join(METRIC_DIMENSIONS)} or header:<name>)")
+        if len(set(values)) != len(values):
+            raise ValueError("a dimension is listed twice")
+        return values
+
+
+class Auth(Section):
+    """Callers' credentials (APIM subscription keys)."""
+
+    subscription_keys: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="when set, api-key or Ocp-Apim-Subscription-Key must be one of these (else 401)"
+    )
 
 
 class GatewayConfig(Section):
     """The reference gateway. Field names follow Azure API Management's policies where APIM has them."""
 
     port: int | None = Field(None, ge=0, le=65535, description="fixed port; a free one when unset")
+    pool: Pool = Field(default_factory=Pool, description="backend pool: members, priorities, weights")
+    circuit_breaker: CircuitBreakerRule | None = Field(
+        None, description="breaker rule applied to every pool member; null for none"
+    )
+    all_tripped_response: Literal[503, 429] = Field(
+        503, description="status when every member is tripped: 503 (APIM) or 429 with the soonest Retry-After"
+    )
+    retry: GatewayRetry = Field(default_factory=GatewayRetry, description="retry on another member inside the gateway")
+    token_limit: TokenLimit | None = Field(None, description="token limit per counter key; null for none")
+    apim_compat: bool = Field(
+        False, description="count streamed completions as APIM was observed to (not at all) instead of correctly"
+    )
+    metrics: Metrics = Field(default_factory=Metrics, description="token metrics and their dimensions")
+    auth: Auth = Field(default_factory=Auth, description="callers' credentials")
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="larger request bodies get 413")
+    timeout: Duration = Field(120.0, gt=0, description="upstream timeout per attempt (scenario time)")
+
+    def pool_members(self, backends: Iterable[str]) -> list[PoolMember]:
+        """The configured members, or every backend at priority 1, weight 1 when none are listed.
+
+        >>> [m.backend for m in GatewayConfig().pool_members(["a", "b"])]
+        ['a', 'b']
+        """
+        if self.pool.members:
+            return list(self.pool.members)
+        return [PoolMember(backend=name) for name in backends]
+
+    def check_members(self, backends: Iterable[str]) -> None:
+        """Raise FieldError (path relative to the scenario) when a member names an unknown backend."""
+        known = list(backends)
+        for i, member in enumerate(self.pool.members):
+            if member.backend not in known:
+                raise FieldError(
+                    f"gateway.pool.members[{i}].backend",
+                    f"no backend named '{member.backend}' (known: {', '.join(known)})",
+                )

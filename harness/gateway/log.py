@@ -1,0 +1,86 @@
+"""The gateway log: JSON lines of `kind` request, breaker and metric, buffered and flushed every second.
+
+>>> import tempfile, pathlib, json
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "gateway.jsonl"
+>>> log = GatewayLog(path); log.write({"kind": "request", "status": 200}); log.close()
+>>> json.loads(path.read_text())["status"]
+200
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.gateway.breaker import Transition
+
+FLUSH_EVERY_WALL_SECONDS = 1.0
+
+
+class GatewayLog:
+    """Appends rows to `path` (nothing is written when `path` is None, rows are only kept in `rows`)."""
+
+    def __init__(self, path: Path | None, keep: bool = False) -> None:
+        self.path = path
+        self.keep = keep  # tests read rows back without a file
+        self.rows: list[dict[str, Any]] = []
+        self._pending: list[str] = []
+        self._file = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        self._flusher: asyncio.Task[None] | None = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.keep:
+            self.rows.append(row)
+        if self._file is not None:
+            self._pending.append(json.dumps(row, separators=(",", ":"), default=str))
+
+    def breaker(self, transition: Transition, wall: float) -> None:
+        self.write(
+            {
+                "kind": "breaker",
+                "t": transition.t,
+                "t_wall": wall,
+                "backend": transition.backend,
+                "from": transition.from_state,
+                "to": transition.to_state,
+                "reason": transition.reason,
+                "until": transition.until,
+            }
+        )
+
+    def flush(self) -> None:
+        if self._file is not None and self._pending:
+            self._file.write("\n".join(self._pending) + "\n")
+            self._pending.clear()
+            self._file.flush()
+
+    def start(self) -> None:
+        """Flush in the background while the server runs."""
+        if self._file is not None and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            # A wall-clock I/O cadence, not a scenario wait: the log must reach disk promptly at any time scale.
+            await asyncio.sleep(FLUSH_EVERY_WALL_SECONDS)
+            self.flush()
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        self.close()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

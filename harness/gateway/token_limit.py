@@ -1,0 +1,119 @@
+"""APIM's token limit policy per counter key: tokens per minute (429) and a calendar quota (403).
+
+With `estimate-prompt-tokens: true` a tokenizer count of the prompt is charged at admission (a request
+whose prompt does not fit is refused before it reaches a backend) and corrected to the actual usage when
+the response ends. With `false` nothing is known at admission: a key is refused only once it is already
+at its limit, and usage is charged afterwards, so a concurrent burst overshoots and later requests wait
+until the window frees up. Counters live in this gateway instance only, as APIM's do.
+
+    >>> from harness.clock import VirtualClock
+    >>> from harness.scenario.gateway import TokenLimit
+    >>> limiter = TokenLimiter(TokenLimit.model_validate({"tokens-per-minute": 100}), VirtualClock())
+    >>> ticket = limiter.admit("app-1", prompt_tokens=30)
+    >>> ticket.allowed, limiter.settle(ticket, total_tokens=90).remaining_tokens
+    (True, 10)
+    >>> limiter.admit("app-1", prompt_tokens=30).status
+    429
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from harness.clock import Clock
+from harness.limits import CalendarWindow, SlidingWindow
+from harness.scenario.gateway import TokenLimit
+
+MINUTE = 60.0
+
+
+@dataclass(slots=True)
+class Ticket:
+    """The admission decision for one request, and what it charged so far."""
+
+    key: str
+    allowed: bool
+    status: int = 200  # 429 (tokens per minute) or 403 (quota) when refused
+    retry_after: float = 0.0  # seconds, when refused
+    charged: int = 0  # tokens charged at admission
+    remaining_tokens: int | None = None
+    remaining_quota: int | None = None
+
+
+@dataclass(slots=True)
+class _Counters:
+    minute: SlidingWindow | None
+    quota: CalendarWindow | None
+
+
+class TokenLimiter:
+    """Token windows per counter key, created on first sight of a key."""
+
+    def __init__(self, policy: TokenLimit, clock: Clock) -> None:
+        self.policy = policy
+        self.clock = clock
+        self._keys: dict[str, _Counters] = {}
+
+    def _counters(self, key: str) -> _Counters:
+        counters = self._keys.get(key)
+        if counters is None:
+            policy = self.policy
+            minute = SlidingWindow(policy.tokens_per_minute, MINUTE, self.clock) if policy.tokens_per_minute else None
+            quota = (
+                CalendarWindow(policy.token_quota, policy.token_quota_period, self.clock)
+                if policy.token_quota
+                else None
+            )
+            counters = self._keys[key] = _Counters(minute, quota)
+        return counters
+
+    def admit(self, key: str, prompt_tokens: int) -> Ticket:
+        """Admit or refuse a request of `key` whose prompt counts `prompt_tokens` (used when estimating)."""
+        counters = self._counters(key)
+        # Estimating: the prompt must fit. Not estimating: only a key already at its limit is refused.
+        estimate = max(1, prompt_tokens) if self.policy.estimate_prompt_tokens else 0
+        need = max(1, estimate)
+        if counters.quota is not None:
+            decision = counters.quota.peek(need)
+            if not decision.allowed:
+                return self._refused(key, 403, decision.retry_after, decision.reset_after, counters)
+        if counters.minute is not None:
+            decision = counters.minute.peek(need)
+            if not decision.allowed:
+                return self._refused(key, 429, decision.retry_after, decision.reset_after, counters)
+        if estimate:
+            for window in (counters.minute, counters.quota):
+                if window is not None:
+                    window.charge(estimate)
+        return Ticket(key, True, charged=estimate, **self._remaining(counters))
+
+    def settle(self, ticket: Ticket, total_tokens: int) -> Ticket:
+        """Correct the admission charge to the request's actual `total_tokens`; returns the updated ticket."""
+        counters = self._counters(ticket.key)
+        delta = total_tokens - ticket.charged
+        for window in (counters.minute, counters.quota):
+            if window is None or delta == 0:
+                continue
+            if delta > 0:
+                window.charge(delta)
+            else:
+                window.refund(-delta)
+        ticket.charged = total_tokens
+        remaining = self._remaining(counters)
+        ticket.remaining_tokens = remaining["remaining_tokens"]
+        ticket.remaining_quota = remaining["remaining_quota"]
+        return ticket
+
+    def _refused(self, key: str, status: int, retry_after: float, reset_after: float, counters: _Counters) -> Ticket:
+        # A prompt larger than the whole limit never fits: point at the window's length rather than at 0.
+        wait = retry_after if math.isfinite(retry_after) else max(reset_after, MINUTE)
+        return Ticket(key, False, status, max(1.0, math.ceil(wait)), **self._remaining(counters))
+
+    @staticmethod
+    def _remaining(counters: _Counters) -> dict[str, Any]:
+        return {
+            "remaining_tokens": counters.minute.remaining() if counters.minute is not None else None,
+            "remaining_quota": counters.quota.remaining() if counters.quota is not None else None,
+        }
