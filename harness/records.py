@@ -6,7 +6,15 @@ changing every reader; new columns go at the end.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import csv
+import io
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from harness.clock import Clock
+from harness.errors import RecordsError
 
 
 class Column(NamedTuple):
@@ -63,6 +71,148 @@ RECORD_COLUMNS: tuple[Column, ...] = (
     Column("decision", "str", "what the client did next: success, retry, give_up, fail"),
     Column("retry_wait_s", "float", "scenario seconds the client waited before the next attempt"),
     Column("retry_wait_source", "str", "retry-after-ms, retry-after, backoff (own backoff), or empty"),
+    Column("request_type", "str", "logical request type as Locust names it: `chat`, `chat stream`, `embeddings`, ..."),
+    Column("mix", "str", "workload mix the request was drawn from (or `trace`)"),
 )
 
 RECORD_FIELDS: tuple[str, ...] = tuple(c.name for c in RECORD_COLUMNS)
+
+RECORD_KINDS: dict[str, str] = {c.name: c.kind for c in RECORD_COLUMNS}
+
+FLUSH_INTERVAL_S = 1.0
+
+
+def format_cell(value: Any) -> str:
+    """One CSV cell: empty for None/NaN, `true`/`false` for booleans, shortest round-tripping numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return repr(round(value, 6))
+    return str(value)
+
+
+def parse_cell(kind: str, text: str) -> Any:
+    """The typed value of a cell (None when empty); raises ValueError when it does not fit `kind`."""
+    if text == "":
+        return None
+    if kind == "int":
+        return int(float(text)) if "." in text or "e" in text else int(text)
+    if kind == "float":
+        return float(text)
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise ValueError(f"'{text}' is not true or false")
+    return text
+
+
+class RecordWriter:
+    """Append records to a CSV file (one header row, RECORD_FIELDS order), flushed at least every second.
+
+    Rows are written through at once; the file is flushed when a write finds the last flush a second
+    old, and by `flush()` (the load generator calls it every second), so a crash loses at most a second.
+
+        >>> import tempfile, pathlib
+        >>> from harness.clock import VirtualClock
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "records.csv"
+        >>> with RecordWriter(path, VirtualClock()) as writer:
+        ...     writer.write({"run_id": "r1", "attempt": 1, "status": 200})
+        >>> [row["status"] for row in read_records(path)]
+        [200]
+    """
+
+    def __init__(self, path: str | Path, clock: Clock, flush_interval: float = FLUSH_INTERVAL_S) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.flush_interval = flush_interval
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = self.path.open("a", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file, lineterminator="\n")
+        if new:
+            self._csv.writerow(RECORD_FIELDS)
+        self._last_flush = clock.wall()
+        self.rows = 0
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._csv.writerow([format_cell(record.get(name)) for name in RECORD_FIELDS])
+        self.rows += 1
+        if self.clock.wall() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def write_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            self.write(record)
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            self._last_flush = self.clock.wall()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Typed records from a records CSV; a bad header or cell is a RecordsError naming the file and line.
+
+    Columns this version does not know are kept as text, and known columns missing from an older file
+    read as None, so readers survive columns being added at the end.
+    """
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise RecordsError(str(path), f"cannot read ({exc.__class__.__name__})") from None
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise RecordsError(str(path), "empty file (no header row)", line=1)
+        if "run_id" not in header or "status" not in header:
+            raise RecordsError(str(path), "not a records file (the header lacks run_id/status)", line=1)
+        for number, cells in enumerate(reader, start=2):
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                raise RecordsError(
+                    str(path), f"{len(cells)} cells where the header has {len(header)} (truncated?)", line=number
+                )
+            record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS)
+            for name, text in zip(header, cells, strict=True):
+                try:
+                    record[name] = parse_cell(RECORD_KINDS.get(name, "str"), text)
+                except ValueError:
+                    raise RecordsError(
+                        str(path), f"column {name}: '{text}' is not a {RECORD_KINDS[name]}", line=number
+                    ) from None
+            yield record
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a records CSV (see `iter_records`)."""
+    return list(iter_records(path))
+
+
+def records_to_csv_text(records: Iterable[Mapping[str, Any]]) -> str:
+    """Records as CSV text without a header (what a worker ships to the master)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for record in records:
+        writer.writerow([format_cell(record.get(name)) for name in RECORD_FIELDS])
+    return out.getvalue()

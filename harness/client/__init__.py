@@ -1,0 +1,27 @@
+"""The client side: retry profiles of real SDKs, the retry loop, header capture and SSE reading.
+
+Pure and gevent-safe: nothing here uses asyncio, and every wait goes through the scenario clock.
+"""
+
+from harness.client.headers import CAUSE_NAMES, GatewayHeaderNames, capture, classify
+from harness.client.profiles import PROFILE_NAMES, ResponseInfo, RetryDecision, RetryProfile, profile_for
+from harness.client.retry import RETRY_COUNT_HEADER, RetryOutcome, decision_label, run_with_retries
+from harness.client.sse import SSEParser, StreamStats
+
+__all__ = [
+    "CAUSE_NAMES",
+    "PROFILE_NAMES",
+    "RETRY_COUNT_HEADER",
+    "GatewayHeaderNames",
+    "ResponseInfo",
+    "RetryDecision",
+    "RetryOutcome",
+    "RetryProfile",
+    "SSEParser",
+    "StreamStats",
+    "capture",
+    "classify",
+    "decision_label",
+    "profile_for",
+    "run_with_retries",
+]

@@ -1,0 +1,155 @@
+"""Header capture: turn a response's headers into record fields, and name the cause of a failure.
+
+The cause is read from the response itself, as a client would: a backend 429 carries AOAI's `policy-id`;
+the gateway's token limit answers with its own token headers and no backend; an open breaker answers
+from the gateway with no backend behind it.
+
+    >>> classify(429, {"policy-id": "DeploymentRatelimit-Token"})
+    'backend_429'
+    >>> classify(503, {"x-gateway-request-id": "g1"})
+    'breaker_open'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayHeaderNames:
+    """Names of the gateway's token-limit headers (APIM lets each policy choose them)."""
+
+    remaining_tokens: str = "x-gateway-remaining-tokens"
+    remaining_quota: str = "x-gateway-remaining-quota-tokens"
+    tokens_consumed: str = "x-gateway-tokens-consumed"
+    retry_after: str = "retry-after"
+
+    def lowered(self) -> GatewayHeaderNames:
+        return GatewayHeaderNames(
+            self.remaining_tokens.lower(),
+            self.remaining_quota.lower(),
+            self.tokens_consumed.lower(),
+            self.retry_after.lower(),
+        )
+
+
+DEFAULT_GATEWAY_HEADERS = GatewayHeaderNames()
+
+# record field -> (header, parser)
+_INT_FIELDS = {
+    "ratelimit_remaining_requests": "x-ratelimit-remaining-requests",
+    "ratelimit_remaining_tokens": "x-ratelimit-remaining-tokens",
+    "ratelimit_limit_requests": "x-ratelimit-limit-requests",
+    "ratelimit_limit_tokens": "x-ratelimit-limit-tokens",
+}
+_FLOAT_FIELDS = {
+    "retry_after_ms": "retry-after-ms",
+    "ratelimit_reset_requests": "x-ratelimit-reset-requests",
+    "ratelimit_reset_tokens": "x-ratelimit-reset-tokens",
+}
+_TEXT_FIELDS = {
+    "policy_id": "policy-id",
+    "backend": "x-backend",
+    "region": "x-ms-region",
+    "gateway_request_id": "x-gateway-request-id",
+}
+
+# Human names of failure causes, used for Locust's failure table.
+CAUSE_NAMES = {
+    "gateway_token_limit": "429 gateway token limit",
+    "gateway_quota": "403 gateway token quota",
+    "backend_429": "429 backend rate limit",
+    "breaker_open": "breaker open / no backend available",
+    "server_error": "5xx server error",
+    "client_error": "4xx client error",
+    "timeout": "timeout",
+    "connection": "connection error",
+    "truncated_stream": "truncated stream (no [DONE])",
+}
+
+
+def _number(value: str | None, kind: type) -> Any:
+    """A header as a number; float headers may carry OpenAI's unit suffix ("6s", "120ms")."""
+    if value is None:
+        return None
+    text = value.strip()
+    scale = 1.0
+    if kind is float and text.endswith("ms"):
+        text, scale = text[:-2], 0.001
+    elif kind is float and text.endswith("s"):
+        text = text[:-1]
+    try:
+        number = float(text) * scale
+    except ValueError:
+        return None
+    return int(number) if kind is int else number
+
+
+def capture(headers: Mapping[str, str], names: GatewayHeaderNames = DEFAULT_GATEWAY_HEADERS) -> dict[str, Any]:
+    """Record fields found in lower-cased `headers` (absent headers are left out).
+
+    >>> capture({"retry-after": "5", "x-ratelimit-remaining-tokens": "120", "x-ms-region": "East US"})
+    {'retry_after_s': 5.0, 'ratelimit_remaining_tokens': 120, 'region': 'East US'}
+    """
+    fields: dict[str, Any] = {}
+    retry_after = _number(headers.get(names.retry_after), float)
+    if retry_after is None and names.retry_after != "retry-after":
+        retry_after = _number(headers.get("retry-after"), float)
+    if retry_after is not None:
+        fields["retry_after_s"] = retry_after
+    for field_name, header in _FLOAT_FIELDS.items():
+        value = _number(headers.get(header), float)
+        if value is not None:
+            fields[field_name] = value
+    for field_name, header in _INT_FIELDS.items():
+        value = _number(headers.get(header), int)
+        if value is not None:
+            fields[field_name] = value
+    for field_name, header in (
+        ("gateway_remaining_tokens", names.remaining_tokens),
+        ("gateway_remaining_quota", names.remaining_quota),
+        ("gateway_tokens_consumed", names.tokens_consumed),
+    ):
+        value = _number(headers.get(header), int)
+        if value is not None:
+            fields[field_name] = value
+    for field_name, header in _TEXT_FIELDS.items():
+        text = headers.get(header)
+        if text:
+            fields[field_name] = text
+    backend_id = headers.get("apim-request-id") or headers.get("x-request-id")
+    if backend_id:
+        fields["backend_request_id"] = backend_id
+    return fields
+
+
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    error: str | None = None,
+    names: GatewayHeaderNames = DEFAULT_GATEWAY_HEADERS,
+) -> str:
+    """The record's `error_kind` for an attempt ("" on success)."""
+    if error:
+        return error
+    if status < 400:
+        return ""
+    from_gateway = "x-gateway-request-id" in headers
+    has_backend = "x-backend" in headers or "policy-id" in headers
+    if status == 429:
+        if "policy-id" in headers:
+            return "backend_429"
+        if names.remaining_tokens in headers and not has_backend:
+            return "gateway_token_limit"
+        if from_gateway and not has_backend:
+            return "breaker_open"
+        return "backend_429"
+    if status == 403 and names.remaining_quota in headers:
+        return "gateway_quota"
+    if status == 503 and from_gateway and not has_backend:
+        return "breaker_open"
+    if status >= 500:
+        return "server_error"
+    return "client_error"
