@@ -45,3 +45,7 @@ class RecordsError(HarnessError):
 
 class UsageError(HarnessError):
     """A command-line argument or combination of them is wrong."""
+
+
+class ServeError(HarnessError):
+    """A server of `harness serve` cannot start, e.g. its port is already taken."""

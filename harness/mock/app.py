@@ -1,0 +1,372 @@
+"""The ASGI app of one mock AOAI resource: routes, auth, admission, faults, latency, responses, log rows.
+
+>>> from harness.clock import VirtualClock
+>>> from harness.scenario import BackendInstance
+>>> app = build_mock_app(BackendInstance(), VirtualClock(), MemoryLog(), seed=0)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from harness.clock import Clock
+from harness.mock.deployment import OK, PTU_OVER_CAPACITY, RATE_LIMITED_REQUESTS, Admission, DeploymentModel
+from harness.mock.errors import error_body, fault_body, rate_limit_body
+from harness.mock.faults import Faults
+from harness.mock.headers import identity_headers, quota_headers, rate_limit_headers, whole_seconds
+from harness.mock.latency import LatencyModel
+from harness.mock.log import BackendLog, MemoryLog, NullLog
+from harness.mock.streaming import Generation, stream_events
+from harness.mock.synth import (
+    EMBEDDING_DIMENSIONS,
+    MAX_GENERATED_TOKENS,
+    TextSource,
+    chat_body,
+    completions_body,
+    embeddings_body,
+)
+from harness.scenario import BackendInstance, Deployment
+from harness.tokens import admission_estimate, count_prompt_tokens, prompt_texts, requested_max_tokens
+
+__all__ = ["MemoryLog", "build_mock_app"]
+
+OPERATIONS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
+JSON = "application/json"
+
+
+@dataclass
+class DeploymentRuntime:
+    """Everything the app keeps per deployment."""
+
+    name: str
+    spec: Deployment
+    quota: DeploymentModel
+    latency: LatencyModel
+    text: TextSource
+    reported_model: str  # as responses name it, e.g. gpt-4o-2024-08-06
+    session: str  # azureml-model-session
+
+
+class MockBackend:
+    """One AOAI resource: its deployments' state, faults and log, behind the request handler."""
+
+    def __init__(self, backend: BackendInstance, clock: Clock, log: BackendLog | None, seed: int) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.log: BackendLog = log if log is not None else NullLog()
+        self.rng = random.Random(f"{seed}:{backend.name}")
+        self.faults = Faults(backend.faults, clock.now(), self.rng)
+        self.deployments: dict[str, DeploymentRuntime] = {}
+        self.by_model: dict[str, DeploymentRuntime] = {}
+        for index, (name, spec) in enumerate(backend.deployments.items()):
+            runtime = DeploymentRuntime(
+                name=name,
+                spec=spec,
+                quota=DeploymentModel(spec, clock),
+                latency=LatencyModel(spec.latency_profile()),
+                text=TextSource(spec.model),
+                reported_model=f"{spec.model}-{spec.model_version}" if spec.model_version else spec.model,
+                session=f"{backend.name}-{name}-{index}".lower(),
+            )
+            self.deployments[name] = runtime
+            self.by_model.setdefault(spec.model, runtime)
+
+    def find(self, name: str) -> DeploymentRuntime | None:
+        return self.deployments.get(name) or self.by_model.get(name)
+
+    def authorized(self, request: Request) -> bool:
+        expected = self.backend.api_key
+        if not expected:
+            return True
+        given = request.headers.get("api-key")
+        if given is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else None
+        return given == expected
+
+    async def handle(self, request: Request, operation: str, deployment_name: str | None) -> Response:
+        call = Call(self, request, operation)
+        try:
+            return await call.answer(deployment_name)
+        finally:
+            if not call.streaming:
+                call.write_log()
+
+
+class Call:
+    """One request on its way through the mock; collects the log row as it goes."""
+
+    def __init__(self, mock: MockBackend, request: Request, operation: str) -> None:
+        self.mock = mock
+        self.request = request
+        self.operation = operation
+        self.clock = mock.clock
+        self.started = self.clock.now()
+        self.started_wall = self.clock.wall()
+        self.request_id = str(uuid.uuid4())
+        self.streaming = False
+        self.row: dict[str, Any] = {
+            "t": self.started,
+            "t_wall": self.started_wall,
+            "backend": mock.backend.name,
+            "region": mock.backend.region,
+            "request_id": self.request_id,
+            "client_request_id": request.headers.get("x-ms-client-request-id"),
+            "gateway_request_id": request.headers.get("x-gateway-request-id"),
+            "deployment": None,
+            "model": None,
+            "operation": operation,
+            "stream": False,
+            "status": 500,
+            "decision": "fault",
+            "estimate_charged": 0,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "total_tokens": None,
+            "remaining_requests": None,
+            "remaining_tokens": None,
+            "utilization": None,
+            "retry_after": None,
+            "queued_s": 0.0,
+            "ttft_s": None,
+            "duration_s": None,
+        }
+        self.headers = identity_headers(self.request_id, mock.backend.region, self.row["client_request_id"])
+
+    def write_log(self) -> None:
+        if self.row["duration_s"] is None:
+            self.row["duration_s"] = self.clock.now() - self.started
+        self.mock.log.write(self.row)
+
+    def reply(self, status: int, body: bytes, decision: str, headers: dict[str, str] | None = None) -> Response:
+        self.row["status"] = status
+        self.row["decision"] = decision
+        return Response(body, status_code=status, headers={**self.headers, **(headers or {})}, media_type=JSON)
+
+    async def answer(self, deployment_name: str | None) -> Response:
+        request = self.request
+        if deployment_name is not None and not request.query_params.get("api-version"):
+            return self.reply(
+                400,
+                error_body("BadRequest", "The api-version query parameter is required.", type="invalid_request_error"),
+                "bad_request",
+            )
+        if not self.mock.authorized(request):
+            return self.reply(
+                401,
+                error_body("401", "Access denied: the API key is missing or wrong for this resource."),
+                "unauthorized",
+            )
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return self.reply(
+                400,
+                error_body("BadRequest", "The request body must be a JSON object.", type="invalid_request_error"),
+                "bad_request",
+            )
+        if deployment_name is None:
+            model = body.get("model")
+            deployment_name = model if isinstance(model, str) else ""
+        runtime = self.mock.find(deployment_name)
+        if runtime is None:
+            return self.reply(
+                404,
+                error_body("DeploymentNotFound", f"This resource has no deployment named '{deployment_name}'."),
+                "not_found",
+            )
+        return await self.serve(runtime, body)
+
+    async def serve(self, runtime: DeploymentRuntime, body: dict[str, Any]) -> Response:
+        mock, clock, row = self.mock, self.clock, self.row
+        row["deployment"] = runtime.name
+        row["model"] = runtime.spec.model
+        self.headers["azureml-model-session"] = runtime.session
+        stream = body.get("stream") is True and self.operation != "embeddings"
+        row["stream"] = stream
+        added = mock.faults.added_latency()
+
+        outage = mock.faults.outage_status(clock.now())
+        if outage is not None:
+            await self.wait(added)
+            return self.reply(outage, fault_body(outage), "outage")
+
+        estimate = admission_estimate(self.operation, body, runtime.spec.model, runtime.quota.default_completion)
+        admission = await self.admit(runtime, estimate)
+        row["estimate_charged"] = admission.estimate
+        row["remaining_requests"] = admission.remaining_requests
+        row["remaining_tokens"] = admission.remaining_tokens
+        row["utilization"] = admission.utilization
+        if not admission.allowed:
+            await self.wait(added)
+            return self.rate_limited(runtime, admission)
+
+        error = mock.faults.error_status()
+        if error is not None:
+            await self.wait(added)
+            return self.reply(error, fault_body(error), "fault", quota_headers(admission))
+
+        decision = "queued_then_ok" if row["queued_s"] > 0 else OK
+        headers = quota_headers(admission)
+        prompt_tokens = count_prompt_tokens(self.operation, body, runtime.spec.model)
+        if self.operation == "embeddings":
+            return await self.embeddings(runtime, body, prompt_tokens, admission, added, headers, decision)
+        generation = self.generate(runtime, body, prompt_tokens)
+        plan = runtime.latency.plan(generation.completion_tokens, mock.rng, added)
+        runtime.quota.finish(admission, prompt_tokens + generation.completion_tokens)
+        row["prompt_tokens"] = prompt_tokens
+        row["completion_tokens"] = generation.completion_tokens
+        row["total_tokens"] = prompt_tokens + generation.completion_tokens
+        row["status"] = 200
+        row["decision"] = decision
+        if stream:
+            self.streaming = True
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return StreamingResponse(
+                self.logged(stream_events(generation, plan, clock, include_usage), plan.ttft),
+                headers={**self.headers, **headers},
+                media_type="text/event-stream",
+            )
+        await self.wait(plan.total)
+        row["ttft_s"] = plan.ttft
+        make = chat_body if self.operation == "chat" else completions_body
+        payload = make(
+            runtime.reported_model,
+            generation.text,
+            generation.finish_reason,
+            prompt_tokens,
+            generation.completion_tokens,
+            generation.created,
+        )
+        return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
+
+    async def admit(self, runtime: DeploymentRuntime, estimate: int) -> Admission:
+        """Admit, or on a share of would-be 429s (PAYG queueing) wait for room up to `max_wait`."""
+        quota = runtime.quota
+        admission = quota.admit(estimate, count_rejected=False)
+        if admission.allowed:
+            return admission
+        budget = 0.0 if quota.is_ptu else self.mock.faults.queue_budget()
+        waited = 0.0
+        while not admission.allowed and 0 < admission.retry_after <= budget - waited:
+            await self.clock.asleep(admission.retry_after)
+            waited = self.clock.now() - self.started
+            admission = quota.admit(estimate, count_rejected=False)
+        self.row["queued_s"] = waited if admission.allowed else 0.0
+        if not admission.allowed:
+            admission = quota.admit(estimate)  # counts the rejected request against the request window
+        return admission
+
+    def rate_limited(self, runtime: DeploymentRuntime, admission: Admission) -> Response:
+        long_wait = self.mock.faults.long_retry_after() if admission.decision != PTU_OVER_CAPACITY else None
+        wait = long_wait if long_wait is not None else admission.retry_after
+        self.row["retry_after"] = wait
+        what = {
+            RATE_LIMITED_REQUESTS: "request rate",
+            PTU_OVER_CAPACITY: "provisioned throughput",
+        }.get(admission.decision, "token rate")
+        return self.reply(
+            429,
+            rate_limit_body(runtime.name, what, whole_seconds(wait)),
+            admission.decision,
+            rate_limit_headers(admission, wait),
+        )
+
+    def generate(self, runtime: DeploymentRuntime, body: dict[str, Any], prompt_tokens: int) -> Generation:
+        wanted = max(1, round(runtime.spec.completion_tokens.sample(self.mock.rng)))
+        cap = requested_max_tokens(body) or MAX_GENERATED_TOKENS
+        tokens = min(wanted, cap)
+        return Generation(
+            operation=self.operation,
+            model=runtime.reported_model,
+            pieces=runtime.text.pieces(tokens, self.mock.rng),
+            finish_reason="length" if wanted > cap else "stop",
+            prompt_tokens=prompt_tokens,
+            created=int(self.clock.now()),
+        )
+
+    async def embeddings(
+        self,
+        runtime: DeploymentRuntime,
+        body: dict[str, Any],
+        prompt_tokens: int,
+        admission: Admission,
+        added: float,
+        headers: dict[str, str],
+        decision: str,
+    ) -> Response:
+        plan = runtime.latency.plan(0, self.mock.rng, added)
+        runtime.quota.finish(admission, prompt_tokens)
+        await self.wait(plan.total)
+        dimensions = body.get("dimensions")
+        if not (isinstance(dimensions, int) and 0 < dimensions <= 3072):
+            dimensions = EMBEDDING_DIMENSIONS
+        payload = embeddings_body(
+            runtime.reported_model,
+            max(1, len(prompt_texts("embeddings", body))),
+            prompt_tokens,
+            self.mock.rng,
+            dimensions,
+            body.get("encoding_format") == "base64",
+        )
+        self.row.update(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens, ttft_s=plan.ttft)
+        self.row["status"] = 200
+        self.row["decision"] = decision
+        return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
+
+    async def wait(self, seconds: float) -> None:
+        # A zero latency costs nothing: no sleep, not even a yield.
+        if seconds > 0:
+            await self.clock.asleep(seconds)
+
+    async def logged(self, events: Any, ttft: float) -> Any:
+        """Pass the stream through, and write the log row when it ends (or the client goes away)."""
+        try:
+            async for chunk in events:
+                yield chunk
+            self.row["ttft_s"] = ttft
+        finally:
+            self.row["duration_s"] = self.clock.now() - self.started
+            self.write_log()
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def build_mock_app(backend: BackendInstance, clock: Clock, log: BackendLog | None = None, seed: int = 0) -> Starlette:
+    """The ASGI app of one mock AOAI resource (`backend`), on `clock`, writing rows to `log`.
+
+    >>> from harness.clock import VirtualClock
+    >>> app = build_mock_app(BackendInstance(name="east"), VirtualClock(), MemoryLog(), seed=1)
+    >>> app.state.mock.backend.name
+    'east'
+    """
+    mock = MockBackend(backend, clock, log, seed)
+
+    def route(path: str, operation: str, by_path: bool) -> Route:
+        async def endpoint(request: Request) -> Response:
+            name = request.path_params["deployment"] if by_path else None
+            return await mock.handle(request, operation, name)
+
+        return Route(path, endpoint, methods=["POST"])
+
+    routes = []
+    for suffix, operation in OPERATIONS.items():
+        routes.append(route(f"/openai/deployments/{{deployment}}/{suffix}", operation, True))
+        routes.append(route(f"/openai/v1/{suffix}", operation, False))
+    app = Starlette(routes=routes)
+    app.state.mock = mock
+    return app

@@ -1,0 +1,59 @@
+"""Response headers of an AOAI deployment: quota figures on success, retry advice on a 429.
+
+>>> from harness.mock.deployment import Admission
+>>> rate_limit_headers(Admission("rate_limited_tokens", 0, 5.2, 50, 50_000, 49, 0, 3.0, 41.0))["retry-after"]
+'6'
+"""
+
+from __future__ import annotations
+
+import math
+
+from harness.mock.deployment import RATE_LIMITED_REQUESTS, RATE_LIMITED_TOKENS, Admission
+
+POLICY_IDS = {RATE_LIMITED_TOKENS: "DeploymentRatelimit-Token", RATE_LIMITED_REQUESTS: "DeploymentRatelimit-Requests"}
+
+
+def whole_seconds(seconds: float) -> int:
+    """Seconds rounded up, as AOAI writes Retry-After and the reset headers (never 0 for a wait)."""
+    return max(0, math.ceil(seconds - 1e-9))
+
+
+def identity_headers(request_id: str, region: str, client_request_id: str | None) -> dict[str, str]:
+    """Headers every answer carries, so a request can be traced across layers (the model session is added
+    once the deployment is known)."""
+    headers = {"apim-request-id": request_id, "x-request-id": request_id, "x-ms-region": region}
+    if client_request_id:
+        headers["x-ms-client-request-id"] = client_request_id
+    return headers
+
+
+def quota_headers(admission: Admission) -> dict[str, str]:
+    """x-ratelimit-* figures (standard deployments) or the utilization (PTU) after this request."""
+    headers: dict[str, str] = {}
+    if admission.limit_requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(admission.limit_requests)
+        headers["x-ratelimit-remaining-requests"] = str(admission.remaining_requests)
+        headers["x-ratelimit-limit-tokens"] = str(admission.limit_tokens)
+        headers["x-ratelimit-remaining-tokens"] = str(admission.remaining_tokens)
+    if admission.utilization is not None:
+        headers["azure-openai-deployment-utilization"] = f"{admission.utilization:.1f}%"
+    return headers
+
+
+def rate_limit_headers(admission: Admission, retry_after: float | None = None) -> dict[str, str]:
+    """The 429 headers: both retry headers, the reset headers and the policy that refused.
+
+    `retry_after` overrides the admission's own figure (the day-long Retry-After fault).
+    """
+    wait = admission.retry_after if retry_after is None else retry_after
+    headers = quota_headers(admission)
+    headers["retry-after"] = str(whole_seconds(wait))
+    headers["retry-after-ms"] = str(max(0, math.ceil(wait * 1000)))
+    if admission.limit_requests is not None:
+        headers["x-ratelimit-reset-requests"] = str(whole_seconds(admission.reset_requests))
+        headers["x-ratelimit-reset-tokens"] = str(whole_seconds(admission.reset_tokens))
+    policy = POLICY_IDS.get(admission.decision)
+    if policy:
+        headers["policy-id"] = policy
+    return headers

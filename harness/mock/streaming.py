@@ -1,0 +1,125 @@
+"""Server-sent events exactly as AOAI streams them, paced token by token on the injected clock.
+
+Event order: the prompt-filter chunk (`choices: []`), the role chunk (chat), one chunk per token, the chunk
+with `finish_reason`, the usage chunk when `stream_options.include_usage` is set (`choices: []`, every
+other chunk `usage: null`), then `data: [DONE]`. Each token is sent when the latency plan says it is due;
+waits are measured from the start against the clock, so scheduling delays do not accumulate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from harness.clock import Clock
+from harness.mock.latency import LatencyPlan
+from harness.mock.synth import completion_id, prompt_filter_results, usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A completion ready to be sent: its text pieces (one token each) and what `usage` will say."""
+
+    operation: str  # "chat" or "completions"
+    model: str  # as reported in responses, e.g. gpt-4o-2024-08-06
+    pieces: list[str]
+    finish_reason: str
+    prompt_tokens: int
+    created: int
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.pieces)
+
+
+def event(payload: dict[str, object]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+class ChunkWriter:
+    """Builds the SSE events of one streamed generation (fixed parts serialised once)."""
+
+    def __init__(self, generation: Generation) -> None:
+        self.generation = generation
+        self.chat = generation.operation == "chat"
+        self.id = completion_id("chatcmpl" if self.chat else "cmpl")
+        obj = "chat.completion.chunk" if self.chat else "text_completion"
+        tail = {"created": generation.created, "id": self.id, "model": generation.model, "object": obj}
+        if self.chat:
+            tail["system_fingerprint"] = "fp_mock"
+        self._tail = json.dumps(tail, separators=(",", ":"))[1:-1]  # the shared fields, without braces
+
+    def _choice_event(self, choice: str) -> bytes:
+        return f'data: {{"choices":[{choice}],{self._tail},"usage":null}}\n\n'.encode()
+
+    def prompt_filter(self) -> bytes:
+        return event(
+            {
+                "choices": [],
+                "created": 0,
+                "id": "",
+                "model": "",
+                "object": "",
+                "prompt_filter_results": prompt_filter_results(),
+            }
+        )
+
+    def role(self) -> bytes:
+        delta = '{"content":"","refusal":null,"role":"assistant"}'
+        return self._choice_event(
+            f'{{"content_filter_results":{{}},"delta":{delta},"finish_reason":null,"index":0,"logprobs":null}}'
+        )
+
+    def token(self, piece: str) -> bytes:
+        text = json.dumps(piece)
+        if self.chat:
+            return self._choice_event(
+                f'{{"content_filter_results":{{}},"delta":{{"content":{text}}},"finish_reason":null,'
+                f'"index":0,"logprobs":null}}'
+            )
+        return self._choice_event(f'{{"finish_reason":null,"index":0,"logprobs":null,"text":{text}}}')
+
+    def finish(self) -> bytes:
+        reason = json.dumps(self.generation.finish_reason)
+        if self.chat:
+            return self._choice_event(
+                f'{{"content_filter_results":{{}},"delta":{{}},"finish_reason":{reason},"index":0,"logprobs":null}}'
+            )
+        return self._choice_event(f'{{"finish_reason":{reason},"index":0,"logprobs":null,"text":""}}')
+
+    def usage(self) -> bytes:
+        g = self.generation
+        return f'data: {{"choices":[],{self._tail},"usage":{json.dumps(usage(g.prompt_tokens, g.completion_tokens))}}}\n\n'.encode()
+
+
+async def stream_events(
+    generation: Generation, plan: LatencyPlan, clock: Clock, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """The SSE body, each token yielded when due; the first token (with the opening chunks) at TTFT."""
+    writer = ChunkWriter(generation)
+    start = clock.now()
+    due = plan.ttft
+    opening = writer.prompt_filter() + (writer.role() if writer.chat else b"")
+    pieces = generation.pieces
+    last = len(pieces) - 1
+    for i, piece in enumerate(pieces):
+        if i > 0:
+            due += plan.gaps[i - 1]
+        wait = start + due - clock.now()
+        if wait > 0:
+            await clock.asleep(wait)
+        chunk = writer.token(piece)
+        if i == 0:
+            chunk = opening + chunk
+        if i == last:
+            chunk += writer.finish() + (writer.usage() if include_usage else b"") + DONE
+        yield chunk
+    if not pieces:  # nothing generated: still a well-formed stream
+        yield opening + writer.finish() + (writer.usage() if include_usage else b"") + DONE
