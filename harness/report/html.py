@@ -1,0 +1,238 @@
+"""Write a run's report: report.html (figures embedded as base64 PNG), the PNGs, and summary.json.
+
+>>> write_report("reports/runs/quickstart")  # doctest: +SKIP
+PosixPath('reports/runs/quickstart/report.html')
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.report import figures, metrics
+from harness.report.load import load_run
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.missing{background:#fff3cd;padding:.5em 1em}
+img{max-width:100%}figcaption{color:#555;font-size:.9em;margin-bottom:2em}
+"""
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Report on one run directory; writes into `out` (default: the run directory) and returns report.html."""
+    run = load_run(run_dir)
+    out_dir = Path(out) if out is not None else run.run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = metrics.summarize(run)
+    drawn = figures.draw_all(run)
+    summary["run"]["missing"] = list(run.missing)
+    images = {name: png_bytes(d.figure) for name, d in drawn.items()}
+    for name, data in images.items():
+        (out_dir / f"{name}.png").write_bytes(data)
+    summary["figures"] = [f"{name}.png" for name in images]
+    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n", encoding="utf-8")
+    page = render_run(summary, drawn, images)
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    for note in run.missing:
+        print(f"harness report: note: {note}", file=sys.stderr)
+    return path
+
+
+def png_bytes(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def json_safe(value: Any) -> Any:
+    """Nested data with NaN/inf as None and numpy scalars as plain numbers, for strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table cell: rounded, thousands separated; empty for None."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    return html.escape(str(value))
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def img_tag(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
+
+
+def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The numbers a reader looks at first, as (label, value); also the rows of `harness compare`."""
+    req, thr, ret = summary["requests"], summary["throughput"], summary["retries"]
+    lat, ttft, e2e = summary["latency"]["all"], summary["ttft"]["all"], summary["end_to_end_latency"]
+    return [
+        ("logical requests", req["logical"]),
+        ("attempts", req["attempts"]),
+        ("client-visible failure rate", req["client_failure_rate"]),
+        ("429 rate (share of attempts)", req["rate_429"]),
+        ("429 from the gateway token limit", req["rate_429_gateway"]),
+        ("429 from a backend", req["rate_429_backend"]),
+        ("503 breaker open", req["rate_503_breaker"]),
+        ("goodput (tokens per scenario minute)", thr["goodput_tpm"]),
+        ("retry amplification (attempts per request)", ret["amplification"]),
+        ("time lost waiting per request (s)", ret["wait_s_per_request"]),
+        ("latency p50 (s)", lat["p50"]),
+        ("latency p95 (s)", lat["p95"]),
+        ("end-to-end p95 incl. retries (s)", e2e["p95"]),
+        ("TTFT p95 (s)", ttft["p95"]),
+        ("duration (scenario s)", summary["run"]["duration_s"]),
+    ]
+
+
+def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images: dict[str, bytes]) -> str:
+    run = summary["run"]
+    parts = [
+        f"<h1>Run {html.escape(str(run['run_id']))}</h1>",
+        f"<p>client profile(s): {html.escape(', '.join(run['client_profiles']) or 'unknown')} · "
+        f"time scale: {fmt(run['time_scale'])} · scenario duration: {fmt(run['duration_s'])} s</p>",
+    ]
+    if run["missing"]:
+        items = "".join(f"<li>{html.escape(m)}</li>" for m in run["missing"])
+        parts.append(f'<div class="missing"><b>Not shown, because data is missing:</b><ul>{items}</ul></div>')
+    parts += ["<h2>Headline numbers</h2>", table(("measure", "value"), headline_rows(summary))]
+    for name, d in drawn.items():
+        parts.append(
+            f"<h2>{html.escape(d.title)}</h2><figure>{img_tag(images[name], d.title)}"
+            f"<figcaption>{html.escape(d.caption)} File: {name}.png</figcaption></figure>"
+        )
+        parts.append(_tables_after(name, summary))
+    parts.append(_chargeback_section(summary["chargeback"]))
+    return _page(f"Run {run['run_id']}", "".join(parts))
+
+
+def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
+    if figure_name == "timeline" and summary["breaker"]:
+        return table(
+            ("backend", "trips", "open (scenario s)"),
+            ((n, b["trips"], b["open_s"]) for n, b in summary["breaker"].items()),
+        )
+    if figure_name == "throughput":
+        header: tuple[str, ...] = (
+            "name",
+            "requests",
+            "request share",
+            "tokens",
+            "token share",
+            "TPM",
+            "peak TPM",
+            "limit TPM",
+        )
+        keys = ("requests", "request_share", "tokens", "token_share", "tpm", "peak_tpm", "limit_tpm")
+        return "".join(
+            f"<h3>Per {what}</h3>" + table(header, ((n, *(v[k] for k in keys)) for n, v in summary[section].items()))
+            for section, what in (("backends", "backend"), ("apps", "app"))
+        )
+    if figure_name == "retry_after":
+        header = (
+            "source",
+            "attempts",
+            "with Retry-After",
+            "p50 (s)",
+            "max (s)",
+            "waited",
+            "own backoff",
+            "at once",
+            "gave up",
+        )
+        rows = [
+            (
+                metrics.OUTCOME_LABELS[s],
+                v["attempts"],
+                v["with_retry_after"],
+                v["retry_after_s"]["p50"],
+                v["retry_after_s"]["max"],
+                *(v["client_did"][r] for r in metrics.REACTIONS),
+            )
+            for s, v in summary["retry_after"].items()
+        ]
+        return table(header, rows)
+    if figure_name == "latency":
+        rows = []
+        for which in ("latency", "ttft"):
+            section = summary[which]
+            groups = [("all", section["all"]), ("stream", section["stream"]), ("non-stream", section["non_stream"])]
+            groups += [(f"max_tokens {k}", v) for k, v in section["by_max_tokens"].items()]
+            rows += [(f"{which} {g}", v["count"], v["p50"], v["p95"], v["p99"]) for g, v in groups if v["count"]]
+        return table(("group", "n", "p50 (s)", "p95 (s)", "p99 (s)"), rows)
+    if figure_name == "drain" and summary["drain"]:
+        d = summary["drain"]
+        rows = [("all", d["requests"], d["charged"], d["used"], d["charged_per_used"])]
+        rows += [
+            (k, v["requests"], v["charged"], v["used"], v["charged_per_used"]) for k, v in d["by_deployment"].items()
+        ]
+        return table(("deployment", "requests", "charged", "used", "charged / used"), rows)
+    return ""
+
+
+def _chargeback_section(rows: list[dict[str, Any]] | None) -> str:
+    title = "<h2>Chargeback: tokens per app and model, gateway vs backends</h2>"
+    if rows is None:
+        return title + '<p class="missing">Needs both the gateway log and the backend log.</p>'
+    header = (
+        "app",
+        "model",
+        "gateway prompt",
+        "gateway completion",
+        "gateway total",
+        "backend total",
+        "error",
+        "error %",
+    )
+    body = (
+        (
+            r["app_id"],
+            r["model"],
+            r["gateway_prompt_tokens"],
+            r["gateway_completion_tokens"],
+            r["gateway_total_tokens"],
+            r["backend_total_tokens"],
+            r["error"],
+            r["error_pct"],
+        )
+        for r in rows
+    )
+    note = "<p>Joined on the gateway request id the backend received; error = gateway − backend usage.</p>"
+    return title + note + table(header, body)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>{body}</body></html>\n"
+    )

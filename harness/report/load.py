@@ -1,0 +1,320 @@
+"""Read a run directory into typed DataFrames: records, gateway log, backend log, scenario and run info.
+
+Every problem with a records file is one `RecordsError` naming the file and the line; a missing gateway or
+backend log is not an error: the report says what it could not show (`RunData.missing`).
+
+    >>> run = load_run("reports/runs/quickstart-20250101T000000")  # doctest: +SKIP
+    >>> run.records["status"].value_counts()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import yaml
+
+from harness.errors import RecordsError, ScenarioError
+from harness.records import RECORD_COLUMNS, RECORD_FIELDS
+from harness.scenario import Scenario, validate_scenario
+
+RECORDS_FILE = "records.csv"
+GATEWAY_LOG = "gateway.jsonl"
+BACKEND_LOG = "backend.jsonl"
+SCENARIO_FILE = "scenario.yaml"
+RUN_INFO_FILE = "run.json"
+
+# Integers are read as float64: they may be empty, and a writer may have written 256 as 256.0.
+_ARROW_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
+
+# Numbers are read as float64 so that a null, an int and a float in the same field never clash.
+_F, _S, _B = pa.float64(), pa.string(), pa.bool_()
+GATEWAY_SCHEMA = pa.schema(
+    [
+        ("kind", _S),
+        ("t", _F),
+        ("gateway_request_id", _S),
+        ("client_request_id", _S),
+        ("backend_request_id", _S),
+        ("app_id", _S),
+        ("deployment", _S),
+        ("model", _S),
+        ("operation", _S),
+        ("stream", _B),
+        ("backend", _S),
+        ("status", _F),
+        ("outcome", _S),
+        ("retry_after", _F),
+        ("prompt_tokens", _F),
+        ("completion_tokens", _F),
+        ("total_tokens", _F),
+        ("tokens_counted_by", _S),
+        ("duration_s", _F),
+        ("from", _S),
+        ("to", _S),
+        ("reason", _S),
+        ("until", _F),
+    ]
+)
+BACKEND_SCHEMA = pa.schema(
+    [
+        ("t", _F),
+        ("backend", _S),
+        ("region", _S),
+        ("request_id", _S),
+        ("client_request_id", _S),
+        ("gateway_request_id", _S),
+        ("deployment", _S),
+        ("model", _S),
+        ("operation", _S),
+        ("stream", _B),
+        ("status", _F),
+        ("decision", _S),
+        ("estimate_charged", _F),
+        ("prompt_tokens", _F),
+        ("completion_tokens", _F),
+        ("total_tokens", _F),
+        ("utilization", _F),
+        ("retry_after", _F),
+        ("queued_s", _F),
+        ("duration_s", _F),
+    ]
+)
+
+
+@dataclass
+class RunData:
+    """One run directory, read and typed. Log frames are None when the log is absent."""
+
+    run_dir: Path
+    records: pd.DataFrame
+    gateway: pd.DataFrame | None = None  # gateway log rows of kind "request"
+    breakers: pd.DataFrame | None = None  # gateway log rows of kind "breaker"
+    backend: pd.DataFrame | None = None
+    scenario: Scenario | None = None
+    scenario_data: dict[str, Any] = field(default_factory=dict)  # scenario.yaml as written, for diffs
+    run_info: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # what the report cannot show, and why
+
+    @property
+    def name(self) -> str:
+        return str(self.run_info.get("run_id") or self.run_dir.name)
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read every file of a run directory; only the records are required."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RecordsError(str(run_dir), "no such run directory")
+    run = RunData(run_dir=run_dir, records=read_records(run_dir / RECORDS_FILE))
+    run.run_info = _read_run_info(run_dir / RUN_INFO_FILE, run.missing)
+    run.scenario_data, run.scenario = _read_scenario(run_dir / SCENARIO_FILE, run.missing)
+    gateway_path = run_dir / GATEWAY_LOG
+    if gateway_path.exists():
+        log = read_json_lines(gateway_path, GATEWAY_SCHEMA, run.missing)
+        run.gateway = log[log["kind"] == "request"].reset_index(drop=True)
+        run.breakers = log[log["kind"] == "breaker"].sort_values("t", kind="stable").reset_index(drop=True)
+    else:
+        run.missing.append(
+            f"no gateway log ({GATEWAY_LOG}): no breaker bands, no gateway token counts, no chargeback table"
+        )
+    backend_path = run_dir / BACKEND_LOG
+    if backend_path.exists():
+        run.backend = read_json_lines(backend_path, BACKEND_SCHEMA, run.missing)
+    else:
+        run.missing.append(f"no backend log ({BACKEND_LOG}): no admission drain, no backend usage for chargeback")
+    return run
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    """records.csv -> DataFrame with the schema's types; any malformed line is a RecordsError naming it."""
+    file = str(path)
+    if not path.exists():
+        raise RecordsError(file, "no records file (is this a run directory?)")
+    if path.stat().st_size == 0:
+        raise RecordsError(file, "the file is empty (expected a header row of record fields)", line=1)
+    header = _read_header(path)
+    missing = [name for name in RECORD_FIELDS if name not in header]
+    if missing:
+        raise RecordsError(file, f"header lacks the record field(s): {', '.join(missing)}", line=1)
+    last_line = _incomplete_last_line(path)
+    if last_line is not None:
+        raise RecordsError(
+            file, "truncated: the last line ends without a newline (the run stopped mid-write?)", last_line
+        )
+    types = {c.name: _ARROW_TYPES[c.kind] for c in RECORD_COLUMNS}
+    bad_rows: list[Any] = []
+
+    def on_invalid(row: Any) -> str:
+        bad_rows.append(row)
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
+            path,
+            read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 24),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                true_values=["true", "True", "TRUE", "1"],
+                false_values=["false", "False", "FALSE", "0"],
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _locate_bad_value(path, header, str(exc)) from None
+    if bad_rows:
+        row = bad_rows[0]
+        raise RecordsError(file, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.number)
+    if table.num_rows == 0:
+        raise RecordsError(file, "no records after the header", line=2)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    for required in ("t_scenario", "logical_id", "status"):
+        nulls = frame[required].isna().to_numpy().nonzero()[0]
+        if len(nulls):
+            raise RecordsError(file, f"'{required}' is empty", line=int(nulls[0]) + 2)
+    return frame
+
+
+def read_json_lines(path: Path, schema: pa.Schema, notes: list[str]) -> pd.DataFrame:
+    """A JSON-lines log -> DataFrame of the schema's fields (others ignored); a bad line is a RecordsError.
+
+    A server stopped mid-write may leave the last line incomplete: that line is dropped with a note.
+    """
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        line = data.count(b"\n", 0, cut) + 1
+        notes.append(f"{path.name}: dropped the incomplete last line {line}")
+        data = data[:cut]
+    if not data.strip():
+        return pd.DataFrame(
+            {name: pd.Series(dtype=_pandas_dtype(t)) for name, t in zip(schema.names, schema.types, strict=True)}
+        )
+    try:
+        table = pa_json.read_json(
+            pa.BufferReader(data),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 24),
+            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _locate_bad_json(path, data, schema, str(exc)) from None
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _pandas_dtype(arrow_type: pa.DataType) -> str:
+    return "float64" if pa.types.is_floating(arrow_type) else "boolean" if pa.types.is_boolean(arrow_type) else "str"
+
+
+def _read_header(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        try:
+            return next(csv.reader(handle))
+        except (StopIteration, UnicodeDecodeError, csv.Error):
+            raise RecordsError(str(path), "the first line is not a CSV header row", line=1) from None
+
+
+def _incomplete_last_line(path: Path) -> int | None:
+    with path.open("rb") as handle:
+        handle.seek(-1, 2)
+        if handle.read(1) == b"\n":
+            return None
+        handle.seek(0)
+        newlines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 22), b""))
+    return newlines + 1
+
+
+def _locate_bad_value(path: Path, header: list[str], arrow_message: str) -> RecordsError:
+    # Arrow says what failed but not reliably where: find the first cell that does not parse, line by line.
+    kinds = {c.name: c.kind for c in RECORD_COLUMNS}
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for row in reader:
+            for name, cell in zip(header, row, strict=False):
+                kind = kinds.get(name)
+                if cell and kind and not _parses(cell, kind):
+                    return RecordsError(str(path), f"'{name}' must be {kind}, got {cell[:40]!r}", reader.line_num)
+    return RecordsError(str(path), arrow_message.splitlines()[0])
+
+
+def _parses(cell: str, kind: str) -> bool:
+    try:
+        if kind in ("int", "float"):
+            float(cell)
+        elif kind == "bool":
+            return cell.lower() in ("true", "1", "false", "0")
+    except ValueError:
+        return False
+    return True
+
+
+def _locate_bad_json(path: Path, data: bytes, schema: pa.Schema, arrow_message: str) -> RecordsError:
+    numeric = {n for n, t in zip(schema.names, schema.types, strict=True) if pa.types.is_floating(t)}
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return RecordsError(str(path), f"not valid JSON ({exc.msg})", number)
+        if not isinstance(row, dict):
+            return RecordsError(str(path), "each line must be a JSON object", number)
+        for name in numeric & row.keys():
+            value = row[name]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                return RecordsError(str(path), f"'{name}' must be a number, got {value!r:.40}", number)
+    return RecordsError(str(path), arrow_message.splitlines()[0])
+
+
+def _read_run_info(path: Path, notes: list[str]) -> dict[str, Any]:
+    if not path.exists():
+        notes.append(f"no {RUN_INFO_FILE}: run id, client profile and time scale come from the records only")
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordsError(str(path), f"not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(info, dict):
+        raise RecordsError(str(path), "must hold a JSON object")
+    return info
+
+
+def _read_scenario(path: Path, notes: list[str]) -> tuple[dict[str, Any], Scenario | None]:
+    if not path.exists():
+        notes.append(f"no {SCENARIO_FILE}: limits are not drawn on the throughput figures")
+        return {}, None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        notes.append(f"{SCENARIO_FILE} is not valid YAML: limits are not drawn")
+        return {}, None
+    if not isinstance(data, dict):
+        notes.append(f"{SCENARIO_FILE} is not a mapping: limits are not drawn")
+        return {}, None
+    try:
+        return data, validate_scenario(data, str(path))
+    except ScenarioError as exc:
+        notes.append(f"{SCENARIO_FILE} does not validate ({exc}): limits are not drawn")
+        return data, None
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON-safe number: NaN and infinities become None, numpy scalars plain Python."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,389 @@
+"""Headline numbers of a run, computed with pandas from the records and the two server logs.
+
+Definitions (the report and summary.json use these, and only these):
+- outcome of an attempt: `success` (no error kind, status 1-399), `gateway_token_limit`, `backend_429`,
+  `breaker_open` (from the record's error kind), else `other_error`;
+- a logical request succeeded when any of its attempts did; the client-visible failure rate is the share of
+  logical requests that did not;
+- duration: from the first attempt's start to the last attempt's end, in scenario seconds;
+- goodput: usage total tokens of successful attempts per scenario minute;
+- Retry-After of an attempt: retry-after-ms / 1000 when present, else Retry-After;
+- percentiles interpolate linearly between order statistics.
+
+    >>> summary = summarize(load_run("reports/runs/quickstart"))  # doctest: +SKIP
+    >>> summary["requests"]["client_failure_rate"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.report.load import RunData, finite_or_none
+
+OUTCOMES = ("success", "gateway_token_limit", "backend_429", "breaker_open", "other_error")
+OUTCOME_LABELS = {
+    "success": "success",
+    "gateway_token_limit": "429 gateway token limit",
+    "backend_429": "429 from a backend",
+    "breaker_open": "503 breaker open",
+    "other_error": "other error",
+}
+THROTTLED = ("gateway_token_limit", "backend_429", "breaker_open")
+REACTIONS = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
+MAX_TOKENS_EDGES = (0, 256, 1024, 4096, math.inf)
+MAX_TOKENS_LABELS = ("<=256", "257-1024", "1025-4096", ">4096")
+PERCENTILES = (50, 95, 99)
+_NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+
+
+def annotate(records: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived columns every metric uses: outcome, t (s since start), end, retry_after (s)."""
+    if "outcome" in records:
+        return records
+    kind = records["error_kind"]
+    status = records["status"]
+    ok = kind.isna() & (status >= 1) & (status <= 399)
+    records["outcome"] = pd.Categorical(
+        np.select(
+            [ok, kind == "gateway_token_limit", kind == "backend_429", kind == "breaker_open"],
+            list(OUTCOMES[:4]),
+            default="other_error",
+        ),
+        categories=OUTCOMES,
+    )
+    start = records["t_scenario"].min()
+    records["t"] = records["t_scenario"] - start
+    records["end"] = records["t"] + records["latency_s"].fillna(0.0)
+    records["retry_after"] = (records["retry_after_ms"] / 1000.0).fillna(records["retry_after_s"])
+    return records
+
+
+def run_start(run: RunData) -> float:
+    """Scenario time (epoch s) of the first attempt: time zero of every axis."""
+    return float(run.records["t_scenario"].min())
+
+
+def duration_s(records: pd.DataFrame) -> float:
+    return float(records["end"].max())
+
+
+def percentiles(values: pd.Series) -> dict[str, Any]:
+    """count and p50/p95/p99 of the non-null values (None when there are none)."""
+    values = values.dropna()
+    out: dict[str, Any] = {"count": len(values)}
+    for p in PERCENTILES:
+        out[f"p{p}"] = finite_or_none(values.quantile(p / 100)) if len(values) else None
+    return out
+
+
+def max_tokens_bucket(max_tokens: pd.Series) -> pd.Series:
+    """Bucket label of each max_tokens value; `unset` when the request sent none."""
+    buckets = pd.cut(max_tokens, bins=list(MAX_TOKENS_EDGES), labels=list(MAX_TOKENS_LABELS), right=True)
+    return buckets.cat.add_categories(["unset"]).fillna("unset")
+
+
+def nice_bin(span_s: float, target_bins: int = 120) -> float:
+    """A round bin width (s) giving about `target_bins` bins over the span."""
+    for width in _NICE_BINS:
+        if span_s / width <= target_bins:
+            return float(width)
+    return float(_NICE_BINS[-1])
+
+
+def outcome_timeline(records: pd.DataFrame, bin_s: float) -> pd.DataFrame:
+    """Attempts per second by outcome in time bins: index = bin start (s since start), columns = outcomes."""
+    bins = (records["t"] // bin_s) * bin_s
+    counts = pd.crosstab(bins, records["outcome"], dropna=False).reindex(columns=list(OUTCOMES), fill_value=0)
+    return counts / bin_s
+
+
+def tokens_per_minute(records: pd.DataFrame, key: str, bin_s: float = 60.0) -> pd.DataFrame:
+    """Usage tokens of successful attempts per scenario minute in time bins, one column per `key` value."""
+    done = records[records["outcome"] == "success"]
+    bins = (done["t"] // bin_s) * bin_s
+    table = done.groupby([bins, done[key]], observed=True)["usage_total"].sum().unstack(fill_value=0.0)
+    return table * (60.0 / bin_s)
+
+
+def open_intervals(breakers: pd.DataFrame | None, start: float, end_s: float) -> list[tuple[str, float, float]]:
+    """(backend, opened, closed) in seconds since start from the breaker transitions of the gateway log.
+
+    A breaker that closes lazily (on the next request after its trip) is drawn closed at its `until`.
+    """
+    if breakers is None or breakers.empty:
+        return []
+    intervals: list[tuple[str, float, float]] = []
+    opened: dict[str, tuple[float, float]] = {}
+    # Transitions are few (one per trip and one per close), so a plain loop is fine here.
+    for backend, t, to, until in zip(
+        breakers["backend"], breakers["t"], breakers["to"], breakers["until"], strict=True
+    ):
+        t_rel = float(t) - start
+        until_rel = float(until) - start if pd.notna(until) else math.inf
+        if to == "open" and backend not in opened:
+            opened[backend] = (t_rel, until_rel)
+        elif to == "closed" and backend in opened:
+            since, limit = opened.pop(backend)
+            intervals.append((backend, since, min(t_rel, limit)))
+    for backend, (since, limit) in opened.items():
+        intervals.append((backend, since, min(end_s, limit)))
+    return intervals
+
+
+def summarize(run: RunData) -> dict[str, Any]:
+    """Every headline number of a run, JSON-ready (missing values are None)."""
+    records = annotate(run.records)
+    span = duration_s(records)
+    minutes = span / 60.0 if span > 0 else math.nan
+    return {
+        "run": _run_facts(run, span),
+        "requests": _requests(records),
+        "throughput": {
+            "goodput_tokens": finite_or_none(_success(records)["usage_total"].sum()),
+            "goodput_tpm": finite_or_none(_success(records)["usage_total"].sum() / minutes),
+            "successes_per_s": finite_or_none((records["outcome"] == "success").sum() / span if span > 0 else None),
+        },
+        "retries": _retries(records),
+        "retry_after": _retry_after(records),
+        "latency": _latency(records, "latency_s"),
+        "ttft": _latency(records, "ttft_s"),
+        "end_to_end_latency": percentiles(_end_to_end(records)),
+        "backends": _per_key(records, "backend", minutes, backend_limits(run)),
+        "apps": _per_key(records, "app_id", minutes, app_limits(run, records)),
+        "breaker": _breaker(run, span),
+        "drain": _drain(run.backend),
+        "chargeback": chargeback(run.gateway, run.backend),
+    }
+
+
+def _success(records: pd.DataFrame) -> pd.DataFrame:
+    return records[records["outcome"] == "success"]
+
+
+def _run_facts(run: RunData, span: float) -> dict[str, Any]:
+    info = run.run_info
+    profiles = sorted(str(p) for p in run.records["client_profile"].dropna().unique())
+    scale = info.get("time_scale")
+    if scale is None and run.scenario is not None:
+        scale = run.scenario.run.time_scale
+    return {
+        "run_id": run.name,
+        "client_profiles": profiles,
+        "time_scale": scale,
+        "duration_s": finite_or_none(span),
+        "missing": list(run.missing),
+    }
+
+
+def _requests(records: pd.DataFrame) -> dict[str, Any]:
+    attempts = len(records)
+    ok_by_logical = (records["outcome"] == "success").groupby(records["logical_id"], sort=False).any()
+    logical = len(ok_by_logical)
+    succeeded = int(ok_by_logical.sum())
+    counts = records["outcome"].value_counts()
+    outcome_counts = {o: int(counts.get(o, 0)) for o in OUTCOMES}
+    return {
+        "attempts": attempts,
+        "logical": logical,
+        "succeeded": succeeded,
+        "failed": logical - succeeded,
+        "client_failure_rate": (logical - succeeded) / logical,
+        "attempt_outcomes": outcome_counts,
+        "rate_429": (outcome_counts["gateway_token_limit"] + outcome_counts["backend_429"]) / attempts,
+        "rate_429_gateway": outcome_counts["gateway_token_limit"] / attempts,
+        "rate_429_backend": outcome_counts["backend_429"] / attempts,
+        "rate_503_breaker": outcome_counts["breaker_open"] / attempts,
+    }
+
+
+def attempts_per_request(records: pd.DataFrame) -> pd.Series:
+    return records.groupby("logical_id", sort=False).size()
+
+
+def _retries(records: pd.DataFrame) -> dict[str, Any]:
+    sizes = attempts_per_request(records)
+    waits = records["retry_wait_s"].fillna(0.0)
+    by_source = waits.groupby(records["retry_wait_source"].fillna("none")).sum()
+    return {
+        "amplification": len(records) / len(sizes),
+        "max_attempts": int(sizes.max()),
+        "retried_share": float((sizes > 1).mean()),
+        "wait_s_total": float(waits.sum()),
+        "wait_s_per_request": float(waits.sum() / len(sizes)),
+        "wait_s_by_source": {str(k): float(v) for k, v in by_source.items() if k != "none"},
+    }
+
+
+def reactions(records: pd.DataFrame) -> pd.Series:
+    """What the client did after each throttled attempt (see REACTIONS); other attempts get None."""
+    decision = records["decision"]
+    source = records["retry_wait_source"]
+    retried = decision == "retry"
+    reaction = np.select(
+        [
+            retried & source.isin(["retry-after-ms", "retry-after"]),
+            retried & (source == "backoff"),
+            retried,
+            decision.isin(["give_up", "fail"]),
+        ],
+        list(REACTIONS),
+        default="",
+    )
+    return pd.Series(reaction, index=records.index).replace("", None).where(records["outcome"].isin(THROTTLED))
+
+
+def _retry_after(records: pd.DataFrame) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    reaction = reactions(records)
+    for source in THROTTLED:
+        mine = records["outcome"] == source
+        values = records.loc[mine, "retry_after"]
+        counts = reaction[mine].value_counts()
+        out[source] = {
+            "attempts": int(mine.sum()),
+            "with_retry_after": int(values.notna().sum()),
+            "retry_after_s": {**percentiles(values), "max": finite_or_none(values.max())},
+            "client_did": {r: int(counts.get(r, 0)) for r in REACTIONS},
+        }
+    return out
+
+
+def _latency(records: pd.DataFrame, column: str) -> dict[str, Any]:
+    done = _success(records)
+    values = done[column]
+    stream = done["stream"].fillna(False).astype(bool)
+    buckets = max_tokens_bucket(done["max_tokens"])
+    return {
+        "all": percentiles(values),
+        "stream": percentiles(values[stream]),
+        "non_stream": percentiles(values[~stream]),
+        "by_max_tokens": {label: percentiles(values[buckets == label]) for label in (*MAX_TOKENS_LABELS, "unset")},
+    }
+
+
+def _end_to_end(records: pd.DataFrame) -> pd.Series:
+    """Per succeeded logical request: first attempt's start to last attempt's end (retries and waits included)."""
+    groups = records.groupby("logical_id", sort=False)
+    ok = (records["outcome"] == "success").groupby(records["logical_id"], sort=False).any()
+    span = groups["end"].max() - groups["t"].min()
+    return span[ok]
+
+
+def backend_limits(run: RunData) -> dict[str, float]:
+    """TPM each backend instance allows (sum over its deployments; PTU deployments by their token rate)."""
+    if run.scenario is None:
+        return {}
+    return {
+        b.name: float(sum(d.ptu * d.ptu_tokens_per_minute if d.ptu else d.tpm for d in b.deployments.values()))
+        for b in run.scenario.backends
+    }
+
+
+def app_limits(run: RunData, records: pd.DataFrame) -> dict[str, float]:
+    """The gateway's tokens-per-minute per counter key, applied to every app (None when no token limit)."""
+    limit = _token_limit_tpm(run.scenario_data)
+    if limit is None:
+        return {}
+    return {str(app): limit for app in records["app_id"].dropna().unique()}
+
+
+def _token_limit_tpm(scenario_data: dict[str, Any]) -> float | None:
+    gateway = scenario_data.get("gateway")
+    token_limit = gateway.get("token_limit") if isinstance(gateway, dict) else None
+    if not isinstance(token_limit, dict):
+        return None
+    value = token_limit.get("tokens-per-minute", token_limit.get("tokens_per_minute"))
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _per_key(records: pd.DataFrame, key: str, minutes: float, limits: dict[str, float]) -> dict[str, Any]:
+    done = _success(records)
+    tokens = done.groupby(done[key], observed=True)["usage_total"].sum()
+    served = done.groupby(done[key], observed=True).size()
+    total_tokens = float(tokens.sum())
+    peaks = tokens_per_minute(records, key).max()
+    out: dict[str, Any] = {}
+    for name in sorted(set(tokens.index.astype(str)) | set(limits)):
+        t = float(tokens.get(name, 0.0))
+        out[name] = {
+            "requests": int(served.get(name, 0)),
+            "request_share": finite_or_none(served.get(name, 0) / len(done)) if len(done) else None,
+            "tokens": t,
+            "token_share": t / total_tokens if total_tokens else None,
+            "tpm": finite_or_none(t / minutes),
+            "peak_tpm": finite_or_none(peaks.get(name)),
+            "limit_tpm": limits.get(name),
+        }
+    return out
+
+
+def _breaker(run: RunData, span: float) -> dict[str, Any] | None:
+    if run.breakers is None:
+        return None
+    start = run_start(run)
+    trips = run.breakers[run.breakers["to"] == "open"].groupby("backend").size()
+    open_s: dict[str, float] = {}
+    for backend, since, until in open_intervals(run.breakers, start, span):
+        open_s[backend] = open_s.get(backend, 0.0) + (until - since)
+    names = sorted(set(trips.index) | set(open_s))
+    return {n: {"trips": int(trips.get(n, 0)), "open_s": open_s.get(n, 0.0)} for n in names}
+
+
+def _ok_backend_rows(backend: pd.DataFrame) -> pd.DataFrame:
+    return backend[(backend["status"] >= 200) & (backend["status"] < 300)]
+
+
+def _drain(backend: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Tokens charged at admission (estimate) vs tokens used, over requests the backends answered 2xx."""
+    if backend is None:
+        return None
+    ok = _ok_backend_rows(backend)
+
+    def figures(rows: pd.DataFrame) -> dict[str, Any]:
+        charged = float(rows["estimate_charged"].sum())
+        used = float(rows["total_tokens"].sum())
+        return {
+            "requests": len(rows),
+            "charged": charged,
+            "used": used,
+            "charged_per_used": charged / used if used else None,
+        }
+
+    by_deployment = {str(name): figures(rows) for name, rows in ok.groupby("deployment")}
+    return {**figures(ok), "by_deployment": by_deployment}
+
+
+def chargeback(gateway: pd.DataFrame | None, backend: pd.DataFrame | None) -> list[dict[str, Any]] | None:
+    """Tokens per app and model as the gateway counted them vs the backends' usage, joined on request ids.
+
+    Rows are sorted by app then model; `error` = gateway - backend total tokens, `error_pct` relative to backend.
+    """
+    if gateway is None or backend is None:
+        return None
+    kinds = ("prompt_tokens", "completion_tokens", "total_tokens")
+    gw = gateway[(gateway["status"] >= 200) & (gateway["status"] < 300)]
+    gw_tokens = gw.groupby(["app_id", "model"])[list(kinds)].sum()
+    be = _ok_backend_rows(backend)
+    be = be.merge(gw[["gateway_request_id", "app_id"]], on="gateway_request_id", how="inner")
+    be_tokens = be.groupby(["app_id", "model"])[list(kinds)].sum()
+    table = gw_tokens.merge(
+        be_tokens, left_index=True, right_index=True, how="outer", suffixes=("_gateway", "_backend")
+    ).fillna(0.0)
+    rows = []
+    for (app, model), row in table.sort_index().iterrows():
+        gateway_total, backend_total = row["total_tokens_gateway"], row["total_tokens_backend"]
+        rows.append(
+            {
+                "app_id": app,
+                "model": model,
+                **{f"gateway_{k}": float(row[f"{k}_gateway"]) for k in kinds},
+                **{f"backend_{k}": float(row[f"{k}_backend"]) for k in kinds},
+                "error": float(gateway_total - backend_total),
+                "error_pct": float((gateway_total - backend_total) / backend_total * 100) if backend_total else None,
+            }
+        )
+    return rows
