@@ -224,7 +224,7 @@ class Call:
             return await self.embeddings(runtime, body, prompt_tokens, admission, added, headers, decision)
         generation = self.generate(runtime, body, prompt_tokens)
         plan = runtime.latency.plan(generation.completion_tokens, mock.rng, added)
-        runtime.quota.finish(admission, prompt_tokens + generation.completion_tokens)
+        actual = prompt_tokens + generation.completion_tokens
         row["prompt_tokens"] = prompt_tokens
         row["completion_tokens"] = generation.completion_tokens
         row["total_tokens"] = prompt_tokens + generation.completion_tokens
@@ -235,11 +235,14 @@ class Call:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             return StreamingResponse(
-                self.logged(stream_events(generation, plan, clock, include_usage), plan.ttft),
+                self.logged(
+                    stream_events(generation, plan, clock, include_usage), plan.ttft, runtime, admission, actual
+                ),
                 headers={**self.headers, **headers},
                 media_type="text/event-stream",
             )
         await self.wait(plan.total)
+        runtime.quota.finish(admission, actual)  # a PTU charge is corrected when the answer is complete
         row["ttft_s"] = plan.ttft
         make = chat_body if self.operation == "chat" else completions_body
         payload = make(
@@ -308,8 +311,8 @@ class Call:
         decision: str,
     ) -> Response:
         plan = runtime.latency.plan(0, self.mock.rng, added)
-        runtime.quota.finish(admission, prompt_tokens)
         await self.wait(plan.total)
+        runtime.quota.finish(admission, prompt_tokens)
         dimensions = body.get("dimensions")
         if not (isinstance(dimensions, int) and 0 < dimensions <= 3072):
             dimensions = EMBEDDING_DIMENSIONS
@@ -331,13 +334,16 @@ class Call:
         if seconds > 0:
             await self.clock.asleep(seconds)
 
-    async def logged(self, events: Any, ttft: float) -> Any:
-        """Pass the stream through, and write the log row when it ends (or the client goes away)."""
+    async def logged(
+        self, events: Any, ttft: float, runtime: DeploymentRuntime, admission: Admission, actual: int
+    ) -> Any:
+        """Pass the stream through; when it ends (or the client goes away) correct a PTU charge and log."""
         try:
             async for chunk in events:
                 yield chunk
             self.row["ttft_s"] = ttft
         finally:
+            runtime.quota.finish(admission, actual)
             self.row["duration_s"] = self.clock.now() - self.started
             self.write_log()
 

@@ -96,7 +96,7 @@ class ChunkWriter:
 
     def usage(self) -> bytes:
         g = self.generation
-        return f'data: {{"choices":[],{self._tail},"usage":{json.dumps(usage(g.prompt_tokens, g.completion_tokens))}}}\n\n'.encode()
+        return f'data: {{"choices":[],{self._tail},"usage":{json.dumps(usage(g.prompt_tokens, g.completion_tokens), separators=(",", ":"))}}}\n\n'.encode()
 
 
 async def stream_events(

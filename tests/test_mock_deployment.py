@@ -1,0 +1,152 @@
+"""The pure deployment model on a virtual clock: request and token windows, PTU utilization."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.clock import VirtualClock
+from harness.mock.deployment import (
+    OK,
+    PTU_OVER_CAPACITY,
+    RATE_LIMITED_REQUESTS,
+    RATE_LIMITED_TOKENS,
+    DeploymentModel,
+    requests_per_10s,
+)
+from harness.scenario import Deployment
+from harness.tokens import admission_estimate
+
+
+def standard(tpm: int = 50_000, **kw: object) -> tuple[DeploymentModel, VirtualClock]:
+    clock = VirtualClock(1_000.0)
+    return DeploymentModel(Deployment.model_validate({"model": "gpt-4o", "tpm": tpm, **kw}), clock), clock
+
+
+def test_50k_tpm_allows_50_requests_per_10_seconds_and_says_49_left_after_the_first() -> None:
+    model, _ = standard(50_000)
+    first = model.admit(10)
+    assert (first.limit_requests, first.remaining_requests) == (50, 49)
+    decisions = [model.admit(10).decision for _ in range(49)]
+    assert decisions == [OK] * 49
+    assert model.admit(10).decision == RATE_LIMITED_REQUESTS
+
+
+@pytest.mark.parametrize(
+    ("tpm", "ratio", "expected"), [(1_000, 6, 1), (50_000, 6, 50), (300_000, 6, 300), (10_000, 3, 5)]
+)
+def test_request_window_is_rpm_over_six(tpm: int, ratio: float, expected: int) -> None:
+    assert requests_per_10s(Deployment(tpm=tpm, rpm_per_1k_tpm=ratio)) == expected
+
+
+def test_1k_tpm_gives_one_request_per_10_seconds() -> None:
+    model, clock = standard(1_000)
+    assert model.admit(5).allowed
+    clock.advance(9.9)
+    refused = model.admit(5)
+    assert refused.decision == RATE_LIMITED_REQUESTS
+    clock.advance(10.0)  # the refused request also used the window: it ages out 10 s after it came
+    assert model.admit(5).allowed
+
+
+def test_max_tokens_100_with_a_tiny_prompt_drains_about_100_plus_prompt_tokens() -> None:
+    model, _ = standard(50_000)
+    body = {"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 100}
+    estimate = admission_estimate("chat", body, "gpt-4o", model.default_completion)
+    admission = model.admit(estimate)
+    assert estimate == 100 + 3  # 11 characters -> 3 tokens
+    assert admission.remaining_tokens == 50_000 - 103
+
+
+def test_unset_max_tokens_charges_the_deployment_default_or_the_model_default() -> None:
+    assert standard(default_max_tokens=250)[0].default_completion == 250
+    assert DeploymentModel(Deployment(model="gpt-35-turbo"), VirtualClock()).default_completion == 16
+
+
+def test_token_window_refuses_then_recovers_as_requests_age_out() -> None:
+    model, clock = standard(1_000, rpm_per_1k_tpm=600)  # plenty of requests, few tokens
+    assert model.admit(600).allowed
+    clock.advance(20)
+    assert model.admit(300).allowed
+    clock.advance(1)
+    refused = model.admit(200)
+    assert refused.decision == RATE_LIMITED_TOKENS
+    # the first 600 leave 60 s after they came, i.e. 39 s from now: that is when 200 more fit
+    assert refused.retry_after == pytest.approx(39.0, abs=0.2)
+    assert refused.remaining_tokens == 100
+    clock.advance(refused.retry_after)
+    assert model.admit(200).allowed
+    clock.advance(60)
+    assert model.admit(1).remaining_tokens == 999
+
+
+def test_retry_after_of_a_request_429_is_when_the_oldest_request_ages_out() -> None:
+    model, clock = standard(1_000, rpm_per_1k_tpm=12)  # 2 per 10 s
+    model.admit(1)
+    clock.advance(3)
+    model.admit(1)
+    clock.advance(1)
+    refused = model.admit(1)
+    assert refused.decision == RATE_LIMITED_REQUESTS
+    assert refused.retry_after == pytest.approx(6.0, abs=0.05)
+    assert refused.reset_requests == pytest.approx(10.0, abs=0.05)  # the refused one counts too
+    assert refused.estimate == 0
+
+
+def test_refused_requests_consume_the_request_window_unless_told_not_to() -> None:
+    model, _clock = standard(1_000, rpm_per_1k_tpm=12)
+    model.admit(1)
+    model.admit(1)
+    model.admit(1, count_rejected=False)
+    assert model.requests is not None and model.requests.used == 2
+    model.admit(1)
+    assert model.requests.used == 3
+
+
+def test_request_larger_than_the_token_window_never_fits_and_is_told_the_window_length() -> None:
+    model, _ = standard(1_000)
+    refused = model.admit(5_000)
+    assert refused.decision == RATE_LIMITED_TOKENS
+    assert refused.retry_after == 60.0
+
+
+def ptu(ptu: int = 1, per_ptu: int = 6_000) -> tuple[DeploymentModel, VirtualClock]:
+    clock = VirtualClock(0.0)
+    spec = Deployment(model="gpt-4o", ptu=ptu, ptu_tokens_per_minute=per_ptu)
+    return DeploymentModel(spec, clock), clock
+
+
+def test_ptu_utilization_drains_continuously() -> None:
+    model, clock = ptu(1, 6_000)  # capacity 6,000, drains 100 tokens/s
+    admission = model.admit(3_000)
+    assert admission.allowed and admission.utilization == pytest.approx(50.0)
+    assert admission.limit_requests is None  # no x-ratelimit-* figures on PTU
+    clock.advance(10)
+    assert model.utilization() == pytest.approx(100 * 2_000 / 6_000)
+    clock.advance(100)
+    assert model.utilization() == 0.0
+
+
+def test_ptu_allows_a_burst_over_100_then_refuses_until_below_100() -> None:
+    model, clock = ptu(1, 6_000)
+    assert model.admit(5_000).allowed
+    burst = model.admit(2_000)  # admitted at 83 %, takes it to 117 %
+    assert burst.allowed and burst.utilization == pytest.approx(116.67, abs=0.01)
+    refused = model.admit(10)
+    assert refused.decision == PTU_OVER_CAPACITY
+    assert refused.retry_after == pytest.approx(10.0)  # 1,000 tokens over, draining 100/s
+    clock.advance(refused.retry_after)
+    assert model.admit(10).allowed
+
+
+def test_ptu_charge_is_corrected_to_the_actual_cost() -> None:
+    model, _ = ptu(1, 6_000)
+    admission = model.admit(1_200)  # prompt + max_tokens
+    model.finish(admission, 300)  # prompt + completion actually generated
+    assert model.utilization() == pytest.approx(5.0)
+
+
+def test_standard_deployment_keeps_the_estimate_after_the_request() -> None:
+    model, _ = standard(50_000)
+    admission = model.admit(1_000)
+    model.finish(admission, 20)
+    assert model.tokens is not None and model.tokens.remaining() == 49_000
