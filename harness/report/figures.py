@@ -139,7 +139,7 @@ def throughput(run: RunData, records: pd.DataFrame) -> Drawn:
         ax.set_ylim(bottom=0)
         if len(table.columns):
             ax.legend(fontsize="small")
-    share = metrics._success(records).groupby("backend", observed=True)["usage_total"].sum()
+    share = metrics.successes(records).groupby("backend", observed=True)["usage_total"].sum()
     ax = axes[0, 2]
     if share.sum() > 0:
         share = share / share.sum() * 100
@@ -198,7 +198,7 @@ def retry_after(records: pd.DataFrame) -> Drawn:
 
 def latency(records: pd.DataFrame) -> Drawn:
     figure, axes = _figure(1, 2, height=4.2)
-    done = metrics._success(records)
+    done = metrics.successes(records)
     stream = done["stream"].fillna(False).astype(bool)
     buckets = metrics.max_tokens_bucket(done["max_tokens"])
     groups = [("stream", stream), ("non-stream", ~stream)] + [
@@ -255,7 +255,7 @@ def drain(run: RunData, records: pd.DataFrame) -> Drawn:
     figure, axes = _figure(1, 2, height=4.0, width_ratios=[2, 1])
     backend = run.backend
     assert backend is not None
-    ok = metrics._ok_backend_rows(backend)
+    ok = metrics.ok_backend_rows(backend)
     t = ok["t"] - metrics.run_start(run)
     bins = (t // 60.0) * 60.0
     per_minute = ok.groupby(bins)[["estimate_charged", "total_tokens"]].sum()

@@ -133,7 +133,7 @@ def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images:
         )
         parts.append(_tables_after(name, summary))
     parts.append(_chargeback_section(summary["chargeback"]))
-    return _page(f"Run {run['run_id']}", "".join(parts))
+    return page_html(f"Run {run['run_id']}", "".join(parts))
 
 
 def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
@@ -231,7 +231,7 @@ def _chargeback_section(rows: list[dict[str, Any]] | None) -> str:
     return title + note + table(header, body)
 
 
-def _page(title: str, body: str) -> str:
+def page_html(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style></head><body>{body}</body></html>\n"

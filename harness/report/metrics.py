@@ -143,15 +143,15 @@ def summarize(run: RunData) -> dict[str, Any]:
         "run": _run_facts(run, span),
         "requests": _requests(records),
         "throughput": {
-            "goodput_tokens": finite_or_none(_success(records)["usage_total"].sum()),
-            "goodput_tpm": finite_or_none(_success(records)["usage_total"].sum() / minutes),
+            "goodput_tokens": finite_or_none(successes(records)["usage_total"].sum()),
+            "goodput_tpm": finite_or_none(successes(records)["usage_total"].sum() / minutes),
             "successes_per_s": finite_or_none((records["outcome"] == "success").sum() / span if span > 0 else None),
         },
         "retries": _retries(records),
         "retry_after": _retry_after(records),
         "latency": _latency(records, "latency_s"),
         "ttft": _latency(records, "ttft_s"),
-        "end_to_end_latency": percentiles(_end_to_end(records)),
+        "end_to_end_latency": percentiles(end_to_end(records)),
         "backends": _per_key(records, "backend", minutes, backend_limits(run)),
         "apps": _per_key(records, "app_id", minutes, app_limits(run, records)),
         "breaker": _breaker(run, span),
@@ -160,7 +160,7 @@ def summarize(run: RunData) -> dict[str, Any]:
     }
 
 
-def _success(records: pd.DataFrame) -> pd.DataFrame:
+def successes(records: pd.DataFrame) -> pd.DataFrame:
     return records[records["outcome"] == "success"]
 
 
@@ -253,7 +253,7 @@ def _retry_after(records: pd.DataFrame) -> dict[str, Any]:
 
 
 def _latency(records: pd.DataFrame, column: str) -> dict[str, Any]:
-    done = _success(records)
+    done = successes(records)
     values = done[column]
     stream = done["stream"].fillna(False).astype(bool)
     buckets = max_tokens_bucket(done["max_tokens"])
@@ -265,7 +265,7 @@ def _latency(records: pd.DataFrame, column: str) -> dict[str, Any]:
     }
 
 
-def _end_to_end(records: pd.DataFrame) -> pd.Series:
+def end_to_end(records: pd.DataFrame) -> pd.Series:
     """Per succeeded logical request: first attempt's start to last attempt's end (retries and waits included)."""
     groups = records.groupby("logical_id", sort=False)
     ok = (records["outcome"] == "success").groupby(records["logical_id"], sort=False).any()
@@ -301,7 +301,7 @@ def _token_limit_tpm(scenario_data: dict[str, Any]) -> float | None:
 
 
 def _per_key(records: pd.DataFrame, key: str, minutes: float, limits: dict[str, float]) -> dict[str, Any]:
-    done = _success(records)
+    done = successes(records)
     tokens = done.groupby(done[key], observed=True)["usage_total"].sum()
     served = done.groupby(done[key], observed=True).size()
     total_tokens = float(tokens.sum())
@@ -333,7 +333,7 @@ def _breaker(run: RunData, span: float) -> dict[str, Any] | None:
     return {n: {"trips": int(trips.get(n, 0)), "open_s": open_s.get(n, 0.0)} for n in names}
 
 
-def _ok_backend_rows(backend: pd.DataFrame) -> pd.DataFrame:
+def ok_backend_rows(backend: pd.DataFrame) -> pd.DataFrame:
     return backend[(backend["status"] >= 200) & (backend["status"] < 300)]
 
 
@@ -341,7 +341,7 @@ def _drain(backend: pd.DataFrame | None) -> dict[str, Any] | None:
     """Tokens charged at admission (estimate) vs tokens used, over requests the backends answered 2xx."""
     if backend is None:
         return None
-    ok = _ok_backend_rows(backend)
+    ok = ok_backend_rows(backend)
 
     def figures(rows: pd.DataFrame) -> dict[str, Any]:
         charged = float(rows["estimate_charged"].sum())
@@ -367,7 +367,7 @@ def chargeback(gateway: pd.DataFrame | None, backend: pd.DataFrame | None) -> li
     kinds = ("prompt_tokens", "completion_tokens", "total_tokens")
     gw = gateway[(gateway["status"] >= 200) & (gateway["status"] < 300)]
     gw_tokens = gw.groupby(["app_id", "model"])[list(kinds)].sum()
-    be = _ok_backend_rows(backend)
+    be = ok_backend_rows(backend)
     be = be.merge(gw[["gateway_request_id", "app_id"]], on="gateway_request_id", how="inner")
     be_tokens = be.groupby(["app_id", "model"])[list(kinds)].sum()
     table = gw_tokens.merge(
