@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 from pathlib import Path
@@ -32,6 +33,8 @@ class GatewayLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("a", encoding="utf-8")
+            # Servers may run without ASGI lifespan events: the last rows still reach disk when the process ends.
+            atexit.register(self.close)
         self._flusher: asyncio.Task[None] | None = None
 
     def write(self, row: dict[str, Any]) -> None:
@@ -84,3 +87,4 @@ class GatewayLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+            atexit.unregister(self.close)

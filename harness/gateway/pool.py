@@ -72,6 +72,10 @@ class Pool:
                 return self._pick(group, available).name
         return None
 
+    def has_available(self, exclude: Collection[str] = ()) -> bool:
+        """Whether `choose(exclude)` would find a member (without moving the round-robin on)."""
+        return any(name not in exclude and not self._tripped(name) for name in self.members)
+
     def _pick(self, group: _Group, available: list[Member]) -> Member:
         if len(available) == 1:
             return available[0]

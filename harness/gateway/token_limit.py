@@ -69,12 +69,16 @@ class TokenLimiter:
             counters = self._keys[key] = _Counters(minute, quota)
         return counters
 
-    def admit(self, key: str, prompt_tokens: int) -> Ticket:
-        """Admit or refuse a request of `key` whose prompt counts `prompt_tokens` (used when estimating)."""
+    def admit(self, key: str, prompt_tokens: int, estimate: bool | None = None) -> Ticket:
+        """Admit or refuse a request of `key` whose prompt counts `prompt_tokens`.
+
+        `estimate` overrides the policy's `estimate-prompt-tokens` (APIM always estimates streams).
+        """
         counters = self._counters(key)
+        estimating = self.policy.estimate_prompt_tokens if estimate is None else estimate
         # Estimating: the prompt must fit. Not estimating: only a key already at its limit is refused.
-        estimate = max(1, prompt_tokens) if self.policy.estimate_prompt_tokens else 0
-        need = max(1, estimate)
+        estimate_tokens = max(1, prompt_tokens) if estimating else 0
+        need = max(1, estimate_tokens)
         if counters.quota is not None:
             decision = counters.quota.peek(need)
             if not decision.allowed:
@@ -83,11 +87,11 @@ class TokenLimiter:
             decision = counters.minute.peek(need)
             if not decision.allowed:
                 return self._refused(key, 429, decision.retry_after, decision.reset_after, counters)
-        if estimate:
+        if estimate_tokens:
             for window in (counters.minute, counters.quota):
                 if window is not None:
-                    window.charge(estimate)
-        return Ticket(key, True, charged=estimate, **self._remaining(counters))
+                    window.charge(estimate_tokens)
+        return Ticket(key, True, charged=estimate_tokens, **self._remaining(counters))
 
     def settle(self, ticket: Ticket, total_tokens: int) -> Ticket:
         """Correct the admission charge to the request's actual `total_tokens`; returns the updated ticket."""

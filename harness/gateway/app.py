@@ -1,0 +1,519 @@
+"""The reference gateway's ASGI app: AOAI routes in front of a backend pool, with APIM's GenAI policies.
+
+One request goes: credentials -> body -> deployment -> token limit -> pool member (breaker, retry) ->
+answer relayed with `x-backend`, `x-gateway-request-id` and the token headers -> tokens settled, metrics
+and one log row. Every gateway-made answer is an AOAI-shaped JSON error.
+
+    >>> from harness.clock import VirtualClock
+    >>> from harness.scenario import load_scenario_text
+    >>> app = build_gateway_app(load_scenario_text("{}"), VirtualClock(), {"aoai-0": "http://127.0.0.1:1"}, None)
+    >>> sorted(app.state.gateway.deployments)
+    ['gpt-4o']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from harness.clock import Clock
+from harness.errors import ScenarioError
+from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, CircuitBreaker, Transition
+from harness.gateway.identity import app_id_of, counter_key, subscription_key_of
+from harness.gateway.log import GatewayLog
+from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
+from harness.gateway.pool import Member, Pool
+from harness.gateway.proxy import (
+    UpstreamFailure,
+    downstream_headers,
+    open_upstream,
+    read_body,
+    retry_after_seconds,
+    upstream_headers,
+)
+from harness.gateway.replies import gateway_error
+from harness.gateway.token_limit import Ticket, TokenLimiter
+from harness.gateway.usage import APIM_COMPAT, StreamTally, Usage, usage_of_body
+from harness.scenario import Scenario
+from harness.tokens import count_prompt_tokens
+
+GATEWAY_LOG_NAME = "gateway.jsonl"
+OPERATIONS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRoute:
+    """A deployment the gateway serves: its model and the pool of members that host it."""
+
+    name: str
+    model: str
+    pool: Pool
+
+
+class Gateway:
+    """The gateway's state: pools, breakers, token limiter, metrics, log and the shared upstream client."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: Clock,
+        upstreams: dict[str, str],
+        log_dir: Path | None,
+        upstream_client: httpx.AsyncClient | None = None,
+        keep_log_rows: bool = False,
+    ) -> None:
+        config = scenario.gateway
+        self.config = config
+        self.clock = clock
+        self.log = GatewayLog(log_dir / GATEWAY_LOG_NAME if log_dir is not None else None, keep=keep_log_rows)
+        members = config.pool_members(b.name for b in scenario.backends)
+        for member in members:
+            if member.backend not in upstreams:
+                raise ScenarioError("gateway.pool", f"backend '{member.backend}' has no URL to forward to")
+        self.upstreams = {name: url.rstrip("/") for name, url in upstreams.items()}
+        self.backends = {b.name: b for b in scenario.backends}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        if config.circuit_breaker is not None:
+            for member in members:
+                self.breakers[member.backend] = CircuitBreaker(
+                    member.backend, config.circuit_breaker, clock, self._on_transition
+                )
+        self.deployments: dict[str, DeploymentRoute] = {}
+        hosted: dict[str, list[Member]] = {}
+        models: dict[str, str] = {}
+        for member in members:
+            for name, deployment in self.backends[member.backend].deployments.items():
+                hosted.setdefault(name, []).append(Member(member.backend, member.priority, member.weight))
+                models.setdefault(name, deployment.model or name)
+        for name, hosts in hosted.items():
+            pool = Pool(
+                hosts,
+                config.pool.selection,
+                self.breakers,
+                config.pool.latency_smoothing,
+                config.pool.latency_probe_every,
+            )
+            self.deployments[name] = DeploymentRoute(name, models[name], pool)
+        for route in list(self.deployments.values()):
+            self.deployments.setdefault(route.model, route)  # the v1 routes name the model
+        self.limiter = TokenLimiter(config.token_limit, clock) if config.token_limit is not None else None
+        self.metrics = TokenMetrics(config.metrics.dimensions, clock, self.log.write)
+        self.timeout = config.timeout / clock.scale  # httpx waits in wall seconds
+        self._own_client = upstream_client is None
+        self.client = upstream_client or httpx.AsyncClient(
+            timeout=self.timeout,
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500),
+        )
+        self.subscription_keys = frozenset(config.auth.subscription_keys or ())
+
+    def _on_transition(self, transition: Transition) -> None:
+        self.log.breaker(transition, self.clock.wall())
+
+    async def aclose(self) -> None:
+        """Flush the log and close the upstream client (when the gateway made it)."""
+        if self._own_client:
+            await self.client.aclose()
+        await self.log.aclose()
+
+    async def handle(self, request: Request, operation: str, deployment: str | None) -> Response:
+        self.log.start()
+        return await Exchange(self, request, operation).run(deployment)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+class Exchange:
+    """One client request on its way through the gateway; fills its log row as it goes."""
+
+    def __init__(self, gateway: Gateway, request: Request, operation: str) -> None:
+        self.gateway = gateway
+        self.request = request
+        self.operation = operation
+        self.clock = gateway.clock
+        self.started = self.clock.now()
+        self.id = str(uuid.uuid4())
+        self.ticket: Ticket | None = None
+        self.prompt_estimate = 0
+        self.route: DeploymentRoute  # known once the deployment is
+        self.stream = False
+        self.client_ip = request.client.host if request.client else ""
+        headers = request.headers
+        self.row: dict[str, Any] = {
+            "kind": "request",
+            "t": self.started,
+            "t_wall": self.clock.wall(),
+            "gateway_request_id": self.id,
+            "client_request_id": headers.get("x-ms-client-request-id"),
+            "backend_request_id": None,
+            "app_id": app_id_of(headers),
+            "counter_key": None,
+            "client_ip": self.client_ip,
+            "deployment": None,
+            "model": None,
+            "operation": operation,
+            "stream": False,
+            "backend": None,
+            "region": None,
+            "status": None,
+            "outcome": None,
+            "attempts": [],
+            "retry_after": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "total_tokens": None,
+            "tokens_counted_by": None,
+            "duration_s": None,
+            "ttft_s": None,
+        }
+
+    # -- the steps -------------------------------------------------------------------------------------------
+
+    async def run(self, deployment_name: str | None) -> Response:
+        refused = self._check_credentials()
+        if refused is not None:
+            return refused
+        body_or_error = await self._read_body()
+        if isinstance(body_or_error, Response):
+            return body_or_error
+        raw, payload = body_or_error
+        if deployment_name is None:
+            model = payload.get("model")
+            deployment_name = model if isinstance(model, str) else ""
+        route = self.gateway.deployments.get(deployment_name)
+        if route is None:
+            return self._finish_error(
+                404, "DeploymentNotFound", f"The gateway has no deployment named '{deployment_name}'.", "bad_request"
+            )
+        self.route = route
+        self.row["deployment"] = route.name
+        self.row["model"] = route.model
+        self.stream = payload.get("stream") is True and self.operation != "embeddings"
+        self.row["stream"] = self.stream
+        refused = self._admit(payload)
+        if refused is not None:
+            return refused
+        return await self._forward(raw)
+
+    def _check_credentials(self) -> Response | None:
+        keys = self.gateway.subscription_keys
+        if not keys:
+            return None
+        given = subscription_key_of(self.request.headers)
+        if given in keys:
+            return None
+        message = (
+            "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."
+            if given
+            else "Access denied due to missing subscription key. Make sure to include the api-key or "
+            "Ocp-Apim-Subscription-Key header."
+        )
+        return self._finish_error(401, "401", message, "unauthorized")
+
+    async def _read_body(self) -> tuple[bytes, dict[str, Any]] | Response:
+        limit = self.gateway.config.max_body_bytes
+        declared = self.request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return self._too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in self.request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return self._too_large(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return self._finish_error(400, "BadRequest", "The client went away while sending the body.", "bad_request")
+        raw = b"".join(chunks)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return self._finish_error(400, "BadRequest", "The request body must be a JSON object.", "bad_request")
+        return raw, payload
+
+    def _too_large(self, limit: int) -> Response:
+        return self._finish_error(
+            413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.", "bad_request"
+        )
+
+    def _admit(self, payload: dict[str, Any]) -> Response | None:
+        gateway = self.gateway
+        policy = gateway.config.token_limit
+        # The prompt is counted when the policy estimates it, and always for streams (as APIM does), since a
+        # stream may not report usage; the count is also the prompt figure of streams without a usage chunk.
+        if self.stream or (policy is not None and policy.estimate_prompt_tokens):
+            self.prompt_estimate = count_prompt_tokens(self.operation, payload, self.route.model)
+        if gateway.limiter is None or policy is None:
+            return None
+        key = counter_key(policy.counter_key, self.request.headers, self.client_ip)
+        self.row["counter_key"] = key
+        ticket = gateway.limiter.admit(key, self.prompt_estimate, estimate=self.stream or None)
+        self.ticket = ticket
+        if ticket.allowed:
+            return None
+        self.row["retry_after"] = ticket.retry_after
+        if ticket.status == 403:
+            return self._finish_error(
+                403,
+                "403",
+                f"Token quota exceeded for this {policy.token_quota_period.lower()} period. "
+                f"Try again in {ticket.retry_after:g} seconds.",
+                "quota",
+            )
+        return self._finish_error(
+            429,
+            "429",
+            f"Token limit of {policy.tokens_per_minute} tokens per minute exceeded. "
+            f"Try again in {ticket.retry_after:g} seconds.",
+            "token_limit",
+        )
+
+    async def _forward(self, raw: bytes) -> Response:
+        gateway = self.gateway
+        pool = self.route.pool
+        retry = gateway.config.retry
+        max_attempts = retry.max_attempts if retry.enabled else 1
+        tried: list[str] = self.row["attempts"]
+        path = self.request.url.path
+        query = self.request.scope.get("query_string", b"").decode("latin-1")
+        failure: UpstreamFailure | None = None
+        for attempt in range(1, max_attempts + 1):
+            member = pool.choose(exclude=tried)
+            if member is None:
+                break
+            tried.append(member)
+            backend = gateway.backends[member]
+            url = f"{gateway.upstreams[member]}{path}?{query}" if query else f"{gateway.upstreams[member]}{path}"
+            headers = upstream_headers(
+                self.request.headers, backend.api_key, self.id, keep_client_key=not gateway.subscription_keys
+            )
+            sent = self.clock.now()
+            breaker = gateway.breakers.get(member)
+            try:
+                upstream = await open_upstream(gateway.client, url, headers, raw, gateway.timeout)
+            except UpstreamFailure as exc:
+                failure = exc
+                if breaker is not None:
+                    breaker.record(None, exc.reason)
+                if attempt < max_attempts and pool.has_available(tried):
+                    continue
+                return self._upstream_failed(member, exc)
+            pool.observe_latency(member, self.clock.now() - sent)
+            status = upstream.status_code
+            if breaker is not None:
+                breaker.record(status, None, retry_after_seconds(upstream.headers) if status >= 400 else None)
+            if retry.enabled and retry.retries(status) and attempt < max_attempts and pool.has_available(tried):
+                await upstream.aclose()  # another member gets the request; this answer is not used
+                continue
+            return await self._relay(member, upstream)
+        if failure is not None:
+            return self._upstream_failed(tried[-1], failure)
+        return self._all_tripped(pool)
+
+    # -- answers ---------------------------------------------------------------------------------------------
+
+    def _all_tripped(self, pool: Pool) -> Response:
+        status = self.gateway.config.all_tripped_response
+        wait = max(1, math.ceil(pool.soonest_retry_after()))
+        self.row["retry_after"] = wait
+        headers = {"Retry-After": str(wait)}
+        if status == 429:
+            message = f"Every backend of the pool is throttling. Retry after {wait} seconds."
+            return self._finish_error(429, "429", message, "breaker_open", headers)
+        message = f"Every backend of the pool has an open circuit breaker. Retry after {wait} seconds."
+        return self._finish_error(503, "ServiceUnavailable", message, "breaker_open", headers)
+
+    def _upstream_failed(self, member: str, failure: UpstreamFailure) -> Response:
+        self.row["backend"] = member
+        self._settle(None)
+        code = "GatewayTimeout" if failure.status == 504 else "BadGateway"
+        return self._finish_error(failure.status, code, f"Backend '{member}': {failure.detail}.", "upstream_error")
+
+    async def _relay(self, member: str, upstream: httpx.Response) -> Response:
+        row = self.row
+        row["backend"] = member
+        row["backend_request_id"] = upstream.headers.get("apim-request-id") or upstream.headers.get("x-request-id")
+        row["region"] = upstream.headers.get("x-ms-region") or self.gateway.backends[member].region
+        status = upstream.status_code
+        headers = downstream_headers(upstream.headers)
+        headers["x-backend"] = member
+        content_type = upstream.headers.get("content-type", "")
+        if self.stream and status == 200 and content_type.startswith("text/event-stream"):
+            # Only the prompt is known when headers go out: tokens-consumed cannot include the completion.
+            self._add_token_headers(headers, consumed=self.ticket.charged if self.ticket else self.prompt_estimate)
+            self._add_identity_headers(headers)
+            row["status"] = status
+            row["ttft_s"] = self.clock.now() - self.started
+            return StreamingResponse(self._relay_stream(member, upstream), status_code=status, headers=headers)
+        try:
+            body = await read_body(upstream)
+        except UpstreamFailure as exc:
+            breaker = self.gateway.breakers.get(member)
+            if breaker is not None:
+                breaker.record(None, exc.reason)
+            return self._upstream_failed(member, exc)
+        usage = usage_of_body(body) if 200 <= status < 300 else None
+        self._settle(usage)
+        self._add_token_headers(headers, consumed=usage.total if usage else 0)
+        self._add_identity_headers(headers)
+        if status == 429:
+            row["retry_after"] = retry_after_seconds(upstream.headers)
+        self._finish(status, _outcome_of_backend(status), usage, member)
+        return Response(body, status_code=status, headers=headers)
+
+    async def _relay_stream(self, member: str, upstream: httpx.Response) -> AsyncIterator[bytes]:
+        tally = StreamTally(self.route.model)
+        usage: Usage | None = None
+        try:
+            async for chunk in upstream.aiter_raw():
+                tally.feed(chunk)
+                yield chunk
+        except Exception as exc:  # the member broke off mid-stream: the client sees a cut stream, as from AOAI
+            breaker = self.gateway.breakers.get(member)
+            if breaker is not None:
+                breaker.record(None, BACKEND_PROTOCOL_ERROR)
+            self.row["error"] = type(exc).__name__
+        finally:
+            with contextlib.suppress(Exception):
+                await upstream.aclose()
+            if self.gateway.config.apim_compat:
+                usage = Usage(self.prompt_estimate, 0, APIM_COMPAT)
+            else:
+                usage = tally.result(self.prompt_estimate)
+            self._settle(usage)
+            self._finish(200, "ok", usage, member)
+
+    # -- bookkeeping -----------------------------------------------------------------------------------------
+
+    def _settle(self, usage: Usage | None) -> None:
+        gateway = self.gateway
+        if gateway.limiter is not None and self.ticket is not None and self.ticket.allowed:
+            # Failed requests consumed no tokens: the admission charge is given back.
+            gateway.limiter.settle(self.ticket, usage.total if usage is not None else 0)
+
+    def _add_token_headers(self, headers: dict[str, str], consumed: int | None = None) -> None:
+        policy = self.gateway.config.token_limit
+        ticket = self.ticket
+        if policy is None or ticket is None:
+            return
+        if policy.remaining_tokens_header_name and ticket.remaining_tokens is not None:
+            headers[policy.remaining_tokens_header_name] = str(ticket.remaining_tokens)
+        if policy.remaining_quota_tokens_header_name and ticket.remaining_quota is not None:
+            headers[policy.remaining_quota_tokens_header_name] = str(ticket.remaining_quota)
+        if consumed is not None and policy.tokens_consumed_header_name and ticket.allowed:
+            headers[policy.tokens_consumed_header_name] = str(consumed)
+        if not ticket.allowed:
+            headers[policy.retry_after_header_name] = f"{ticket.retry_after:g}"
+
+    def _add_identity_headers(self, headers: dict[str, str]) -> None:
+        headers["x-gateway-request-id"] = self.id
+        client_request_id = self.row["client_request_id"]
+        if client_request_id and "x-ms-client-request-id" not in headers:
+            headers["x-ms-client-request-id"] = client_request_id
+
+    def _finish_error(
+        self, status: int, code: str, message: str, outcome: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        headers = dict(headers or {})
+        self._add_token_headers(headers)
+        self._add_identity_headers(headers)
+        self._finish(status, outcome, None, self.row["backend"])
+        return gateway_error(status, code, message, headers)
+
+    def _finish(self, status: int, outcome: str, usage: Usage | None, member: str | None) -> None:
+        row = self.row
+        row["status"] = status
+        row["outcome"] = outcome
+        row["duration_s"] = self.clock.now() - self.started
+        if usage is not None:
+            row["prompt_tokens"] = usage.prompt
+            row["completion_tokens"] = usage.completion
+            row["total_tokens"] = usage.total
+            row["tokens_counted_by"] = usage.counted_by
+            self._emit_metrics(usage, member, status)
+        self.gateway.log.write(row)
+
+    def _emit_metrics(self, usage: Usage, member: str | None, status: int) -> None:
+        row = self.row
+        headers = self.request.headers
+        values: dict[str, str] = {}
+        for dimension in self.gateway.metrics.dimensions:
+            if dimension == "streaming":
+                values[dimension] = "true" if row["stream"] else "false"
+            elif dimension == "subscription":
+                values[dimension] = subscription_key_of(headers) or ""
+            elif dimension == "status":
+                values[dimension] = str(status)
+            elif dimension.startswith("header:"):
+                values[dimension] = headers.get(dimension[7:], "")
+            else:
+                value = row.get(dimension)
+                values[dimension] = "" if value is None else str(value)
+        self.gateway.metrics.record(values, usage.prompt, usage.completion)
+
+
+def _outcome_of_backend(status: int) -> str:
+    if 200 <= status < 300:
+        return "ok"
+    if status == 429:
+        return "backend_429"
+    if status == 401 or status == 403:
+        return "unauthorized"
+    if status >= 500:
+        return "upstream_error"
+    return "bad_request"
+
+
+def build_gateway_app(
+    scenario: Scenario,
+    clock: Clock,
+    upstreams: dict[str, str],
+    log_dir: Path | None,
+    upstream_client: httpx.AsyncClient | None = None,
+    *,
+    keep_log_rows: bool = False,
+) -> Starlette:
+    """The gateway of `scenario`, forwarding to `upstreams` (backend name -> base URL) on `clock`.
+
+    `upstream_client` replaces the gateway's own httpx client (tests wire it to in-process mocks);
+    `keep_log_rows` keeps the log rows in `app.state.gateway.log.rows` as well.
+    """
+    gateway = Gateway(scenario, clock, upstreams, log_dir, upstream_client, keep_log_rows)
+
+    def route(path: str, operation: str, by_path: bool) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await gateway.handle(request, operation, request.path_params["deployment"] if by_path else None)
+
+        return Route(path, endpoint, methods=["POST"])
+
+    routes = [Route("/metrics", gateway.metrics_endpoint, methods=["GET"])]
+    for suffix, operation in OPERATIONS.items():
+        routes.append(route(f"/openai/deployments/{{deployment}}/{suffix}", operation, True))
+        routes.append(route(f"/openai/v1/{suffix}", operation, False))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway.log.start()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,18 @@
+"""The gateway's own answers, shaped like AOAI's errors: `{"error": {"code": ..., "message": ...}}`.
+
+>>> gateway_error(404, "DeploymentNotFound", "no such deployment").body
+b'{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}'
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.responses import Response
+
+JSON = "application/json"
+
+
+def gateway_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+    return Response(body, status_code=status, headers=headers, media_type=JSON)
