@@ -1,0 +1,150 @@
+"""`harness serve --only mock` as a subprocess: ready lines, scaled time, log flushing, clean stop, errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import run_harness
+
+pytestmark = pytest.mark.e2e
+
+API = "?api-version=2024-10-21"
+TWO_MOCKS_AND_A_REAL_ONE = """
+backends:
+  - {name: east, region: East US, deployments: {gpt-4o: {latency: {ttft: 0, per_token: 0}}, emb: {model: text-embedding-3-small}}}
+  - {name: west, region: West Europe, deployments: {gpt-4o: {latency: {ttft: 0, per_token: 0}}}}
+  - {name: real, url: "https://example.invalid", deployments: {gpt-4o: {}}}
+"""
+
+
+def chat(url: str, **body: object) -> httpx.Response:
+    body.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return httpx.post(f"{url}/openai/deployments/gpt-4o/chat/completions{API}", json=body, timeout=10)
+
+
+def test_ready_lines_on_stdout_and_in_the_ready_file(serve_stack) -> None:
+    stack = serve_stack(TWO_MOCKS_AND_A_REAL_ONE)
+    stdout_lines = [json.loads(line) for line in stack.stdout.splitlines()]
+    assert stdout_lines == stack.ready
+    assert [line["name"] for line in stack.ready] == ["east", "west"]  # the one with a url is not started
+    east = stack.server("east")
+    assert east == {
+        "role": "mock",
+        "name": "east",
+        "url": east["url"],
+        "region": "East US",
+        "deployments": ["gpt-4o", "emb"],
+    }
+    assert east["url"].startswith("http://127.0.0.1:")
+    assert stack.url("east") != stack.url("west")
+    for line in stack.ready:  # every announced server already listens
+        assert chat(line["url"], max_tokens=3).headers["x-ms-region"] == line["region"]
+    assert not list(stack.ready_file.parent.glob(".*.tmp"))  # written by rename, no temp left behind
+
+
+def test_sigterm_stops_cleanly_with_the_log_complete(serve_stack) -> None:
+    scenario = """
+backends:
+  - name: east
+    deployments:
+      gpt-4o: {tpm: 1000000, latency: {ttft: 0, per_token: 0}}
+      slow: {model: gpt-4o, latency: {ttft: 0.3, per_token: 0.03}, completion_tokens: 20}
+"""
+    stack = serve_stack(scenario)
+    url = stack.url("east")
+    with httpx.Client(timeout=10) as client:
+        for _ in range(40):
+            client.post(
+                f"{url}/openai/deployments/gpt-4o/chat/completions{API}", json={"messages": [], "max_tokens": 3}
+            )
+    streamed: list[str] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        body = {"messages": [], "stream": True}
+        with httpx.stream("POST", f"{url}/openai/deployments/slow/chat/completions{API}", json=body, timeout=10) as r:
+            started.set()
+            streamed.extend(line for line in r.iter_lines() if line)
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    assert started.wait(10)
+    assert stack.stop(signal.SIGTERM) == 0  # while the stream is still being generated
+    reader.join(10)
+    assert streamed[-1] == "data: [DONE]"  # the open stream was allowed to finish
+    rows = stack.log_rows()
+    assert len(rows) == 41
+    assert rows[-1]["deployment"] == "slow" and rows[-1]["completion_tokens"] == 20
+    assert "Traceback" not in stack.stderr
+
+
+def test_ctrl_c_also_exits_0(serve_stack) -> None:
+    stack = serve_stack("backends: [{name: east}]")
+    assert stack.stop(signal.SIGINT) == 0
+
+
+def test_log_is_flushed_within_a_second_while_running(serve_stack) -> None:
+    stack = serve_stack("backends: [{name: east, deployments: {gpt-4o: {latency: {ttft: 0, per_token: 0}}}}]")
+    assert chat(stack.url("east"), max_tokens=2).status_code == 200
+    deadline = time.monotonic() + 3.0
+    while not stack.log_rows() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(stack.log_rows()) == 1
+    assert stack.proc.poll() is None
+
+
+def test_latency_runs_in_scenario_time_compressed_by_the_time_scale(serve_stack) -> None:
+    scenario = """
+run: {time_scale: 20}
+backends: [{name: east, deployments: {gpt-4o: {latency: {ttft: 4.0, per_token: 0}, completion_tokens: 5}}}]
+"""
+    stack = serve_stack(scenario)
+    began = time.monotonic()
+    response = chat(stack.url("east"))
+    wall = time.monotonic() - began
+    assert response.status_code == 200
+    assert 0.15 <= wall < 1.5  # 4 scenario seconds at 20x is 0.2 wall seconds
+    stack.stop()
+    assert stack.log_rows()[0]["duration_s"] == pytest.approx(4.0, abs=0.5)
+
+
+def test_a_fixed_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        scenario = tmp_path / "s.yaml"
+        scenario.write_text(f"backends: [{{name: east}}, {{name: west, port: {port}}}]")
+        result = run_harness(["serve", "--scenario", str(scenario), "--only", "mock"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"harness serve: error: backend west: cannot listen on 127.0.0.1:{port}: the port is already in use"
+    )
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # nothing announced
+
+
+def test_a_bad_scenario_is_a_one_line_error(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("backends: [{name: east, deployments: {gpt-4o: {tpm: -5}}}]")
+    result = run_harness(["serve", "--scenario", str(scenario), "--only", "mock"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"harness serve: error: {scenario}: backends[0].deployments.gpt-4o.tpm: must be a positive integer"
+    ]
+
+
+def test_only_gateway_needs_a_url_for_every_backend(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("backends: [{name: east, url: 'http://127.0.0.1:9'}, {name: west}]")
+    result = run_harness(["serve", "--scenario", str(scenario), "--only", "gateway"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "backends[1] (west)" in lines[0] and "url" in lines[0]
