@@ -1,0 +1,156 @@
+"""In-process: bad requests get AOAI-shaped errors; dead, crashing or silent backends give 502/504 and trip."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from gateway_helpers import API_VERSION, INSTANT, Stack, gateway_stack
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from harness.clock import VirtualClock
+from harness.errors import ScenarioError
+from harness.gateway import build_gateway_app
+from harness.scenario import load_scenario_text
+
+BACKEND = f"backends: [{{name: east, deployments: {{gpt-4o: {{latency: {INSTANT}}}}}}}]\n"
+CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Callable[[str], Stack]]:
+    stacks: list[Stack] = []
+
+    def build(text: str) -> Stack:
+        stacks.append(gateway_stack(text))
+        return stacks[-1]
+
+    yield build
+    for stack in stacks:
+        await stack.aclose()
+
+
+def _is_aoai_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] and error["message"]
+    assert response.headers["x-gateway-request-id"]
+
+
+async def test_invalid_json_is_400(make: Callable[[str], Stack]) -> None:
+    stack = make(BACKEND)
+    _is_aoai_error(await stack.client.post(CHAT, content=b"{not json"), 400)
+    _is_aoai_error(await stack.client.post(CHAT, content=b"[1, 2]"), 400)
+    assert stack.backend_log.rows == [] and {r["outcome"] for r in stack.requests()} == {"bad_request"}
+
+
+async def test_unknown_deployment_is_404(make: Callable[[str], Stack]) -> None:
+    stack = make(BACKEND)
+    response = await stack.chat("gpt-5-nano")
+    _is_aoai_error(response, 404)
+    assert response.json()["error"]["code"] == "DeploymentNotFound"
+
+
+async def test_oversize_body_is_413(make: Callable[[str], Stack]) -> None:
+    stack = make(BACKEND + "gateway: {max_body_bytes: 1000}")
+    _is_aoai_error(await stack.chat(content="x" * 2000), 413)
+    assert (await stack.chat(content="x" * 100)).status_code == 200
+
+
+async def test_subscription_keys_are_checked_when_configured(make: Callable[[str], Stack]) -> None:
+    stack = make(BACKEND + "gateway: {auth: {subscription_keys: [key-1, key-2]}}")
+    missing = await stack.chat()
+    _is_aoai_error(missing, 401)
+    assert "missing" in missing.json()["error"]["message"]
+    wrong = await stack.chat(headers={"api-key": "nope"})
+    _is_aoai_error(wrong, 401)
+    assert "invalid" in wrong.json()["error"]["message"]
+    assert (await stack.chat(headers={"api-key": "key-1"})).status_code == 200
+    assert (await stack.chat(headers={"Ocp-Apim-Subscription-Key": "key-2"})).status_code == 200
+    assert [r["outcome"] for r in stack.requests()] == ["unauthorized", "unauthorized", "ok", "ok"]
+
+
+async def test_the_backend_key_replaces_the_callers(make: Callable[[str], Stack]) -> None:
+    keyed = f"backends: [{{name: east, api_key: backend-secret, deployments: {{gpt-4o: {{latency: {INSTANT}}}}}}}]\n"
+    stack = make(keyed + "gateway: {auth: {subscription_keys: [key-1]}}")
+    assert (await stack.chat(headers={"api-key": "key-1"})).status_code == 200
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _gateway(text: str, upstreams: dict[str, str], client: httpx.AsyncClient | None = None) -> Starlette:
+    return build_gateway_app(load_scenario_text(text), VirtualClock(0), upstreams, None, client, keep_log_rows=True)
+
+
+async def _post(app: Starlette) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as client:
+        return await client.post(CHAT, json={"messages": [{"role": "user", "content": "hi"}]})
+
+
+BREAKER = "gateway: {circuit_breaker: {failureCondition: {count: 2}, tripDuration: PT1M}}"
+
+
+async def test_unreachable_backend_is_502_and_counts_for_the_breaker() -> None:
+    app = _gateway(BACKEND + BREAKER, {"east": f"http://127.0.0.1:{_closed_port()}"})
+    try:
+        first = await _post(app)
+        _is_aoai_error(first, 502)
+        assert first.json()["error"]["code"] == "BadGateway"
+        _is_aoai_error(await _post(app), 502)
+        _is_aoai_error(await _post(app), 503)  # two connection failures tripped it
+        rows = app.state.gateway.log.rows
+        assert [r["to"] for r in rows if r["kind"] == "breaker"] == ["open"]
+        assert [r["outcome"] for r in rows if r["kind"] == "request"] == ["upstream_error"] * 2 + ["breaker_open"]
+    finally:
+        await app.state.gateway.aclose()
+
+
+async def test_crashing_backend_is_502_not_a_traceback() -> None:
+    async def crash(request: Request) -> Response:
+        raise RuntimeError("the backend fell over")
+
+    broken = Starlette(routes=[Route("/openai/deployments/gpt-4o/chat/completions", crash, methods=["POST"])])
+    upstream = httpx.AsyncClient(transport=httpx.ASGITransport(broken))
+    app = _gateway(BACKEND + BREAKER, {"east": "http://east"}, upstream)
+    try:
+        _is_aoai_error(await _post(app), 502)
+    finally:
+        await upstream.aclose()
+        await app.state.gateway.aclose()
+
+
+async def test_silent_backend_times_out_as_504() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    app = _gateway(BACKEND + "gateway: {timeout: 0.3}", {"east": f"http://127.0.0.1:{port}"})
+    try:
+        response = await asyncio.wait_for(_post(app), timeout=10)
+        _is_aoai_error(response, 504)
+        assert response.json()["error"]["code"] == "GatewayTimeout"
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        await app.state.gateway.aclose()
+
+
+async def test_a_pool_member_without_a_url_is_a_one_line_error() -> None:
+    with pytest.raises(ScenarioError, match=r"gateway.pool: backend 'east' has no URL"):
+        _gateway(BACKEND, {})
