@@ -147,6 +147,18 @@ class RecordWriter:
         if self.clock.wall() - self._last_flush >= self.flush_interval:
             self.flush()
 
+    def write_cells(self, rows: Iterable[list[str]]) -> None:
+        """Rows already formatted as cells in RECORD_FIELDS order (batches shipped by workers)."""
+        for cells in rows:
+            if len(cells) != len(RECORD_FIELDS):
+                raise RecordsError(
+                    str(self.path), f"a shipped row has {len(cells)} cells, expected {len(RECORD_FIELDS)}"
+                )
+            self._csv.writerow(cells)
+            self.rows += 1
+        if self.clock.wall() - self._last_flush >= self.flush_interval:
+            self.flush()
+
     def write_many(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
             self.write(record)

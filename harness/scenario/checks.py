@@ -2,8 +2,35 @@
 
 from __future__ import annotations
 
+from pydantic import Field, NonNegativeFloat
+
 from harness.scenario.common import Section
 
 
 class Checks(Section):
-    """Thresholds that make a headless run exit non-zero when violated."""
+    """Thresholds that make a headless run exit non-zero when violated (each off when unset).
+
+    >>> Checks(max_failure_rate=0.05).limits()
+    {'max_failure_rate': 0.05}
+    """
+
+    max_failure_rate: float | None = Field(
+        None, ge=0, le=1, description="largest share of logical requests that may fail as the caller sees them"
+    )
+    max_p95_latency_s: NonNegativeFloat | None = Field(
+        None, description="largest p95 of client-visible latency (retries included), scenario seconds"
+    )
+    max_p95_ttft_s: NonNegativeFloat | None = Field(
+        None, description="largest p95 time to first token of successful streams, scenario seconds"
+    )
+    min_goodput_tpm: NonNegativeFloat | None = Field(
+        None, description="least successful tokens (usage total) per scenario minute"
+    )
+    max_retries_per_request: NonNegativeFloat | None = Field(
+        None, description="largest mean number of retries per logical request"
+    )
+    min_requests: int | None = Field(None, ge=0, description="least number of logical requests the run must make")
+
+    def limits(self) -> dict[str, float]:
+        """The thresholds that are set, by name."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}

@@ -1,0 +1,87 @@
+"""The harness's own Locust command-line options (also shown in `locust --help` and the web UI)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from harness.client import PROFILE_NAMES
+from harness.errors import UsageError
+
+ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def add_arguments(parser: Any, default_scenario: str) -> None:
+    """Register the options on Locust's parser (a configargparse parser with `include_in_web_ui`)."""
+    # Locust's own parser (not an argument group) knows `include_in_web_ui`.
+    group = parser
+    group.add_argument(
+        "--scenario", default=default_scenario, metavar="FILE", include_in_web_ui=True, help="scenario YAML file"
+    )
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        include_in_web_ui=False,
+        help="override a scenario field (repeatable), e.g. --set gateway.circuit_breaker.tripDuration=PT30S",
+    )
+    group.add_argument(
+        "--run-dir",
+        default="",
+        metavar="DIR",
+        include_in_web_ui=True,
+        help="where to write (default reports/runs/<run-id>)",
+    )
+    group.add_argument(
+        "--client-profile",
+        default="",
+        choices=["", *PROFILE_NAMES],
+        include_in_web_ui=True,
+        help="retry profile for every app, overriding the scenario's",
+    )
+    group.add_argument(
+        "--time-scale", type=float, default=0.0, include_in_web_ui=True, help="scenario seconds per wall second"
+    )
+    group.add_argument(
+        "--api-key",
+        default=os.environ.get("AZURE_OPENAI_API_KEY", ""),
+        include_in_web_ui=False,
+        help="api-key header for every request (default: $AZURE_OPENAI_API_KEY)",
+    )
+    group.add_argument(
+        "--bearer-token",
+        default="",
+        include_in_web_ui=False,
+        help="Authorization: Bearer token for every request; `entra` fetches one with azure-identity",
+    )
+
+
+def overrides_of(options: Any) -> list[str]:
+    """The scenario overrides: every --set, then --time-scale as run.time_scale."""
+    overrides = list(getattr(options, "overrides", None) or [])
+    if isinstance(overrides, str):  # the web UI hands lists back as text
+        overrides = [o for o in overrides.split(",") if o]
+    scale = getattr(options, "time_scale", 0.0) or 0.0
+    if scale < 0:
+        raise UsageError("--time-scale must be > 0")
+    if scale:
+        overrides.append(f"run.time_scale={scale}")
+    return overrides
+
+
+def bearer_token(value: str) -> str | None:
+    """The bearer token to send: as given, or an Entra ID token (azure-identity, the `entra` extra)."""
+    if not value:
+        return None
+    if value != "entra":
+        return value
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        raise UsageError("--bearer-token entra needs azure-identity: pip install -e '.[entra]'") from None
+    try:
+        return str(DefaultAzureCredential().get_token(ENTRA_SCOPE).token)
+    except Exception as exc:  # every credential failure becomes one line
+        raise UsageError(f"could not get an Entra ID token: {exc.__class__.__name__}: {exc}") from None

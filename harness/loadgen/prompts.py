@@ -1,0 +1,143 @@
+"""Prompts of a known size: text whose tiktoken count is exactly what the workload asked for.
+
+Built from common English words that are one token each with their leading space, so the count is exact
+by construction (and checked); texts are cached per size because a load run asks for the same sizes often.
+
+    >>> from harness.tokens import count_chat_tokens
+    >>> count_chat_tokens(chat_messages(50, "gpt-4o"), "gpt-4o")
+    50
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from typing import Any
+
+from harness.tokens import (
+    TOKENS_PER_MESSAGE,
+    TOKENS_REPLY_PRIMING,
+    count_text_tokens,
+    encoder_for_model,
+)
+
+_WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "with",
+    "was",
+    "on",
+    "be",
+    "by",
+    "at",
+    "this",
+    "from",
+    "or",
+    "an",
+    "are",
+    "not",
+    "have",
+    "but",
+    "had",
+    "they",
+    "which",
+    "one",
+    "you",
+    "were",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "time",
+    "year",
+    "people",
+    "way",
+    "day",
+    "man",
+    "thing",
+    "woman",
+    "life",
+    "child",
+    "world",
+    "school",
+    "state",
+    "family",
+    "student",
+    "group",
+    "country",
+    "problem",
+    "hand",
+    "part",
+    "place",
+    "case",
+    "week",
+    "company",
+    "system",
+    "program",
+    "question",
+    "work",
+    "government",
+    "number",
+    "night",
+    "point",
+    "home",
+    "water",
+    "room",
+    "mother",
+    "area",
+    "money",
+    "story",
+]
+
+
+@lru_cache(maxsize=8)
+def _single_token_words(model: str) -> tuple[str, ...]:
+    encoder = encoder_for_model(model)
+    words = tuple(f" {w}" for w in _WORDS if len(encoder.encode(f" {w}")) == 1)
+    return words or (" a",)
+
+
+@lru_cache(maxsize=4096)
+def text_of_tokens(tokens: int, model: str = "gpt-4o", seed: int = 0) -> str:
+    """Text that counts as exactly `tokens` tokens for `model`'s tokenizer (at least 1)."""
+    tokens = max(1, int(tokens))
+    words = _single_token_words(model)
+    rng = random.Random(seed * 1_000_003 + tokens)
+    text = "".join(rng.choice(words) for _ in range(tokens))
+    # Adjacent words could in principle merge; trim or pad until the tokenizer agrees.
+    for _ in range(8):
+        counted = count_text_tokens(text, model)
+        if counted == tokens:
+            break
+        text = text[: -len(words[0])] if counted > tokens else text + words[0]
+    return text
+
+
+def chat_overhead(model: str, role: str = "user") -> int:
+    """Tokens a one-message chat prompt costs beyond its content."""
+    return TOKENS_REPLY_PRIMING + TOKENS_PER_MESSAGE + count_text_tokens(role, model)
+
+
+def chat_messages(prompt_tokens: int, model: str = "gpt-4o", seed: int = 0) -> list[dict[str, Any]]:
+    """One user message sized so that `usage.prompt_tokens` of the chat request is `prompt_tokens`."""
+    content = max(1, int(prompt_tokens) - chat_overhead(model))
+    return [{"role": "user", "content": text_of_tokens(content, model, seed)}]

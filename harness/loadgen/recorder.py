@@ -1,0 +1,51 @@
+"""Where records go: the local writer, or (on a worker) a buffer shipped to the master every second."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.records import RECORD_FIELDS, RecordWriter, format_cell
+
+RECORDS_MESSAGE = "harness_records"
+RECORDS_DONE_MESSAGE = "harness_records_done"
+
+
+def to_cells(record: dict[str, Any]) -> list[str]:
+    return [format_cell(record.get(name)) for name in RECORD_FIELDS]
+
+
+class WriterSink:
+    """Records straight into the run directory's records.csv (local runs and the master)."""
+
+    def __init__(self, writer: RecordWriter) -> None:
+        self.writer = writer
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.writer.write(record)
+
+    def write_cells(self, rows: list[list[str]]) -> None:
+        self.writer.write_cells(rows)
+
+    def tick(self) -> None:
+        self.writer.flush()
+
+
+class ShippingSink:
+    """Records buffered on a worker and sent to the master as CSV cells in batches."""
+
+    def __init__(self, send: Callable[[str, Any], None]) -> None:
+        self.send = send
+        self.buffer: list[list[str]] = []
+        self.shipped = 0
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.buffer.append(to_cells(record))
+        if len(self.buffer) >= 500:
+            self.tick()
+
+    def tick(self) -> None:
+        if self.buffer:
+            rows, self.buffer = self.buffer, []
+            self.send(RECORDS_MESSAGE, rows)
+            self.shipped += len(rows)

@@ -1,0 +1,118 @@
+"""What one logical request is: drawn from the workload (or read from a trace), then turned into HTTP.
+
+>>> import random
+>>> from harness.scenario.workload import App, Mix
+>>> plan = draw_request(App(id="a"), Mix(stream_share=0.0), random.Random(0))
+>>> plan.request_type, plan.max_tokens, plan.path("2024-10-21", "deployments")
+('chat', 100, '/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21')
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from harness.loadgen.prompts import chat_messages, text_of_tokens
+from harness.scenario.workload import App, Mix, Workload
+from harness.tokens import count_prompt_tokens
+
+_ROUTE_SUFFIX = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPlan:
+    """One logical request, before it is sent."""
+
+    app: App
+    mix_label: str
+    operation: str
+    deployment: str
+    prompt_tokens: int
+    max_tokens: int | None
+    stream: bool
+    include_usage: bool = True
+    seed: int = 0
+
+    @property
+    def request_type(self) -> str:
+        """Locust's name for this kind of request: the mix, plus ` stream` for streamed ones."""
+        return f"{self.mix_label} stream" if self.stream else self.mix_label
+
+    def path(self, api_version: str, route: str) -> str:
+        suffix = _ROUTE_SUFFIX[self.operation]
+        if route == "v1":
+            return f"/openai/v1/{suffix}"
+        return f"/openai/deployments/{self.deployment}/{suffix}?api-version={api_version}"
+
+    def body(self, route: str) -> dict[str, Any]:
+        body: dict[str, Any]
+        if self.operation == "chat":
+            body = {"messages": chat_messages(self.prompt_tokens, self.deployment, self.seed)}
+        elif self.operation == "completions":
+            body = {"prompt": text_of_tokens(self.prompt_tokens, self.deployment, self.seed)}
+        else:
+            body = {"input": text_of_tokens(self.prompt_tokens, self.deployment, self.seed)}
+        if route == "v1":
+            body["model"] = self.deployment
+        if self.operation != "embeddings":
+            if self.max_tokens is not None:
+                body["max_tokens"] = self.max_tokens
+            if self.stream:
+                body["stream"] = True
+                if self.include_usage:
+                    body["stream_options"] = {"include_usage": True}
+        return body
+
+    def counted_prompt_tokens(self, body: dict[str, Any]) -> int:
+        return count_prompt_tokens(self.operation, body, self.deployment)
+
+
+def draw_request(app: App, mix: Mix, rng: random.Random) -> RequestPlan:
+    """A request of `mix` for `app`, its sizes and streaming drawn with `rng`."""
+    prompt = max(1, round(mix.prompt_tokens.sample(rng)))
+    max_tokens = (
+        None if mix.max_tokens is None or mix.operation == "embeddings" else max(1, round(mix.max_tokens.sample(rng)))
+    )
+    stream = mix.operation != "embeddings" and rng.random() < mix.stream_share
+    return RequestPlan(app, mix.label, mix.operation, mix.deployment, prompt, max_tokens, stream, mix.include_usage)
+
+
+def pick_app(workload: Workload, rng: random.Random) -> App:
+    return rng.choices(workload.apps, weights=[a.weight for a in workload.apps])[0]
+
+
+def pick_mix(workload: Workload, app: App, rng: random.Random) -> Mix:
+    mixes = [workload.mix(name) for name in app.mixes] if app.mixes else workload.mixes
+    return rng.choices(mixes, weights=[m.weight for m in mixes])[0]
+
+
+def unsigned_token(claims: dict[str, Any]) -> str:
+    """An unsigned JWT (`alg: none`) carrying `claims`: enough for a gateway that reads `appid` unverified.
+
+    >>> unsigned_token({"appid": "a"}).split(".")[1]
+    'eyJhcHBpZCI6ImEifQ'
+    """
+
+    def part(value: dict[str, Any]) -> str:
+        raw = json.dumps(value, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def auth_headers(app: App, api_key: str | None, bearer: str | None) -> dict[str, str]:
+    """Credentials of `app`: its own keys, else the run's; its appid token unless a real bearer is given."""
+    headers: dict[str, str] = {}
+    key = app.api_key or api_key
+    if key:
+        headers["api-key"] = key
+    if app.subscription_key:
+        headers["ocp-apim-subscription-key"] = app.subscription_key
+    if bearer:
+        headers["authorization"] = f"Bearer {bearer}"
+    elif app.send_token:
+        headers["authorization"] = f"Bearer {unsigned_token({'appid': app.claim})}"
+    return headers

@@ -1,0 +1,203 @@
+"""One logical request from plan to records: send, retry as the app's client would, record every attempt.
+
+Locust-free on purpose (the Locust user only calls `execute`), so it can be driven directly in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.client import (
+    CAUSE_NAMES,
+    RETRY_COUNT_HEADER,
+    GatewayHeaderNames,
+    ResponseInfo,
+    RetryDecision,
+    RetryProfile,
+    capture,
+    classify,
+    decision_label,
+    profile_for,
+    run_with_retries,
+)
+from harness.clock import Clock
+from harness.loadgen.requests import RequestPlan, auth_headers
+from harness.loadgen.transport import AttemptResult, Transport
+from harness.scenario.workload import App
+from harness.tokens import count_text_tokens
+
+Record = dict[str, Any]
+
+
+@dataclass
+class RunSettings:
+    """What every user of one process shares: identity of the run and how to reach and credit the target."""
+
+    run_id: str
+    clock: Clock
+    api_version: str = "2024-10-21"
+    route: str = "deployments"
+    timeout_s: float = 600.0
+    api_key: str | None = None
+    bearer_token: str | None = None
+    client_profile: str | None = None  # overrides every app's profile when set
+    header_names: GatewayHeaderNames = field(default_factory=GatewayHeaderNames)
+
+    def profile_name(self, app: App) -> str:
+        return self.client_profile or app.client_profile
+
+    def profile(self, app: App, rng: random.Random) -> RetryProfile:
+        name = self.profile_name(app)
+        if name == "custom":
+            return profile_for("custom", rng, **app.retry.model_dump())
+        return profile_for(name, rng)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The logical request as the caller saw it: its final attempt, how many attempts, how long overall."""
+
+    request_type: str
+    attempts: int
+    latency_s: float
+    error_kind: str
+    response_bytes: int
+
+    @property
+    def failure(self) -> str | None:
+        """A human name of the failure cause for Locust's failure table (None on success)."""
+        return CAUSE_NAMES.get(self.error_kind, self.error_kind) if self.error_kind else None
+
+
+def execute(
+    plan: RequestPlan,
+    user: str,
+    sequence: int,
+    transport: Transport,
+    settings: RunSettings,
+    rng: random.Random,
+    sink: Callable[[Record], None],
+) -> Outcome:
+    """Send `plan` with its app's retry rules; hand every attempt's record to `sink` as soon as it ends."""
+    clock = settings.clock
+    body = plan.body(settings.route)
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    prompt_est = plan.counted_prompt_tokens(body)
+    path = plan.path(settings.api_version, settings.route)
+    logical_id = f"{settings.run_id}:{user}:{sequence}"
+    profile_name = settings.profile_name(plan.app)
+    base_headers = {
+        "content-type": "application/json",
+        **auth_headers(plan.app, settings.api_key, settings.bearer_token),
+    }
+    first_started = clock.now()
+    attempts: dict[int, tuple[float, float, AttemptResult]] = {}
+
+    def send(attempt: int) -> tuple[ResponseInfo, AttemptResult]:
+        headers = dict(base_headers)
+        headers["x-ms-client-request-id"] = f"{logical_id}:{attempt}"
+        headers[RETRY_COUNT_HEADER] = str(attempt - 1)
+        started, started_wall = clock.now(), clock.wall()
+        result = transport.send(path, payload, headers, plan.stream)
+        attempts[attempt] = (started, started_wall, result)
+        return ResponseInfo(result.status, result.headers, result.error), result
+
+    def on_attempt(attempt: int, info: ResponseInfo, result: AttemptResult, decision: RetryDecision) -> None:
+        started, started_wall, _ = attempts[attempt]
+        sink(
+            _record(
+                plan,
+                settings,
+                user,
+                profile_name,
+                logical_id,
+                attempt,
+                started,
+                started_wall,
+                prompt_est,
+                result,
+                decision,
+                info,
+            )
+        )
+
+    outcome = run_with_retries(send, settings.profile(plan.app, rng), clock, on_attempt)
+    final = outcome.detail
+    return Outcome(
+        plan.request_type,
+        outcome.attempts,
+        clock.now() - first_started,
+        _error_kind(final, settings.header_names),
+        final.body_bytes,
+    )
+
+
+def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
+    kind = classify(result.status, result.headers, result.error, names)
+    if not kind and result.truncated:
+        return "truncated_stream"
+    return kind
+
+
+def _record(
+    plan: RequestPlan,
+    settings: RunSettings,
+    user: str,
+    profile_name: str,
+    logical_id: str,
+    attempt: int,
+    started: float,
+    started_wall: float,
+    prompt_est: int,
+    result: AttemptResult,
+    decision: RetryDecision,
+    info: ResponseInfo,
+) -> Record:
+    error_kind = _error_kind(result, settings.header_names)
+    record: Record = {
+        "run_id": settings.run_id,
+        "t_scenario": started,
+        "t_wall": started_wall,
+        "user": user,
+        "app_id": plan.app.id,
+        "client_profile": profile_name,
+        "logical_id": logical_id,
+        "attempt": attempt,
+        "request_id": f"{logical_id}:{attempt}",
+        "operation": plan.operation,
+        "deployment": plan.deployment,
+        "stream": plan.stream,
+        "max_tokens": plan.max_tokens,
+        "prompt_tokens_est": prompt_est,
+        "status": result.status,
+        "error_kind": error_kind,
+        "ttft_s": result.ttft_s,
+        "latency_s": result.latency_s,
+        "inter_token_s": result.inter_token_s,
+        "decision": "fail" if error_kind == "truncated_stream" else decision_label(info, decision),
+        "retry_wait_s": decision.wait_s if decision.retry else None,
+        "retry_wait_source": decision.source if decision.retry else "",
+        "request_type": plan.request_type,
+        "mix": plan.mix_label,
+    }
+    record.update(capture(result.headers, settings.header_names))
+    usage = result.usage
+    if usage is not None:
+        record["usage_prompt"] = usage.get("prompt_tokens")
+        record["usage_completion"] = usage.get("completion_tokens")
+        record["usage_total"] = usage.get("total_tokens")
+        record["usage_source"] = result.usage_source
+    elif plan.stream and result.status == 200:
+        # no usage chunk: count what was streamed, as a gateway counting deltas would
+        completion = count_text_tokens(result.text, plan.deployment) if result.text else 0
+        record.update(
+            usage_prompt=prompt_est,
+            usage_completion=completion,
+            usage_total=prompt_est + completion,
+            usage_source="counted_deltas",
+        )
+    return record

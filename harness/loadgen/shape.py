@@ -1,0 +1,51 @@
+"""The arrival shape in scenario time: stages of users (and optional target rate) mapped to wall time.
+
+`StagePlan.at(elapsed)` answers "how many users, spawning how fast, at what request rate" for a number of
+scenario seconds since the start; the Locust `LoadTestShape` asks it every tick, and users ask it for their
+pacing, so both follow the same plan in every process of a distributed run.
+
+    >>> from harness.scenario.workload import Stage
+    >>> plan = StagePlan([Stage(duration=60, users=5), Stage(duration=60, users=10, rate=2)])
+    >>> plan.at(30).users, plan.at(90).rate, plan.at(130)
+    (5, 2.0, None)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.scenario.workload import Stage
+
+
+@dataclass(frozen=True, slots=True)
+class StageNow:
+    users: int
+    spawn_rate: float  # users per scenario second
+    rate: float | None  # requests per scenario second across all users
+
+
+class StagePlan:
+    """Stages one after another; `at` past the last stage is None (the run is over)."""
+
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
+        self.total_s = sum(s.duration for s in stages)
+
+    def at(self, elapsed_s: float) -> StageNow | None:
+        edge = 0.0
+        for stage in self.stages:
+            edge += stage.duration
+            if elapsed_s < edge:
+                return StageNow(stage.users, float(stage.spawn_rate or max(1, stage.users)), stage.rate)
+        return None
+
+
+def pacing_wait(rate: float | None, users: int, since_last_start_s: float) -> float:
+    """Scenario seconds a user waits before its next request so that `users` users make `rate` requests/s.
+
+    >>> pacing_wait(2.0, 4, 0.5)
+    1.5
+    """
+    if not rate or users <= 0:
+        return 0.0
+    return max(0.0, users / rate - since_last_start_s)

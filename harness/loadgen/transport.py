@@ -1,0 +1,121 @@
+"""One HTTP attempt over geventhttpclient: status, headers, body or SSE stream, timings in scenario time.
+
+Streams are read line by line as they arrive, so the time to the first token is when it reached the
+client, not when the response ended.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from geventhttpclient import HTTPClient
+from geventhttpclient.response import HTTPParseError
+
+from harness.client import SSEParser, StreamStats
+from harness.clock import Clock
+
+
+@dataclass
+class AttemptResult:
+    """What came back from one attempt (status 0 and `error` set when no response arrived)."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    error_detail: str = ""
+    ttft_s: float | None = None
+    latency_s: float = 0.0
+    inter_token_s: float | None = None
+    usage: dict[str, Any] | None = None
+    usage_source: str = ""
+    text: str = ""
+    truncated: bool = False
+    body_bytes: int = 0
+    body: bytes = b""
+
+
+class Transport:
+    """A keep-alive connection to one endpoint for one user (geventhttpclient, no asyncio)."""
+
+    def __init__(self, base_url: str, clock: Clock, timeout_s: float) -> None:
+        self.clock = clock
+        # The client timeout is in scenario time, like every other duration; the socket sees wall time.
+        wall_timeout = max(0.5, timeout_s / clock.scale)
+        self.client = HTTPClient.from_url(
+            base_url, concurrency=1, network_timeout=wall_timeout, connection_timeout=min(wall_timeout, 10.0)
+        )
+        self.base_path = base_url.split("://", 1)[-1].partition("/")[2].rstrip("/")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def send(self, path: str, body: bytes, headers: dict[str, str], stream: bool) -> AttemptResult:
+        started = self.clock.now()
+        full_path = f"/{self.base_path}{path}" if self.base_path else path
+        try:
+            response = self.client.request("POST", full_path, body=body, headers=headers)
+        except (TimeoutError, gevent.Timeout) as exc:
+            return AttemptResult(0, error="timeout", error_detail=str(exc), latency_s=self.clock.now() - started)
+        except (OSError, HTTPParseError) as exc:
+            return AttemptResult(0, error="connection", error_detail=str(exc), latency_s=self.clock.now() - started)
+        headers_at = self.clock.now()
+        result = AttemptResult(response.status_code, {k.lower(): v for k, v in response.items()})
+        try:
+            if stream and result.status == 200:
+                self._read_stream(response, started, result)
+            else:
+                result.body = response.read()
+                result.body_bytes = len(result.body)
+                result.ttft_s = headers_at - started
+                if result.status == 200:
+                    _read_usage(result)
+        except (TimeoutError, gevent.Timeout) as exc:
+            result.error, result.error_detail = "timeout", str(exc)
+        except (OSError, HTTPParseError) as exc:
+            # the connection broke after the headers: for a stream this is a truncated stream
+            result.truncated = stream
+            result.error_detail = str(exc)
+            if not stream:
+                result.error = "connection"
+        finally:
+            response.release()
+        result.latency_s = self.clock.now() - started
+        return result
+
+    def _read_stream(self, response: Any, started: float, result: AttemptResult) -> None:
+        parser = SSEParser()
+        stats = StreamStats(started=started)
+        try:
+            while True:
+                line = response.readline(b"\n")
+                if not line:
+                    break
+                result.body_bytes += len(line)
+                for payload in parser.feed(line):
+                    stats.on_event(payload, self.clock.now())
+                if stats.done:
+                    break
+            for payload in parser.close():
+                stats.on_event(payload, self.clock.now())
+        finally:
+            result.ttft_s = stats.ttft
+            result.inter_token_s = stats.mean_inter_token
+            result.text = stats.text
+            result.truncated = not stats.done
+            if stats.usage is not None:
+                result.usage, result.usage_source = stats.usage, "stream_usage_chunk"
+        if stats.done:
+            response.read()  # drain the end of the chunked body so the connection can be reused
+
+
+def _read_usage(result: AttemptResult) -> None:
+    try:
+        payload = json.loads(result.body)
+    except ValueError:
+        return
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if isinstance(usage, dict):
+        result.usage, result.usage_source = usage, "body"
