@@ -138,6 +138,9 @@ BREAKER_ROWS = [
     {"kind": "breaker", "t": T0 + 10, "backend": "aoai-east", "from": "closed", "to": "open", "until": T0 + 40},
     {"kind": "breaker", "t": T0 + 45, "backend": "aoai-east", "from": "open", "to": "closed", "until": None},
     {"kind": "breaker", "t": T0 + 80, "backend": "aoai-west", "from": "closed", "to": "open", "until": T0 + 110},
+    # re-tripped twice with no close logged in between: the first trip ends at its until
+    {"kind": "breaker", "t": T0 + 150, "backend": "aoai-east", "from": "closed", "to": "open", "until": T0 + 170},
+    {"kind": "breaker", "t": T0 + 200, "backend": "aoai-east", "from": "closed", "to": "open", "until": T0 + 260},
 ]
 
 
@@ -323,10 +326,11 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         last = max(records[i]["t_scenario"] + (records[i]["latency_s"] or 0) for i in idx)
         e2e.append(last - first)
 
-    # breaker: east opened at 10, until 40, closed lazily at 45 -> 30 s; west opened at 80 until 110 -> 30 s
+    # breaker: east opened at 10, until 40, closed lazily at 45 -> 30 s, then 150-170 and 200 to the end (or 260);
+    # west opened at 80 until 110 -> 30 s
     breaker = {
-        "aoai-east": {"trips": 1, "open_s": 30.0},
-        "aoai-west": {"trips": 1, "open_s": min(end, 110.0) - 80.0},
+        "aoai-east": {"trips": 3, "open_s": 30.0 + 20.0 + min(start + end, T0 + 260.0) - (T0 + 200.0)},
+        "aoai-west": {"trips": 1, "open_s": min(start + end, T0 + 110.0) - (T0 + 80.0)},
     }
     brows = [b for b in backend_rows(records) if b["status"] == 200]
     charged = float(sum(b["estimate_charged"] for b in brows))

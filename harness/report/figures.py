@@ -85,6 +85,8 @@ def timeline(run: RunData, records: pd.DataFrame) -> Drawn:
         colors=[OUTCOME_COLORS[o] for o in metrics.OUTCOMES],
         step="post",
     )
+    peak = float(rates.sum(axis=1).max()) if len(rates) else 0.0
+    ax.set_ylim(0, max(peak, 1e-9) * 1.3)  # headroom for the legend
     ax.set_ylabel(f"attempts per second ({bin_s:g} s bins)")
     ax.set_title("Requests by outcome")
     ax.legend(loc="upper left", fontsize="small", ncols=3)
@@ -234,7 +236,7 @@ def retries(records: pd.DataFrame) -> Drawn:
     ax.set_title(f"Retry amplification: {len(records) / sizes.sum():.2f} attempts per request", fontsize="medium")
     ax = axes[0, 1]
     waited = records[records["retry_wait_s"].fillna(0) > 0].sort_values("t")
-    for i, (source, rows) in enumerate(waited.groupby(waited["retry_wait_source"].fillna("not stated"))):
+    for i, (source, rows) in enumerate(waited.groupby(waited["retry_wait_source"].astype(object).fillna("not stated"))):
         ax.step(
             rows["t"].to_numpy(), rows["retry_wait_s"].cumsum().to_numpy(), where="post", label=source, color=f"C{i}"
         )

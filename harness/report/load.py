@@ -35,6 +35,21 @@ RUN_INFO_FILE = "run.json"
 # Integers are read as float64: they may be empty, and a writer may have written 256 as 256.0.
 _ARROW_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
 
+# The record fields the report uses. Every line is still checked for its number of fields, but only these
+# columns are converted and kept, which keeps a million-row run well under a gigabyte.
+REPORT_COLUMNS = (
+    "run_id", "t_scenario", "app_id", "client_profile", "logical_id", "attempt", "operation", "deployment",
+    "stream", "max_tokens", "status", "error_kind", "retry_after_s", "retry_after_ms", "backend", "region",
+    "ttft_s", "latency_s", "usage_prompt", "usage_completion", "usage_total", "decision", "retry_wait_s",
+    "retry_wait_source",
+)  # fmt: skip
+# Few distinct values: held as categories (a small integer per row) instead of one string per row.
+CATEGORICAL = {
+    "run_id", "app_id", "client_profile", "operation", "deployment", "error_kind", "backend", "region",
+    "decision", "retry_wait_source", "kind", "model", "to",
+}  # fmt: skip
+_CATEGORY = pa.dictionary(pa.int32(), pa.string())
+
 # Numbers are read as float64 so that a null, an int and a float in the same field never clash.
 _F, _S, _B = pa.float64(), pa.string(), pa.bool_()
 GATEWAY_SCHEMA = pa.schema(
@@ -42,25 +57,18 @@ GATEWAY_SCHEMA = pa.schema(
         ("kind", _S),
         ("t", _F),
         ("gateway_request_id", _S),
-        ("client_request_id", _S),
-        ("backend_request_id", _S),
         ("app_id", _S),
         ("deployment", _S),
         ("model", _S),
-        ("operation", _S),
         ("stream", _B),
         ("backend", _S),
         ("status", _F),
-        ("outcome", _S),
         ("retry_after", _F),
         ("prompt_tokens", _F),
         ("completion_tokens", _F),
         ("total_tokens", _F),
-        ("tokens_counted_by", _S),
         ("duration_s", _F),
-        ("from", _S),
         ("to", _S),
-        ("reason", _S),
         ("until", _F),
     ]
 )
@@ -68,13 +76,9 @@ BACKEND_SCHEMA = pa.schema(
     [
         ("t", _F),
         ("backend", _S),
-        ("region", _S),
-        ("request_id", _S),
-        ("client_request_id", _S),
         ("gateway_request_id", _S),
         ("deployment", _S),
         ("model", _S),
-        ("operation", _S),
         ("stream", _B),
         ("status", _F),
         ("decision", _S),
@@ -82,9 +86,7 @@ BACKEND_SCHEMA = pa.schema(
         ("prompt_tokens", _F),
         ("completion_tokens", _F),
         ("total_tokens", _F),
-        ("utilization", _F),
         ("retry_after", _F),
-        ("queued_s", _F),
         ("duration_s", _F),
     ]
 )
@@ -150,7 +152,7 @@ def read_records(path: Path) -> pd.DataFrame:
         raise RecordsError(
             file, "truncated: the last line ends without a newline (the run stopped mid-write?)", last_line
         )
-    types = {c.name: _ARROW_TYPES[c.kind] for c in RECORD_COLUMNS}
+    types = {c.name: _CATEGORY if c.name in CATEGORICAL else _ARROW_TYPES[c.kind] for c in RECORD_COLUMNS}
     bad_rows: list[Any] = []
 
     def on_invalid(row: Any) -> str:
@@ -164,6 +166,7 @@ def read_records(path: Path) -> pd.DataFrame:
             parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pa_csv.ConvertOptions(
                 column_types=types,
+                include_columns=list(REPORT_COLUMNS),
                 null_values=[""],
                 strings_can_be_null=True,
                 true_values=["true", "True", "TRUE", "1"],
@@ -191,24 +194,28 @@ def read_json_lines(path: Path, schema: pa.Schema, notes: list[str]) -> pd.DataF
 
     A server stopped mid-write may leave the last line incomplete: that line is dropped with a note.
     """
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
+    source: Any = path
+    if _incomplete_last_line(path) is not None:
+        data = path.read_bytes()
         cut = data.rfind(b"\n") + 1
         line = data.count(b"\n", 0, cut) + 1
         notes.append(f"{path.name}: dropped the incomplete last line {line}")
-        data = data[:cut]
-    if not data.strip():
+        source = pa.BufferReader(data[:cut])
+    if path.stat().st_size == 0 or (isinstance(source, pa.BufferReader) and source.size() == 0):
         return pd.DataFrame(
             {name: pd.Series(dtype=_pandas_dtype(t)) for name, t in zip(schema.names, schema.types, strict=True)}
         )
     try:
         table = pa_json.read_json(
-            pa.BufferReader(data),
+            source,
             read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 24),
             parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
         )
     except pa.ArrowInvalid as exc:
-        raise _locate_bad_json(path, data, schema, str(exc)) from None
+        raise _locate_bad_json(path, schema, str(exc)) from None
+    for i, name in enumerate(table.column_names):
+        if name in CATEGORICAL:
+            table = table.set_column(i, name, table.column(i).dictionary_encode())
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
@@ -226,6 +233,8 @@ def _read_header(path: Path) -> list[str]:
 
 def _incomplete_last_line(path: Path) -> int | None:
     with path.open("rb") as handle:
+        if handle.seek(0, 2) == 0:
+            return None
         handle.seek(-1, 2)
         if handle.read(1) == b"\n":
             return None
@@ -259,9 +268,12 @@ def _parses(cell: str, kind: str) -> bool:
     return True
 
 
-def _locate_bad_json(path: Path, data: bytes, schema: pa.Schema, arrow_message: str) -> RecordsError:
+def _locate_bad_json(path: Path, schema: pa.Schema, arrow_message: str) -> RecordsError:
+    # Arrow's row numbers count within a block: find the first bad line ourselves (error path only).
     numeric = {n for n, t in zip(schema.names, schema.types, strict=True) if pa.types.is_floating(t)}
-    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        lines = list(handle)
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

@@ -124,7 +124,10 @@ def open_intervals(breakers: pd.DataFrame | None, start: float, end_s: float) ->
     ):
         t_rel = float(t) - start
         until_rel = float(until) - start if pd.notna(until) else math.inf
-        if to == "open" and backend not in opened:
+        if to == "open":
+            if backend in opened:  # re-tripped without a logged close: the earlier trip ended by its until
+                since, limit = opened[backend]
+                intervals.append((backend, since, min(t_rel, limit)))
             opened[backend] = (t_rel, until_rel)
         elif to == "closed" and backend in opened:
             since, limit = opened.pop(backend)
@@ -207,14 +210,15 @@ def attempts_per_request(records: pd.DataFrame) -> pd.Series:
 def _retries(records: pd.DataFrame) -> dict[str, Any]:
     sizes = attempts_per_request(records)
     waits = records["retry_wait_s"].fillna(0.0)
-    by_source = waits.groupby(records["retry_wait_source"].fillna("none")).sum()
+    source = records["retry_wait_source"]
+    by_source = waits[source.notna()].groupby(source[source.notna()], observed=True).sum()
     return {
         "amplification": len(records) / len(sizes),
         "max_attempts": int(sizes.max()),
         "retried_share": float((sizes > 1).mean()),
         "wait_s_total": float(waits.sum()),
         "wait_s_per_request": float(waits.sum() / len(sizes)),
-        "wait_s_by_source": {str(k): float(v) for k, v in by_source.items() if k != "none"},
+        "wait_s_by_source": {str(k): float(v) for k, v in by_source.items()},
     }
 
 
