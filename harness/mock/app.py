@@ -204,6 +204,7 @@ class Call:
 
         estimate = admission_estimate(self.operation, body, runtime.spec.model, runtime.quota.default_completion)
         admission = await self.admit(runtime, estimate)
+        admitted_at = clock.now()  # after any queueing: the latency plan runs from here
         row["estimate_charged"] = admission.estimate
         row["remaining_requests"] = admission.remaining_requests
         row["remaining_tokens"] = admission.remaining_tokens
@@ -236,7 +237,11 @@ class Call:
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             return StreamingResponse(
                 self.logged(
-                    stream_events(generation, plan, clock, include_usage), plan.ttft, runtime, admission, actual
+                    stream_events(generation, plan, clock, include_usage, admitted_at),
+                    plan.ttft,
+                    runtime,
+                    admission,
+                    actual,
                 ),
                 headers={**self.headers, **headers},
                 media_type="text/event-stream",

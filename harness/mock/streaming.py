@@ -100,11 +100,15 @@ class ChunkWriter:
 
 
 async def stream_events(
-    generation: Generation, plan: LatencyPlan, clock: Clock, include_usage: bool
+    generation: Generation, plan: LatencyPlan, clock: Clock, include_usage: bool, start: float | None = None
 ) -> AsyncIterator[bytes]:
-    """The SSE body, each token yielded when due; the first token (with the opening chunks) at TTFT."""
+    """The SSE body, each token yielded when due; the first token (with the opening chunks) at TTFT.
+
+    Due times count from `start` (the request's arrival; now when not given), so the time spent admitting
+    the request and sending the headers is part of the TTFT rather than added to it.
+    """
     writer = ChunkWriter(generation)
-    start = clock.now()
+    start = clock.now() if start is None else start
     due = plan.ttft
     opening = writer.prompt_filter() + (writer.role() if writer.chat else b"")
     pieces = generation.pieces
