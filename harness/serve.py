@@ -135,7 +135,7 @@ def _server(app: Any) -> _Server:
         app,
         loop="none",
         http="httptools",
-        lifespan="off",
+        lifespan="on",  # the gateway starts and closes its log and upstream client in its lifespan
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

@@ -214,3 +214,14 @@ async def test_log_rows_have_every_field_of_the_contract() -> None:
     assert row["gateway_request_id"] == "gw-1"
     assert row["remaining_requests"] == 49 and row["t"] == 1_000.0
     json.dumps(row)  # serialisable as a JSON line
+
+
+async def test_streaming_is_charged_exactly_like_non_streaming() -> None:
+    body = {"messages": [{"role": "user", "content": "Count to three"}], "max_tokens": 50}
+    async with mock_app(deployments=FAST) as plain:
+        await plain.chat(**body)
+        plain_left = int((await plain.chat(**body)).headers["x-ratelimit-remaining-tokens"])
+    async with mock_app(deployments=FAST) as streamed:
+        await streamed.chat(**body, stream=True)
+        stream_left = int((await streamed.chat(**body, stream=True)).headers["x-ratelimit-remaining-tokens"])
+    assert stream_left == plain_left == 50_000 - 2 * (50 + 4)
