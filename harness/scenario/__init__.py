@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from harness.errors import ScenarioError
 from harness.scenario.backends import BackendInstance, Deployment, FaultProfile, LatencyProfile
-from harness.scenario.checks import Checks
+from harness.scenario.checks import Checks, Sweep
 from harness.scenario.common import (
     Distribution,
     Duration,
@@ -44,6 +44,7 @@ __all__ = [
     "LatencyProfile",
     "RunSettings",
     "Scenario",
+    "Sweep",
     "Workload",
     "apply_overrides",
     "format_duration",
@@ -64,6 +65,7 @@ class Scenario(Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="the reference gateway")
     workload: Workload = Field(default_factory=Workload, description="what the Locust users send")
     checks: Checks = Field(default_factory=Checks, description="thresholds that fail a headless run")
+    sweep: Sweep = Field(default_factory=Sweep, description="settings `harness sweep` varies (a grid)")
 
     @model_validator(mode="before")
     @classmethod

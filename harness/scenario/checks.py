@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeFloat
+import itertools
+from typing import Any, Literal
 
-from harness.scenario.common import Section
+from pydantic import Field, NonNegativeFloat, model_validator
+
+from harness.scenario.common import FieldError, Section
 
 
 class Checks(Section):
@@ -34,3 +37,31 @@ class Checks(Section):
     def limits(self) -> dict[str, float]:
         """The thresholds that are set, by name."""
         return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+class Sweep(Section):
+    """Settings `harness sweep` varies: each override path gets a list of values; several paths make a grid.
+
+    >>> Sweep.model_validate({"parameters": {"gateway.circuit_breaker.tripDuration": ["PT10S", "PT1M"]}}).points()
+    [{'gateway.circuit_breaker.tripDuration': 'PT10S'}, {'gateway.circuit_breaker.tripDuration': 'PT1M'}]
+    """
+
+    parameters: dict[str, list[Any]] = Field(
+        default_factory=dict, description="override path (as in --set) -> the values to try, e.g. [PT10S, PT1M]"
+    )
+    objective: Literal["goodput", "failure_rate", "p95_latency"] = Field(
+        "goodput",
+        description="what the best setting maximises (goodput) or minimises, among those meeting `checks`",
+    )
+
+    @model_validator(mode="after")
+    def _check_parameters(self) -> Sweep:
+        for path, values in self.parameters.items():
+            if not values:
+                raise FieldError(f"parameters.{path}", "needs at least one value")
+        return self
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every combination of the parameters' values (the grid), in order."""
+        paths = list(self.parameters)
+        return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*self.parameters.values())]
