@@ -148,3 +148,15 @@ def test_only_gateway_needs_a_url_for_every_backend(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "backends[1] (west)" in lines[0] and "url" in lines[0]
+
+
+def test_without_only_the_gateway_is_started_in_front_of_the_mocks(serve_stack) -> None:
+    scenario = "backends: [{name: east, deployments: {gpt-4o: {latency: {ttft: 0, per_token: 0}}}}]"
+    stack = serve_stack(scenario, only=None)
+    assert [line["role"] for line in stack.ready] == ["mock", "gateway"]
+    gateway = stack.server("gateway")
+    assert gateway["backends"] == ["east"] and gateway["url"] != stack.url("east")
+    assert chat(gateway["url"], max_tokens=3).status_code == 200
+    assert stack.stop() == 0
+    assert len(stack.log_rows("backend.jsonl")) == 1
+    assert any(row.get("kind") == "request" for row in stack.log_rows("gateway.jsonl"))
