@@ -142,6 +142,8 @@ class RecordWriter:
         self.rows = 0
 
     def write(self, record: Mapping[str, Any]) -> None:
+        if self._file.closed:
+            return  # a request that ended after the run closed its records
         self._csv.writerow([format_cell(record.get(name)) for name in RECORD_FIELDS])
         self.rows += 1
         if self.clock.wall() - self._last_flush >= self.flush_interval:
@@ -149,6 +151,8 @@ class RecordWriter:
 
     def write_cells(self, rows: Iterable[list[str]]) -> None:
         """Rows already formatted as cells in RECORD_FIELDS order (batches shipped by workers)."""
+        if self._file.closed:
+            return
         for cells in rows:
             if len(cells) != len(RECORD_FIELDS):
                 raise RecordsError(

@@ -61,6 +61,9 @@ def test_classify_names_the_cause() -> None:
     assert classify(503, {"x-backend": "aoai-0", "x-gateway-request-id": "g"}) == "server_error"
     assert classify(429, {}) == "backend_429"  # straight to AOAI
     assert classify(400, {}) == "client_error"
+    gateway = {"x-gateway-request-id": "g"}
+    assert classify(429, gateway, body=b'{"error":{"message":"Token limit of 500 exceeded"}}') == "gateway_token_limit"
+    assert classify(403, gateway, body=b'{"error":{"message":"Token quota exceeded"}}') == "gateway_quota"
     assert classify(0, {}, error="timeout") == "timeout"
 
 

@@ -130,23 +130,29 @@ def classify(
     headers: Mapping[str, str],
     error: str | None = None,
     names: GatewayHeaderNames = DEFAULT_GATEWAY_HEADERS,
+    body: bytes = b"",
 ) -> str:
-    """The record's `error_kind` for an attempt ("" on success)."""
+    """The record's `error_kind` for an attempt ("" on success).
+
+    When the gateway sends no token headers (APIM only adds them when configured), the wording of its
+    error body tells its token limit from an open breaker.
+    """
     if error:
         return error
     if status < 400:
         return ""
     from_gateway = "x-gateway-request-id" in headers
     has_backend = "x-backend" in headers or "policy-id" in headers
+    text = body[:512].lower() if from_gateway and not has_backend else b""
     if status == 429:
         if "policy-id" in headers:
             return "backend_429"
-        if names.remaining_tokens in headers and not has_backend:
+        if not has_backend and (names.remaining_tokens in headers or b"token limit" in text):
             return "gateway_token_limit"
         if from_gateway and not has_backend:
             return "breaker_open"
         return "backend_429"
-    if status == 403 and names.remaining_quota in headers:
+    if status == 403 and (names.remaining_quota in headers or b"token quota" in text):
         return "gateway_quota"
     if status == 503 and from_gateway and not has_backend:
         return "breaker_open"

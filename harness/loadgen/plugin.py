@@ -166,6 +166,7 @@ def _prepare_run(environment: Any, options: Any) -> None:
         "embedded": embedded,
         "stack": "gateway" if STATE.stack and STATE.stack.gateway_url else ("mock" if STATE.stack else None),
         "ready": STATE.stack.ready if STATE.stack else [],
+        "stack_pid": STATE.stack.process.pid if STATE.stack else None,
         "versions": {**versions(), "openai_profile": ", ".join(profiles)},
         "started": iso(clock.wall()),
         "ended": None,
@@ -320,6 +321,9 @@ def _on_quitting(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner) or STATE.writer is None or STATE.run_dir is None:
         return
     assert STATE.clock is not None and STATE.scenario is not None
+    runner = environment.runner
+    if runner is not None and runner.state not in ("stopped", "init"):
+        runner.stop()  # Ctrl-C: users stop before the records file closes
     if STATE.flusher is not None:
         STATE.flusher.kill(block=False)
     STATE.writer.close()
@@ -342,8 +346,9 @@ def _on_quitting(environment: Any, **_: Any) -> None:
     for result in results:
         print(result.describe())
     STATE.run_info["checks"] = [r.describe() for r in results]
-    if any(not r.passed for r in results):
-        environment.process_exit_code = 3
+    # Throttled and failed requests are what a run measures, not an error of the run: the exit code is
+    # the verdict of the scenario's checks (Locust alone would exit 1 on the first failed request).
+    environment.process_exit_code = 3 if any(not r.passed for r in results) else 0
     write_run_json(STATE.run_dir, STATE.run_info)
     print(f"run directory: {STATE.run_dir}")
     _write_report(STATE.run_dir)

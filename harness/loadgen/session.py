@@ -137,7 +137,7 @@ def execute(
 
 
 def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
-    kind = classify(result.status, result.headers, result.error, names)
+    kind = classify(result.status, result.headers, result.error, names, result.body)
     if not kind and result.truncated:
         return "truncated_stream"
     return kind

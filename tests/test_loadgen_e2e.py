@@ -1,0 +1,189 @@
+"""End to end: real headless Locust against the embedded stack (mock pool + gateway), time-compressed.
+
+Each run is a `locust` subprocess on loopback, a few wall seconds long, stopping by itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.records import read_records
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = ROOT / "locustfiles" / "gateway.py"
+LOCUST = str(Path(sys.executable).with_name("locust"))
+RUN_TIMEOUT_S = 90
+
+
+def run_locust(
+    run_dir: Path, scenario: str, *extra: str, users: int = 4, seconds: int = 4, scale: float = 20.0
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        LOCUST, "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+        "--scenario", str(ROOT / "scenarios" / scenario), "--set", f"run.time_scale={scale}",
+        "--run-dir", str(run_dir), "--csv", str(run_dir / "locust"), "--json-file", str(run_dir / "locust"),
+        "--only-summary", *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=run_dir.parent)
+
+
+def locust_request_count(run_dir: Path) -> int:
+    # the JSON file is written after the runner has stopped (the CSV lags by up to a second)
+    entries = json.loads((run_dir / "locust.json").read_text())
+    return sum(int(entry["num_requests"]) for entry in entries)
+
+
+def assert_records_match_locust(run_dir: Path) -> list[dict]:
+    records = read_records(run_dir / "records.csv")
+    retries = sum(1 for r in records if r["attempt"] > 1)
+    assert records, "no records written"
+    assert len(records) == locust_request_count(run_dir) + retries
+    return records
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_quickstart_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "quick"
+    result = run_locust(run_dir, "quickstart.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = assert_records_match_locust(run_dir)
+    assert {r["request_type"] for r in records} >= {"chat", "embeddings"}
+    assert all(r["status"] == 200 and r["decision"] == "success" for r in records)
+    assert any(r["stream"] and r["ttft_s"] and r["usage_source"] == "stream_usage_chunk" for r in records)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["embedded"] and info["time_scale"] == 20.0 and info["client_profiles"] == ["openai-python"]
+    assert info["versions"]["locust"] and info["ended"] and info["summary"]["requests"] > 0
+    assert "run.time_scale=20.0" in (run_dir / "scenario.yaml").read_text()
+    assert (run_dir / "backend.jsonl").stat().st_size > 0
+    assert "Harness summary" in result.stdout and "goodput" in result.stdout
+    assert not alive(info["stack_pid"]), "the embedded stack outlived Locust"
+    if info["stack"] == "gateway":
+        assert all(r["gateway_request_id"] and r["backend"] == "aoai-eastus" for r in records)
+
+
+def test_throttling_captures_retry_after_and_token_headers(tmp_path: Path) -> None:
+    run_dir = tmp_path / "limit"
+    result = run_locust(run_dir, "token-limit-per-app.yaml", seconds=5)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = assert_records_match_locust(run_dir)
+    throttled = [r for r in records if r["status"] == 429]
+    assert throttled, "the noisy app was never throttled"
+    assert {r["app_id"] for r in throttled} == {"noisy"}
+    assert all(r["error_kind"] == "gateway_token_limit" for r in throttled)
+    assert all(r["retry_after_s"] is not None and r["retry_after_s"] > 0 for r in throttled)
+    assert all(r["gateway_remaining_tokens"] is not None for r in throttled)
+    assert any(r["gateway_tokens_consumed"] for r in records if r["status"] == 200)
+    with (run_dir / "locust_failures.csv").open() as handle:
+        assert any("429 gateway token limit" in row["Error"] for row in csv.DictReader(handle))
+
+
+def test_backend_429_headers_and_sdk_retries_are_recorded(tmp_path: Path) -> None:
+    run_dir = tmp_path / "drain"
+    result = run_locust(run_dir, "max-tokens-drain.yaml", seconds=5, scale=30.0)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = assert_records_match_locust(run_dir)
+    backend_429 = [r for r in records if r["error_kind"] == "backend_429"]
+    assert backend_429
+    assert all(r["policy_id"] == "DeploymentRatelimit-Token" and r["retry_after_ms"] for r in backend_429)
+    assert all(r["ratelimit_remaining_tokens"] is not None for r in backend_429)
+    retried = [r for r in backend_429 if r["decision"] == "retry"]
+    assert retried and all(r["retry_wait_source"] in ("retry-after-ms", "retry-after") for r in retried)
+    # the drain: usage far below what max_tokens reserved
+    ok = [r for r in records if r["status"] == 200]
+    assert ok and max(r["usage_completion"] for r in ok) < 2000 / 4
+
+
+def test_a_violated_check_fails_the_headless_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "checks"
+    result = run_locust(run_dir, "quickstart.yaml", "--set", "checks.max_p95_latency_s=0.001", seconds=3)
+    assert result.returncode == 3, result.stdout[-2000:]
+    assert "check max_p95_latency_s: FAILED" in result.stdout
+    assert "off by" in result.stdout
+
+
+def test_bad_scenario_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "bad"
+    result = run_locust(run_dir, "quickstart.yaml", "--set", "workload.mixes[0].deployment=gpt-5", seconds=2)
+    assert result.returncode == 2
+    assert "workload.mixes[0].deployment: unknown deployment 'gpt-5' (the backends have: gpt-4o)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_master_and_two_workers_write_every_record(tmp_path: Path) -> None:
+    run_dir = tmp_path / "dist"
+    port = free_port()
+    common = ["-f", str(LOCUSTFILE), "--scenario", str(ROOT / "scenarios" / "quickstart.yaml")]
+    workers = [
+        subprocess.Popen(
+            [LOCUST, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    try:
+        master_command = [
+            LOCUST, *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            "--expect-workers", "2", "--headless", "-u", "6", "-r", "6", "-t", "4s",
+            "--set", "run.time_scale=20", "--run-dir", str(run_dir), "--json-file", str(run_dir / "locust"),
+        ]  # fmt: skip
+        master = subprocess.run(
+            master_command,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            cwd=tmp_path,
+        )
+        for worker in workers:
+            worker.wait(timeout=30)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=10)
+    assert master.returncode == 0, master.stdout[-3000:]
+    records = assert_records_match_locust(run_dir)
+    assert len({r["user"].split("-")[0] for r in records}) == 2, "records from both workers"
+    assert json.loads((run_dir / "run.json").read_text())["distributed"] is True
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "ptu-spillover.yaml",
+        "breaker-trip-duration.yaml",
+        "retry-after-day.yaml",
+        "streaming-accounting.yaml",
+        "breaker-vs-retry.yaml",
+    ],
+)
+def test_every_shipped_scenario_runs(tmp_path: Path, scenario: str) -> None:
+    run_dir = tmp_path / scenario.removesuffix(".yaml")
+    result = run_locust(run_dir, scenario, seconds=3)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_records_match_locust(run_dir)
