@@ -48,6 +48,7 @@ class Stack:
 
     @property
     def rows(self) -> list[dict[str, Any]]:
+        self.gateway.log.flush()  # aggregated metric rows join the log at each flush
         return self.gateway.log.rows
 
     def requests(self) -> list[dict[str, Any]]:

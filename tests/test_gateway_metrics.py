@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.clock import VirtualClock
@@ -20,8 +18,7 @@ def _samples(metrics: TokenMetrics) -> dict[tuple[str, tuple[tuple[str, str], ..
 
 
 def test_counters_split_by_dimensions_including_the_backend_and_a_header() -> None:
-    rows: list[dict[str, Any]] = []
-    metrics = TokenMetrics(["app_id", "backend", "header:x-team"], VirtualClock(5), rows.append)
+    metrics = TokenMetrics(["app_id", "backend", "header:x-team"], VirtualClock(5))
     metrics.record({"app_id": "a", "backend": "east", "header:x-team": "blue"}, prompt=10, completion=5)
     metrics.record({"app_id": "a", "backend": "east", "header:x-team": "blue"}, prompt=1, completion=2)
     metrics.record({"app_id": "a", "backend": "west", "header:x-team": "blue"}, prompt=7, completion=0)
@@ -32,15 +29,21 @@ def test_counters_split_by_dimensions_including_the_backend_and_a_header() -> No
     assert samples[("gateway_completion_tokens_total", east)] == 7
     assert samples[("gateway_total_tokens_total", east)] == 18
     assert samples[("gateway_total_tokens_total", west)] == 7
-    assert len(rows) == 9
+    rows = metrics.drain()
+    assert len(rows) == 6  # three metrics for each of two sets of dimension values
     assert rows[2] == {
         "kind": "metric",
         "t": 5.0,
         "t_wall": 5.0,
         "name": "total_tokens",
-        "value": 15,
+        "value": 18,
+        "requests": 2,
         "dimensions": {"app_id": "a", "backend": "east", "header:x-team": "blue"},
     }
+    assert metrics.drain() == []  # each drain reports only what came since the last one
+    metrics.record({"app_id": "a", "backend": "west", "header:x-team": "blue"}, prompt=1, completion=1)
+    assert [r["value"] for r in metrics.drain()] == [1, 1, 2]
+    assert _samples(metrics)[("gateway_total_tokens_total", west)] == 9
 
 
 def test_each_gateway_has_its_own_registry() -> None:

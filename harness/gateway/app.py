@@ -45,6 +45,7 @@ from harness.gateway.proxy import (
 )
 from harness.gateway.replies import gateway_error
 from harness.gateway.token_limit import Ticket, TokenLimiter
+from harness.gateway.transport import upstream_client as default_upstream_client
 from harness.gateway.usage import APIM_COMPAT, StreamTally, Usage, usage_of_body
 from harness.scenario import Scenario
 from harness.tokens import count_prompt_tokens
@@ -82,7 +83,7 @@ class Gateway:
         for member in members:
             if member.backend not in upstreams:
                 raise ScenarioError("gateway.pool", f"backend '{member.backend}' has no URL to forward to")
-        self.upstreams = {name: url.rstrip("/") for name, url in upstreams.items()}
+        self.upstreams = {name: httpx.URL(url.rstrip("/")) for name, url in upstreams.items()}
         self.backends = {b.name: b for b in scenario.backends}
         self.breakers: dict[str, CircuitBreaker] = {}
         if config.circuit_breaker is not None:
@@ -109,14 +110,22 @@ class Gateway:
         for route in list(self.deployments.values()):
             self.deployments.setdefault(route.model, route)  # the v1 routes name the model
         self.limiter = TokenLimiter(config.token_limit, clock) if config.token_limit is not None else None
-        self.metrics = TokenMetrics(config.metrics.dimensions, clock, self.log.write)
+        self.metrics = TokenMetrics(config.metrics.dimensions, clock)
+        self.log.add_source(self.metrics.drain)
+        self._urls: dict[tuple[str, bytes], httpx.URL] = {}
         self.timeout = config.timeout / clock.scale  # httpx waits in wall seconds
         self._own_client = upstream_client is None
-        self.client = upstream_client or httpx.AsyncClient(
-            timeout=self.timeout,
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500),
-        )
+        self.client = upstream_client or default_upstream_client(self.timeout)
         self.subscription_keys = frozenset(config.auth.subscription_keys or ())
+
+    def upstream_url(self, member: str, target: bytes) -> httpx.URL:
+        """The member's URL for a path and query; cached, as a few targets repeat all run long."""
+        url = self._urls.get((member, target))
+        if url is None:
+            if len(self._urls) > 4096:
+                self._urls.clear()
+            url = self._urls[(member, target)] = self.upstreams[member].copy_with(raw_path=target)
+        return url
 
     def _on_transition(self, transition: Transition) -> None:
         self.log.breaker(transition, self.clock.wall())
@@ -289,8 +298,10 @@ class Exchange:
         retry = gateway.config.retry
         max_attempts = retry.max_attempts if retry.enabled else 1
         tried: list[str] = self.row["attempts"]
-        path = self.request.url.path
-        query = self.request.scope.get("query_string", b"").decode("latin-1")
+        scope = self.request.scope
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
         failure: UpstreamFailure | None = None
         for attempt in range(1, max_attempts + 1):
             member = pool.choose(exclude=tried)
@@ -298,9 +309,9 @@ class Exchange:
                 break
             tried.append(member)
             backend = gateway.backends[member]
-            url = f"{gateway.upstreams[member]}{path}?{query}" if query else f"{gateway.upstreams[member]}{path}"
+            url = gateway.upstream_url(member, target)
             headers = upstream_headers(
-                self.request.headers, backend.api_key, self.id, keep_client_key=not gateway.subscription_keys
+                scope["headers"], backend.api_key, self.id, keep_client_key=not gateway.subscription_keys
             )
             sent = self.clock.now()
             breaker = gateway.breakers.get(member)
@@ -315,12 +326,13 @@ class Exchange:
                 return self._upstream_failed(member, exc)
             pool.observe_latency(member, self.clock.now() - sent)
             status = upstream.status_code
+            answer_headers = downstream_headers(upstream)
             if breaker is not None:
-                breaker.record(status, None, retry_after_seconds(upstream.headers) if status >= 400 else None)
+                breaker.record(status, None, retry_after_seconds(answer_headers) if status >= 400 else None)
             if retry.enabled and retry.retries(status) and attempt < max_attempts and pool.has_available(tried):
                 await upstream.aclose()  # another member gets the request; this answer is not used
                 continue
-            return await self._relay(member, upstream)
+            return await self._relay(member, upstream, answer_headers)
         if failure is not None:
             return self._upstream_failed(tried[-1], failure)
         return self._all_tripped(pool)
@@ -344,15 +356,14 @@ class Exchange:
         code = "GatewayTimeout" if failure.status == 504 else "BadGateway"
         return self._finish_error(failure.status, code, f"Backend '{member}': {failure.detail}.", "upstream_error")
 
-    async def _relay(self, member: str, upstream: httpx.Response) -> Response:
+    async def _relay(self, member: str, upstream: httpx.Response, headers: dict[str, str]) -> Response:
         row = self.row
         row["backend"] = member
-        row["backend_request_id"] = upstream.headers.get("apim-request-id") or upstream.headers.get("x-request-id")
-        row["region"] = upstream.headers.get("x-ms-region") or self.gateway.backends[member].region
+        row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
+        row["region"] = headers.get("x-ms-region") or self.gateway.backends[member].region
         status = upstream.status_code
-        headers = downstream_headers(upstream.headers)
+        content_type = headers.get("content-type", "")
         headers["x-backend"] = member
-        content_type = upstream.headers.get("content-type", "")
         if self.stream and status == 200 and content_type.startswith("text/event-stream"):
             # Only the prompt is known when headers go out: tokens-consumed cannot include the completion.
             self._add_token_headers(headers, consumed=self.ticket.charged if self.ticket else self.prompt_estimate)
@@ -372,7 +383,7 @@ class Exchange:
         self._add_token_headers(headers, consumed=usage.total if usage else 0)
         self._add_identity_headers(headers)
         if status == 429:
-            row["retry_after"] = retry_after_seconds(upstream.headers)
+            row["retry_after"] = retry_after_seconds(headers)
         self._finish(status, _outcome_of_backend(status), usage, member)
         return Response(body, status_code=status, headers=headers)
 

@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ class GatewayLog:
             # Servers may run without ASGI lifespan events: the last rows still reach disk when the process ends.
             atexit.register(self.close)
         self._flusher: asyncio.Task[None] | None = None
+        self._sources: list[Callable[[], list[dict[str, Any]]]] = []
+
+    def add_source(self, drain: Callable[[], list[dict[str, Any]]]) -> None:
+        """Rows produced in batches (aggregated metrics): taken and written at every flush."""
+        self._sources.append(drain)
 
     def write(self, row: dict[str, Any]) -> None:
         if self.keep:
@@ -58,6 +64,9 @@ class GatewayLog:
         )
 
     def flush(self) -> None:
+        for drain in self._sources:
+            for row in drain():
+                self.write(row)
         if self._file is not None and self._pending:
             self._file.write("\n".join(self._pending) + "\n")
             self._pending.clear()

@@ -13,7 +13,7 @@ Unlike APIM, the backend that served can be a dimension.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
@@ -32,17 +32,16 @@ def label_name(dimension: str) -> str:
 
 
 class TokenMetrics:
-    """Counts tokens per dimension values; `log` (if given) receives one JSON-ready row per metric."""
+    """Counts tokens per dimension values; `drain()` gives the log rows of what was counted since the last drain.
 
-    def __init__(
-        self,
-        dimensions: Sequence[str],
-        clock: Clock,
-        log: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
+    Log rows are aggregated per drain (the log drains every wall second): one row per metric and set of
+    dimension values, its `value` the tokens counted and `requests` how many requests they came from, as
+    APIM's metrics reach Azure Monitor pre-aggregated. Summing `value` gives the same totals as the counters.
+    """
+
+    def __init__(self, dimensions: Sequence[str], clock: Clock) -> None:
         self.dimensions = list(dimensions)
         self.clock = clock
-        self.log = log
         self.registry = CollectorRegistry(auto_describe=True)
         labels = [label_name(d) for d in self.dimensions]
         self._counters = {
@@ -55,6 +54,7 @@ class TokenMetrics:
             for name in METRIC_NAMES
         }
         self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._pending: dict[tuple[str, ...], list[int]] = {}  # values -> [prompt, completion, requests]
 
     def record(self, values: Mapping[str, str], prompt: int, completion: int) -> None:
         """Add one request's tokens under the dimension `values` (missing dimensions are empty strings)."""
@@ -64,15 +64,40 @@ class TokenMetrics:
             children = self._children[key] = tuple(
                 self._counters[name].labels(*key) if key else self._counters[name] for name in METRIC_NAMES
             )
-        total = prompt + completion
-        for child, value in zip(children, (prompt, completion, total), strict=True):
-            child.inc(value)
-        if self.log is not None:
-            t = self.clock.now()
-            t_wall = self.clock.wall()
+        prompt_child, completion_child, total_child = children
+        prompt_child.inc(prompt)
+        completion_child.inc(completion)
+        total_child.inc(prompt + completion)
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = [prompt, completion, 1]
+        else:
+            pending[0] += prompt
+            pending[1] += completion
+            pending[2] += 1
+
+    def drain(self) -> list[dict[str, Any]]:
+        """`kind: metric` log rows for the tokens counted since the last drain."""
+        if not self._pending:
+            return []
+        t, t_wall = self.clock.now(), self.clock.wall()
+        rows = []
+        for key, (prompt, completion, requests) in self._pending.items():
             dims = dict(zip(self.dimensions, key, strict=True))
-            for name, value in zip(METRIC_NAMES, (prompt, completion, total), strict=True):
-                self.log({"kind": "metric", "t": t, "t_wall": t_wall, "name": name, "value": value, "dimensions": dims})
+            for name, value in zip(METRIC_NAMES, (prompt, completion, prompt + completion), strict=True):
+                rows.append(
+                    {
+                        "kind": "metric",
+                        "t": t,
+                        "t_wall": t_wall,
+                        "name": name,
+                        "value": value,
+                        "requests": requests,
+                        "dimensions": dims,
+                    }
+                )
+        self._pending = {}
+        return rows
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every counter."""

@@ -1,0 +1,301 @@
+"""Benchmark the reference gateway: latency it adds at a fixed rate, and the most it sustains.
+
+Layout on this 2-core machine (taskset): the gateway (`harness serve --only gateway`) alone on core 1; the
+mock pool (`harness serve --only mock`) and this load generator share core 0. The mock answers at once
+(latency off, quotas far out of reach), so what is measured is the gateway's own cost.
+
+1. Latency at a fixed open-loop rate (default 300 requests/s): requests leave on a schedule whatever the
+   answers do, and each request's latency runs from its scheduled start (no coordinated omission).
+   Direct-to-mock and through-gateway runs alternate; added latency = gateway - direct, per percentile.
+2. Maximum sustained rate through the gateway: open-loop steps of rising rate; a step is sustained when
+   it completes >= 99 % of its schedule with no errors and p99 under 50 ms. Server CPU per request comes
+   from /proc/PID/stat.
+
+Scenario time runs 20x faster than the wall clock, so every step covers more than one full 60 s token
+window of the gateway's token limit (which is on, with a limit no run reaches).
+
+    python bench/bench_gateway.py
+    python bench/bench_gateway.py --rate 300 --seconds 5 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GATEWAY_CORE, MOCK_CORE, CLIENT_CORE = "1", "0", "0"
+PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+BODY = json.dumps({"messages": [{"role": "user", "content": "Benchmark the gateway, please."}], "max_tokens": 20})
+
+MOCK_SCENARIO = """
+run: {time_scale: 20}
+backends:
+  - name: bench
+    deployments:
+      gpt-4o: {tpm: 1000000000, latency: {ttft: 0, per_token: 0}, completion_tokens: 20}
+"""
+GATEWAY_SCENARIO = """
+run: {time_scale: 20}
+backends:
+  - {name: bench, url: "%(url)s", deployments: {gpt-4o: {}}}
+gateway:
+  circuit_breaker: {failureCondition: {count: 5, interval: PT1M}, tripDuration: PT1M}
+  token_limit:
+    counter-key: subscription
+    tokens-per-minute: 1000000000
+    remaining-tokens-header-name: x-remaining-tokens
+    tokens-consumed-header-name: x-tokens-consumed
+  metrics: {dimensions: [model, app_id, backend, region, streaming]}
+"""
+
+
+def request_bytes(host: str, port: int) -> bytes:
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\napi-key: bench-key\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(BODY)}\r\n\r\n"
+    )
+    return (head + BODY).encode()
+
+
+class Server:
+    """A `harness serve --only ROLE` process pinned to `core`, logging as a real run does."""
+
+    def __init__(self, role: str, scenario: str, core: str, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "scenario.yaml"
+        path.write_text(scenario)
+        ready = workdir / "ready.jsonl"
+        ready.unlink(missing_ok=True)
+        cmd = ["taskset", "-c", core, sys.executable, "-m", "harness.cli", "serve", "--scenario", str(path)]
+        cmd += ["--only", role, "--ready-file", str(ready), "--log-dir", str(workdir / "logs")]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the {role} did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
+                )
+            time.sleep(0.05)
+        self.url = json.loads(ready.read_text().splitlines()[-1])["url"]
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port = host, int(port)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
+
+class Connections:
+    """Keep-alive HTTP/1.1 connections to one server, opened on demand and reused."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.request = request_bytes(server.host, server.port)
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.all: list[asyncio.StreamWriter] = []
+
+    async def send(self) -> int:
+        if self.idle:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.server.host, self.server.port)
+            self.all.append(writer)
+        writer.write(self.request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        return status
+
+    def close(self) -> None:
+        for writer in self.all:
+            writer.close()
+
+
+@dataclass
+class Run:
+    """Every request's own latency (s) from its scheduled start, and what came back."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    scheduled: int = 0
+    elapsed: float = 0.0
+    cpu_per_request_us: float | None = None
+
+    def pct(self, q: float) -> float:
+        values = sorted(self.latencies)
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+    @property
+    def completed_rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+
+async def open_loop(server: Server, rate: float, seconds: float, cpu_of: Server | None = None) -> Run:
+    """Send `rate` requests/s for `seconds` on a fixed schedule; wait for the stragglers (at most 5 s)."""
+    pool = Connections(server)
+    run = Run(scheduled=int(rate * seconds))
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(due: float) -> None:
+        try:
+            status = await pool.send()
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            run.errors += 1
+            return
+        if status != 200:
+            run.errors += 1
+        run.latencies.append(time.perf_counter() - due)
+
+    cpu_before = cpu_of.cpu_seconds() if cpu_of else 0.0
+    # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
+    start = time.perf_counter() + 0.05
+    for i in range(run.scheduled):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+    run.elapsed = time.perf_counter() - start
+    if cpu_of is not None and run.latencies:
+        run.cpu_per_request_us = (cpu_of.cpu_seconds() - cpu_before) / len(run.latencies) * 1e6
+    pool.close()
+    return run
+
+
+def med(values: list[float], fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+async def latency_part(mock: Server, gateway: Server, rate: float, seconds: float, repeats: int) -> None:
+    print(
+        f"\n1. latency at a fixed open-loop rate of {rate:.0f} requests/s, {seconds:.0f} s per run, "
+        f"{repeats} runs each, alternating direct and gateway"
+    )
+    direct: list[Run] = []
+    through: list[Run] = []
+    for _ in range(repeats):
+        direct.append(await open_loop(mock, rate, seconds))
+        through.append(await open_loop(gateway, rate, seconds, cpu_of=gateway))
+    print(f"   {'':24}{'p50 ms':>22}{'p99 ms':>22}{'max ms':>22}  errors")
+    for name, runs in (("direct to mock", direct), ("through gateway", through)):
+        cells = [med([r.pct(q) * 1000 for r in runs]) for q in (0.5, 0.99)]
+        cells.append(med([max(r.latencies) * 1000 for r in runs]))
+        print(f"   {name:24}" + "".join(f"{c:>22}" for c in cells) + f"  {sum(r.errors for r in runs)}")
+    added = [[(g.pct(q) - d.pct(q)) * 1000 for d, g in zip(direct, through, strict=True)] for q in (0.5, 0.99)]
+    added_max = [(max(g.latencies) - max(d.latencies)) * 1000 for d, g in zip(direct, through, strict=True)]
+    print(f"   {'added by the gateway':24}" + "".join(f"{med(a):>22}" for a in [*added, added_max]))
+    cpu = [r.cpu_per_request_us for r in through if r.cpu_per_request_us is not None]
+    if cpu:
+        print(f"   gateway CPU per request: {med(cpu, '{:.0f}')} us")
+    print(
+        f"   targets: added p50 <= 2 ms -> {'met' if statistics.median(added[0]) <= 2 else 'MISSED'}; "
+        f"added p99 <= 10 ms -> {'met' if statistics.median(added[1]) <= 10 else 'MISSED'}"
+    )
+
+
+async def sustained_part(gateway: Server, seconds: float, repeats: int, rates: list[int]) -> None:
+    print(
+        f"\n2. maximum sustained rate through the gateway: open-loop steps of {seconds:.0f} s; sustained = "
+        ">= 99 % of the schedule completed, no errors, p99 < 50 ms"
+    )
+    best: list[float] = []
+    for repeat in range(repeats):
+        sustained = 0.0
+        line = []
+        for rate in rates:
+            run = await open_loop(gateway, rate, seconds, cpu_of=gateway)
+            ok = len(run.latencies) >= 0.99 * run.scheduled and run.errors == 0 and run.pct(0.99) < 0.05
+            cpu = f", {run.cpu_per_request_us:.0f} us CPU/req" if run.cpu_per_request_us else ""
+            line.append(
+                f"{rate}: {run.completed_rate:.0f}/s p99 {run.pct(0.99) * 1000:.1f} ms{cpu}"
+                f"{'' if ok else ' (not sustained)'}"
+            )
+            if not ok:
+                break
+            sustained = rate
+            await asyncio.sleep(0.5)
+        print(f"   run {repeat + 1}: " + "; ".join(line))
+        best.append(sustained)
+    print(
+        f"   maximum sustained rate: {med(best, '{:.0f}')} requests/s; target >= 1,000 -> "
+        f"{'met' if statistics.median(best) >= 1000 else 'MISSED'}"
+    )
+
+
+async def warm_up(mock: Server, gateway: Server) -> None:
+    for server in (mock, gateway):
+        pool = Connections(server)
+        status = await pool.send()
+        if status != 200:
+            raise SystemExit(f"warm-up request to {server.url} answered {status}")
+        pool.close()
+        await open_loop(server, 200, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=300, help="fixed rate of the latency part (requests/s)")
+    parser.add_argument("--seconds", type=float, default=5, help="length of each run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--steps", default="600,800,1000,1200,1400,1600,1800,2000,2400,2800", help="rates of the sustained-rate steps"
+    )
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {int(CLIENT_CORE)})
+    print(
+        f"gateway pinned to core {GATEWAY_CORE}; mock pool and this load generator pinned to core {CLIENT_CORE} "
+        f"(taskset); {os.cpu_count()} cores, shared with other work, so figures are noisy"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as root:
+        mock = Server("mock", MOCK_SCENARIO, MOCK_CORE, Path(root) / "mock")
+        gateway = None
+        try:
+            gateway = Server("gateway", GATEWAY_SCENARIO % {"url": mock.url}, GATEWAY_CORE, Path(root) / "gateway")
+            _run(_both(mock, gateway, args))
+        finally:
+            if gateway is not None:
+                gateway.stop()
+            mock.stop()
+
+
+def _run(main: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+async def _both(mock: Server, gateway: Server, args: argparse.Namespace) -> None:
+    await warm_up(mock, gateway)
+    await latency_part(mock, gateway, args.rate, args.seconds, args.repeats)
+    await sustained_part(gateway, args.seconds, args.repeats, [int(r) for r in args.steps.split(",")])
+
+
+if __name__ == "__main__":
+    main()
