@@ -6,6 +6,7 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from test_report_metrics import write_synthetic_run
 
@@ -60,3 +61,19 @@ def test_flatten_spells_paths_like_overrides() -> None:
         "gateway.circuit_breaker.failureCondition.statusCodeRanges[0].min": 429,
         "gateway.circuit_breaker.failureCondition.statusCodeRanges[0].max": 429,
     }
+
+
+def _summary(rate_429: float, goodput: float) -> dict:
+    return {"requests": {"rate_429": rate_429}, "throughput": {"goodput_tpm": goodput}}
+
+
+def test_fidelity_holds_within_2_points_of_429_rate_and_5_percent_of_goodput() -> None:
+    from harness.report.compare import fidelity
+
+    reference = _summary(0.20, 10_000.0)
+    assert fidelity(reference, _summary(0.219, 10_490.0))["holds"]
+    assert fidelity(reference, _summary(0.181, 9_510.0))["holds"]
+    assert not fidelity(reference, _summary(0.225, 10_000.0))["holds"]
+    assert not fidelity(reference, _summary(0.20, 9_400.0))["holds"]
+    result = fidelity(reference, _summary(0.25, 11_000.0))
+    assert result["rate_429_diff_pp"] == pytest.approx(5.0) and result["goodput_diff_pct"] == pytest.approx(10.0)

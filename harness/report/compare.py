@@ -8,6 +8,7 @@ that differ between them (from scenario.yaml as run, and the overrides in run.js
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,27 @@ def overlay_latency(compared: list[ComparedRun]) -> Figure:
     mix.set_title("Outcome mix (runs in table order)", fontsize="medium")
     mix.legend(fontsize="x-small")
     return figure
+
+
+FIDELITY_429_PP = 2.0
+FIDELITY_GOODPUT_PCT = 5.0
+
+
+def fidelity(reference: dict[str, Any], compressed: dict[str, Any]) -> dict[str, Any]:
+    """Does a time-compressed run give the same throttling picture as the reference (scale 1) run?
+
+    Holds when the 429 rate is within 2 percentage points and goodput within 5 %.
+
+    >>> ref = {"requests": {"rate_429": 0.10}, "throughput": {"goodput_tpm": 1000.0}}
+    >>> fidelity(ref, {"requests": {"rate_429": 0.11}, "throughput": {"goodput_tpm": 960.0}})["holds"]
+    True
+    """
+    rate_pp = abs(compressed["requests"]["rate_429"] - reference["requests"]["rate_429"]) * 100
+    ref_goodput = reference["throughput"]["goodput_tpm"] or 0.0
+    goodput = compressed["throughput"]["goodput_tpm"] or 0.0
+    goodput_pct = abs(goodput - ref_goodput) / ref_goodput * 100 if ref_goodput else math.inf
+    return {
+        "rate_429_diff_pp": rate_pp,
+        "goodput_diff_pct": goodput_pct,
+        "holds": rate_pp <= FIDELITY_429_PP and goodput_pct <= FIDELITY_GOODPUT_PCT,
+    }
