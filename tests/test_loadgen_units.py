@@ -1,0 +1,117 @@
+"""Loadgen units: stage plan and pacing, trace replay, prompts of exact size, summary and checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ScenarioError
+from harness.loadgen.prompts import chat_messages, text_of_tokens
+from harness.loadgen.requests import RequestPlan, auth_headers, unsigned_token
+from harness.loadgen.shape import StagePlan, pacing_wait
+from harness.loadgen.summary import evaluate_checks, summarize
+from harness.loadgen.trace import load_trace, parse_trace_text
+from harness.scenario.checks import Checks
+from harness.scenario.workload import App, Stage
+from harness.tokens import count_chat_tokens, count_text_tokens
+
+
+def test_stage_plan_follows_scenario_time() -> None:
+    plan = StagePlan([Stage(duration=30, users=2), Stage(duration=60, users=8, spawn_rate=2, rate=4)])
+    first, second = plan.at(0), plan.at(30)
+    assert first is not None and (first.users, first.spawn_rate, first.rate) == (2, 2.0, None)
+    assert second is not None and (second.users, second.spawn_rate, second.rate) == (8, 2.0, 4.0)
+    assert plan.at(89.9) is not None and plan.at(90) is None
+    assert plan.total_s == 90
+
+
+def test_pacing_gives_the_target_rate_across_users() -> None:
+    # 8 users at 4 requests/s: each user starts one request every 2 s
+    assert pacing_wait(4.0, 8, 0.0) == 2.0
+    assert pacing_wait(4.0, 8, 0.5) == 1.5
+    assert pacing_wait(4.0, 8, 3.0) == 0.0  # late: go at once
+    assert pacing_wait(None, 8, 0.0) == 0.0
+
+
+def test_trace_csv_and_json_lines_replay_in_time_order(tmp_path: Path) -> None:
+    csv_text = (
+        "offset_s,app,operation,prompt_tokens,max_tokens,stream\n5,b,embeddings,30,,false\n1,a,chat,20,100,true\n"
+    )
+    rows = parse_trace_text(csv_text, "t.csv")
+    assert [(r.offset_s, r.app, r.operation, r.max_tokens, r.stream) for r in rows] == [
+        (1.0, "a", "chat", 100, True),
+        (5.0, "b", "embeddings", None, False),
+    ]
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"t": 2, "app": "a", "operation": "completions", "prompt_tokens": 9, "stream": true}\n')
+    (row,) = load_trace(jsonl)
+    assert (row.offset_s, row.operation, row.prompt_tokens, row.stream) == (2.0, "completions", 9, True)
+
+
+def test_bad_trace_row_names_file_and_line() -> None:
+    with pytest.raises(ScenarioError, match=r"t.csv:3: operation must be one of"):
+        parse_trace_text("offset_s,app,operation\n1,a,chat\n2,a,images\n", "t.csv")
+    with pytest.raises(ScenarioError, match=r"t.csv:2: offset_s must be a number"):
+        parse_trace_text("offset_s,app\nsoon,a\n", "t.csv")
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 50, 333, 2000])
+def test_prompts_have_the_exact_token_count(tokens: int) -> None:
+    assert count_text_tokens(text_of_tokens(tokens, "gpt-4o"), "gpt-4o") == tokens
+    if tokens > 10:
+        assert count_chat_tokens(chat_messages(tokens, "gpt-4o"), "gpt-4o") == tokens
+
+
+def test_request_body_and_route() -> None:
+    plan = RequestPlan(App(id="a"), "chat", "chat", "gpt-4o", 40, 64, True, include_usage=True)
+    body = plan.body("v1")
+    assert body["model"] == "gpt-4o" and body["max_tokens"] == 64
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert plan.path("2024-10-21", "v1") == "/openai/v1/chat/completions"
+    assert plan.request_type == "chat stream"
+    assert plan.counted_prompt_tokens(body) == 40
+    embeddings = RequestPlan(App(id="a"), "emb", "embeddings", "gpt-4o", 10, None, False)
+    assert set(embeddings.body("deployments")) == {"input"}
+
+
+def test_credentials_carry_the_appid_claim() -> None:
+    import jwt
+
+    headers = auth_headers(App(id="team-a", appid="1111-2222"), api_key="k", bearer=None)
+    assert headers["api-key"] == "k"
+    token = headers["authorization"].removeprefix("Bearer ")
+    assert jwt.decode(token, options={"verify_signature": False})["appid"] == "1111-2222"
+    assert auth_headers(App(id="a"), None, bearer="real")["authorization"] == "Bearer real"
+    assert unsigned_token({"appid": "x"}).endswith(".")
+
+
+def rec(logical: str, attempt: int, t: float, latency: float, status: int, kind: str = "", **extra: object) -> dict:
+    return {"logical_id": logical, "attempt": attempt, "t_scenario": t, "latency_s": latency, "status": status,
+            "error_kind": kind or None, **extra}  # fmt: skip
+
+
+def test_summary_judges_logical_requests_by_their_last_attempt() -> None:
+    records = [
+        rec("a", 1, 0.0, 1.0, 429, "backend_429"),
+        rec("a", 2, 6.0, 2.0, 200, usage_total=300),  # a: 8 s from first send to last byte
+        rec("b", 1, 1.0, 1.0, 429, "gateway_token_limit"),  # b: failed, 1 s
+        rec("c", 1, 2.0, 3.0, 200, usage_total=100, stream=True, ttft_s=0.5),
+    ]
+    summary = summarize(records, duration_s=120.0)
+    assert (summary.requests, summary.attempts, summary.failures) == (3, 4, 1)
+    assert summary.failure_rate == pytest.approx(1 / 3)
+    assert summary.retries_per_request == pytest.approx(1 / 3)
+    assert summary.throttled_by_source == {"backend_429": 1, "gateway_token_limit": 1}
+    assert summary.goodput_tpm == pytest.approx(200.0)  # 400 tokens in 2 minutes
+    assert summary.latency_p50_s == 3.0 and summary.latency_p95_s == 8.0
+    assert summary.ttft_p50_s == 0.5
+
+
+def test_checks_report_which_failed_and_by_how_much() -> None:
+    summary = summarize([rec("a", 1, 0.0, 12.0, 200, usage_total=60)], duration_s=60.0)
+    results = {r.name: r for r in evaluate_checks(Checks(max_p95_latency_s=10, min_goodput_tpm=50), summary)}
+    assert not results["max_p95_latency_s"].passed
+    assert "off by 2" in results["max_p95_latency_s"].describe()
+    assert results["min_goodput_tpm"].passed
+    assert evaluate_checks(Checks(), summary) == []
