@@ -187,3 +187,57 @@ def test_every_shipped_scenario_runs(tmp_path: Path, scenario: str) -> None:
     result = run_locust(run_dir, scenario, seconds=3)
     assert result.returncode == 0, result.stderr[-2000:]
     assert_records_match_locust(run_dir)
+
+
+def test_options_are_registered_on_locusts_parser() -> None:
+    # Locust 2.47 answers --help before it imports the locustfile, so the help is printed from Locust's
+    # own parser after the locustfile has registered its options (what Locust does for every other command).
+    script = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        "from locust.argument_parser import get_parser; get_parser().print_help()"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(LOCUSTFILE)], capture_output=True, text=True, timeout=60)
+    for option in (
+        "--scenario",
+        "--set",
+        "--run-dir",
+        "--client-profile",
+        "--time-scale",
+        "--api-key",
+        "--bearer-token",
+    ):
+        assert option in result.stdout, result.stderr[-1000:]
+
+
+def test_web_ui_default_run_and_ctrl_c_leave_no_orphan(tmp_path: Path) -> None:
+    import time
+    import urllib.request
+
+    run_dir = tmp_path / "ui"
+    port = free_port()
+    proc = subprocess.Popen(
+        [LOCUST, "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1", "--web-port", str(port), "--run-dir", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        page = ""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    page = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert "scenario" in page and "quickstart.yaml" in page  # the custom options are in the UI
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["embedded"] and alive(info["stack_pid"])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    for _ in range(50):
+        if not alive(info["stack_pid"]):
+            break
+        time.sleep(0.1)
+    assert not alive(info["stack_pid"]), "Ctrl-C left the embedded stack running"
