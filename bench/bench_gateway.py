@@ -227,17 +227,27 @@ async def sustained_part(gateway: Server, seconds: float, repeats: int, rates: l
         line = []
         for rate in rates:
             run = await open_loop(gateway, rate, seconds, cpu_of=gateway)
-            ok = len(run.latencies) >= 0.99 * run.scheduled and run.errors == 0 and run.pct(0.99) < 0.05
-            cpu = f", {run.cpu_per_request_us:.0f} us CPU/req" if run.cpu_per_request_us else ""
+            problems = []
+            if len(run.latencies) < 0.99 * run.scheduled:
+                problems.append(f"{len(run.latencies)}/{run.scheduled} done")
+            if run.errors:
+                problems.append(f"{run.errors} errors")
+            if run.pct(0.99) >= 0.05:
+                problems.append("p99 >= 50 ms")
+            ok = not problems
+            cpu = ""
+            if run.cpu_per_request_us:
+                busy = run.cpu_per_request_us * run.completed_rate / 1e4
+                cpu = f", {run.cpu_per_request_us:.0f} us CPU/req, gateway core {busy:.0f} % busy"
             line.append(
                 f"{rate}: {run.completed_rate:.0f}/s p99 {run.pct(0.99) * 1000:.1f} ms{cpu}"
-                f"{'' if ok else ' (not sustained)'}"
+                f"{'' if ok else ' (not sustained: ' + ', '.join(problems) + ')'}"
             )
             if not ok:
                 break
             sustained = rate
             await asyncio.sleep(0.5)
-        print(f"   run {repeat + 1}: " + "; ".join(line))
+        print(f"   run {repeat + 1}:\n      " + "\n      ".join(line))
         best.append(sustained)
     print(
         f"   maximum sustained rate: {med(best, '{:.0f}')} requests/s; target >= 1,000 -> "

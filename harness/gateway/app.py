@@ -45,7 +45,8 @@ from harness.gateway.proxy import (
 )
 from harness.gateway.replies import gateway_error
 from harness.gateway.token_limit import Ticket, TokenLimiter
-from harness.gateway.transport import upstream_client as default_upstream_client
+from harness.gateway.transport import LoopbackTransport
+from harness.gateway.transport import upstream_client as upstream_client_for
 from harness.gateway.usage import APIM_COMPAT, StreamTally, Usage, usage_of_body
 from harness.scenario import Scenario
 from harness.tokens import count_prompt_tokens
@@ -115,7 +116,10 @@ class Gateway:
         self._urls: dict[tuple[str, bytes], httpx.URL] = {}
         self.timeout = config.timeout / clock.scale  # httpx waits in wall seconds
         self._own_client = upstream_client is None
-        self.client = upstream_client or default_upstream_client(self.timeout)
+        # With its own client, plain-http members are reached through the lean transport directly, which
+        # skips the client's per-request machinery (auth, redirects, hooks); the client still serves https.
+        self.direct: LoopbackTransport | None = LoopbackTransport() if upstream_client is None else None
+        self.client = upstream_client or upstream_client_for(self.timeout, self.direct)
         self.subscription_keys = frozenset(config.auth.subscription_keys or ())
 
     def upstream_url(self, member: str, target: bytes) -> httpx.URL:
@@ -316,7 +320,7 @@ class Exchange:
             sent = self.clock.now()
             breaker = gateway.breakers.get(member)
             try:
-                upstream = await open_upstream(gateway.client, url, headers, raw, gateway.timeout)
+                upstream = await open_upstream(gateway.client, url, headers, raw, gateway.timeout, gateway.direct)
             except UpstreamFailure as exc:
                 failure = exc
                 if breaker is not None:

@@ -94,12 +94,22 @@ def downstream_headers(upstream: httpx.Response) -> dict[str, str]:
 
 
 async def open_upstream(
-    client: httpx.AsyncClient, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes, timeout: float
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    timeout: float,
+    plain: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.Response:
-    """Send a request and return once the answer's headers are in (the body is read by the caller)."""
+    """Send a request and return once the answer's headers are in (the body is read by the caller).
+
+    `plain`, when given, carries http:// requests itself instead of the client.
+    """
     # Built directly rather than with client.build_request: nothing needs merging, and it saves a URL parse.
     request = httpx.Request("POST", url, headers=headers, content=body, extensions={"timeout": _timeouts(timeout)})
     try:
+        if plain is not None and url.scheme == "http":
+            return await plain.handle_async_request(request)
         return await client.send(request, stream=True)
     except httpx.TimeoutException as exc:
         raise UpstreamFailure(

@@ -209,12 +209,14 @@ def _serialize(request: httpx.Request) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def upstream_client(timeout: float, max_connections: int = 2000) -> httpx.AsyncClient:
-    """The gateway's shared client: the lean transport for http://, httpx's own (TLS) for https://."""
+def upstream_client(
+    timeout: float, plain: LoopbackTransport | None = None, max_connections: int = 2000
+) -> httpx.AsyncClient:
+    """The gateway's shared client: the lean transport (`plain`) for http://, httpx's own (TLS) for https://."""
     tls = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=500))
     return httpx.AsyncClient(
         timeout=timeout,
-        mounts={"http://": LoopbackTransport(), "https://": tls},
+        mounts={"http://": plain or LoopbackTransport(), "https://": tls},
         trust_env=False,
         cookies=_NoCookies(),
     )
