@@ -37,12 +37,14 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.error: Exception | None = None
+        self.received = False  # any byte of an answer to the current request
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
+        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -82,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self.headers = []
         self.chunks = asyncio.Queue()
         self.reusable = False
+        self.received = False
         self.head_done = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(payload)
@@ -146,6 +149,14 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         else:
             conn.close()
 
+    def _idle_connection(self, key: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            candidate = idle.pop()
+            if not candidate.closed:
+                return candidate
+        return None
+
     async def _connect(self, host: str, port: int, timeout: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
@@ -163,23 +174,29 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         key = (host, port)
         timeouts = request.extensions.get("timeout", {})
         payload = _serialize(request)
-        idle = self._idle.get(key)
-        conn = None
-        while idle:
-            candidate = idle.pop()
-            if not candidate.closed:
-                conn = candidate
-                break
-        if conn is None:
-            conn = await self._connect(host, port, timeouts.get("connect"))
         read_timeout = timeouts.get("read")
+        conn = self._idle_connection(key)
         try:
-            status = await asyncio.wait_for(conn.start(payload), read_timeout)
+            if conn is not None:
+                try:
+                    status = await asyncio.wait_for(conn.start(payload), read_timeout)
+                except httpx.RemoteProtocolError:
+                    if conn.received:
+                        raise
+                    # The member closed this idle connection as the request went out (keep-alive timeout):
+                    # it produced no answer, so the request goes again on a fresh connection, once.
+                    conn.close()
+                    conn = None
+            if conn is None:
+                conn = await self._connect(host, port, timeouts.get("connect"))
+                status = await asyncio.wait_for(conn.start(payload), read_timeout)
         except TimeoutError:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise httpx.ReadTimeout("the backend did not answer in time") from None
         except httpx.RemoteProtocolError:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise
         return httpx.Response(
             status,
