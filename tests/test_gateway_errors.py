@@ -154,3 +154,31 @@ async def test_silent_backend_times_out_as_504() -> None:
 async def test_a_pool_member_without_a_url_is_a_one_line_error() -> None:
     with pytest.raises(ScenarioError, match=r"gateway.pool: backend 'east' has no URL"):
         _gateway(BACKEND, {})
+
+
+async def test_a_stream_cut_by_the_backend_is_an_upstream_error_for_log_and_breaker() -> None:
+    async def cut_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        event = b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n'
+        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        writer.transport.abort()  # gone before the end of the stream
+
+    server = await asyncio.start_server(cut_stream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    app = _gateway(
+        BACKEND + "gateway: {circuit_breaker: {failureCondition: {count: 1}}}", {"east": f"http://127.0.0.1:{port}"}
+    )
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as client:
+            response = await client.post(CHAT, json={"messages": [{"role": "user", "content": "hi"}], "stream": True})
+        assert response.status_code == 200  # the headers had gone out; the stream just stops, as AOAI's can
+        assert b"Hi" in response.content and b"[DONE]" not in response.content
+        rows = app.state.gateway.log.rows
+        assert [r["outcome"] for r in rows if r["kind"] == "request"] == ["upstream_error"]
+        assert [r["to"] for r in rows if r["kind"] == "breaker"] == ["open"]
+    finally:
+        server.close()
+        await server.wait_closed()
+        await app.state.gateway.aclose()

@@ -191,3 +191,13 @@ async def test_metrics_endpoint_and_log_rows_split_tokens_by_backend_and_app(mak
     metric_rows = [r for r in stack.rows if r["kind"] == "metric" and r["name"] == "total_tokens"]
     assert sum(r["value"] for r in metric_rows) == sum(totals.values())
     assert {r["dimensions"]["region"] for r in metric_rows} == {"eastus", "westus"}
+
+
+async def test_streams_are_always_estimated_at_admission(make: Callable[[str], Stack]) -> None:
+    # With estimate-prompt-tokens false a plain request is admitted blind, but a stream's prompt is still
+    # counted up front (as APIM does): a prompt larger than the whole minute is refused before any backend.
+    stack = make(BACKEND + "gateway: {token_limit: {tokens-per-minute: 50, estimate-prompt-tokens: false}}")
+    long_prompt = "word " * 100
+    assert (await stack.chat(app_id="a", content=long_prompt, max_tokens=1, stream=True)).status_code == 429
+    assert stack.backend_log.rows == []
+    assert (await stack.chat(app_id="b", content=long_prompt, max_tokens=1)).status_code == 200

@@ -394,15 +394,16 @@ class Exchange:
     async def _relay_stream(self, member: str, upstream: httpx.Response) -> AsyncIterator[bytes]:
         tally = StreamTally(self.route.model)
         usage: Usage | None = None
+        outcome = "ok"
         try:
             async for chunk in upstream.aiter_raw():
                 tally.feed(chunk)
                 yield chunk
-        except Exception as exc:  # the member broke off mid-stream: the client sees a cut stream, as from AOAI
+        except Exception:  # the member broke off mid-stream: the client sees a cut stream, as from AOAI
+            outcome = "upstream_error"
             breaker = self.gateway.breakers.get(member)
             if breaker is not None:
                 breaker.record(None, BACKEND_PROTOCOL_ERROR)
-            self.row["error"] = type(exc).__name__
         finally:
             with contextlib.suppress(Exception):
                 await upstream.aclose()
@@ -411,7 +412,7 @@ class Exchange:
             else:
                 usage = tally.result(self.prompt_estimate)
             self._settle(usage)
-            self._finish(200, "ok", usage, member)
+            self._finish(200, outcome, usage, member)
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
 
