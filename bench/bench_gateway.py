@@ -271,7 +271,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5, help="length of each run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--steps", default="600,800,1000,1200,1400,1600,1800,2000,2400,2800", help="rates of the sustained-rate steps"
+        "--steps",
+        default="600,800,1000,1200,1400,1600,1800,2000,2400,2800,3200,3600",
+        help="rates of the sustained-rate steps",
     )
     args = parser.parse_args()
     os.sched_setaffinity(0, {int(CLIENT_CORE)})
