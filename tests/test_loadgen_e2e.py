@@ -27,10 +27,12 @@ RUN_TIMEOUT_S = 90
 
 
 def run_locust(
-    run_dir: Path, scenario: str, *extra: str, users: int = 4, seconds: int = 4, scale: float = 20.0
+    run_dir: Path, scenario: str, *extra: str, users: int | None = 4, seconds: int = 4, scale: float = 20.0
 ) -> subprocess.CompletedProcess[str]:
+    """Run headless Locust; `users=None` leaves -u/-r out so the scenario's own user count applies."""
+    user_options = ["-u", str(users), "-r", str(users)] if users is not None else []
     command = [
-        LOCUST, "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+        LOCUST, "-f", str(LOCUSTFILE), "--headless", *user_options, "-t", f"{seconds}s",
         "--scenario", str(ROOT / "scenarios" / scenario), "--set", f"run.time_scale={scale}",
         "--run-dir", str(run_dir), "--csv", str(run_dir / "locust"), "--json-file", str(run_dir / "locust"),
         "--only-summary", *extra,
@@ -62,9 +64,11 @@ def alive(pid: int) -> bool:
 
 def test_quickstart_writes_a_complete_run_directory(tmp_path: Path) -> None:
     run_dir = tmp_path / "quick"
-    result = run_locust(run_dir, "quickstart.yaml")
+    result = run_locust(run_dir, "quickstart.yaml", users=None)
     assert result.returncode == 0, result.stderr[-2000:]
     records = assert_records_match_locust(run_dir)
+    # without -u the scenario's `workload.users` (4) are spawned, not Locust's headless default of 1
+    assert len({r["user"] for r in records}) == 4
     assert {r["request_type"] for r in records} >= {"chat", "embeddings"}
     assert all(r["status"] == 200 and r["decision"] == "success" for r in records)
     assert any(r["stream"] and r["ttft_s"] and r["usage_source"] == "stream_usage_chunk" for r in records)

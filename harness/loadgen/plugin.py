@@ -79,6 +79,9 @@ class HarnessState:
     ready: Event = field(default_factory=Event)
     worker_index: int = 0
     worker_count: int = 1
+    # -u / -r as the user gave them; read at init, before headless mode fills in its defaults of 1
+    users_option: int | None = None
+    spawn_rate_option: float | None = None
 
     def elapsed(self) -> float:
         assert self.clock is not None
@@ -116,6 +119,8 @@ def _fail(message: str) -> None:
 def _on_init(environment: Any, **_: Any) -> None:
     options = environment.parsed_options
     runner = environment.runner
+    STATE.users_option = getattr(options, "num_users", None)
+    STATE.spawn_rate_option = getattr(options, "spawn_rate", None)
     if isinstance(runner, WorkerRunner):
         runner.register_message(RUN_MESSAGE, _on_run_message)
         return
@@ -508,9 +513,8 @@ class ScenarioShape(LoadTestShape):
         limit = run_time * scale if run_time else STATE.scenario.run.duration
         if elapsed >= limit:
             return None
-        options = self.runner.environment.parsed_options if self.runner else None
-        users = getattr(options, "num_users", None) or (workload.trace.users if workload.trace else workload.users)
-        spawn_rate = getattr(options, "spawn_rate", None) or workload.spawn_rate * scale
+        users = STATE.users_option or (workload.trace.users if workload.trace else workload.users)
+        spawn_rate = STATE.spawn_rate_option or workload.spawn_rate * scale
         return int(users), float(spawn_rate)
 
 
