@@ -18,109 +18,20 @@ from harness.tokens import (
     TOKENS_PER_MESSAGE,
     TOKENS_REPLY_PRIMING,
     count_text_tokens,
-    encoder_for_model,
+    single_token_words,
 )
-
-_WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "that",
-    "for",
-    "it",
-    "as",
-    "with",
-    "was",
-    "on",
-    "be",
-    "by",
-    "at",
-    "this",
-    "from",
-    "or",
-    "an",
-    "are",
-    "not",
-    "have",
-    "but",
-    "had",
-    "they",
-    "which",
-    "one",
-    "you",
-    "were",
-    "all",
-    "we",
-    "can",
-    "her",
-    "has",
-    "there",
-    "been",
-    "if",
-    "more",
-    "when",
-    "will",
-    "would",
-    "who",
-    "so",
-    "no",
-    "time",
-    "year",
-    "people",
-    "way",
-    "day",
-    "man",
-    "thing",
-    "woman",
-    "life",
-    "child",
-    "world",
-    "school",
-    "state",
-    "family",
-    "student",
-    "group",
-    "country",
-    "problem",
-    "hand",
-    "part",
-    "place",
-    "case",
-    "week",
-    "company",
-    "system",
-    "program",
-    "question",
-    "work",
-    "government",
-    "number",
-    "night",
-    "point",
-    "home",
-    "water",
-    "room",
-    "mother",
-    "area",
-    "money",
-    "story",
-]
 
 
 @lru_cache(maxsize=8)
-def _single_token_words(model: str) -> tuple[str, ...]:
-    encoder = encoder_for_model(model)
-    words = tuple(f" {w}" for w in _WORDS if len(encoder.encode(f" {w}")) == 1)
-    return words or (" a",)
+def _spaced_words(model: str) -> tuple[str, ...]:
+    return tuple(" " + w for w in single_token_words(model))
 
 
 @lru_cache(maxsize=4096)
 def text_of_tokens(tokens: int, model: str = "gpt-4o", seed: int = 0) -> str:
     """Text that counts as exactly `tokens` tokens for `model`'s tokenizer (at least 1)."""
     tokens = max(1, int(tokens))
-    words = _single_token_words(model)
+    words = _spaced_words(model)
     rng = random.Random(seed * 1_000_003 + tokens)
     text = "".join(rng.choice(words) for _ in range(tokens))
     # Adjacent words could in principle merge; trim or pad until the tokenizer agrees.

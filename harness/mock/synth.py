@@ -15,106 +15,9 @@ import base64
 import random
 import struct
 import uuid
-from functools import cache
 from typing import Any
 
-from harness.tokens import encoder_for_model
-
-# Candidate words; only those that are one token both alone and after a space are kept for a model.
-_CANDIDATES = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "that",
-    "it",
-    "for",
-    "on",
-    "with",
-    "as",
-    "was",
-    "at",
-    "by",
-    "be",
-    "this",
-    "are",
-    "from",
-    "or",
-    "have",
-    "an",
-    "not",
-    "but",
-    "all",
-    "they",
-    "which",
-    "one",
-    "you",
-    "were",
-    "had",
-    "there",
-    "can",
-    "their",
-    "we",
-    "what",
-    "so",
-    "up",
-    "out",
-    "if",
-    "about",
-    "who",
-    "get",
-    "would",
-    "make",
-    "when",
-    "time",
-    "no",
-    "just",
-    "him",
-    "know",
-    "take",
-    "people",
-    "into",
-    "year",
-    "your",
-    "good",
-    "some",
-    "could",
-    "them",
-    "see",
-    "other",
-    "than",
-    "then",
-    "now",
-    "look",
-    "only",
-    "come",
-    "its",
-    "over",
-    "think",
-    "also",
-    "back",
-    "after",
-    "use",
-    "two",
-    "how",
-    "our",
-    "work",
-    "first",
-    "well",
-    "way",
-    "even",
-    "new",
-    "want",
-    "because",
-    "any",
-    "these",
-    "give",
-    "day",
-    "most",
-    "us",
-]
+from harness.tokens import single_token_words
 
 EMBEDDING_DIMENSIONS = 1536
 # A real completion never runs forever; this bounds a request that sets no max_tokens.
@@ -127,15 +30,6 @@ CONTENT_FILTER_OK: dict[str, Any] = {
 
 def prompt_filter_results() -> list[dict[str, Any]]:
     return [{"prompt_index": 0, "content_filter_results": CONTENT_FILTER_OK}]
-
-
-@cache
-def single_token_words(model: str) -> tuple[str, ...]:
-    encoder = encoder_for_model(model)
-    words = tuple(w for w in _CANDIDATES if len(encoder.encode(w)) == 1 and len(encoder.encode(" " + w)) == 1)
-    if not words:  # the chars/4 fallback counter: four letters make one token
-        words = ("abcd",)
-    return words
 
 
 class TextSource:
