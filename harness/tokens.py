@@ -170,15 +170,16 @@ def admission_estimate(
 
 # Common English words: those that are one token both alone and after a space let the mock and the load
 # generator build texts whose token count is exact by construction.
-_COMMON_WORDS = tuple(
+_COMMON_WORDS_TEXT = (
     "the of and to in is that it for on with as was at by be this are from or have an not but all they which "
     "one you were had there can their we what so up out if about who get would make when time no just him "
     "know take people into year your good some could them see other than then now look only come its over "
     "think also back after use two how our work first well way even new want because any these give day most "
     "us her has been more will man thing woman life child world school state family student group country "
     "problem hand part place case week company system program question government number night point home "
-    "water room mother area money story".split()
+    "water room mother area money story"
 )
+_COMMON_WORDS = tuple(_COMMON_WORDS_TEXT.split())
 
 
 @cache
