@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,3 +135,19 @@ def serve_stack(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     yield start
     for stack in started:
         stack.stop()
+
+
+@pytest.fixture
+async def make_stack() -> AsyncIterator[Callable[[str], Any]]:
+    """Builds in-process gateway -> mock stacks from scenario YAML (on one virtual clock); closes them after."""
+    from gateway_helpers import gateway_stack
+
+    stacks: list[Any] = []
+
+    def build(text: str) -> Any:
+        stacks.append(gateway_stack(text))
+        return stacks[-1]
+
+    yield build
+    for stack in stacks:
+        await stack.aclose()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
-from gateway_helpers import API_VERSION, INSTANT, Stack, gateway_stack
+from gateway_helpers import API_VERSION, INSTANT, Stack
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,19 +23,6 @@ BACKEND = f"backends: [{{name: east, deployments: {{gpt-4o: {{latency: {INSTANT}
 CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
 
 
-@pytest.fixture
-async def make() -> AsyncIterator[Callable[[str], Stack]]:
-    stacks: list[Stack] = []
-
-    def build(text: str) -> Stack:
-        stacks.append(gateway_stack(text))
-        return stacks[-1]
-
-    yield build
-    for stack in stacks:
-        await stack.aclose()
-
-
 def _is_aoai_error(response: httpx.Response, status: int) -> None:
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
@@ -44,28 +31,28 @@ def _is_aoai_error(response: httpx.Response, status: int) -> None:
     assert response.headers["x-gateway-request-id"]
 
 
-async def test_invalid_json_is_400(make: Callable[[str], Stack]) -> None:
-    stack = make(BACKEND)
+async def test_invalid_json_is_400(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(BACKEND)
     _is_aoai_error(await stack.client.post(CHAT, content=b"{not json"), 400)
     _is_aoai_error(await stack.client.post(CHAT, content=b"[1, 2]"), 400)
     assert stack.backend_log.rows == [] and {r["outcome"] for r in stack.requests()} == {"bad_request"}
 
 
-async def test_unknown_deployment_is_404(make: Callable[[str], Stack]) -> None:
-    stack = make(BACKEND)
+async def test_unknown_deployment_is_404(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(BACKEND)
     response = await stack.chat("gpt-5-nano")
     _is_aoai_error(response, 404)
     assert response.json()["error"]["code"] == "DeploymentNotFound"
 
 
-async def test_oversize_body_is_413(make: Callable[[str], Stack]) -> None:
-    stack = make(BACKEND + "gateway: {max_body_bytes: 1000}")
+async def test_oversize_body_is_413(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(BACKEND + "gateway: {max_body_bytes: 1000}")
     _is_aoai_error(await stack.chat(content="x" * 2000), 413)
     assert (await stack.chat(content="x" * 100)).status_code == 200
 
 
-async def test_subscription_keys_are_checked_when_configured(make: Callable[[str], Stack]) -> None:
-    stack = make(BACKEND + "gateway: {auth: {subscription_keys: [key-1, key-2]}}")
+async def test_subscription_keys_are_checked_when_configured(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(BACKEND + "gateway: {auth: {subscription_keys: [key-1, key-2]}}")
     missing = await stack.chat()
     _is_aoai_error(missing, 401)
     assert "missing" in missing.json()["error"]["message"]
@@ -77,9 +64,9 @@ async def test_subscription_keys_are_checked_when_configured(make: Callable[[str
     assert [r["outcome"] for r in stack.requests()] == ["unauthorized", "unauthorized", "ok", "ok"]
 
 
-async def test_the_backend_key_replaces_the_callers(make: Callable[[str], Stack]) -> None:
+async def test_the_backend_key_replaces_the_callers(make_stack: Callable[[str], Stack]) -> None:
     keyed = f"backends: [{{name: east, api_key: backend-secret, deployments: {{gpt-4o: {{latency: {INSTANT}}}}}}}]\n"
-    stack = make(keyed + "gateway: {auth: {subscription_keys: [key-1]}}")
+    stack = make_stack(keyed + "gateway: {auth: {subscription_keys: [key-1]}}")
     assert (await stack.chat(headers={"api-key": "key-1"})).status_code == 200
 
 

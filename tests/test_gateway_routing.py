@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
-from gateway_helpers import INSTANT, Stack, gateway_stack
+from gateway_helpers import INSTANT, Stack
 
 # 1,000 TPM: the mock allows one request per 10 s (RPM over 10 s windows), so the second one gets a 429.
 SMALL = f"{{gpt-4o: {{tpm: 1000, latency: {INSTANT}}}}}"
 LARGE = f"{{gpt-4o: {{tpm: 10000000, latency: {INSTANT}}}}}"
-
-
-@pytest.fixture
-async def make() -> AsyncIterator[Callable[[str], Stack]]:
-    stacks: list[Stack] = []
-
-    def build(text: str) -> Stack:
-        stacks.append(gateway_stack(text))
-        return stacks[-1]
-
-    yield build
-    for stack in stacks:
-        await stack.aclose()
 
 
 def _backends(**deployments: str) -> str:
@@ -31,8 +18,8 @@ def _backends(**deployments: str) -> str:
     return f"backends: [{items}]\n"
 
 
-async def test_headers_identify_backend_region_and_request_ids(make: Callable[[str], Stack]) -> None:
-    stack = make(_backends(east=LARGE))
+async def test_headers_identify_backend_region_and_request_ids(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(_backends(east=LARGE))
     response = await stack.chat(headers={"x-ms-client-request-id": "client-1"})
     assert response.status_code == 200
     assert response.headers["x-backend"] == "east"
@@ -47,16 +34,16 @@ async def test_headers_identify_backend_region_and_request_ids(make: Callable[[s
     assert row["total_tokens"] == backend_row["total_tokens"] and row["tokens_counted_by"] == "usage"
 
 
-async def test_v1_route_names_the_model_in_the_body(make: Callable[[str], Stack]) -> None:
-    stack = make(_backends(east=LARGE))
+async def test_v1_route_names_the_model_in_the_body(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(_backends(east=LARGE))
     response = await stack.client.post(
         "/openai/v1/chat/completions", json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
     )
     assert response.status_code == 200 and response.headers["x-backend"] == "east"
 
 
-async def test_weights_are_exact_through_the_gateway(make: Callable[[str], Stack]) -> None:
-    stack = make(
+async def test_weights_are_exact_through_the_gateway(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(
         _backends(a=LARGE, b=LARGE)
         + "gateway: {pool: {members: [{backend: a, weight: 3}, {backend: b, weight: 1}], selection: weighted}}"
     )
@@ -70,8 +57,8 @@ async def test_weights_are_exact_through_the_gateway(make: Callable[[str], Stack
 BREAKER = "circuit_breaker: {failureCondition: {count: 1, interval: PT1M}, tripDuration: PT1M}"
 
 
-async def test_priority_group_two_serves_only_while_group_one_is_tripped(make: Callable[[str], Stack]) -> None:
-    stack = make(
+async def test_priority_group_two_serves_only_while_group_one_is_tripped(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(
         _backends(primary=SMALL, spare1=LARGE, spare2=LARGE)
         + "gateway: {pool: {members: [{backend: primary, priority: 1}, {backend: spare1, priority: 2}, "
         "{backend: spare2, priority: 2}]}, " + BREAKER + "}"
@@ -88,8 +75,8 @@ async def test_priority_group_two_serves_only_while_group_one_is_tripped(make: C
     assert transitions == [("primary", "closed", "open"), ("primary", "open", "closed")]
 
 
-async def test_a_throttling_member_without_a_tripped_breaker_keeps_serving(make: Callable[[str], Stack]) -> None:
-    stack = make(
+async def test_a_throttling_member_without_a_tripped_breaker_keeps_serving(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(
         _backends(primary=SMALL, spare=LARGE)
         + "gateway: {pool: {members: [{backend: primary, priority: 1}, {backend: spare, priority: 2}]}, "
         "circuit_breaker: {failureCondition: {count: 5}}}"
@@ -99,9 +86,9 @@ async def test_a_throttling_member_without_a_tripped_breaker_keeps_serving(make:
     assert [r["outcome"] for r in stack.requests()] == ["ok", "backend_429", "backend_429", "backend_429"]
 
 
-async def test_breaker_counts_failures_only_within_interval(make: Callable[[str], Stack]) -> None:
+async def test_breaker_counts_failures_only_within_interval(make_stack: Callable[[str], Stack]) -> None:
     failing = f"{{gpt-4o: {{latency: {INSTANT}}}}}, faults: {{error_rates: {{500: 1.0}}}}"
-    stack = make(
+    stack = make_stack(
         f"backends: [{{name: bad, deployments: {failing}}}, {{name: good, deployments: {LARGE}}}]\n"
         "gateway: {pool: {members: [{backend: bad}, {backend: good, priority: 2}]}, circuit_breaker: "
         "{failureCondition: {count: 3, interval: PT1M, statusCodeRanges: [{min: 500, max: 599}]}, tripDuration: PT2M}}"
@@ -121,8 +108,8 @@ async def test_breaker_counts_failures_only_within_interval(make: Callable[[str]
     assert [r["to"] for r in stack.breaker_rows()] == ["open", "closed"]
 
 
-async def test_breaker_trips_on_percentage_of_failures(make: Callable[[str], Stack]) -> None:
-    stack = make(
+async def test_breaker_trips_on_percentage_of_failures(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(
         _backends(primary=SMALL, spare=LARGE)
         + "gateway: {pool: {members: [{backend: primary}, {backend: spare, priority: 2}]}, circuit_breaker: "
         "{failureCondition: {percentage: 40, interval: PT1M}, tripDuration: PT1M}}"
@@ -141,10 +128,10 @@ async def test_breaker_trips_on_percentage_of_failures(make: Callable[[str], Sta
 
 @pytest.mark.parametrize("long_retry_after", [False, True])
 async def test_accept_retry_after_keeps_the_member_out_for_the_backends_retry_after(
-    make: Callable[[str], Stack], long_retry_after: bool
+    make_stack: Callable[[str], Stack], long_retry_after: bool
 ) -> None:
     faults = ", faults: {long_retry_after: {probability: 1.0}}" if long_retry_after else ""
-    stack = make(
+    stack = make_stack(
         f"backends: [{{name: primary, deployments: {SMALL}{faults}}}, {{name: spare, deployments: {LARGE}}}]\n"
         "gateway: {pool: {members: [{backend: primary}, {backend: spare, priority: 2}]}, circuit_breaker: "
         "{failureCondition: {count: 1}, tripDuration: PT1M, acceptRetryAfter: true}}"
@@ -171,9 +158,9 @@ async def test_accept_retry_after_keeps_the_member_out_for_the_backends_retry_af
 
 @pytest.mark.parametrize(("configured", "status"), [("503", 503), ("429", 429)])
 async def test_all_members_tripped_answers_503_or_429_with_the_soonest_retry_after(
-    make: Callable[[str], Stack], configured: str, status: int
+    make_stack: Callable[[str], Stack], configured: str, status: int
 ) -> None:
-    stack = make(
+    stack = make_stack(
         _backends(a=SMALL, b=SMALL) + "gateway: {circuit_breaker: {failureCondition: {count: 1}, tripDuration: PT1M}, "
         f"all_tripped_response: {configured}}}"
     )
@@ -191,8 +178,8 @@ async def test_all_members_tripped_answers_503_or_429_with_the_soonest_retry_aft
     assert len(stack.backend_log.rows) == 5  # the refused request reached no backend
 
 
-async def test_retry_in_gateway_diverts_only_throttled_requests(make: Callable[[str], Stack]) -> None:
-    stack = make(
+async def test_retry_in_gateway_diverts_only_throttled_requests(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(
         _backends(primary=SMALL, spare=LARGE)
         + "gateway: {pool: {members: [{backend: primary}, {backend: spare, priority: 2}]}, "
         "retry: {enabled: true, max_attempts: 2}}"
@@ -208,8 +195,8 @@ async def test_retry_in_gateway_diverts_only_throttled_requests(make: Callable[[
     assert [r["status"] for r in stack.backend_log.rows] == [200, 429, 200]
 
 
-async def test_retry_gives_the_last_answer_when_every_member_throttles(make: Callable[[str], Stack]) -> None:
-    stack = make(_backends(a=SMALL, b=SMALL) + "gateway: {retry: {enabled: true, max_attempts: 5}}")
+async def test_retry_gives_the_last_answer_when_every_member_throttles(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(_backends(a=SMALL, b=SMALL) + "gateway: {retry: {enabled: true, max_attempts: 5}}")
     await stack.chat()
     await stack.chat()
     response = await stack.chat()
@@ -217,9 +204,11 @@ async def test_retry_gives_the_last_answer_when_every_member_throttles(make: Cal
     assert stack.requests()[-1]["attempts"] in (["a", "b"], ["b", "a"])
 
 
-async def test_latency_selection_prefers_the_faster_region(make: Callable[[str], Stack]) -> None:
+async def test_latency_selection_prefers_the_faster_region(make_stack: Callable[[str], Stack]) -> None:
     slow = "{gpt-4o: {tpm: 10000000, latency: {ttft: 2.0, per_token: 0}}}"
     fast = "{gpt-4o: {tpm: 10000000, latency: {ttft: 0.2, per_token: 0}}}"
-    stack = make(_backends(slow=slow, fast=fast) + "gateway: {pool: {selection: latency, latency_probe_every: 10}}")
+    stack = make_stack(
+        _backends(slow=slow, fast=fast) + "gateway: {pool: {selection: latency, latency_probe_every: 10}}"
+    )
     served = Counter([(await stack.chat()).headers["x-backend"] for _ in range(100)])
     assert served["fast"] >= 85 and served["slow"] >= 5

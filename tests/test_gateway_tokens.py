@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
-from gateway_helpers import INSTANT, Stack, gateway_stack, sse_events
+from gateway_helpers import INSTANT, Stack, sse_events
 from prometheus_client.parser import text_string_to_metric_families
 
 BACKEND = (
@@ -18,27 +18,14 @@ HEADERS = (
 )
 
 
-@pytest.fixture
-async def make() -> AsyncIterator[Callable[[str], Stack]]:
-    stacks: list[Stack] = []
-
-    def build(text: str) -> Stack:
-        stacks.append(gateway_stack(text))
-        return stacks[-1]
-
-    yield build
-    for stack in stacks:
-        await stack.aclose()
-
-
 def _usage_total(response_json: dict[str, object]) -> int:
     usage = response_json["usage"]
     assert isinstance(usage, dict)
     return int(usage["total_tokens"])
 
 
-async def test_token_limit_per_app_id_with_headers(make: Callable[[str], Stack]) -> None:
-    stack = make(BACKEND + f"gateway: {{token_limit: {{counter-key: appid, tokens-per-minute: 200, {HEADERS}}}}}")
+async def test_token_limit_per_app_id_with_headers(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(BACKEND + f"gateway: {{token_limit: {{counter-key: appid, tokens-per-minute: 200, {HEADERS}}}}}")
     spent = 0
     responses = []
     for _ in range(20):
@@ -62,15 +49,15 @@ async def test_token_limit_per_app_id_with_headers(make: Callable[[str], Stack])
     assert (await stack.chat(app_id="app-a", max_tokens=20)).status_code == 200
 
 
-async def test_custom_retry_after_header_name(make: Callable[[str], Stack]) -> None:
-    stack = make(BACKEND + "gateway: {token_limit: {tokens-per-minute: 30, retry-after-header-name: x-wait}}")
+async def test_custom_retry_after_header_name(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(BACKEND + "gateway: {token_limit: {tokens-per-minute: 30, retry-after-header-name: x-wait}}")
     await stack.chat(app_id="a", max_tokens=20)
     refused = await stack.chat(app_id="a", max_tokens=20)
     assert refused.status_code == 429 and "x-wait" in refused.headers and "retry-after" not in refused.headers
 
 
-async def test_quota_exhausted_answers_403_until_the_period_ends(make: Callable[[str], Stack]) -> None:
-    stack = make(
+async def test_quota_exhausted_answers_403_until_the_period_ends(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(
         BACKEND + "gateway: {token_limit: {token-quota: 100, token-quota-period: Hourly, "
         "remaining-quota-tokens-header-name: x-quota-left}}"
     )
@@ -89,10 +76,12 @@ async def test_quota_exhausted_answers_403_until_the_period_ends(make: Callable[
     assert (await stack.chat(app_id="a", max_tokens=20)).status_code == 200
 
 
-async def test_estimate_prompt_tokens_false_lets_a_burst_overshoot_then_blocks(make: Callable[[str], Stack]) -> None:
+async def test_estimate_prompt_tokens_false_lets_a_burst_overshoot_then_blocks(
+    make_stack: Callable[[str], Stack],
+) -> None:
     # A second of latency keeps the burst's requests in flight together (each waits on the shared virtual clock).
     slow = "backends: [{name: east, deployments: {gpt-4o: {tpm: 10000000, latency: {ttft: 1, per_token: 0}}}}]\n"
-    stack = make(
+    stack = make_stack(
         slow + "gateway: {token_limit: {tokens-per-minute: 100, estimate-prompt-tokens: false, "
         "remaining-tokens-header-name: x-remaining}}"
     )
@@ -110,8 +99,10 @@ async def test_estimate_prompt_tokens_false_lets_a_burst_overshoot_then_blocks(m
     assert (await stack.chat(app_id="a", max_tokens=40)).status_code == 200
 
 
-async def test_estimate_prompt_tokens_true_refuses_the_burst_that_would_overshoot(make: Callable[[str], Stack]) -> None:
-    stack = make(BACKEND + "gateway: {token_limit: {tokens-per-minute: 100}}")
+async def test_estimate_prompt_tokens_true_refuses_the_burst_that_would_overshoot(
+    make_stack: Callable[[str], Stack],
+) -> None:
+    stack = make_stack(BACKEND + "gateway: {token_limit: {tokens-per-minute: 100}}")
     long_prompt = "word " * 40  # about 50 prompt tokens: two fit, the third does not
     burst = await asyncio.gather(*(stack.chat(app_id="a", content=long_prompt, max_tokens=1) for _ in range(3)))
     assert sorted(r.status_code for r in burst) == [200, 200, 429]
@@ -119,9 +110,9 @@ async def test_estimate_prompt_tokens_true_refuses_the_burst_that_would_overshoo
 
 @pytest.mark.parametrize("include_usage", [True, False])
 async def test_streams_are_counted_from_the_usage_chunk_or_the_deltas(
-    make: Callable[[str], Stack], include_usage: bool
+    make_stack: Callable[[str], Stack], include_usage: bool
 ) -> None:
-    stack = make(BACKEND + f"gateway: {{token_limit: {{tokens-per-minute: 100000, {HEADERS}}}}}")
+    stack = make_stack(BACKEND + f"gateway: {{token_limit: {{tokens-per-minute: 100000, {HEADERS}}}}}")
     response = await stack.chat(app_id="a", stream=True, include_usage=include_usage, max_tokens=50)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     assert response.content.endswith(b"data: [DONE]\n\n")
@@ -139,8 +130,8 @@ async def test_streams_are_counted_from_the_usage_chunk_or_the_deltas(
         assert sse_events(response.content)[-1]["usage"]["completion_tokens"] == backend_row["completion_tokens"]
 
 
-async def test_apim_compat_undercounts_streamed_completions(make: Callable[[str], Stack]) -> None:
-    stack = make(
+async def test_apim_compat_undercounts_streamed_completions(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(
         BACKEND + f"gateway: {{apim_compat: true, token_limit: {{tokens-per-minute: 100000, {HEADERS}}}, "
         "metrics: {dimensions: [streaming]}}"
     )
@@ -167,12 +158,14 @@ def _metric_values(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     return values
 
 
-async def test_metrics_endpoint_and_log_rows_split_tokens_by_backend_and_app(make: Callable[[str], Stack]) -> None:
+async def test_metrics_endpoint_and_log_rows_split_tokens_by_backend_and_app(
+    make_stack: Callable[[str], Stack],
+) -> None:
     two = (
         f"backends: [{{name: east, region: eastus, deployments: {{gpt-4o: {{latency: {INSTANT}}}}}}}, "
         f"{{name: west, region: westus, deployments: {{gpt-4o: {{latency: {INSTANT}}}}}}}]\n"
     )
-    stack = make(two + "gateway: {metrics: {dimensions: [model, app_id, backend, region, client_ip]}}")
+    stack = make_stack(two + "gateway: {metrics: {dimensions: [model, app_id, backend, region, client_ip]}}")
     for app in ("a", "a", "b", "b"):
         assert (await stack.chat(app_id=app)).status_code == 200
     scraped = await stack.client.get("/metrics")
@@ -193,10 +186,10 @@ async def test_metrics_endpoint_and_log_rows_split_tokens_by_backend_and_app(mak
     assert {r["dimensions"]["region"] for r in metric_rows} == {"eastus", "westus"}
 
 
-async def test_streams_are_always_estimated_at_admission(make: Callable[[str], Stack]) -> None:
+async def test_streams_are_always_estimated_at_admission(make_stack: Callable[[str], Stack]) -> None:
     # With estimate-prompt-tokens false a plain request is admitted blind, but a stream's prompt is still
     # counted up front (as APIM does): a prompt larger than the whole minute is refused before any backend.
-    stack = make(BACKEND + "gateway: {token_limit: {tokens-per-minute: 50, estimate-prompt-tokens: false}}")
+    stack = make_stack(BACKEND + "gateway: {token_limit: {tokens-per-minute: 50, estimate-prompt-tokens: false}}")
     long_prompt = "word " * 100
     assert (await stack.chat(app_id="a", content=long_prompt, max_tokens=1, stream=True)).status_code == 429
     assert stack.backend_log.rows == []
