@@ -40,6 +40,9 @@ PATTERNS = (
     [("breaker_open", 503, "retry", "backoff"), ("", 200, "success", "")],
     [("server_error", 500, "fail", "")],
     [("timeout", 0, "retry", ""), ("backend_429", 429, "retry", "backoff"), ("", 200, "success", "")],
+    [("gateway_quota", 403, "fail", "")],
+    # unfinished: the run ended while the client waited to retry after its last attempt
+    [("timeout", 0, "retry", ""), ("gateway_token_limit", 429, "retry", "retry-after")],
 )
 
 
@@ -250,6 +253,15 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     for i, r in enumerate(records):
         by_logical[r["logical_id"]].append(i)
     succeeded = [lid for lid, idx in by_logical.items() if any(outcomes[i] == "success" for i in idx)]
+    unfinished = 0
+    for idx in by_logical.values():
+        last = idx[0]
+        for i in idx:
+            if records[i]["attempt"] > records[last]["attempt"]:
+                last = i
+        if records[last]["decision"] == "retry":
+            unfinished += 1
+    finished = len(by_logical) - unfinished
     ok = [r for r, o in zip(records, outcomes, strict=True) if o == "success"]
     tokens = sum(r["usage_total"] for r in ok)
     n = len(records)
@@ -364,10 +376,12 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "run": {"run_id": "synthetic", "client_profiles": ["openai-python"], "time_scale": 10, "duration_s": end},
         "requests": {
             "attempts": n,
-            "logical": len(by_logical),
+            "logical": finished,
+            "unfinished": unfinished,
             "succeeded": len(succeeded),
-            "failed": len(by_logical) - len(succeeded),
-            "client_failure_rate": 1 - len(succeeded) / len(by_logical),
+            "failed": finished - len(succeeded),
+            "client_failure_rate": 1 - len(succeeded) / finished,
+            "gateway_quota_403": sum(1 for r in records if r["error_kind"] == "gateway_quota"),
             "attempt_outcomes": {
                 o: counts[o] for o in ("success", "gateway_token_limit", "backend_429", "breaker_open", "other_error")
             },
@@ -379,6 +393,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "throughput": {"goodput_tokens": tokens, "goodput_tpm": tokens / (end / 60), "successes_per_s": len(ok) / end},
         "retries": {
             "amplification": n / len(by_logical),
+            "per_request": (n - len(by_logical)) / len(by_logical),
             "max_attempts": max(len(v) for v in by_logical.values()),
             "retried_share": sum(1 for v in by_logical.values() if len(v) > 1) / len(by_logical),
             "wait_s_total": total_wait,
@@ -442,9 +457,17 @@ def test_synthetic_run_exercises_every_outcome_and_reaction(reported: Any) -> No
     # The comparison above is only worth something if no category is empty.
     summary, _, _ = reported
     assert all(count > 0 for count in summary["requests"]["attempt_outcomes"].values())
+    assert summary["requests"]["unfinished"] > 0 and summary["requests"]["gateway_quota_403"] > 0
     did = {r for s in summary["retry_after"].values() for r, c in s["client_did"].items() if c}
     assert did == {"waited_retry_after", "own_backoff", "gave_up"}
     assert all(v["count"] > 0 for v in summary["latency"]["by_max_tokens"].values())
     app_c = next(r for r in summary["chargeback"] if r["app_id"] == "app-c")
     assert app_c["error"] < 0  # its streamed completions were not counted by the gateway
     assert summary["run"]["missing"] == []
+
+
+def test_report_request_table_shows_the_unfinished_requests(reported: Any) -> None:
+    summary, _, run_dir = reported
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    unfinished = summary["requests"]["unfinished"]
+    assert f"<td>unfinished at the end (waiting to retry; not in the rates)</td><td>{unfinished}</td>" in page

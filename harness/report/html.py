@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import figures, metrics
-from harness.report.load import load_run
+from harness.report.load import RunData, load_run
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
@@ -27,17 +27,27 @@ img{max-width:100%}figcaption{color:#555;font-size:.9em;margin-bottom:2em}
 """
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Report on one run directory; writes into `out` (default: the run directory) and returns report.html."""
-    run = load_run(run_dir)
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    run: RunData | None = None,
+    summary: dict[str, Any] | None = None,
+) -> Path:
+    """Report on one run directory; writes into `out` (default: the run directory) and returns report.html.
+
+    A caller that has already loaded the run and summarized it passes both, so nothing is computed twice.
+    """
+    run = run if run is not None else load_run(run_dir)
     out_dir = Path(out) if out is not None else run.run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = metrics.summarize(run)
+    summary = summary if summary is not None else metrics.summarize(run)
     drawn = figures.draw_all(run)
-    summary["run"]["missing"] = list(run.missing)
     images = {name: png_bytes(d.figure) for name, d in drawn.items()}
     for name, data in images.items():
         (out_dir / f"{name}.png").write_bytes(data)
+    # a copy: the caller's summary stays as summarize() made it
+    summary = {**summary, "run": {**summary["run"], "missing": list(run.missing)}}
     summary["figures"] = [f"{name}.png" for name in images]
     (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n", encoding="utf-8")
     page = render_run(summary, drawn, images)
@@ -98,6 +108,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     lat, ttft, e2e = summary["latency"]["all"], summary["ttft"]["all"], summary["end_to_end_latency"]
     return [
         ("logical requests", req["logical"]),
+        ("unfinished at the end (waiting to retry; not in the rates)", req["unfinished"]),
         ("attempts", req["attempts"]),
         ("client-visible failure rate", req["client_failure_rate"]),
         ("429 rate (share of attempts)", req["rate_429"]),

@@ -3,8 +3,13 @@
 Definitions (the report and summary.json use these, and only these):
 - outcome of an attempt: `success` (no error kind, status 1-399), `gateway_token_limit`, `backend_429`,
   `breaker_open` (from the record's error kind), else `other_error`;
-- a logical request succeeded when any of its attempts did; the client-visible failure rate is the share of
-  logical requests that did not;
+- a logical request is unfinished when its last attempt's decision is `retry`: the run ended while it waited
+  to retry, so it neither succeeded nor failed. `requests.logical` counts the finished ones only; the
+  attempt-level numbers (attempts, 429 rates, Retry-After, retries) include the unfinished ones' attempts;
+- a finished logical request succeeded when any of its attempts did; the client-visible failure rate is the
+  share of finished logical requests that did not (None when none finished);
+- retries per request: attempts per logical request started (unfinished included) minus one;
+- end-to-end latency: per succeeded logical request, first attempt's start to last attempt's end;
 - duration: from the first attempt's start to the last attempt's end, in scenario seconds;
 - goodput: usage total tokens of successful attempts per scenario minute;
 - Retry-After of an attempt: retry-after-ms / 1000 when present, else Retry-After;
@@ -185,17 +190,22 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
 def _requests(records: pd.DataFrame) -> dict[str, Any]:
     attempts = len(records)
     ok_by_logical = (records["outcome"] == "success").groupby(records["logical_id"], sort=False).any()
-    logical = len(ok_by_logical)
+    last = records["attempt"].fillna(0).groupby(records["logical_id"], sort=False).idxmax()
+    unfinished = int((records.loc[last, "decision"] == "retry").sum())
+    logical = len(ok_by_logical) - unfinished
     succeeded = int(ok_by_logical.sum())
     counts = records["outcome"].value_counts()
     outcome_counts = {o: int(counts.get(o, 0)) for o in OUTCOMES}
     return {
         "attempts": attempts,
         "logical": logical,
+        "unfinished": unfinished,
         "succeeded": succeeded,
         "failed": logical - succeeded,
-        "client_failure_rate": (logical - succeeded) / logical,
+        "client_failure_rate": (logical - succeeded) / logical if logical else None,
         "attempt_outcomes": outcome_counts,
+        # a 403 of the gateway's token quota is an `other_error` outcome; the console lists it with the 429s
+        "gateway_quota_403": int((records["error_kind"] == "gateway_quota").sum()),
         "rate_429": (outcome_counts["gateway_token_limit"] + outcome_counts["backend_429"]) / attempts,
         "rate_429_gateway": outcome_counts["gateway_token_limit"] / attempts,
         "rate_429_backend": outcome_counts["backend_429"] / attempts,
@@ -214,6 +224,7 @@ def _retries(records: pd.DataFrame) -> dict[str, Any]:
     by_source = waits[source.notna()].groupby(source[source.notna()], observed=True).sum()
     return {
         "amplification": len(records) / len(sizes),
+        "per_request": len(records) / len(sizes) - 1,
         "max_attempts": int(sizes.max()),
         "retried_share": float((sizes > 1).mean()),
         "wait_s_total": float(waits.sum()),
