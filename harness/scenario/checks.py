@@ -13,26 +13,42 @@ from harness.scenario.common import FieldError, Section
 class Checks(Section):
     """Thresholds that make a headless run exit non-zero when violated (each off when unset).
 
+    Each limits one number of the run's summary.json, named in its description; a number that cannot be
+    measured (no finished request, no stream) fails its check.
+
     >>> Checks(max_failure_rate=0.05).limits()
     {'max_failure_rate': 0.05}
     """
 
     max_failure_rate: float | None = Field(
-        None, ge=0, le=1, description="largest share of logical requests that may fail as the caller sees them"
+        None,
+        ge=0,
+        le=1,
+        description="largest share of finished logical requests the caller saw fail "
+        "(summary.json requests.client_failure_rate; requests cut off while waiting to retry are left out)",
     )
     max_p95_latency_s: NonNegativeFloat | None = Field(
-        None, description="largest p95 of client-visible latency (retries included), scenario seconds"
+        None,
+        description="largest p95 of end-to-end latency of succeeded logical requests, retries and waits "
+        "included, scenario seconds (summary.json end_to_end_latency.p95)",
     )
     max_p95_ttft_s: NonNegativeFloat | None = Field(
-        None, description="largest p95 time to first token of successful streams, scenario seconds"
+        None,
+        description="largest p95 time to first token of successful stream attempts, scenario seconds "
+        "(summary.json ttft.stream.p95)",
     )
     min_goodput_tpm: NonNegativeFloat | None = Field(
-        None, description="least successful tokens (usage total) per scenario minute"
+        None,
+        description="least usage total tokens of successful attempts per scenario minute "
+        "(summary.json throughput.goodput_tpm)",
     )
     max_retries_per_request: NonNegativeFloat | None = Field(
-        None, description="largest mean number of retries per logical request"
+        None,
+        description="largest mean number of retries per logical request started (summary.json retries.per_request)",
     )
-    min_requests: int | None = Field(None, ge=0, description="least number of logical requests the run must make")
+    min_requests: int | None = Field(
+        None, ge=0, description="least number of finished logical requests (summary.json requests.logical)"
+    )
 
     def limits(self) -> dict[str, float]:
         """The thresholds that are set, by name."""

@@ -1,0 +1,48 @@
+"""The end-of-run table Locust prints, made from the same summary as summary.json (no number of its own).
+
+>>> print(format_console_summary(summary))  # doctest: +SKIP
+Harness summary
+...
+requests (logical)        90 (142 attempts, 12 unfinished at the end)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# throttled attempts by who refused them: (label, outcome); a 403 of the gateway's quota is counted apart
+_REFUSALS = (
+    ("429 gateway token limit", "gateway_token_limit"),
+    ("429 from a backend", "backend_429"),
+    ("503 breaker open", "breaker_open"),
+)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def format_console_summary(summary: dict[str, Any]) -> str:
+    """A short table of the run's headline numbers for the console; `-` for what could not be measured."""
+    req = summary["requests"]
+    requests = f"{req['logical']} ({req['attempts']} attempts"
+    requests += f", {req['unfinished']} unfinished at the end)" if req["unfinished"] else ")"
+    rate = req["client_failure_rate"]
+    refused = [(label, req["attempt_outcomes"][outcome]) for label, outcome in _REFUSALS]
+    refused.append(("403 gateway quota", req["gateway_quota_403"]))
+    e2e, ttft, run = summary["end_to_end_latency"], summary["ttft"]["stream"], summary["run"]
+    goodput, scale = summary["throughput"]["goodput_tpm"], run["time_scale"]
+    rows = [
+        ("requests (logical)", requests),
+        ("client-visible failures", f"{req['failed']} ({'-' if rate is None else f'{rate:.1%}'})"),
+        ("429/403/503 by source", ", ".join(f"{label} {n}" for label, n in refused if n) or "none"),
+        ("retries per request", f"{summary['retries']['per_request']:.2f}"),
+        ("goodput", f"{'-' if goodput is None else f'{goodput:,.0f}'} tokens/min (scenario time)"),
+        ("latency p50 / p95 (end to end)", f"{_seconds(e2e['p50'])} / {_seconds(e2e['p95'])}"),
+        ("TTFT p50 / p95 (streams)", f"{_seconds(ttft['p50'])} / {_seconds(ttft['p95'])}"),
+        ("client profile(s)", ", ".join(run["client_profiles"]) or "unknown"),
+        ("scenario time", f"{_seconds(run['duration_s'])} at time scale {'-' if scale is None else f'{scale:g}'}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    line = "-" * (width + 40)
+    return "\n".join(["Harness summary", line, *(f"{name:<{width}}  {value}" for name, value in rows), line])
