@@ -74,7 +74,7 @@ def test_quickstart_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert any(r["stream"] and r["ttft_s"] and r["usage_source"] == "stream_usage_chunk" for r in records)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["embedded"] and info["time_scale"] == 20.0 and info["client_profiles"] == ["openai-python"]
-    assert info["versions"]["locust"] and info["ended"] and info["summary"]["requests"] > 0
+    assert info["versions"]["locust"] and info["ended"] and info["summary"]["requests"]["logical"] > 0
     assert "run.time_scale=20.0" in (run_dir / "scenario.yaml").read_text()
     assert (run_dir / "backend.jsonl").stat().st_size > 0
     assert "Harness summary" in result.stdout and "goodput" in result.stdout
@@ -113,6 +113,16 @@ def test_backend_429_headers_and_sdk_retries_are_recorded(tmp_path: Path) -> Non
     # the drain: usage far below what max_tokens reserved
     ok = [r for r in records if r["status"] == 200]
     assert ok and max(r["usage_completion"] for r in ok) < 2000 / 4
+    # requests the end of the run cut off while they waited to retry are unfinished, not failed
+    last: dict[str, dict] = {}
+    for r in records:
+        if r["logical_id"] not in last or r["attempt"] > last[r["logical_id"]]["attempt"]:
+            last[r["logical_id"]] = r
+    unfinished = sum(1 for r in last.values() if r["decision"] == "retry")
+    requests = json.loads((run_dir / "summary.json").read_text())["requests"]
+    assert (requests["unfinished"], requests["logical"]) == (unfinished, len(last) - unfinished)
+    if unfinished:
+        assert f"({len(records)} attempts, {unfinished} unfinished at the end)" in result.stdout
 
 
 def test_a_violated_check_fails_the_headless_run(tmp_path: Path) -> None:
@@ -121,6 +131,12 @@ def test_a_violated_check_fails_the_headless_run(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stdout[-2000:]
     assert "check max_p95_latency_s: FAILED" in result.stdout
     assert "off by" in result.stdout
+    # one number everywhere: the console's p95, the check's actual value and summary.json's end-to-end p95
+    p95 = json.loads((run_dir / "summary.json").read_text())["end_to_end_latency"]["p95"]
+    console_p95 = next(line for line in result.stdout.splitlines() if line.startswith("latency p50 / p95"))
+    assert console_p95.endswith(f" / {p95:.3f} s")
+    assert f"check max_p95_latency_s: FAILED: actual {p95:.4g}, limit 0.001" in result.stdout
+    assert json.loads((run_dir / "run.json").read_text())["summary"]["end_to_end_latency"]["p95"] == p95
 
 
 def test_bad_scenario_is_one_line_and_starts_nothing(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The locustfile only imports `GatewayUser` and `ScenarioShape` and calls `install()`. Process roles:
 - local (one process) and master: load the scenario, start the embedded stack (unless --host), own the
-  run directory and the single records.csv, print the summary, apply `checks:`, stop the stack;
+  run directory and the single records.csv, stop the stack, then summarize the run with the report package
+  (the numbers of summary.json), print that summary, apply `checks:` to it and write the report;
 - worker: gets the run's identity (run id, scenario time origin, settings) from the master in a message,
   and ships its records to the master every second.
 """
@@ -13,9 +14,8 @@ import logging
 import random
 import sys
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
@@ -33,12 +33,16 @@ from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, 
 from harness.loadgen.session import RunSettings, execute
 from harness.loadgen.shape import StagePlan, pacing_wait
 from harness.loadgen.stack import EmbeddedStack
-from harness.loadgen.summary import evaluate_checks, format_summary, summarize
 from harness.loadgen.trace import TraceRow, load_trace
 from harness.loadgen.transport import Transport
-from harness.records import RecordWriter, read_records
+from harness.records import RecordWriter
+from harness.report.checks import evaluate_checks
+from harness.report.console import format_console_summary
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.workload import App
+
+if TYPE_CHECKING:
+    from harness.report.load import RunData
 
 log = logging.getLogger("harness")
 
@@ -339,35 +343,44 @@ def _on_quitting(environment: Any, **_: Any) -> None:
     if STATE.test_started_at is not None:
         duration = (STATE.test_stopped_at or STATE.clock.now()) - STATE.test_started_at
     STATE.run_info["scenario_seconds"] = round(duration, 3)
-    try:
-        records = read_records(STATE.run_dir / "records.csv")
-    except HarnessError as exc:
-        log.error("cannot summarise the run: %s", exc)
-        records = []
-    summary = summarize(records, duration)
-    STATE.run_info["summary"] = summary.as_dict()
-    print(format_summary(summary, ", ".join(STATE.run_info["client_profiles"]), STATE.scenario.run.time_scale))
-    results = evaluate_checks(STATE.scenario.checks, summary)
+    run, summary = _summarize(STATE.run_dir)
+    if summary is not None:
+        print(format_console_summary(summary))
+    results = evaluate_checks(STATE.scenario.checks, summary or {})
     for result in results:
         print(result.describe())
+    STATE.run_info["summary"] = summary
     STATE.run_info["checks"] = [r.describe() for r in results]
     # Throttled and failed requests are what a run measures, not an error of the run: the exit code is
     # the verdict of the scenario's checks (Locust alone would exit 1 on the first failed request).
     environment.process_exit_code = 3 if any(not r.passed for r in results) else 0
     write_run_json(STATE.run_dir, STATE.run_info)
     print(f"run directory: {STATE.run_dir}")
-    _write_report(STATE.run_dir)
+    if run is not None:
+        _write_report(run, summary)
     sys.stdout.flush()
 
 
-def _write_report(run_dir: Path) -> None:
+def _summarize(run_dir: Path) -> tuple[RunData | None, dict[str, Any] | None]:
+    """The run as the report reads it, and its summary: the one source of the console, checks and report."""
+    # imported here: pandas is for the end of a run, not for Locust's start-up
+    from harness.report.html import json_safe
+    from harness.report.load import load_run
+    from harness.report.metrics import summarize
+
     try:
-        write_report = import_module("harness.report").write_report
-    except (ImportError, AttributeError):
-        print("report: harness.report.write_report is not available; skipped")
-        return
+        run = load_run(run_dir)
+        return run, json_safe(summarize(run))
+    except HarnessError as exc:
+        print(f"summary: not computed: {exc}")
+        return None, None
+
+
+def _write_report(run: RunData, summary: dict[str, Any] | None) -> None:
+    from harness.report.html import write_report
+
     try:
-        print(f"report: {write_report(run_dir)}")
+        print(f"report: {write_report(run.run_dir, run=run, summary=summary)}")
     except HarnessError as exc:
         print(f"report: not written: {exc}")
 
