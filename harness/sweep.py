@@ -8,8 +8,8 @@ commas inside `[...]`, `{...}` or quotes belong to the value, so
     --set 'gateway.circuit_breaker.failureCondition.statusCodeRanges=[{min: 429, max: 429}],[{min: 500, max: 599}]'
 
 tries two values. The best setting is the one with the most goodput (or least failure rate, or lowest p95
-end-to-end latency: `--objective`) among those meeting the scenario's `checks:` on failure rate and p95
-latency.
+end-to-end latency: `--objective`) among those whose run passed its own `checks:` (the same verdict as the
+run's exit code, from `harness.report.checks.evaluate_checks`).
 
     >>> split_values("PT10S,PT30S")
     ['PT10S', 'PT30S']
@@ -36,10 +36,12 @@ from tqdm import tqdm
 
 from harness.clock import RealClock
 from harness.errors import UsageError
+from harness.report.checks import evaluate_checks
 from harness.report.compare import write_comparison
 from harness.report.load import load_run
 from harness.report.metrics import summarize
 from harness.scenario import Scenario, load_scenario
+from harness.scenario.checks import Checks
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "gateway.py"
 OBJECTIVES = ("goodput", "failure_rate", "p95_latency")
@@ -90,6 +92,7 @@ class Point:
     settings: dict[str, str]
     overrides: list[str]
     run_dir: Path
+    checks: Checks = field(default_factory=Checks)  # the point's own `checks:`, overrides applied
     summary: dict[str, Any] | None = None
     exit_code: int | None = None
     problems: list[str] = field(default_factory=list)
@@ -123,7 +126,7 @@ def plan(scenario_file: str, overrides: list[str], out: Path) -> tuple[Scenario,
         points.append(Point(settings, point_overrides, out / f"run-{i:02d}"))
     scenario = load_scenario(scenario_file, fixed)
     for point in points:
-        load_scenario(scenario_file, point.overrides)  # a bad value fails here, before anything runs
+        point.checks = load_scenario(scenario_file, point.overrides).checks  # a bad value fails here, first
     return scenario, points
 
 
@@ -173,8 +176,8 @@ def run_point(command: list[str], point: Point, timeout_s: float) -> None:
             point.exit_code = -1
 
 
-def choose_best(points: list[Point], limits: dict[str, float], objective: str = "goodput") -> tuple[int | None, str]:
-    """Index of the best point for the objective among those meeting the checks, and why, in one paragraph."""
+def choose_best(points: list[Point], objective: str = "goodput") -> tuple[int | None, str]:
+    """Index of the best point for the objective among those passing their checks, and why, in one paragraph."""
     if objective not in OBJECTIVES:
         raise UsageError(f"--objective must be one of {', '.join(OBJECTIVES)}")
     rated = [(i, p, _figures(p.summary)) for i, p in enumerate(points) if p.summary is not None]
@@ -183,13 +186,13 @@ def choose_best(points: list[Point], limits: dict[str, float], objective: str = 
     feasible: list[tuple[int, Point, dict[str, Any], list[str]]] = []
     excluded: list[tuple[int, Point, dict[str, Any], list[str]]] = []
     for i, p, f in rated:
-        broken = _violations(f, limits)
+        broken = [r.describe() for r in evaluate_checks(p.checks, p.summary or {}) if not r.passed]
         (excluded if broken else feasible).append((i, p, f, broken))
     pool = feasible or excluded
     key = {
-        "goodput": lambda e: (-e[2]["goodput"], e[2]["failure_rate"]),
-        "failure_rate": lambda e: (e[2]["failure_rate"], -e[2]["goodput"]),
-        "p95_latency": lambda e: (e[2]["p95"] if e[2]["p95"] is not None else math.inf, -e[2]["goodput"]),
+        "goodput": lambda e: (-e[2]["goodput"], _or_inf(e[2]["failure_rate"])),
+        "failure_rate": lambda e: (_or_inf(e[2]["failure_rate"]), -e[2]["goodput"]),
+        "p95_latency": lambda e: (_or_inf(e[2]["p95"]), -e[2]["goodput"]),
     }[objective]
     ranked = sorted(pool, key=key)
     best_i, best, best_f, _ = ranked[0]
@@ -197,9 +200,9 @@ def choose_best(points: list[Point], limits: dict[str, float], objective: str = 
     why = f"Best for {objective}: {best.label}: {words[objective]} ({_describe(best_f)})"
     if len(ranked) > 1:
         why += f"; next: {ranked[1][1].label} ({_describe(ranked[1][2])})"
+    limits = best.checks.limits()
     if limits:
-        shown = {k: v for k, v in limits.items() if k in ("max_failure_rate", "max_p95_latency_s")}
-        why += f"; checks: {', '.join(f'{k} {v:g}' for k, v in shown.items()) or 'none on failure rate or p95'}"
+        why += f"; checks: {', '.join(f'{k} {v:g}' for k, v in limits.items())}"
     if not feasible:
         why += ". No setting met the checks: this is the least bad one"
     for _, p, _, broken in excluded if feasible else []:
@@ -217,14 +220,8 @@ def _figures(summary: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _violations(f: dict[str, Any], limits: dict[str, float]) -> list[str]:
-    broken = []
-    if "max_failure_rate" in limits and f["failure_rate"] > limits["max_failure_rate"]:
-        broken.append(f"failure rate {f['failure_rate']:.1%} > {limits['max_failure_rate']:.1%}")
-    cap = limits.get("max_p95_latency_s")
-    if cap is not None and (f["p95"] is None or f["p95"] > cap):
-        broken.append(f"p95 {_seconds(f['p95'])} > {cap:g} s")
-    return broken
+def _or_inf(value: float | None) -> float:
+    return math.inf if value is None else value
 
 
 def _seconds(value: float | None) -> str:
@@ -233,7 +230,8 @@ def _seconds(value: float | None) -> str:
 
 def _describe(f: dict[str, Any]) -> str:
     return (
-        f"goodput {f['goodput']:,.0f} tokens/min, failure rate {f['failure_rate']:.1%}, "
+        f"goodput {f['goodput']:,.0f} tokens/min, "
+        f"failure rate {'n/a' if f['failure_rate'] is None else format(f['failure_rate'], '.1%')}, "
         f"429 rate {f['rate_429']:.1%}, p95 end-to-end {_seconds(f['p95'])}"
     )
 
@@ -265,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     for point in points:
         for problem in point.problems:
             print(f"sweep: {point.label}: {problem}", file=sys.stderr)
-    best, why = choose_best(points, scenario.checks.limits(), objective)
+    best, why = choose_best(points, objective)
     done: list[str | Path] = [p.run_dir for p in points if p.summary is not None]
     if len(done) >= 2:
         print(write_comparison(done, out / "comparison", notes=[why]))

@@ -11,6 +11,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import ScenarioError, UsageError
+from harness.scenario.checks import Checks
 from harness.sweep import Point, choose_best, locust_command, plan, split_values
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,27 +70,51 @@ def test_a_bad_value_fails_before_anything_runs(tmp_path: Path) -> None:
         plan(BREAKER, [f"{TRIP}=PT10S"], tmp_path)
 
 
-def _point(label: str, goodput: float, failure_rate: float, p95: float | None) -> Point:
+def _point(label: str, goodput: float, failure_rate: float, p95: float | None, **limits: float) -> Point:
     summary: dict[str, Any] = {
         "throughput": {"goodput_tpm": goodput},
-        "requests": {"client_failure_rate": failure_rate, "rate_429": failure_rate},
+        "requests": {"client_failure_rate": failure_rate, "rate_429": failure_rate, "logical": 100},
         "end_to_end_latency": {"p95": p95},
+        "ttft": {"stream": {"p95": None}},
     }
-    return Point({"x": label}, [], Path(label), summary=summary)
+    return Point({"x": label}, [], Path(label), checks=Checks(**limits), summary=summary)
+
+
+def _points(**limits: float) -> list[Point]:
+    return [
+        _point("fast", 9000, 0.20, 2.0, **limits),
+        _point("ok", 7000, 0.01, 3.0, **limits),
+        _point("slow", 8000, 0.02, 30.0, **limits),
+    ]
 
 
 def test_best_is_most_goodput_within_the_checks_and_says_why() -> None:
-    points = [_point("fast", 9000, 0.20, 2.0), _point("ok", 7000, 0.01, 3.0), _point("slow", 8000, 0.02, 30.0)]
-    best, why = choose_best(points, {"max_failure_rate": 0.05, "max_p95_latency_s": 10})
+    best, why = choose_best(_points(max_failure_rate=0.05, max_p95_latency_s=10))
     assert best == 1
     assert why.startswith("Best for goodput: x=ok")
-    assert "excluded x=fast (failure rate 20.0% > 5.0%)" in why and "excluded x=slow (p95 30.00 s > 10 s)" in why
-    best, _ = choose_best(points, {})
+    assert "excluded x=fast (check max_failure_rate: FAILED: actual 0.2, limit 0.05 (off by 0.15))" in why
+    assert "excluded x=slow (check max_p95_latency_s: FAILED: actual 30, limit 10 (off by 20))" in why
+    best, _ = choose_best(_points())
     assert best == 0
-    best, why = choose_best(points, {"max_failure_rate": 0.001})
+    best, why = choose_best(_points(max_failure_rate=0.001))
     assert best == 0 and "No setting met the checks" in why
-    assert choose_best(points, {}, "failure_rate")[0] == 1
-    assert choose_best(points, {}, "p95_latency")[0] == 0
+    assert choose_best(_points(), "failure_rate")[0] == 1
+    assert choose_best(_points(), "p95_latency")[0] == 0
+
+
+def test_every_check_of_the_run_counts_not_only_failure_rate_and_p95() -> None:
+    # the sweep's verdict is the run's own: a check on streams' TTFT that nothing measured fails the point
+    best, why = choose_best(_points(min_requests=100, max_p95_ttft_s=5))
+    assert "No setting met the checks" in why and best == 0
+    points = _points(min_requests=101)
+    points[1].checks = Checks(min_requests=50)  # a point's own checks (its overrides applied) judge it
+    best, why = choose_best(points)
+    assert best == 1 and "excluded x=fast (check min_requests: FAILED: actual 100, limit 101 (off by 1))" in why
+
+
+def test_each_point_carries_its_own_checks(tmp_path: Path) -> None:
+    _, points = plan(BREAKER, ["checks.max_failure_rate=0.1,0.2", f"{TRIP}=PT10S"], tmp_path)
+    assert [p.checks.max_failure_rate for p in points] == [0.1, 0.2]
 
 
 @pytest.mark.e2e
@@ -109,6 +134,8 @@ def test_sweep_of_trip_duration_differs_the_way_the_breaker_rules_imply(tmp_path
             "workload.users=12",
             "--set",
             f"run.duration={duration:g}",
+            "--set",
+            "checks.max_failure_rate=0.015",  # between the failure rates the trips usually give
             "--out",
             str(out),
         ]
@@ -131,6 +158,16 @@ def test_sweep_of_trip_duration_differs_the_way_the_breaker_rules_imply(tmp_path
         opened = [r for r in rows if r.get("kind") == "breaker" and r["to"] == "open"]
         assert opened and all(r["until"] - r["t"] == pytest.approx(trip_s, abs=0.01) for r in opened)
         assert "secondary" not in {r["backend"] for r in opened}
+    # a point is within the checks exactly when its own run passed them (run.json holds the run's verdict)
+    note = result["notes"][0]
+    failed = {
+        run["label"]: any("FAILED" in c for c in json.loads((Path(run["run_dir"]) / "run.json").read_text())["checks"])
+        for run in result["runs"]
+    }
+    if all(failed.values()):
+        assert "No setting met the checks" in note
+    else:
+        assert {label: f"excluded {label} (" in note for label in failed} == failed
     # longer trips: fewer trips, and the throttled primary serves a smaller share
     assert trip_counts[0] > trip_counts[1] > trip_counts[2]
     assert primary_share[0] > primary_share[2]
