@@ -15,7 +15,7 @@ from test_report_metrics import write_synthetic_run
 from harness.cli import main
 from harness.errors import RecordsError
 from harness.records import RECORD_FIELDS
-from harness.report import write_report
+from harness.report.html import write_report
 from harness.report.load import read_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
