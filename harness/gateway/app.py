@@ -6,7 +6,7 @@ and one log row. Every gateway-made answer is an AOAI-shaped JSON error.
 
     >>> from harness.clock import VirtualClock
     >>> from harness.scenario import load_scenario_text
-    >>> app = build_gateway_app(load_scenario_text("{}"), VirtualClock(), {"aoai-0": "http://127.0.0.1:1"}, None)
+    >>> app = build_gateway_app(load_scenario_text("{}"), VirtualClock(), {"aoai": "http://127.0.0.1:1"}, None)
     >>> sorted(app.state.gateway.deployments)
     ['gpt-4o']
 """
