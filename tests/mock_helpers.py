@@ -62,8 +62,13 @@ class TimedResponse:
         return b"".join(c for _, c in self.chunks)
 
 
-async def call_asgi(app: Any, clock: VirtualClock, path: str, body: dict[str, Any]) -> TimedResponse:
-    """POST `body` to the app directly over ASGI, recording the scenario time of every chunk it sends."""
+async def call_asgi(
+    app: Any, clock: VirtualClock, path: str, body: dict[str, Any], leave_after_chunks: int | None = None
+) -> TimedResponse:
+    """POST `body` to the app directly over ASGI, recording the scenario time of every chunk it sends.
+
+    With `leave_after_chunks`, the client disconnects once it has received that many body chunks.
+    """
     payload = json.dumps(body).encode()
     path, _, query = path.partition("?")
     scope = {
@@ -82,13 +87,14 @@ async def call_asgi(app: Any, clock: VirtualClock, path: str, body: dict[str, An
     }
     received = False
     response = TimedResponse(0, {}, [])
+    gone = asyncio.Event()
 
     async def receive() -> dict[str, Any]:
         nonlocal received
         if not received:
             received = True
             return {"type": "http.request", "body": payload, "more_body": False}
-        await asyncio.Event().wait()  # the client stays connected (a server's receive blocks until it leaves)
+        await gone.wait()  # a server's receive blocks until the client leaves
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
@@ -96,7 +102,11 @@ async def call_asgi(app: Any, clock: VirtualClock, path: str, body: dict[str, An
             response.status = message["status"]
             response.headers = {k.decode(): v.decode() for k, v in message["headers"]}
         elif message["type"] == "http.response.body" and message.get("body"):
+            if gone.is_set():
+                return  # as uvicorn does: what is sent after the client left goes nowhere
             response.chunks.append((clock.now(), message["body"]))
+            if leave_after_chunks is not None and len(response.chunks) >= leave_after_chunks:
+                gone.set()
 
     await app(scope, receive, send)
     return response

@@ -45,6 +45,19 @@ async def test_stream_format_with_include_usage() -> None:
     assert row["stream"] is True and row["completion_tokens"] == 20 and row["ttft_s"] == pytest.approx(0.5)
 
 
+async def test_a_stream_left_early_logs_and_charges_only_the_tokens_sent() -> None:
+    clock = VirtualClock(0.0)
+    # tokens 1 ms apart: the client's leaving is noticed between two tokens, and the PTU drains < 1 token
+    app, log = app_on(clock, ptu=1, latency={"ttft": 0, "per_token": 0.001})
+    deployment = app.state.mock.deployments["gpt-4o"]  # type: ignore[attr-defined]
+    r = await call_asgi(app, clock, CHAT, {"messages": [], "stream": True, "max_tokens": 50}, leave_after_chunks=5)
+    assert len(r.chunks) == 5  # planned: 20 tokens
+    row = log.rows[0]
+    assert row["completion_tokens"] == 5 and row["total_tokens"] == row["prompt_tokens"] + 5
+    # the PTU's admission charge (prompt + max_tokens) was corrected to what was actually generated
+    assert deployment.quota.bucket.level == pytest.approx(row["prompt_tokens"] + 5, abs=1)
+
+
 async def test_without_include_usage_there_is_no_usage_chunk() -> None:
     clock = VirtualClock(0.0)
     app, _ = app_on(clock)

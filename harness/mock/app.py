@@ -241,7 +241,8 @@ class Call:
                     plan.ttft,
                     runtime,
                     admission,
-                    actual,
+                    prompt_tokens,
+                    generation.completion_tokens,
                 ),
                 headers={**self.headers, **headers},
                 media_type="text/event-stream",
@@ -340,15 +341,24 @@ class Call:
             await self.clock.asleep(seconds)
 
     async def logged(
-        self, events: Any, ttft: float, runtime: DeploymentRuntime, admission: Admission, actual: int
+        self, events: Any, ttft: float, runtime: DeploymentRuntime, admission: Admission, prompt: int, completion: int
     ) -> Any:
-        """Pass the stream through; when it ends (or the client goes away) correct a PTU charge and log."""
+        """Pass the stream through; when it ends (or the client goes away) correct a PTU charge and log.
+
+        Every chunk carries one token, so a stream the client leaves early used only the tokens it was sent:
+        that is what the log (and a PTU's corrected charge) says, not the length it was going to have.
+        """
+        sent = 0
         try:
             async for chunk in events:
                 yield chunk
+                sent += 1  # resumed: the chunk was handed to the server
             self.row["ttft_s"] = ttft
         finally:
-            runtime.quota.finish(admission, actual)
+            completion = min(completion, sent)
+            self.row["completion_tokens"] = completion
+            self.row["total_tokens"] = prompt + completion
+            runtime.quota.finish(admission, prompt + completion)
             self.row["duration_s"] = self.clock.now() - self.started
             self.write_log()
 
