@@ -15,9 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness.report import metrics
 from harness.report.load import RunData
+
+# A limit more than this many times the busiest line is left off the scale of a throughput plot.
+LIMIT_OFF_SCALE = 5.0
 
 OUTCOME_COLORS = {
     "success": "#4c9a2a",
@@ -135,6 +139,11 @@ def throughput(run: RunData, records: pd.DataFrame) -> Drawn:
             ax.step(x, y, where="post", label=str(name), color=color)
             if name in limits:
                 ax.axhline(limits[name], color=color, linestyle="--", linewidth=1)
+        peak = float(np.nanmax(table.to_numpy())) if table.size else 0.0
+        if peak > 0 and any(limit > LIMIT_OFF_SCALE * peak for limit in limits.values()):
+            # a limit far above the traffic would flatten every line: keep the traffic readable instead
+            ax.set_ylim(top=peak * 1.15)
+            ax.text(0.99, 0.02, "limits above the scale", transform=ax.transAxes, ha="right", fontsize="small")
         ax.set_title(f"Tokens per minute per {what} (dashed: limit)", fontsize="medium")
         ax.set_xlabel("scenario time since start (s)")
         ax.set_ylabel("tokens per scenario minute")
@@ -164,12 +173,19 @@ def retry_after(records: pd.DataFrame) -> Drawn:
     values = records["retry_after"].where(records["retry_after"] > 0)
     top = values.max()
     if pd.notna(top):
-        edges = np.logspace(math.log10(max(values.min(), 1e-3)), math.log10(top) + 1e-9, 30)
+        low = max(values.min(), 1e-3)
+        # at least one decade wide, so a single value (every 429 saying 86400) still gets a readable axis
+        span = max(math.log10(top / low), 1.0)
+        middle = (math.log10(low) + math.log10(top)) / 2
+        edges = np.logspace(min(math.log10(low), middle - span / 2), max(math.log10(top), middle + span / 2) + 1e-9, 30)
         for source in metrics.THROTTLED:
             mine = values[records["outcome"] == source].dropna()
             if len(mine):
                 ax.hist(mine, bins=edges, alpha=0.6, label=metrics.OUTCOME_LABELS[source], color=OUTCOME_COLORS[source])
         ax.set_xscale("log")
+        # plain numbers on the decades only: minor labels pile up when every value is the same
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize="small")
     else:
         ax.text(0.5, 0.5, "no Retry-After received", transform=ax.transAxes, ha="center")
