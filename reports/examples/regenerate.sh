@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Rebuild the committed example reports: one headless run of every shipped scenario (each at its own
+# time scale and duration), keeping report.html, summary.json and the figures, plus the trip-duration sweep.
+# Usage: reports/examples/regenerate.sh   (from the repository root, in the project's virtualenv)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for scenario in scenarios/*.yaml; do
+  name=$(basename "$scenario" .yaml)
+  echo "== $name"
+  # a run whose checks fail still has a report worth keeping
+  locust -f locustfiles/gateway.py --headless --only-summary --scenario "$scenario" --run-dir "$work/$name" \
+    > "$work/$name.out" 2>&1 || true
+  mkdir -p "reports/examples/$name"
+  cp "$work/$name"/{report.html,summary.json,*.png} "reports/examples/$name/"
+done
+echo "== breaker-trip-duration sweep"
+harness sweep --scenario scenarios/breaker-trip-duration.yaml \
+  --set gateway.circuit_breaker.tripDuration=PT10S,PT30S,PT1M --out "$work/sweep"
+cp "$work/sweep"/comparison/*.html "$work/sweep"/comparison/*.png reports/examples/breaker-trip-duration/
