@@ -25,13 +25,13 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from served import Served
 
 GATEWAY_CORE, MOCK_CORE, CLIENT_CORE = "1", "0", "0"
 PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
@@ -67,42 +67,10 @@ def request_bytes(host: str, port: int) -> bytes:
     return (head + BODY).encode()
 
 
-class Server:
-    """A `harness serve --only ROLE` process pinned to `core`, logging as a real run does."""
-
-    def __init__(self, role: str, scenario: str, core: str, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        path = workdir / "scenario.yaml"
-        path.write_text(scenario)
-        ready = workdir / "ready.jsonl"
-        ready.unlink(missing_ok=True)
-        cmd = ["taskset", "-c", core, sys.executable, "-m", "harness.cli", "serve", "--scenario", str(path)]
-        cmd += ["--only", role, "--ready-file", str(ready), "--log-dir", str(workdir / "logs")]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"the {role} did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
-                )
-            time.sleep(0.05)
-        self.url = json.loads(ready.read_text().splitlines()[-1])["url"]
-        host, port = self.url.removeprefix("http://").rsplit(":", 1)
-        self.host, self.port = host, int(port)
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=15)
-
-
 class Connections:
     """Keep-alive HTTP/1.1 connections to one server, opened on demand and reused."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Served) -> None:
         self.server = server
         self.request = request_bytes(server.host, server.port)
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -149,7 +117,7 @@ class Run:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
 
-async def open_loop(server: Server, rate: float, seconds: float, cpu_of: Server | None = None) -> Run:
+async def open_loop(server: Served, rate: float, seconds: float, cpu_of: Served | None = None) -> Run:
     """Send `rate` requests/s for `seconds` on a fixed schedule; wait for the stragglers (at most 5 s)."""
     pool = Connections(server)
     run = Run(scheduled=int(rate * seconds))
@@ -189,7 +157,7 @@ def med(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
-async def latency_part(mock: Server, gateway: Server, rate: float, seconds: float, repeats: int) -> None:
+async def latency_part(mock: Served, gateway: Served, rate: float, seconds: float, repeats: int) -> None:
     print(
         f"\n1. latency at a fixed open-loop rate of {rate:.0f} requests/s, {seconds:.0f} s per run, "
         f"{repeats} runs each, alternating direct and gateway"
@@ -216,7 +184,7 @@ async def latency_part(mock: Server, gateway: Server, rate: float, seconds: floa
     )
 
 
-async def sustained_part(gateway: Server, seconds: float, repeats: int, rates: list[int]) -> None:
+async def sustained_part(gateway: Served, seconds: float, repeats: int, rates: list[int]) -> None:
     print(
         f"\n2. maximum sustained rate through the gateway: open-loop steps of {seconds:.0f} s; sustained = "
         ">= 99 % of the schedule completed, no errors, p99 < 50 ms"
@@ -255,7 +223,7 @@ async def sustained_part(gateway: Server, seconds: float, repeats: int, rates: l
     )
 
 
-async def warm_up(mock: Server, gateway: Server) -> None:
+async def warm_up(mock: Served, gateway: Served) -> None:
     for server in (mock, gateway):
         pool = Connections(server)
         status = await pool.send()
@@ -282,10 +250,10 @@ def main() -> None:
         f"(taskset); {os.cpu_count()} cores, shared with other work, so figures are noisy"
     )
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as root:
-        mock = Server("mock", MOCK_SCENARIO, MOCK_CORE, Path(root) / "mock")
+        mock = Served("mock", MOCK_SCENARIO, MOCK_CORE, Path(root) / "mock")
         gateway = None
         try:
-            gateway = Server("gateway", GATEWAY_SCENARIO % {"url": mock.url}, GATEWAY_CORE, Path(root) / "gateway")
+            gateway = Served("gateway", GATEWAY_SCENARIO % {"url": mock.url}, GATEWAY_CORE, Path(root) / "gateway")
             _run(_both(mock, gateway, args))
         finally:
             if gateway is not None:
@@ -303,7 +271,7 @@ def _run(main: Any) -> None:
         runner.run(main)
 
 
-async def _both(mock: Server, gateway: Server, args: argparse.Namespace) -> None:
+async def _both(mock: Served, gateway: Served, args: argparse.Namespace) -> None:
     await warm_up(mock, gateway)
     await latency_part(mock, gateway, args.rate, args.seconds, args.repeats)
     await sustained_part(gateway, args.seconds, args.repeats, [int(r) for r in args.steps.split(",")])

@@ -12,13 +12,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from served import Served, taskset
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUST = str(Path(sys.executable).with_name("locust"))
@@ -39,26 +39,9 @@ workload:
 """
 
 
-def taskset(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else []
-
-
-def start_mock(scenario: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    ready = work / "ready.jsonl"
-    command = [*taskset(1), sys.executable, "-m", "harness.cli", "serve", "--scenario", str(scenario)]
-    command += ["--only", "mock", "--ready-file", str(ready)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the mock did not start")
-        time.sleep(0.05)
-    return proc, json.loads(ready.read_text().splitlines()[0])["url"]
-
-
 def run_locust(locustfile: str, url: str, users: int, seconds: int, out: Path, extra: list[str], env: dict) -> float:
     stats = out / "stats"
-    command = [*taskset(0), LOCUST, "-f", locustfile, "--headless", "-u", str(users), "-r", str(users)]
+    command = [*taskset("0"), LOCUST, "-f", locustfile, "--headless", "-u", str(users), "-r", str(users)]
     command += ["-t", f"{seconds}s", "--host", url, "--json-file", str(stats), "--only-summary", *extra]
     subprocess.run(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False, timeout=seconds + 60
@@ -89,7 +72,8 @@ def main() -> int:
         "BENCH_PATH": plan.path("2024-10-21", "deployments"),
         "BENCH_BODY": json.dumps(plan.body("deployments")),
     }
-    mock, url = start_mock(scenario, work)
+    mock = Served("mock", SCENARIO, "1", work / "mock")
+    url = mock.url
     harness_rates: list[float] = []
     bare_rates: list[float] = []
     try:
@@ -127,8 +111,7 @@ def main() -> int:
                     )
         records = sum(1 for _ in (work / "harness-0/run/records.csv").open()) - 1
     finally:
-        os.killpg(mock.pid, signal.SIGTERM)
-        mock.wait(timeout=15)
+        mock.stop()
 
     def fmt(rates: list[float]) -> str:
         return f"{statistics.median(rates):,.0f} req/s (min {min(rates):,.0f}, max {max(rates):,.0f})"

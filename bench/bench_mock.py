@@ -16,12 +16,12 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from served import Served
 
 SERVER_CORE, CLIENT_CORE = "1", "0"
 PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
@@ -51,35 +51,6 @@ def request_bytes(body: dict[str, object], host: str) -> bytes:
     return head.encode() + payload
 
 
-class Mock:
-    """`harness serve --only mock` on the server core, with its log written as in a real run."""
-
-    def __init__(self, scenario: str, workdir: Path) -> None:
-        path = workdir / "scenario.yaml"
-        path.write_text(scenario)
-        ready = workdir / "ready.jsonl"
-        ready.unlink(missing_ok=True)
-        cmd = ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "harness.cli", "serve", "--scenario", str(path)]
-        cmd += ["--only", "mock", "--ready-file", str(ready), "--log-dir", str(workdir / "logs")]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the mock did not start")
-            time.sleep(0.05)
-        url = json.loads(ready.read_text().splitlines()[0])["url"]
-        self.host, port = url.removeprefix("http://").split(":")
-        self.port = int(port)
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=15)
-
-
 async def read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -99,7 +70,7 @@ class Throughput:
     errors: int
 
 
-async def closed_loop(mock: Mock, connections: int, seconds: float) -> tuple[list[float], list[float], int]:
+async def closed_loop(mock: Served, connections: int, seconds: float) -> tuple[list[float], list[float], int]:
     """Each connection sends requests back to back for `seconds`; returns (latencies, finish times, errors)."""
     request = request_bytes({"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 20}, mock.host)
     latencies: list[float] = []
@@ -128,7 +99,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure_throughput(mock: Mock, connections: int, seconds: float) -> Throughput:
+async def measure_throughput(mock: Served, connections: int, seconds: float) -> Throughput:
     cpu_before = mock.cpu_seconds()
     began = time.perf_counter()
     latencies, finished, errors = await closed_loop(mock, connections, seconds)
@@ -185,7 +156,7 @@ async def one_stream(
     return first - sent, (last - first) / (tokens - 1)
 
 
-async def measure_streams(mock: Mock, concurrency: int, seconds: float, tokens: int) -> StreamTiming:
+async def measure_streams(mock: Served, concurrency: int, seconds: float, tokens: int) -> StreamTiming:
     """`concurrency` clients each stream back to back on a keep-alive connection for `seconds`.
 
     The first stream of every client is left out: they all start at the same instant, a burst no steady
@@ -220,7 +191,7 @@ def summary(values: list[float], fmt: str = "{:.0f}") -> str:
 
 
 def bench_throughput(workdir: Path, repeats: int, connections: int, seconds: float) -> None:
-    mock = Mock(THROUGHPUT_SCENARIO, workdir)
+    mock = Served("mock", THROUGHPUT_SCENARIO, SERVER_CORE, workdir)
     try:
         asyncio.run(measure_throughput(mock, connections, 4.0))  # warm-up: > one 60 s token window at 20x
         runs = [asyncio.run(measure_throughput(mock, connections, seconds)) for _ in range(repeats)]
@@ -240,7 +211,7 @@ def bench_streams(
     workdir: Path, repeats: int, concurrency: int, seconds: float, ttft: float, per_token: float, tokens: int
 ) -> None:
     scenario = STREAM_SCENARIO % {"ttft": ttft, "per_token": per_token, "tokens": tokens}
-    mock = Mock(scenario, workdir)
+    mock = Served("mock", scenario, SERVER_CORE, workdir)
     try:
         asyncio.run(measure_streams(mock, 20, 2.0, tokens))  # warm-up
         runs = [asyncio.run(measure_streams(mock, concurrency, seconds, tokens)) for _ in range(repeats)]
