@@ -96,8 +96,8 @@ def test_console_table_shows_the_summary_numbers(synthetic: Any) -> None:
     assert rows["client-visible failures"] == f"{req['failed']} ({req['client_failure_rate']:.1%})"
     outcomes = req["attempt_outcomes"]
     assert rows["429/403/503 by source"] == (
-        f"429 gateway token limit {outcomes['gateway_token_limit']}, 429 from a backend {outcomes['backend_429']}, "
-        f"503 breaker open {outcomes['breaker_open']}, 403 gateway quota {req['gateway_quota_403']}"
+        f"429 gateway token limit {outcomes['gateway_token_limit']}, 403 gateway quota {outcomes['gateway_quota']}, "
+        f"429 from a backend {outcomes['backend_429']}, 503 breaker open {outcomes['breaker_open']}"
     )
     assert rows["retries per request"] == f"{expected['retries']['per_request']:.2f}"
     assert rows["goodput"] == f"{expected['throughput']['goodput_tpm']:,.0f} tokens/min (scenario time)"
@@ -110,7 +110,7 @@ def test_console_table_shows_the_summary_numbers(synthetic: Any) -> None:
 def test_console_table_without_unfinished_or_measurable_numbers(synthetic: Any) -> None:
     summary = copy.deepcopy(synthetic[0])
     summary["requests"].update(
-        unfinished=0, logical=0, failed=0, client_failure_rate=None, gateway_quota_403=0,
+        unfinished=0, logical=0, failed=0, client_failure_rate=None,
         attempt_outcomes=dict.fromkeys(summary["requests"]["attempt_outcomes"], 0),
     )  # fmt: skip
     summary["end_to_end_latency"].update(p50=None, p95=None)

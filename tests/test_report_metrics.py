@@ -228,7 +228,7 @@ def pcts(values: list[float]) -> dict[str, Any]:
 def outcome_of(r: dict[str, Any]) -> str:
     if not r["error_kind"] and 1 <= r["status"] <= 399:
         return "success"
-    if r["error_kind"] in ("gateway_token_limit", "backend_429", "breaker_open"):
+    if r["error_kind"] in ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open"):
         return r["error_kind"]
     return "other_error"
 
@@ -301,7 +301,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     reaction_names = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
     retry_after: dict[str, Any] = {}
-    for source in ("gateway_token_limit", "backend_429", "breaker_open"):
+    for source in ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open"):
         mine = [r for r, o in zip(records, outcomes, strict=True) if o == source]
         values = []
         for r in mine:
@@ -381,14 +381,22 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "succeeded": len(succeeded),
             "failed": finished - len(succeeded),
             "client_failure_rate": 1 - len(succeeded) / finished,
-            "gateway_quota_403": sum(1 for r in records if r["error_kind"] == "gateway_quota"),
             "attempt_outcomes": {
-                o: counts[o] for o in ("success", "gateway_token_limit", "backend_429", "breaker_open", "other_error")
+                o: counts[o]
+                for o in (
+                    "success",
+                    "gateway_token_limit",
+                    "gateway_quota",
+                    "backend_429",
+                    "breaker_open",
+                    "other_error",
+                )
             },
             "rate_429": (counts["gateway_token_limit"] + counts["backend_429"]) / n,
             "rate_429_gateway": counts["gateway_token_limit"] / n,
             "rate_429_backend": counts["backend_429"] / n,
             "rate_503_breaker": counts["breaker_open"] / n,
+            "rate_403_quota": sum(1 for r in records if r["error_kind"] == "gateway_quota") / n,
         },
         "throughput": {"goodput_tokens": tokens, "goodput_tpm": tokens / (end / 60), "successes_per_s": len(ok) / end},
         "retries": {
@@ -457,7 +465,7 @@ def test_synthetic_run_exercises_every_outcome_and_reaction(reported: Any) -> No
     # The comparison above is only worth something if no category is empty.
     summary, _, _ = reported
     assert all(count > 0 for count in summary["requests"]["attempt_outcomes"].values())
-    assert summary["requests"]["unfinished"] > 0 and summary["requests"]["gateway_quota_403"] > 0
+    assert summary["requests"]["unfinished"] > 0
     did = {r for s in summary["retry_after"].values() for r, c in s["client_did"].items() if c}
     assert did == {"waited_retry_after", "own_backoff", "gave_up"}
     assert all(v["count"] > 0 for v in summary["latency"]["by_max_tokens"].values())

@@ -13,6 +13,7 @@ from typing import Any
 # throttled attempts by who refused them: (label, outcome); a 403 of the gateway's quota is counted apart
 _REFUSALS = (
     ("429 gateway token limit", "gateway_token_limit"),
+    ("403 gateway quota", "gateway_quota"),
     ("429 from a backend", "backend_429"),
     ("503 breaker open", "breaker_open"),
 )
@@ -29,7 +30,6 @@ def format_console_summary(summary: dict[str, Any]) -> str:
     requests += f", {req['unfinished']} unfinished at the end)" if req["unfinished"] else ")"
     rate = req["client_failure_rate"]
     refused = [(label, req["attempt_outcomes"][outcome]) for label, outcome in _REFUSALS]
-    refused.append(("403 gateway quota", req["gateway_quota_403"]))
     e2e, ttft, run = summary["end_to_end_latency"], summary["ttft"]["stream"], summary["run"]
     goodput, scale = summary["throughput"]["goodput_tpm"], run["time_scale"]
     rows = [

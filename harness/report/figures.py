@@ -26,6 +26,7 @@ LIMIT_OFF_SCALE = 5.0
 OUTCOME_COLORS = {
     "success": "#4c9a2a",
     "gateway_token_limit": "#e6a100",
+    "gateway_quota": "#8c6d1f",
     "backend_429": "#d9534f",
     "breaker_open": "#7b3fa0",
     "other_error": "#6c757d",

@@ -1,8 +1,8 @@
 """Headline numbers of a run, computed with pandas from the records and the two server logs.
 
 Definitions (the report and summary.json use these, and only these):
-- outcome of an attempt: `success` (no error kind, status 1-399), `gateway_token_limit`, `backend_429`,
-  `breaker_open` (from the record's error kind), else `other_error`;
+- outcome of an attempt: `success` (no error kind, status 1-399), `gateway_token_limit` (429),
+  `gateway_quota` (403), `backend_429`, `breaker_open` (503) from the record's error kind, else `other_error`;
 - a logical request is unfinished when its last attempt's decision is `retry`: the run ended while it waited
   to retry, so it neither succeeded nor failed. `requests.logical` counts the finished ones only; the
   attempt-level numbers (attempts, 429 rates, Retry-After, retries) include the unfinished ones' attempts;
@@ -29,15 +29,16 @@ import pandas as pd
 
 from harness.report.load import RunData, finite_or_none
 
-OUTCOMES = ("success", "gateway_token_limit", "backend_429", "breaker_open", "other_error")
+OUTCOMES = ("success", "gateway_token_limit", "gateway_quota", "backend_429", "breaker_open", "other_error")
 OUTCOME_LABELS = {
     "success": "success",
     "gateway_token_limit": "429 gateway token limit",
+    "gateway_quota": "403 gateway quota",
     "backend_429": "429 from a backend",
     "breaker_open": "503 breaker open",
     "other_error": "other error",
 }
-THROTTLED = ("gateway_token_limit", "backend_429", "breaker_open")
+THROTTLED = ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open")
 REACTIONS = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
 MAX_TOKENS_EDGES = (0, 256, 1024, 4096, math.inf)
 MAX_TOKENS_LABELS = ("<=256", "257-1024", "1025-4096", ">4096")
@@ -52,12 +53,9 @@ def annotate(records: pd.DataFrame) -> pd.DataFrame:
     kind = records["error_kind"]
     status = records["status"]
     ok = kind.isna() & (status >= 1) & (status <= 399)
+    refused = OUTCOMES[1:-1]  # every outcome named by its error kind
     records["outcome"] = pd.Categorical(
-        np.select(
-            [ok, kind == "gateway_token_limit", kind == "backend_429", kind == "breaker_open"],
-            list(OUTCOMES[:4]),
-            default="other_error",
-        ),
+        np.select([ok, *(kind == outcome for outcome in refused)], ["success", *refused], default="other_error"),
         categories=OUTCOMES,
     )
     start = records["t_scenario"].min()
@@ -204,12 +202,11 @@ def _requests(records: pd.DataFrame) -> dict[str, Any]:
         "failed": logical - succeeded,
         "client_failure_rate": (logical - succeeded) / logical if logical else None,
         "attempt_outcomes": outcome_counts,
-        # a 403 of the gateway's token quota is an `other_error` outcome; the console lists it with the 429s
-        "gateway_quota_403": int((records["error_kind"] == "gateway_quota").sum()),
         "rate_429": (outcome_counts["gateway_token_limit"] + outcome_counts["backend_429"]) / attempts,
         "rate_429_gateway": outcome_counts["gateway_token_limit"] / attempts,
         "rate_429_backend": outcome_counts["backend_429"] / attempts,
         "rate_503_breaker": outcome_counts["breaker_open"] / attempts,
+        "rate_403_quota": outcome_counts["gateway_quota"] / attempts,
     }
 
 
