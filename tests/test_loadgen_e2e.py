@@ -261,3 +261,72 @@ def test_web_ui_default_run_and_ctrl_c_leave_no_orphan(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     assert not alive(info["stack_pid"]), "Ctrl-C left the embedded stack running"
+
+
+# offset_s, app, operation, prompt_tokens, max_tokens, stream: one row per logical request, listed out of
+# time order in the file (the replay sorts them); rows at least a scenario second apart so their order is sharp
+TRACE_ROWS = [
+    (4.5, "chat-app", "chat", 300, None, True),
+    (1.0, "chat-app", "chat", 120, 50, False),
+    (3.0, "batch-app", "embeddings", 64, None, False),
+    (6.0, "batch-app", "completions", 80, 20, False),
+    (8.0, "chat-app", "chat", 40, 10, True),
+    (15.0, "chat-app", "embeddings", 500, None, False),
+    (11.0, "batch-app", "chat", 200, 30, False),
+    (20.0, "chat-app", "completions", 150, None, True),
+]
+TRACE_SCALE = 10.0
+# how late (wall seconds) an attempt may start after its offset, never early: a few ms of gevent wake-up
+# and prompt building, with room for a busy 2-core machine (loading a tokenizer, ~0.1 s, would not fit)
+TRACE_LATE_WALL_S = 0.05
+
+TRACE_SCENARIO = """\
+run: {duration: 60, seed: 1}
+backends:
+  - name: aoai-eastus
+    deployments:
+      gpt-4o: {tpm: 1000000}
+workload:
+  apps: [{id: chat-app}, {id: batch-app}]
+  trace: {file: %s, users: 8}
+"""
+
+
+def write_trace(path: Path) -> None:
+    if path.suffix == ".csv":
+        lines = ["offset_s,app,operation,prompt_tokens,max_tokens,stream"]
+        for offset, app, operation, prompt, max_tokens, stream in TRACE_ROWS:
+            lines.append(f"{offset},{app},{operation},{prompt},{'' if max_tokens is None else max_tokens},{stream}")
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        keys = ("offset_s", "app", "operation", "prompt_tokens", "max_tokens", "stream")
+        path.write_text("".join(json.dumps(dict(zip(keys, row, strict=True))) + "\n" for row in TRACE_ROWS))
+
+
+@pytest.mark.parametrize("trace_name", ["trace.csv", "trace.jsonl"])
+def test_trace_rows_are_each_sent_once_at_their_offset(tmp_path: Path, trace_name: str) -> None:
+    # the trace sits next to the scenario (not in Locust's working directory): its path is the scenario's
+    scenario_dir = tmp_path / "scenario"
+    scenario_dir.mkdir()
+    write_trace(scenario_dir / trace_name)
+    scenario = scenario_dir / "trace.yaml"
+    scenario.write_text(TRACE_SCENARIO % trace_name)
+    run_dir = tmp_path / "trace"
+    result = run_locust(run_dir, str(scenario), users=None, seconds=4, scale=TRACE_SCALE)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = assert_records_match_locust(run_dir)
+    assert all(r["status"] == 200 and r["attempt"] == 1 for r in records), "the replay was throttled or failed"
+    sent = sorted(records, key=lambda r: r["t_scenario"])
+    expected = sorted(TRACE_ROWS, key=lambda row: row[0])
+    assert len(sent) == len(expected), "every trace row sent exactly once"
+    started = json.loads((run_dir / "run.json").read_text())["load_started_at"]
+    backend = {
+        row["client_request_id"]: row for row in map(json.loads, (run_dir / "backend.jsonl").read_text().splitlines())
+    }
+    for record, (offset, app, operation, prompt, max_tokens, stream) in zip(sent, expected, strict=True):
+        late = record["t_scenario"] - started - offset
+        assert 0 <= late <= TRACE_LATE_WALL_S * TRACE_SCALE, (offset, late)
+        assert (record["app_id"], record["operation"], record["stream"]) == (app, operation, stream)
+        assert record["max_tokens"] == max_tokens and record["deployment"] == "gpt-4o"
+        assert record["prompt_tokens_est"] == prompt
+        assert backend[record["request_id"]]["prompt_tokens"] == prompt

@@ -27,6 +27,7 @@ from harness.client import GatewayHeaderNames
 from harness.clock import ScaledClock
 from harness.errors import HarnessError
 from harness.loadgen import options as harness_options
+from harness.loadgen.prompts import warm_up
 from harness.loadgen.recorder import RECORDS_DONE_MESSAGE, RECORDS_MESSAGE, ShippingSink, WriterSink
 from harness.loadgen.requests import RequestPlan, draw_request, pick_mix
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
@@ -218,6 +219,11 @@ def _load_arrivals(scenario: Scenario) -> None:
         if not file.is_absolute() and not file.exists():
             file = Path(STATE.scenario_path).parent / trace.file
         STATE.trace_rows = load_trace(file)
+    # the first requests of the run would otherwise start late by the time it takes to load a tokenizer
+    deployments = [mix.deployment for mix in scenario.workload.mixes]
+    if trace is not None:
+        deployments += [trace.deployment, *(row.deployment for row in STATE.trace_rows if row.deployment)]
+    warm_up(deployments)
 
 
 def _tick_forever() -> None:
@@ -235,6 +241,8 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     assert STATE.clock is not None and STATE.settings is not None
     STATE.test_started_at = STATE.clock.now()
     STATE.test_stopped_at = None
+    # scenario time the users start: stages and trace offsets count from here
+    STATE.run_info["load_started_at"] = STATE.test_started_at
     STATE.trace_next = 0
     STATE.workers_done.clear()
     if isinstance(runner, MasterRunner):

@@ -11,6 +11,7 @@ by construction (and checked); texts are cached per size because a load run asks
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -52,3 +53,12 @@ def chat_messages(prompt_tokens: int, model: str = "gpt-4o", seed: int = 0) -> l
     """One user message sized so that `usage.prompt_tokens` of the chat request is `prompt_tokens`."""
     content = max(1, int(prompt_tokens) - chat_overhead(model))
     return [{"role": "user", "content": text_of_tokens(content, model, seed)}]
+
+
+def warm_up(models: Iterable[str]) -> None:
+    """Load each model's tokenizer and word list now, so the first request does not wait ~0.1 s for them.
+
+    >>> warm_up(["gpt-4o"])
+    """
+    for model in sorted(set(models)):
+        text_of_tokens(1, model)
