@@ -330,3 +330,18 @@ def test_trace_rows_are_each_sent_once_at_their_offset(tmp_path: Path, trace_nam
         assert record["max_tokens"] == max_tokens and record["deployment"] == "gpt-4o"
         assert record["prompt_tokens_est"] == prompt
         assert backend[record["request_id"]]["prompt_tokens"] == prompt
+
+
+def test_trace_row_of_an_unknown_app_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    scenario_dir = tmp_path / "scenario"
+    scenario_dir.mkdir()
+    (scenario_dir / "trace.csv").write_text("offset_s,app,operation\n1,chat-app,chat\n2,chat-ap,chat\n")
+    scenario = scenario_dir / "trace.yaml"
+    scenario.write_text(TRACE_SCENARIO % "trace.csv")
+    run_dir = tmp_path / "typo"
+    result = run_locust(run_dir, str(scenario), users=None, seconds=2)
+    assert result.returncode == 2
+    trace = scenario_dir / "trace.csv"
+    message = f"locust: error: {trace}:3: app 'chat-ap' is not one of the workload's apps (chat-app, batch-app)\n"
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (run_dir / "backend.jsonl").exists(), "the embedded stack was started"

@@ -10,10 +10,10 @@ import pytest
 
 from harness.errors import ScenarioError
 from harness.loadgen.prompts import chat_messages, text_of_tokens
-from harness.loadgen.requests import RequestPlan, auth_headers, unsigned_token
+from harness.loadgen.requests import RequestPlan, auth_headers, replay_request, unsigned_token
 from harness.loadgen.shape import StagePlan, pacing_wait
-from harness.loadgen.trace import load_trace, parse_trace_text
-from harness.scenario.workload import App, Stage
+from harness.loadgen.trace import TraceRow, load_trace, parse_trace_text
+from harness.scenario.workload import App, Stage, Trace, Workload
 from harness.tokens import count_chat_tokens, count_text_tokens
 
 
@@ -54,6 +54,34 @@ def test_bad_trace_row_names_file_and_line() -> None:
         parse_trace_text("offset_s,app,operation\n1,a,chat\n2,a,images\n", "t.csv")
     with pytest.raises(ScenarioError, match=r"t.csv:2: offset_s must be a number"):
         parse_trace_text("offset_s,app\nsoon,a\n", "t.csv")
+
+
+def test_trace_row_of_an_unknown_app_names_file_and_line() -> None:
+    text = "offset_s,app,operation\n1,a,chat\n2,,chat\n3,typo,chat\n"
+    with pytest.raises(ScenarioError, match=r"^t.csv:4: app 'typo' is not one of the workload's apps \(a, b\)$"):
+        parse_trace_text(text, "t.csv", apps=["a", "b"])
+    assert [r.app for r in parse_trace_text(text, "t.csv")] == ["a", "", "typo"]  # no apps given: no check
+
+
+def test_trace_rows_become_requests_of_the_workloads_apps() -> None:
+    workload = Workload(
+        apps=[App(id="a"), App(id="b", client_profile="none")], trace=Trace(file="t.csv", deployment="gpt-4o")
+    )
+    chat = replay_request(TraceRow(1.0, "b", "chat", 40, 64, True, deployment="gpt-35"), workload)
+    assert chat.app is workload.apps[1] and chat.app.client_profile == "none"
+    assert (chat.operation, chat.deployment, chat.prompt_tokens, chat.max_tokens, chat.stream) == (
+        "chat",
+        "gpt-35",
+        40,
+        64,
+        True,
+    )
+    assert chat.request_type == "chat stream"
+    # an embeddings row sends (and records) neither max_tokens nor stream, whatever the trace says
+    embeddings = replay_request(TraceRow(2.0, "", "embeddings", 30, 50, True), workload)
+    assert embeddings.app is workload.apps[0] and embeddings.deployment == "gpt-4o"
+    assert (embeddings.max_tokens, embeddings.stream, embeddings.request_type) == (None, False, "embeddings")
+    assert "max_tokens" not in embeddings.body("deployments") and "stream" not in embeddings.body("deployments")
 
 
 @pytest.mark.parametrize("tokens", [1, 7, 50, 333, 2000])

@@ -29,7 +29,7 @@ from harness.errors import HarnessError
 from harness.loadgen import options as harness_options
 from harness.loadgen.prompts import warm_up
 from harness.loadgen.recorder import RECORDS_DONE_MESSAGE, RECORDS_MESSAGE, ShippingSink, WriterSink
-from harness.loadgen.requests import RequestPlan, draw_request, pick_mix
+from harness.loadgen.requests import RequestPlan, draw_request, pick_mix, replay_request
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
 from harness.loadgen.session import RunSettings, execute
 from harness.loadgen.shape import StagePlan, pacing_wait
@@ -154,6 +154,7 @@ def _prepare_run(environment: Any, options: Any) -> None:
     write_scenario_copy(run_dir, path, overrides)
     STATE.scenario, STATE.scenario_path, STATE.overrides = scenario, path, overrides
     STATE.clock, STATE.run_dir = clock, run_dir
+    _load_arrivals(scenario)  # a bad trace stops the run before anything starts
     embedded = not environment.host
     if embedded:
         STATE.stack = EmbeddedStack.start(path, overrides, run_dir, origin=clock.origin, clock=clock)
@@ -183,7 +184,6 @@ def _prepare_run(environment: Any, options: Any) -> None:
         "distributed": isinstance(environment.runner, MasterRunner),
     }
     write_run_json(run_dir, STATE.run_info)
-    _load_arrivals(scenario)
     STATE.ready.set()
 
 
@@ -218,7 +218,7 @@ def _load_arrivals(scenario: Scenario) -> None:
         file = Path(trace.file)
         if not file.is_absolute() and not file.exists():
             file = Path(STATE.scenario_path).parent / trace.file
-        STATE.trace_rows = load_trace(file)
+        STATE.trace_rows = load_trace(file, [app.id for app in scenario.workload.apps])
     # the first requests of the run would otherwise start late by the time it takes to load a tokenizer
     deployments = [mix.deployment for mix in scenario.workload.mixes]
     if trace is not None:
@@ -475,9 +475,7 @@ class GatewayUser(User):
         wait = STATE.test_started_at + row.offset_s - STATE.clock.now() if STATE.test_started_at else 0.0
         if wait > 0:
             STATE.clock.sleep(wait)
-        app = next((a for a in workload.apps if a.id == row.app), workload.apps[0])
-        deployment = row.deployment or (workload.trace.deployment if workload.trace else "gpt-4o")
-        return RequestPlan(app, row.operation, row.operation, deployment, row.prompt_tokens, row.max_tokens, row.stream)
+        return replay_request(row, workload)
 
     def _send(self, plan: RequestPlan) -> None:
         assert STATE.settings is not None and self.transport is not None and STATE.clock is not None

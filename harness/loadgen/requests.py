@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.loadgen.prompts import chat_messages, text_of_tokens
+from harness.loadgen.trace import TraceRow
 from harness.scenario.workload import App, Mix, Workload
 from harness.tokens import count_prompt_tokens
 
@@ -78,6 +79,23 @@ def draw_request(app: App, mix: Mix, rng: random.Random) -> RequestPlan:
     )
     stream = mix.operation != "embeddings" and rng.random() < mix.stream_share
     return RequestPlan(app, mix.label, mix.operation, mix.deployment, prompt, max_tokens, stream, mix.include_usage)
+
+
+def replay_request(row: TraceRow, workload: Workload) -> RequestPlan:
+    """The request a trace row describes; as with the mixes, embeddings send neither max_tokens nor stream.
+
+    >>> from harness.scenario.workload import Trace
+    >>> workload = Workload(apps=[App(id="a")], trace=Trace(file="t.csv", deployment="gpt-4o"))
+    >>> plan = replay_request(TraceRow(0.0, "", "embeddings", 30, 50, True), workload)
+    >>> plan.app.id, plan.request_type, plan.deployment, plan.max_tokens
+    ('a', 'embeddings', 'gpt-4o', None)
+    """
+    app = workload.app(row.app) if row.app else workload.apps[0]
+    deployment = row.deployment or (workload.trace.deployment if workload.trace else "gpt-4o")
+    embeddings = row.operation == "embeddings"
+    max_tokens = None if embeddings else row.max_tokens
+    stream = row.stream and not embeddings
+    return RequestPlan(app, row.operation, row.operation, deployment, row.prompt_tokens, max_tokens, stream)
 
 
 def pick_app(workload: Workload, rng: random.Random) -> App:

@@ -1,7 +1,8 @@
 """Trace replay: a recorded workload (CSV or JSON lines) sent again in time order.
 
 Columns: `offset_s` (scenario seconds from the start; `t` and `time` also accepted), `app`, `operation`,
-`prompt_tokens`, `max_tokens` (empty = unset), `stream` (true/false), optionally `deployment`.
+`prompt_tokens`, `max_tokens` (empty = unset), `stream` (true/false), optionally `deployment`. An empty
+`app` is the workload's first app; any other must be one of the workload's apps.
 
     >>> rows = parse_trace_text("offset_s,app,operation,prompt_tokens,max_tokens,stream\\n1.5,a,chat,20,,false\\n", "t.csv")
     >>> rows[0].offset_s, rows[0].max_tokens
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +35,18 @@ class TraceRow:
     deployment: str | None = None
 
 
-def load_trace(path: str | Path) -> list[TraceRow]:
-    """Rows of a trace file, sorted by offset; a bad row is a one-line error naming file and line."""
+def load_trace(path: str | Path, apps: Collection[str] = ()) -> list[TraceRow]:
+    """Rows of a trace file, sorted by offset; a bad row (or an app not in `apps`, when given) is a one-line
+    error naming file and line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError("workload.trace.file", f"cannot read {path} ({exc.__class__.__name__})") from None
-    return parse_trace_text(text, str(path))
+    return parse_trace_text(text, str(path), apps)
 
 
-def parse_trace_text(text: str, source: str) -> list[TraceRow]:
+def parse_trace_text(text: str, source: str, apps: Collection[str] = ()) -> list[TraceRow]:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         raw = []
@@ -56,12 +59,12 @@ def parse_trace_text(text: str, source: str) -> list[TraceRow]:
     else:
         reader = csv.DictReader(io.StringIO(text))
         raw = [(number, row) for number, row in enumerate(reader, start=2)]
-    rows = [_row(item, source, number) for number, item in raw]
+    rows = [_row(item, source, number, apps) for number, item in raw]
     rows.sort(key=lambda r: r.offset_s)
     return rows
 
 
-def _row(item: Any, source: str, line: int) -> TraceRow:
+def _row(item: Any, source: str, line: int, apps: Collection[str]) -> TraceRow:
     if not isinstance(item, dict):
         raise ScenarioError("", f"{source}:{line}: a trace row must be an object")
 
@@ -82,11 +85,14 @@ def _row(item: Any, source: str, line: int) -> TraceRow:
         max_tokens = None if max_raw in (None, "") else int(float(max_raw))
     except (TypeError, ValueError):
         raise fail("prompt_tokens and max_tokens must be whole numbers") from None
+    app = str(item.get("app") or "")
+    if app and apps and app not in apps:
+        raise fail(f"app '{app}' is not one of the workload's apps ({', '.join(apps)})")
     stream_raw = item.get("stream", False)
     stream = stream_raw if isinstance(stream_raw, bool) else str(stream_raw).strip().lower() in ("true", "1", "yes")
     return TraceRow(
         offset_s,
-        str(item.get("app") or ""),
+        app,
         operation,
         max(1, prompt),
         max_tokens,
