@@ -1,0 +1,42 @@
+"""What the users send when: the stage plan and the trace rows, loaded once per process and dealt out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.loadgen.prompts import warm_up
+from harness.loadgen.shape import StagePlan
+from harness.loadgen.state import STATE
+from harness.loadgen.trace import TraceRow, load_trace
+from harness.scenario import Scenario
+
+
+def load_arrivals(scenario: Scenario) -> None:
+    """The scenario's stage plan and trace rows into STATE; a trace path is also tried next to the scenario."""
+    STATE.plan = StagePlan(scenario.workload.stages) if scenario.workload.stages else None
+    trace = scenario.workload.trace
+    if trace is not None:
+        file = Path(trace.file)
+        if not file.is_absolute() and not file.exists():
+            file = Path(STATE.scenario_path).parent / trace.file
+        STATE.trace_rows = load_trace(file, [app.id for app in scenario.workload.apps])
+    # the first requests of the run would otherwise start late by the time it takes to load a tokenizer
+    deployments = [mix.deployment for mix in scenario.workload.mixes]
+    if trace is not None:
+        deployments += [trace.deployment, *(row.deployment for row in STATE.trace_rows if row.deployment)]
+    warm_up(deployments)
+
+
+def next_trace_row() -> TraceRow | None:
+    """The next row this process sends: rows are dealt to workers round-robin by index."""
+    rows = STATE.trace_rows
+    while STATE.trace_next < len(rows) or (
+        STATE.scenario and STATE.scenario.workload.trace and STATE.scenario.workload.trace.loop and rows
+    ):
+        index = STATE.trace_next
+        STATE.trace_next += 1
+        if index >= len(rows):
+            return None
+        if index % STATE.worker_count == STATE.worker_index:
+            return rows[index]
+    return None

@@ -1,0 +1,124 @@
+"""Distributed runs: the master tells its workers what the run is; the workers ship their records back.
+
+- at test start the master sends the run's identity (scenario, overrides, run id, scenario time origin and
+  start, credentials, worker count) in RUN_MESSAGE; each worker sets up the same run from it;
+- workers ship their records every second (RECORDS_MESSAGE) and a last batch at test stop
+  (RECORDS_DONE_MESSAGE); the master writes them into the one records.csv and waits for every last batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gevent
+from locust.runners import MasterRunner, WorkerRunner
+
+from harness.clock import ScaledClock
+from harness.errors import HarnessError
+from harness.loadgen.arrivals import load_arrivals
+from harness.loadgen.recorder import RECORDS_DONE_MESSAGE, RECORDS_MESSAGE, ShippingSink, WriterSink
+from harness.loadgen.startup import run_settings, tick_forever
+from harness.loadgen.state import STATE
+from harness.scenario import load_scenario
+
+log = logging.getLogger("harness")
+
+RUN_MESSAGE = "harness_run"
+WORKER_DONE_WAIT_S = 15.0
+
+
+def listen_as_worker(runner: WorkerRunner) -> None:
+    """Worker: wait for the master's description of the run."""
+    runner.register_message(RUN_MESSAGE, _on_run_message)
+
+
+def listen_as_master(runner: MasterRunner) -> None:
+    """Master: take in the records the workers ship, and note each worker's last batch."""
+    runner.register_message(RECORDS_MESSAGE, _on_worker_records)
+    runner.register_message(RECORDS_DONE_MESSAGE, _on_worker_done)
+
+
+def announce_run(runner: MasterRunner) -> None:
+    """Master at test start: tell every worker what the run is, so they all share its scenario clock."""
+    assert STATE.clock is not None and STATE.settings is not None
+    workers = sorted(client.id for client in runner.clients.all)
+    message = {
+        "scenario": STATE.scenario_path,
+        "overrides": STATE.overrides,
+        "run_id": STATE.settings.run_id,
+        "origin": STATE.clock.origin,
+        "started_at": STATE.test_started_at,
+        "api_key": STATE.settings.api_key,
+        "bearer_token": STATE.settings.bearer_token,
+        "client_profile": STATE.settings.client_profile,
+        "workers": len(workers),
+    }
+    runner.send_message(RUN_MESSAGE, message)
+
+
+def _on_run_message(environment: Any, msg: Any, **_: Any) -> None:
+    """Worker: set up this run as the master describes it, sharing its scenario clock."""
+    data = msg.data
+    runner = environment.runner
+    try:
+        scenario = load_scenario(data["scenario"], data["overrides"])
+    except HarnessError as exc:
+        log.error("worker cannot load the scenario: %s", exc)
+        return
+    clock = ScaledClock(scenario.run.time_scale, origin=data["origin"])
+    STATE.scenario, STATE.scenario_path, STATE.overrides, STATE.clock = (
+        scenario,
+        data["scenario"],
+        data["overrides"],
+        clock,
+    )
+
+    class _Options:
+        api_key = data.get("api_key") or ""
+        bearer_token = data.get("bearer_token") or ""
+        client_profile = data.get("client_profile") or ""
+
+    STATE.settings = run_settings(scenario, data["run_id"], clock, _Options)
+    STATE.test_started_at = data["started_at"]
+    STATE.worker_index = getattr(runner, "worker_index", 0) or 0
+    STATE.worker_count = max(1, int(data.get("workers") or 1))
+    STATE.trace_next = 0
+    STATE.sink = ShippingSink(runner.send_message)
+    if STATE.flusher is None:
+        STATE.flusher = gevent.spawn(tick_forever)
+    load_arrivals(scenario)
+    STATE.ready.set()
+
+
+def _on_worker_records(environment: Any, msg: Any, **_: Any) -> None:
+    if isinstance(STATE.sink, WriterSink):
+        STATE.sink.write_cells(msg.data)
+
+
+def _on_worker_done(environment: Any, msg: Any, **_: Any) -> None:
+    STATE.workers_done.add(msg.node_id)
+
+
+def ship_last_records(runner: WorkerRunner) -> None:
+    """Worker at test stop: send what is still buffered, then the count of everything it shipped."""
+    if isinstance(STATE.sink, ShippingSink):
+        STATE.sink.tick()
+        runner.send_message(RECORDS_DONE_MESSAGE, {"shipped": STATE.sink.shipped})
+
+
+def collect_worker_records(runner: MasterRunner) -> None:
+    """Make sure every worker has stopped and shipped its last records before the master quits."""
+    from locust.rpc import Message
+
+    workers = [client.id for client in runner.clients.all]
+    for worker in workers:
+        if worker not in STATE.workers_done:
+            runner.server.send_to_client(Message("stop", None, worker))
+    waited = 0.0
+    while waited < WORKER_DONE_WAIT_S and not set(workers) <= STATE.workers_done:
+        gevent.sleep(0.1)
+        waited += 0.1
+    missing = set(workers) - STATE.workers_done
+    if missing:
+        log.warning("records of %d worker(s) may be incomplete: no final batch from %s", len(missing), sorted(missing))

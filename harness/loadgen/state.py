@@ -1,0 +1,59 @@
+"""What one Locust process knows about the current run: shared by the hooks, the users and the shape.
+
+Locust creates the users and the shape itself, so they find the run here rather than being handed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gevent.event import Event
+
+from harness.clock import ScaledClock
+from harness.loadgen.session import RunSettings
+from harness.loadgen.shape import StagePlan
+from harness.loadgen.stack import EmbeddedStack
+from harness.loadgen.trace import TraceRow
+from harness.records import RecordWriter
+from harness.scenario import Scenario
+
+
+@dataclass
+class HarnessState:
+    """Everything one process knows about the current run."""
+
+    scenario: Scenario | None = None
+    scenario_path: str = ""
+    overrides: list[str] = field(default_factory=list)
+    settings: RunSettings | None = None
+    clock: ScaledClock | None = None
+    run_dir: Path | None = None
+    stack: EmbeddedStack | None = None
+    writer: RecordWriter | None = None
+    sink: Any = None
+    flusher: Any = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+    test_started_at: float | None = None
+    test_stopped_at: float | None = None
+    plan: StagePlan | None = None
+    trace_rows: list[TraceRow] = field(default_factory=list)
+    trace_next: int = 0
+    app_counts: dict[str, int] = field(default_factory=dict)
+    workers_done: set[str] = field(default_factory=set)
+    ready: Event = field(default_factory=Event)
+    worker_index: int = 0
+    worker_count: int = 1
+    # -u / -r as the user gave them; read at init, before headless mode fills in its defaults of 1
+    users_option: int | None = None
+    spawn_rate_option: float | None = None
+
+    def elapsed(self) -> float:
+        assert self.clock is not None
+        if self.test_started_at is None:
+            return 0.0
+        return self.clock.now() - self.test_started_at
+
+
+STATE = HarnessState()

@@ -1,0 +1,132 @@
+"""The Locust user: one caller of the scenario's workload, sending requests drawn from its mixes or a trace.
+
+Each logical request goes through `session.execute` (retries as the app's client would, a record per
+attempt); Locust sees one request per logical request, in scenario milliseconds.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import gevent
+from locust import User, task
+from locust.exception import StopUser
+
+from harness.loadgen.arrivals import next_trace_row
+from harness.loadgen.requests import RequestPlan, draw_request, pick_mix, replay_request
+from harness.loadgen.session import execute
+from harness.loadgen.shape import pacing_wait
+from harness.loadgen.state import STATE
+from harness.loadgen.transport import Transport
+from harness.scenario.workload import App
+
+
+class RequestFailed(Exception):
+    """A logical request the caller saw fail; its text is the cause, which Locust groups failures by."""
+
+
+class Interrupted(Exception):
+    """The run stopped while this logical request was still retrying."""
+
+
+def _assign_app(apps: list[App]) -> App:
+    """Apps get users in proportion to their weights (largest deficit first), not by chance."""
+    total = sum(STATE.app_counts.get(a.id, 0) for a in apps) + 1
+    weight_sum = sum(a.weight for a in apps)
+    app = max(apps, key=lambda a: a.weight / weight_sum * total - STATE.app_counts.get(a.id, 0))
+    STATE.app_counts[app.id] = STATE.app_counts.get(app.id, 0) + 1
+    return app
+
+
+class GatewayUser(User):
+    """A caller of the scenario's workload: one app, its client profile, requests drawn from its mixes."""
+
+    abstract = False
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.transport: Transport | None = None
+        self.sequence = 0
+        self.last_start: float | None = None
+
+    def on_start(self) -> None:
+        if not STATE.ready.wait(timeout=30):
+            raise StopUser()
+        assert STATE.scenario is not None and STATE.settings is not None and STATE.clock is not None
+        workload = STATE.scenario.workload
+        self.app = _assign_app(workload.apps)
+        self.name = f"{STATE.worker_index}-{id(self) % 1_000_000}"
+        self.rng = random.Random(f"{STATE.scenario.run.seed}:{self.name}")
+        self.transport = Transport(self.host or self.environment.host, STATE.clock, STATE.settings.timeout_s)
+
+    def on_stop(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def wait_time(self) -> float:
+        assert STATE.scenario is not None and STATE.clock is not None
+        scale = STATE.clock.scale
+        if STATE.trace_rows:
+            return 0.0
+        stage = STATE.plan.at(STATE.elapsed()) if STATE.plan else None
+        if stage is not None and stage.rate:
+            since = STATE.clock.now() - (self.last_start or STATE.clock.now())
+            return pacing_wait(stage.rate, max(1, stage.users), since) / scale
+        return STATE.scenario.workload.think_time.sample(self.rng) / scale
+
+    @task
+    def request(self) -> None:
+        assert STATE.scenario is not None and STATE.settings is not None and STATE.clock is not None
+        plan = self._next_plan()
+        if plan is None:
+            gevent.sleep(0.2)  # the trace is used up: idle until the run ends
+            return
+        self.last_start = STATE.clock.now()
+        self.sequence += 1
+        self._send(plan)
+
+    def _next_plan(self) -> RequestPlan | None:
+        assert STATE.scenario is not None and STATE.clock is not None
+        workload = STATE.scenario.workload
+        if not STATE.trace_rows:
+            return draw_request(self.app, pick_mix(workload, self.app, self.rng), self.rng)
+        row = next_trace_row()
+        if row is None:
+            return None
+        wait = STATE.test_started_at + row.offset_s - STATE.clock.now() if STATE.test_started_at else 0.0
+        if wait > 0:
+            STATE.clock.sleep(wait)
+        return replay_request(row, workload)
+
+    def _send(self, plan: RequestPlan) -> None:
+        assert STATE.settings is not None and self.transport is not None and STATE.clock is not None
+        attempts = [0]
+        started = STATE.clock.now()
+
+        def sink(record: dict[str, Any]) -> None:
+            attempts[0] += 1
+            STATE.sink(record)
+
+        try:
+            outcome = execute(plan, self.name, self.sequence, self.transport, STATE.settings, self.rng, sink)
+        except gevent.GreenletExit:
+            if attempts[0]:
+                # stopped while retrying: still one logical request, so records = requests + retries holds
+                self._fire(plan.request_type, STATE.clock.now() - started, 0, Interrupted("run stopped while retrying"))
+            raise
+        failure = outcome.failure
+        self._fire(
+            outcome.request_type, outcome.latency_s, outcome.response_bytes, RequestFailed(failure) if failure else None
+        )
+
+    def _fire(self, name: str, latency_s: float, length: int, exception: Exception | None) -> None:
+        # Locust shows scenario milliseconds, the same unit as the records and the report
+        self.environment.events.request.fire(
+            request_type="POST",
+            name=name,
+            response_time=latency_s * 1000.0,
+            response_length=length,
+            exception=exception,
+            context={"app": self.app.id},
+        )
