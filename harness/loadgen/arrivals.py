@@ -30,13 +30,9 @@ def load_arrivals(scenario: Scenario) -> None:
 def next_trace_row() -> TraceRow | None:
     """The next row this process sends: rows are dealt to workers round-robin by index."""
     rows = STATE.trace_rows
-    while STATE.trace_next < len(rows) or (
-        STATE.scenario and STATE.scenario.workload.trace and STATE.scenario.workload.trace.loop and rows
-    ):
+    while STATE.trace_next < len(rows):
         index = STATE.trace_next
         STATE.trace_next += 1
-        if index >= len(rows):
-            return None
         if index % STATE.worker_count == STATE.worker_index:
             return rows[index]
     return None

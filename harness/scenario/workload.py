@@ -103,7 +103,6 @@ class Trace(Section):
     )
     deployment: str = Field("gpt-4o", description="deployment rows without a `deployment` column go to")
     users: int = Field(10, ge=1, le=10_000, description="users that send the trace's requests")
-    loop: bool = Field(False, description="start again from the top when the trace ends")
 
 
 class Workload(Section):
