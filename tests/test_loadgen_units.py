@@ -63,6 +63,13 @@ def test_trace_row_of_an_unknown_app_names_file_and_line() -> None:
     assert [r.app for r in parse_trace_text(text, "t.csv")] == ["a", "", "typo"]  # no apps given: no check
 
 
+def test_trace_row_of_an_unknown_deployment_names_file_and_line() -> None:
+    text = "offset_s,app,deployment\n1,a,gpt-4o\n2,a,gpt-5\n"
+    with pytest.raises(ScenarioError, match=r"^t.csv:3: deployment 'gpt-5' is not one the backends have \(gpt-4o\)$"):
+        parse_trace_text(text, "t.csv", deployments={"gpt-4o"})
+    assert [r.deployment for r in parse_trace_text(text, "t.csv")] == ["gpt-4o", "gpt-5"]  # none given: no check
+
+
 def test_trace_rows_become_requests_of_the_workloads_apps() -> None:
     workload = Workload(
         apps=[App(id="a"), App(id="b", client_profile="none")], trace=Trace(file="t.csv", deployment="gpt-4o")

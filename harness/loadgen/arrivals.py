@@ -19,7 +19,7 @@ def load_arrivals(scenario: Scenario) -> None:
         file = Path(trace.file)
         if not file.is_absolute() and not file.exists():
             file = Path(STATE.scenario_path).parent / trace.file
-        STATE.trace_rows = load_trace(file, [app.id for app in scenario.workload.apps])
+        STATE.trace_rows = load_trace(file, [app.id for app in scenario.workload.apps], scenario.deployment_names())
     # the first requests of the run would otherwise start late by the time it takes to load a tokenizer
     deployments = [mix.deployment for mix in scenario.workload.mixes]
     if trace is not None:

@@ -35,18 +35,20 @@ class TraceRow:
     deployment: str | None = None
 
 
-def load_trace(path: str | Path, apps: Collection[str] = ()) -> list[TraceRow]:
-    """Rows of a trace file, sorted by offset; a bad row (or an app not in `apps`, when given) is a one-line
-    error naming file and line."""
+def load_trace(path: str | Path, apps: Collection[str] = (), deployments: Collection[str] = ()) -> list[TraceRow]:
+    """Rows of a trace file, sorted by offset; a bad row (or an app not in `apps`, a deployment not in
+    `deployments`, when given) is a one-line error naming file and line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError("workload.trace.file", f"cannot read {path} ({exc.__class__.__name__})") from None
-    return parse_trace_text(text, str(path), apps)
+    return parse_trace_text(text, str(path), apps, deployments)
 
 
-def parse_trace_text(text: str, source: str, apps: Collection[str] = ()) -> list[TraceRow]:
+def parse_trace_text(
+    text: str, source: str, apps: Collection[str] = (), deployments: Collection[str] = ()
+) -> list[TraceRow]:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         raw = []
@@ -59,12 +61,12 @@ def parse_trace_text(text: str, source: str, apps: Collection[str] = ()) -> list
     else:
         reader = csv.DictReader(io.StringIO(text))
         raw = [(number, row) for number, row in enumerate(reader, start=2)]
-    rows = [_row(item, source, number, apps) for number, item in raw]
+    rows = [_row(item, source, number, apps, deployments) for number, item in raw]
     rows.sort(key=lambda r: r.offset_s)
     return rows
 
 
-def _row(item: Any, source: str, line: int, apps: Collection[str]) -> TraceRow:
+def _row(item: Any, source: str, line: int, apps: Collection[str], deployments: Collection[str]) -> TraceRow:
     if not isinstance(item, dict):
         raise ScenarioError("", f"{source}:{line}: a trace row must be an object")
 
@@ -88,6 +90,9 @@ def _row(item: Any, source: str, line: int, apps: Collection[str]) -> TraceRow:
     app = str(item.get("app") or "")
     if app and apps and app not in apps:
         raise fail(f"app '{app}' is not one of the workload's apps ({', '.join(apps)})")
+    deployment = item.get("deployment") or None
+    if deployment and deployments and deployment not in deployments:
+        raise fail(f"deployment '{deployment}' is not one the backends have ({', '.join(sorted(deployments))})")
     stream_raw = item.get("stream", False)
     stream = stream_raw if isinstance(stream_raw, bool) else str(stream_raw).strip().lower() in ("true", "1", "yes")
     return TraceRow(
@@ -97,5 +102,5 @@ def _row(item: Any, source: str, line: int, apps: Collection[str]) -> TraceRow:
         max(1, prompt),
         max_tokens,
         stream,
-        item.get("deployment") or None,
+        deployment,
     )
