@@ -27,6 +27,7 @@ from harness.scenario.common import (
     FieldError,
     Section,
     format_duration,
+    index_unique,
     parse_duration,
 )
 from harness.scenario.gateway import GatewayConfig
@@ -81,11 +82,7 @@ class Scenario(Section):
 
     @model_validator(mode="after")
     def _check_backends(self) -> Scenario:
-        seen: dict[str, int] = {}
-        for i, backend in enumerate(self.backends):
-            if backend.name in seen:
-                raise FieldError(f"backends[{i}].name", f"'{backend.name}' is also backends[{seen[backend.name]}]")
-            seen[backend.name] = i
+        seen = index_unique((backend.name for backend in self.backends), "backends", "name")
         if not self.backends:
             raise FieldError("backends", "needs at least one backend instance")
         self.gateway.check_members(seen)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,24 @@ class FieldError(ValueError):
         super().__init__(message)
         self.path = path
         self.message = message
+
+
+def index_unique(names: Iterable[str], list_path: str, field: str) -> dict[str, int]:
+    """Each name's position in a list; a name seen twice is a FieldError at `list_path[i].field`.
+
+    >>> index_unique(["a", "b"], "apps", "id")
+    {'a': 0, 'b': 1}
+    >>> index_unique(["a", "a"], "apps", "id")
+    Traceback (most recent call last):
+    ...
+    harness.scenario.common.FieldError: 'a' is also apps[0]
+    """
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise FieldError(f"{list_path}[{i}].{field}", f"'{name}' is also {list_path}[{seen[name]}]")
+        seen[name] = i
+    return seen
 
 
 def parse_duration(value: Any) -> float:

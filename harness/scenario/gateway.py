@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.scenario.common import Duration, FieldError, Section
+from harness.scenario.common import Duration, FieldError, Section, index_unique
 
 MAX_POOL_MEMBERS = 30  # APIM's limit on a load-balanced pool
 MAX_METRIC_DIMENSIONS = 10  # APIM's limit on custom dimensions of the token metric
@@ -70,11 +70,7 @@ class Pool(Section):
 
     @model_validator(mode="after")
     def _unique_members(self) -> Pool:
-        seen: dict[str, int] = {}
-        for i, member in enumerate(self.members):
-            if member.backend in seen:
-                raise FieldError(f"members[{i}].backend", f"'{member.backend}' is also members[{seen[member.backend]}]")
-            seen[member.backend] = i
+        index_unique((member.backend for member in self.members), "members", "backend")
         return self
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, StringConstraints, model_validator
 
-from harness.scenario.common import Distribution, Duration, FieldError, Section
+from harness.scenario.common import Distribution, Duration, FieldError, Section, index_unique
 
 AppId = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 ClientProfileName = Literal["none", "openai-python-legacy", "openai-python", "custom", "azure-openai-benchmark"]
@@ -126,16 +126,8 @@ class Workload(Section):
 
     @model_validator(mode="after")
     def _check_references(self) -> Workload:
-        ids: dict[str, int] = {}
-        for i, app in enumerate(self.apps):
-            if app.id in ids:
-                raise FieldError(f"apps[{i}].id", f"'{app.id}' is also apps[{ids[app.id]}]")
-            ids[app.id] = i
-        labels: dict[str, int] = {}
-        for i, mix in enumerate(self.mixes):
-            if mix.label in labels:
-                raise FieldError(f"mixes[{i}].name", f"'{mix.label}' is also mixes[{labels[mix.label]}]")
-            labels[mix.label] = i
+        index_unique((app.id for app in self.apps), "apps", "id")
+        labels = index_unique((mix.label for mix in self.mixes), "mixes", "name")
         for i, app in enumerate(self.apps):
             for j, name in enumerate(app.mixes):
                 if name not in labels:
