@@ -178,7 +178,7 @@ def retry_after(records: pd.DataFrame) -> Drawn:
         # at least one decade wide, so a single value (every 429 saying 86400) still gets a readable axis
         span = max(math.log10(top / low), 1.0)
         middle = (math.log10(low) + math.log10(top)) / 2
-        edges = np.logspace(min(math.log10(low), middle - span / 2), max(math.log10(top), middle + span / 2) + 1e-9, 30)
+        edges = np.logspace(middle - span / 2, middle + span / 2 + 1e-9, 30)
         for source in metrics.THROTTLED:
             mine = values[records["outcome"] == source].dropna()
             if len(mine):
