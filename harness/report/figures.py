@@ -10,6 +10,7 @@ before plotting so a million-row run draws as fast as a small one.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,7 +200,11 @@ def retry_after(records: pd.DataFrame) -> Drawn:
         index=list(metrics.THROTTLED), columns=list(metrics.REACTIONS), fill_value=0
     )
     bottom = np.zeros(len(table))
-    labels = [metrics.OUTCOME_LABELS[s].replace(" ", "\n", 1) for s in table.index]
+    # status on one line, who refused wrapped below it, so four bars' labels don't run into each other
+    labels = [
+        "\n".join([code, *textwrap.wrap(who, 12)])
+        for code, who in (metrics.OUTCOME_LABELS[s].split(" ", 1) for s in table.index)
+    ]
     for r in metrics.REACTIONS:
         ax.bar(labels, table[r].to_numpy(), bottom=bottom, label=r.replace("_", " "), color=REACTION_COLORS[r])
         bottom += table[r].to_numpy()
