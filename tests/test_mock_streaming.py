@@ -49,7 +49,7 @@ async def test_a_stream_left_early_logs_and_charges_only_the_tokens_sent() -> No
     clock = VirtualClock(0.0)
     # tokens 1 ms apart: the client's leaving is noticed between two tokens, and the PTU drains < 1 token
     app, log = app_on(clock, ptu=1, latency={"ttft": 0, "per_token": 0.001})
-    deployment = app.state.mock.deployments["gpt-4o"]  # type: ignore[attr-defined]
+    deployment = app.state.mock.core.deployments["gpt-4o"]  # type: ignore[attr-defined]
     r = await call_asgi(app, clock, CHAT, {"messages": [], "stream": True, "max_tokens": 50}, leave_after_chunks=5)
     assert len(r.chunks) == 5  # planned: 20 tokens
     row = log.rows[0]

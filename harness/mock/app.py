@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,21 +18,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.clock import Clock
-from harness.mock.deployment import OK, PTU_OVER_CAPACITY, RATE_LIMITED_REQUESTS, Admission, DeploymentModel
+from harness.mock.core import BackendCore, DeploymentState, Verdict, Waits
+from harness.mock.deployment import PTU_OVER_CAPACITY, RATE_LIMITED_REQUESTS, Admission
 from harness.mock.errors import error_body, fault_body, rate_limit_body
-from harness.mock.faults import Faults
 from harness.mock.headers import identity_headers, quota_headers, rate_limit_headers, whole_seconds
-from harness.mock.latency import LatencyModel
 from harness.mock.log import BackendLog, MemoryLog, NullLog
 from harness.mock.streaming import Generation, stream_events
-from harness.mock.synth import (
-    EMBEDDING_DIMENSIONS,
-    MAX_GENERATED_TOKENS,
-    TextSource,
-    chat_body,
-    completions_body,
-    embeddings_body,
-)
+from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
 from harness.scenario import BackendInstance, Deployment
 from harness.tokens import admission_estimate, count_prompt_tokens, prompt_texts, requested_max_tokens
 
@@ -45,43 +36,45 @@ JSON = "application/json"
 
 @dataclass
 class DeploymentRuntime:
-    """Everything the app keeps per deployment."""
+    """Everything the app keeps per deployment: the core's state plus what responses are made of."""
 
-    name: str
-    spec: Deployment
-    quota: DeploymentModel
-    latency: LatencyModel
+    state: DeploymentState
     text: TextSource
     reported_model: str  # as responses name it, e.g. gpt-4o-2024-08-06
     session: str  # azureml-model-session
 
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def spec(self) -> Deployment:
+        return self.state.spec
+
 
 class MockBackend:
-    """One AOAI resource: its deployments' state, faults and log, behind the request handler."""
+    """One AOAI resource: the core's rules, plus the log, behind the request handler."""
 
     def __init__(self, backend: BackendInstance, clock: Clock, log: BackendLog | None, seed: int) -> None:
         self.backend = backend
         self.clock = clock
         self.log: BackendLog = log if log is not None else NullLog()
-        self.rng = random.Random(f"{seed}:{backend.name}")
-        self.faults = Faults(backend.faults, clock.now(), self.rng)
-        self.deployments: dict[str, DeploymentRuntime] = {}
-        self.by_model: dict[str, DeploymentRuntime] = {}
-        for index, (name, spec) in enumerate(backend.deployments.items()):
-            runtime = DeploymentRuntime(
-                name=name,
-                spec=spec,
-                quota=DeploymentModel(spec, clock),
-                latency=LatencyModel(spec.latency_profile()),
+        self.core = BackendCore(backend, clock, seed)
+        self.rng = self.core.rng
+        self.faults = self.core.faults
+        self.runtimes: dict[str, DeploymentRuntime] = {}
+        for name, state in self.core.deployments.items():
+            spec = state.spec
+            self.runtimes[name] = DeploymentRuntime(
+                state=state,
                 text=TextSource(spec.model),
                 reported_model=f"{spec.model}-{spec.model_version}" if spec.model_version else spec.model,
-                session=f"{backend.name}-{name}-{index}".lower(),
+                session=f"{backend.name}-{name}-{state.index}".lower(),
             )
-            self.deployments[name] = runtime
-            self.by_model.setdefault(spec.model, runtime)
 
     def find(self, name: str) -> DeploymentRuntime | None:
-        return self.deployments.get(name) or self.by_model.get(name)
+        state = self.core.find(name)
+        return self.runtimes[state.name] if state is not None else None
 
     def authorized(self, request: Request) -> bool:
         expected = self.backend.api_key
@@ -189,48 +182,44 @@ class Call:
         return await self.serve(runtime, body)
 
     async def serve(self, runtime: DeploymentRuntime, body: dict[str, Any]) -> Response:
-        mock, clock, row = self.mock, self.clock, self.row
+        clock, row, core = self.clock, self.row, self.mock.core
         row["deployment"] = runtime.name
         row["model"] = runtime.spec.model
         self.headers["azureml-model-session"] = runtime.session
         stream = body.get("stream") is True and self.operation != "embeddings"
         row["stream"] = stream
-        added = mock.faults.added_latency()
-
-        outage = mock.faults.outage_status(clock.now())
-        if outage is not None:
-            await self.wait(added)
-            return self.reply(outage, fault_body(outage), "outage")
-
-        estimate = admission_estimate(self.operation, body, runtime.spec.model, runtime.quota.default_completion)
-        admission = await self.admit(runtime, estimate)
+        quota = runtime.state.quota
+        estimate = admission_estimate(self.operation, body, runtime.spec.model, quota.default_completion)
+        verdict = await self.drive(core.admit(runtime.state, estimate))
         admitted_at = clock.now()  # after any queueing: the latency plan runs from here
+        admission = verdict.admission
+        if admission is None:  # the region is down
+            await self.wait(verdict.added)
+            return self.reply(verdict.status, fault_body(verdict.status), verdict.decision)
         row["estimate_charged"] = admission.estimate
         row["remaining_requests"] = admission.remaining_requests
         row["remaining_tokens"] = admission.remaining_tokens
         row["utilization"] = admission.utilization
-        if not admission.allowed:
-            await self.wait(added)
-            return self.rate_limited(runtime, admission)
+        row["queued_s"] = verdict.queued_s
+        if verdict.status == 429:
+            await self.wait(verdict.added)
+            return self.rate_limited(runtime, admission, verdict)
+        if verdict.status != 200:
+            await self.wait(verdict.added)
+            return self.reply(verdict.status, fault_body(verdict.status), verdict.decision, quota_headers(admission))
 
-        error = mock.faults.error_status()
-        if error is not None:
-            await self.wait(added)
-            return self.reply(error, fault_body(error), "fault", quota_headers(admission))
-
-        decision = "queued_then_ok" if row["queued_s"] > 0 else OK
         headers = quota_headers(admission)
         prompt_tokens = count_prompt_tokens(self.operation, body, runtime.spec.model)
         if self.operation == "embeddings":
-            return await self.embeddings(runtime, body, prompt_tokens, admission, added, headers, decision)
+            return await self.embeddings(runtime, body, prompt_tokens, admission, verdict, headers)
         generation = self.generate(runtime, body, prompt_tokens)
-        plan = runtime.latency.plan(generation.completion_tokens, mock.rng, added)
+        plan = core.latency(runtime.state, generation.completion_tokens, verdict.added)
         actual = prompt_tokens + generation.completion_tokens
         row["prompt_tokens"] = prompt_tokens
         row["completion_tokens"] = generation.completion_tokens
         row["total_tokens"] = prompt_tokens + generation.completion_tokens
         row["status"] = 200
-        row["decision"] = decision
+        row["decision"] = verdict.decision
         if stream:
             self.streaming = True
             options = body.get("stream_options")
@@ -248,7 +237,7 @@ class Call:
                 media_type="text/event-stream",
             )
         await self.wait(plan.total)
-        runtime.quota.finish(admission, actual)  # a PTU charge is corrected when the answer is complete
+        quota.finish(admission, actual)  # a PTU charge is corrected when the answer is complete
         row["ttft_s"] = plan.ttft
         make = chat_body if self.operation == "chat" else completions_body
         payload = make(
@@ -261,26 +250,17 @@ class Call:
         )
         return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
 
-    async def admit(self, runtime: DeploymentRuntime, estimate: int) -> Admission:
-        """Admit, or on a share of would-be 429s (PAYG queueing) wait for room up to `max_wait`."""
-        quota = runtime.quota
-        admission = quota.admit(estimate, count_rejected=False)
-        if admission.allowed:
-            return admission
-        budget = 0.0 if quota.is_ptu else self.mock.faults.queue_budget()
-        waited = 0.0
-        while not admission.allowed and 0 < admission.retry_after <= budget - waited:
-            await self.clock.asleep(admission.retry_after)
-            waited = self.clock.now() - self.started
-            admission = quota.admit(estimate, count_rejected=False)
-        self.row["queued_s"] = waited if admission.allowed else 0.0
-        if not admission.allowed:
-            admission = quota.admit(estimate)  # counts the rejected request against the request window
-        return admission
+    async def drive(self, steps: Waits) -> Verdict:
+        """Carry out a core step's waits on the scenario clock."""
+        while True:
+            try:
+                wait = next(steps)
+            except StopIteration as done:
+                return done.value
+            await self.clock.asleep(wait)
 
-    def rate_limited(self, runtime: DeploymentRuntime, admission: Admission) -> Response:
-        long_wait = self.mock.faults.long_retry_after() if admission.decision != PTU_OVER_CAPACITY else None
-        wait = long_wait if long_wait is not None else admission.retry_after
+    def rate_limited(self, runtime: DeploymentRuntime, admission: Admission, verdict: Verdict) -> Response:
+        wait = verdict.retry_after if verdict.retry_after is not None else admission.retry_after
         self.row["retry_after"] = wait
         what = {
             RATE_LIMITED_REQUESTS: "request rate",
@@ -294,14 +274,12 @@ class Call:
         )
 
     def generate(self, runtime: DeploymentRuntime, body: dict[str, Any], prompt_tokens: int) -> Generation:
-        wanted = max(1, round(runtime.spec.completion_tokens.sample(self.mock.rng)))
-        cap = requested_max_tokens(body) or MAX_GENERATED_TOKENS
-        tokens = min(wanted, cap)
+        completion = self.mock.core.completion(runtime.state, requested_max_tokens(body))
         return Generation(
             operation=self.operation,
             model=runtime.reported_model,
-            pieces=runtime.text.pieces(tokens, self.mock.rng),
-            finish_reason="length" if wanted > cap else "stop",
+            pieces=runtime.text.pieces(completion.tokens, self.mock.rng),
+            finish_reason=completion.finish_reason,
             prompt_tokens=prompt_tokens,
             created=int(self.clock.now()),
         )
@@ -312,13 +290,12 @@ class Call:
         body: dict[str, Any],
         prompt_tokens: int,
         admission: Admission,
-        added: float,
+        verdict: Verdict,
         headers: dict[str, str],
-        decision: str,
     ) -> Response:
-        plan = runtime.latency.plan(0, self.mock.rng, added)
+        plan = self.mock.core.latency(runtime.state, 0, verdict.added)
         await self.wait(plan.total)
-        runtime.quota.finish(admission, prompt_tokens)
+        runtime.state.quota.finish(admission, prompt_tokens)
         dimensions = body.get("dimensions")
         if not (isinstance(dimensions, int) and 0 < dimensions <= 3072):
             dimensions = EMBEDDING_DIMENSIONS
@@ -332,7 +309,7 @@ class Call:
         )
         self.row.update(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens, ttft_s=plan.ttft)
         self.row["status"] = 200
-        self.row["decision"] = decision
+        self.row["decision"] = verdict.decision
         return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
 
     async def wait(self, seconds: float) -> None:
@@ -358,7 +335,7 @@ class Call:
             completion = min(completion, sent)
             self.row["completion_tokens"] = completion
             self.row["total_tokens"] = prompt + completion
-            runtime.quota.finish(admission, prompt + completion)
+            runtime.state.quota.finish(admission, prompt + completion)
             self.row["duration_s"] = self.clock.now() - self.started
             self.write_log()
 

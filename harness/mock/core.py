@@ -1,0 +1,138 @@
+"""The rules of one mock AOAI resource, without HTTP: deployments, faults, admission and what an answer holds.
+
+Both drivers call this: the ASGI app (`harness.mock.app`) around real requests, and the discrete-event
+simulator (`harness.sim`) around simulated ones. A step that takes time is a generator that *yields* the
+scenario seconds it waits and *returns* its result; each driver carries the waits out on its own clock
+(`await clock.asleep(...)` in the server, an event in the simulator), so no rule exists twice.
+
+    >>> from harness.clock import VirtualClock
+    >>> from harness.scenario import BackendInstance
+    >>> core = BackendCore(BackendInstance(), VirtualClock(), seed=0)
+    >>> verdict = run_now(core.admit(core.find("gpt-4o"), estimate=300))
+    >>> verdict.status, verdict.decision
+    (200, 'ok')
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from harness.clock import Clock
+from harness.mock.deployment import OK, PTU_OVER_CAPACITY, Admission, DeploymentModel
+from harness.mock.faults import Faults
+from harness.mock.latency import LatencyModel, LatencyPlan
+from harness.mock.synth import MAX_GENERATED_TOKENS
+from harness.scenario import BackendInstance, Deployment
+
+QUEUED_THEN_OK = "queued_then_ok"
+OUTAGE = "outage"
+FAULT = "fault"
+
+# a step that waits: yields scenario seconds to wait, returns its result
+Waits = Generator[float, None, "Verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the resource decided about one request before answering it.
+
+    status 200 means admitted (answer with a completion); otherwise answer `status` at once, after the
+    fault's `added` latency. `retry_after` is the wait a 429 advertises (the day-long fault included).
+    """
+
+    status: int
+    decision: str
+    admission: Admission | None = None
+    added: float = 0.0  # fault latency added to this answer (scenario s)
+    queued_s: float = 0.0  # time spent queued for room (PAYG queueing fault)
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """How long the answer is and why it stopped."""
+
+    tokens: int
+    finish_reason: str  # "stop" or "length"
+
+
+@dataclass
+class DeploymentState:
+    """One deployment's quota and latency model."""
+
+    name: str
+    spec: Deployment
+    quota: DeploymentModel
+    latency: LatencyModel
+    index: int
+
+
+class BackendCore:
+    """The deployments, faults and seeded random draws of one AOAI resource (`backend`)."""
+
+    def __init__(self, backend: BackendInstance, clock: Clock, seed: int) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.rng = random.Random(f"{seed}:{backend.name}")
+        self.faults = Faults(backend.faults, clock.now(), self.rng)
+        self.deployments: dict[str, DeploymentState] = {}
+        self.by_model: dict[str, DeploymentState] = {}
+        for index, (name, spec) in enumerate(backend.deployments.items()):
+            state = DeploymentState(
+                name, spec, DeploymentModel(spec, clock), LatencyModel(spec.latency_profile()), index
+            )
+            self.deployments[name] = state
+            self.by_model.setdefault(spec.model, state)
+
+    def find(self, name: str) -> DeploymentState | None:
+        """The deployment called `name`, else the first one serving the model `name` (the v1 routes)."""
+        return self.deployments.get(name) or self.by_model.get(name)
+
+    def admit(self, deployment: DeploymentState, estimate: int) -> Waits:
+        """Outage, admission (with PAYG queueing), rate limit or injected fault, in that order, as AOAI answers."""
+        faults, quota = self.faults, deployment.quota
+        added = faults.added_latency()
+        outage = faults.outage_status(self.clock.now())
+        if outage is not None:
+            return Verdict(outage, OUTAGE, added=added)
+        started = self.clock.now()
+        admission = quota.admit(estimate, count_rejected=False)
+        waited = 0.0
+        if not admission.allowed:
+            # On a share of would-be 429s (PAYG queueing) the request waits for room, up to the fault's budget.
+            budget = 0.0 if quota.is_ptu else faults.queue_budget()
+            while not admission.allowed and 0 < admission.retry_after <= budget - waited:
+                yield admission.retry_after
+                waited = self.clock.now() - started
+                admission = quota.admit(estimate, count_rejected=False)
+            if not admission.allowed:
+                admission = quota.admit(estimate)  # counts the rejected request against the request window
+                waited = 0.0
+        if not admission.allowed:
+            long_wait = faults.long_retry_after() if admission.decision != PTU_OVER_CAPACITY else None
+            wait = long_wait if long_wait is not None else admission.retry_after
+            return Verdict(429, admission.decision, admission, added, retry_after=wait)
+        error = faults.error_status()
+        if error is not None:
+            return Verdict(error, FAULT, admission, added)
+        return Verdict(200, QUEUED_THEN_OK if waited > 0 else OK, admission, added, queued_s=waited)
+
+    def completion(self, deployment: DeploymentState, max_tokens: int | None) -> Completion:
+        """The answer's length: drawn from the deployment's profile, cut at `max_tokens` ("length")."""
+        wanted = max(1, round(deployment.spec.completion_tokens.sample(self.rng)))
+        cap = max_tokens or MAX_GENERATED_TOKENS
+        return Completion(min(wanted, cap), "length" if wanted > cap else "stop")
+
+    def latency(self, deployment: DeploymentState, tokens: int, added: float) -> LatencyPlan:
+        return deployment.latency.plan(tokens, self.rng, added)
+
+
+def run_now(steps: Waits) -> Verdict:
+    """Drive a step whose waits are skipped (doctests and callers on a virtual clock that never waits)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
