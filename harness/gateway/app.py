@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +30,21 @@ from starlette.routing import Route
 from harness.clock import Clock
 from harness.errors import ScenarioError
 from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, CircuitBreaker, Transition
+from harness.gateway.forwarding import (
+    BAD_REQUEST,
+    BREAKER_OPEN,
+    OK,
+    UNAUTHORIZED,
+    UPSTREAM_ERROR,
+    Forwarding,
+    Refusal,
+    admit_tokens,
+    counts_prompt,
+    outcome_of_backend,
+    pool_closed,
+    token_headers,
+    token_refusal,
+)
 from harness.gateway.identity import app_id_of, counter_key, subscription_key_of
 from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
@@ -208,7 +222,7 @@ class Exchange:
         route = self.gateway.deployments.get(deployment_name)
         if route is None:
             return self._finish_error(
-                404, "DeploymentNotFound", f"The gateway has no deployment named '{deployment_name}'.", "bad_request"
+                404, "DeploymentNotFound", f"The gateway has no deployment named '{deployment_name}'.", BAD_REQUEST
             )
         self.route = route
         self.row["deployment"] = route.name
@@ -233,7 +247,7 @@ class Exchange:
             else "Access denied due to missing subscription key. Make sure to include the api-key or "
             "Ocp-Apim-Subscription-Key header."
         )
-        return self._finish_error(401, "401", message, "unauthorized")
+        return self._finish_error(401, "401", message, UNAUTHORIZED)
 
     async def _read_body(self) -> tuple[bytes, dict[str, Any]] | Response:
         limit = self.gateway.config.max_body_bytes
@@ -249,116 +263,86 @@ class Exchange:
                     return self._too_large(limit)
                 chunks.append(chunk)
         except ClientDisconnect:
-            return self._finish_error(400, "BadRequest", "The client went away while sending the body.", "bad_request")
+            return self._finish_error(400, "BadRequest", "The client went away while sending the body.", BAD_REQUEST)
         raw = b"".join(chunks)
         try:
             payload = json.loads(raw)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            return self._finish_error(400, "BadRequest", "The request body must be a JSON object.", "bad_request")
+            return self._finish_error(400, "BadRequest", "The request body must be a JSON object.", BAD_REQUEST)
         return raw, payload
 
     def _too_large(self, limit: int) -> Response:
         return self._finish_error(
-            413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.", "bad_request"
+            413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.", BAD_REQUEST
         )
 
     def _admit(self, payload: dict[str, Any]) -> Response | None:
         gateway = self.gateway
         policy = gateway.config.token_limit
-        # The prompt is counted when the policy estimates it, and always for streams (as APIM does), since a
-        # stream may not report usage; the count is also the prompt figure of streams without a usage chunk.
-        if self.stream or (policy is not None and policy.estimate_prompt_tokens):
+        # The count is also the prompt figure of streams without a usage chunk.
+        if counts_prompt(policy, self.stream):
             self.prompt_estimate = count_prompt_tokens(self.operation, payload, self.route.model)
         if gateway.limiter is None or policy is None:
             return None
         key = counter_key(policy.counter_key, self.request.headers, self.client_ip)
         self.row["counter_key"] = key
-        ticket = gateway.limiter.admit(key, self.prompt_estimate, estimate=self.stream or None)
+        ticket = admit_tokens(gateway.limiter, key, self.prompt_estimate, self.stream)
         self.ticket = ticket
         if ticket.allowed:
             return None
-        self.row["retry_after"] = ticket.retry_after
-        if ticket.status == 403:
-            return self._finish_error(
-                403,
-                "403",
-                f"Token quota exceeded for this {policy.token_quota_period.lower()} period. "
-                f"Try again in {ticket.retry_after:g} seconds.",
-                "quota",
-            )
-        return self._finish_error(
-            429,
-            "429",
-            f"Token limit of {policy.tokens_per_minute} tokens per minute exceeded. "
-            f"Try again in {ticket.retry_after:g} seconds.",
-            "token_limit",
-        )
+        return self._refuse(token_refusal(policy, ticket))
 
     async def _forward(self, raw: bytes) -> Response:
         gateway = self.gateway
-        pool = self.route.pool
-        retry = gateway.config.retry
-        max_attempts = retry.max_attempts if retry.enabled else 1
-        tried: list[str] = self.row["attempts"]
+        walk = Forwarding(self.route.pool, gateway.breakers, gateway.config.retry)
+        self.row["attempts"] = walk.tried
         scope = self.request.scope
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         failure: UpstreamFailure | None = None
-        for attempt in range(1, max_attempts + 1):
-            member = pool.choose(exclude=tried)
-            if member is None:
-                break
-            tried.append(member)
+        while (member := walk.next_member()) is not None:
             backend = gateway.backends[member]
             url = gateway.upstream_url(member, target)
             headers = upstream_headers(
                 scope["headers"], backend.api_key, self.id, keep_client_key=not gateway.subscription_keys
             )
             sent = self.clock.now()
-            breaker = gateway.breakers.get(member)
             try:
                 upstream = await open_upstream(gateway.client, url, headers, raw, gateway.timeout, gateway.direct)
             except UpstreamFailure as exc:
                 failure = exc
-                if breaker is not None:
-                    breaker.record(None, exc.reason)
-                if attempt < max_attempts and pool.has_available(tried):
+                if walk.failed(member, exc.reason):
                     continue
                 return self._upstream_failed(member, exc)
-            pool.observe_latency(member, self.clock.now() - sent)
             status = upstream.status_code
             answer_headers = downstream_headers(upstream)
-            if breaker is not None:
-                breaker.record(status, None, retry_after_seconds(answer_headers) if status >= 400 else None)
-            if retry.enabled and retry.retries(status) and attempt < max_attempts and pool.has_available(tried):
+            advice = retry_after_seconds(answer_headers) if status >= 400 else None
+            if walk.answered(member, status, advice, self.clock.now() - sent):
                 await upstream.aclose()  # another member gets the request; this answer is not used
                 continue
             return await self._relay(member, upstream, answer_headers)
         if failure is not None:
-            return self._upstream_failed(tried[-1], failure)
-        return self._all_tripped(pool)
+            return self._upstream_failed(walk.tried[-1], failure)
+        return self._refuse(pool_closed(self.route.pool, gateway.config))
 
     # -- answers ---------------------------------------------------------------------------------------------
 
-    def _all_tripped(self, pool: Pool) -> Response:
-        status = self.gateway.config.all_tripped_response
-        wait = max(1, math.ceil(pool.soonest_retry_after()))
-        self.row["retry_after"] = wait
-        headers = {"Retry-After": str(wait)}
-        if status == 429:
-            message = f"Every backend of the pool is throttling. Retry after {wait} seconds."
-            return self._finish_error(429, "429", message, "breaker_open", headers)
-        message = f"Every backend of the pool has an open circuit breaker. Retry after {wait} seconds."
-        return self._finish_error(503, "ServiceUnavailable", message, "breaker_open", headers)
+    def _refuse(self, refusal: Refusal) -> Response:
+        """A gateway-made answer (token limit, quota, closed pool), its Retry-After logged."""
+        self.row["retry_after"] = refusal.retry_after
+        headers = {}
+        if refusal.outcome == BREAKER_OPEN:
+            headers["Retry-After"] = f"{refusal.retry_after:g}"
+        return self._finish_error(refusal.status, refusal.code, refusal.message, refusal.outcome, headers)
 
     def _upstream_failed(self, member: str, failure: UpstreamFailure) -> Response:
         self.row["backend"] = member
         self._settle(None)
         code = "GatewayTimeout" if failure.status == 504 else "BadGateway"
-        return self._finish_error(failure.status, code, f"Backend '{member}': {failure.detail}.", "upstream_error")
+        return self._finish_error(failure.status, code, f"Backend '{member}': {failure.detail}.", UPSTREAM_ERROR)
 
     async def _relay(self, member: str, upstream: httpx.Response, headers: dict[str, str]) -> Response:
         row = self.row
@@ -388,19 +372,19 @@ class Exchange:
         self._add_identity_headers(headers)
         if status == 429:
             row["retry_after"] = retry_after_seconds(headers)
-        self._finish(status, _outcome_of_backend(status), usage, member)
+        self._finish(status, outcome_of_backend(status), usage, member)
         return Response(body, status_code=status, headers=headers)
 
     async def _relay_stream(self, member: str, upstream: httpx.Response) -> AsyncIterator[bytes]:
         tally = StreamTally(self.route.model)
         usage: Usage | None = None
-        outcome = "ok"
+        outcome = OK
         try:
             async for chunk in upstream.aiter_raw():
                 tally.feed(chunk)
                 yield chunk
         except Exception:  # the member broke off mid-stream: the client sees a cut stream, as from AOAI
-            outcome = "upstream_error"
+            outcome = UPSTREAM_ERROR
             breaker = self.gateway.breakers.get(member)
             if breaker is not None:
                 breaker.record(None, BACKEND_PROTOCOL_ERROR)
@@ -423,18 +407,7 @@ class Exchange:
             gateway.limiter.settle(self.ticket, usage.total if usage is not None else 0)
 
     def _add_token_headers(self, headers: dict[str, str], consumed: int | None = None) -> None:
-        policy = self.gateway.config.token_limit
-        ticket = self.ticket
-        if policy is None or ticket is None:
-            return
-        if policy.remaining_tokens_header_name and ticket.remaining_tokens is not None:
-            headers[policy.remaining_tokens_header_name] = str(ticket.remaining_tokens)
-        if policy.remaining_quota_tokens_header_name and ticket.remaining_quota is not None:
-            headers[policy.remaining_quota_tokens_header_name] = str(ticket.remaining_quota)
-        if consumed is not None and policy.tokens_consumed_header_name and ticket.allowed:
-            headers[policy.tokens_consumed_header_name] = str(consumed)
-        if not ticket.allowed:
-            headers[policy.retry_after_header_name] = f"{ticket.retry_after:g}"
+        headers.update(token_headers(self.gateway.config.token_limit, self.ticket, consumed))
 
     def _add_identity_headers(self, headers: dict[str, str]) -> None:
         headers["x-gateway-request-id"] = self.id
@@ -481,18 +454,6 @@ class Exchange:
                 value = row.get(dimension)
                 values[dimension] = "" if value is None else str(value)
         self.gateway.metrics.record(values, usage.prompt, usage.completion)
-
-
-def _outcome_of_backend(status: int) -> str:
-    if 200 <= status < 300:
-        return "ok"
-    if status == 429:
-        return "backend_429"
-    if status == 401 or status == 403:
-        return "unauthorized"
-    if status >= 500:
-        return "upstream_error"
-    return "bad_request"
 
 
 def build_gateway_app(

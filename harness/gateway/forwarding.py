@@ -1,0 +1,161 @@
+"""The gateway's rules for one request, without HTTP: token admission, the walk over the pool, the refusals.
+
+Both drivers call this: the ASGI app (`harness.gateway.app`) around real requests and the discrete-event
+simulator (`harness.sim`) around simulated ones, so a rule (which member next, when another member is
+tried, what an open pool answers, which token headers go out) is written once.
+
+    >>> from harness.gateway.pool import Member, Pool
+    >>> from harness.scenario.gateway import GatewayRetry
+    >>> walk = Forwarding(Pool([Member("a", 1), Member("b", 2)]), {}, GatewayRetry(enabled=True))
+    >>> walk.next_member(), walk.answered("a", 429, None, 0.1), walk.next_member()
+    ('a', True, 'b')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from harness.gateway.breaker import CircuitBreaker
+from harness.gateway.pool import Pool
+from harness.gateway.token_limit import Ticket, TokenLimiter
+from harness.scenario.gateway import GatewayConfig, GatewayRetry, TokenLimit
+
+# the outcome a gateway log row names (the report and the metrics read these)
+OK = "ok"
+TOKEN_LIMIT = "token_limit"
+QUOTA = "quota"
+BREAKER_OPEN = "breaker_open"
+BACKEND_429 = "backend_429"
+UPSTREAM_ERROR = "upstream_error"
+UNAUTHORIZED = "unauthorized"
+BAD_REQUEST = "bad_request"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An answer the gateway makes itself: status, AOAI error code, message, log outcome and Retry-After."""
+
+    status: int
+    code: str
+    message: str
+    outcome: str
+    retry_after: float | None = None
+
+
+class Forwarding:
+    """One request's walk over its pool: which member next, and whether an answer ends the walk.
+
+    Without gateway retry there is one attempt; with it, a retried status (or a transport failure) moves
+    on to the next available member, up to `max_attempts`.
+    """
+
+    def __init__(self, pool: Pool, breakers: Mapping[str, CircuitBreaker], retry: GatewayRetry) -> None:
+        self.pool = pool
+        self.breakers = breakers
+        self.retry = retry
+        self.max_attempts = retry.max_attempts if retry.enabled else 1
+        self.tried: list[str] = []
+
+    def next_member(self) -> str | None:
+        """The member for the next attempt; None when every member is tripped or already tried."""
+        if len(self.tried) >= self.max_attempts:
+            return None
+        member = self.pool.choose(exclude=self.tried)
+        if member is not None:
+            self.tried.append(member)
+        return member
+
+    def answered(self, member: str, status: int, retry_after: float | None, latency: float) -> bool:
+        """Count a member's answer (breaker, latency); True when the request goes on to another member.
+
+        `retry_after` is the member's advice in seconds (for `acceptRetryAfter`), `latency` the time it took.
+        """
+        self.pool.observe_latency(member, latency)
+        breaker = self.breakers.get(member)
+        if breaker is not None:
+            breaker.record(status, None, retry_after if status >= 400 else None)
+        return self.retry.enabled and self.retry.retries(status) and self._may_continue()
+
+    def failed(self, member: str, reason: str) -> bool:
+        """Count a transport failure (no answer); True when the request goes on to another member."""
+        breaker = self.breakers.get(member)
+        if breaker is not None:
+            breaker.record(None, reason)
+        return self._may_continue()
+
+    def _may_continue(self) -> bool:
+        return len(self.tried) < self.max_attempts and self.pool.has_available(self.tried)
+
+
+def counts_prompt(policy: TokenLimit | None, stream: bool) -> bool:
+    """Whether the prompt is counted at admission: when the policy estimates it, and always for streams (as
+    APIM does), since a stream may not report usage."""
+    return stream or (policy is not None and policy.estimate_prompt_tokens)
+
+
+def admit_tokens(limiter: TokenLimiter, key: str, prompt_estimate: int, stream: bool) -> Ticket:
+    """The token limit's decision for one request (streams are always estimated, as in APIM)."""
+    return limiter.admit(key, prompt_estimate, estimate=stream or None)
+
+
+def token_refusal(policy: TokenLimit, ticket: Ticket) -> Refusal:
+    """The 429 (tokens per minute) or 403 (quota) of a refused ticket."""
+    if ticket.status == 403:
+        return Refusal(
+            403,
+            "403",
+            f"Token quota exceeded for this {policy.token_quota_period.lower()} period. "
+            f"Try again in {ticket.retry_after:g} seconds.",
+            QUOTA,
+            ticket.retry_after,
+        )
+    return Refusal(
+        429,
+        "429",
+        f"Token limit of {policy.tokens_per_minute} tokens per minute exceeded. "
+        f"Try again in {ticket.retry_after:g} seconds.",
+        TOKEN_LIMIT,
+        ticket.retry_after,
+    )
+
+
+def pool_closed(pool: Pool, config: GatewayConfig) -> Refusal:
+    """What a pool with no available member answers: 503 (or 429, as sample policies rewrite it)."""
+    wait = max(1, math.ceil(pool.soonest_retry_after()))
+    if config.all_tripped_response == 429:
+        return Refusal(
+            429, "429", f"Every backend of the pool is throttling. Retry after {wait} seconds.", BREAKER_OPEN, wait
+        )
+    message = f"Every backend of the pool has an open circuit breaker. Retry after {wait} seconds."
+    return Refusal(503, "ServiceUnavailable", message, BREAKER_OPEN, wait)
+
+
+def token_headers(policy: TokenLimit | None, ticket: Ticket | None, consumed: int | None = None) -> dict[str, str]:
+    """The token-limit headers of an answer: remaining tokens and quota, tokens consumed, Retry-After."""
+    headers: dict[str, str] = {}
+    if policy is None or ticket is None:
+        return headers
+    if policy.remaining_tokens_header_name and ticket.remaining_tokens is not None:
+        headers[policy.remaining_tokens_header_name] = str(ticket.remaining_tokens)
+    if policy.remaining_quota_tokens_header_name and ticket.remaining_quota is not None:
+        headers[policy.remaining_quota_tokens_header_name] = str(ticket.remaining_quota)
+    if consumed is not None and policy.tokens_consumed_header_name and ticket.allowed:
+        headers[policy.tokens_consumed_header_name] = str(consumed)
+    if not ticket.allowed:
+        headers[policy.retry_after_header_name] = f"{ticket.retry_after:g}"
+    return headers
+
+
+def outcome_of_backend(status: int) -> str:
+    """The log outcome of a relayed backend answer."""
+    if 200 <= status < 300:
+        return OK
+    if status == 429:
+        return BACKEND_429
+    if status == 401 or status == 403:
+        return UNAUTHORIZED
+    if status >= 500:
+        return UPSTREAM_ERROR
+    return BAD_REQUEST
