@@ -5,7 +5,7 @@ Pure and gevent-safe: nothing here uses asyncio, and every wait goes through the
 
 from harness.client.headers import CAUSE_NAMES, GatewayHeaderNames, capture, classify
 from harness.client.profiles import PROFILE_NAMES, ResponseInfo, RetryDecision, RetryProfile, profile_for
-from harness.client.retry import RETRY_COUNT_HEADER, RetryOutcome, decision_label, run_with_retries
+from harness.client.retry import RETRY_COUNT_HEADER, RetryLoop, RetryOutcome, decision_label, run_with_retries
 from harness.client.sse import SSEParser, StreamStats
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "GatewayHeaderNames",
     "ResponseInfo",
     "RetryDecision",
+    "RetryLoop",
     "RetryOutcome",
     "RetryProfile",
     "SSEParser",

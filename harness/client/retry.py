@@ -47,6 +47,37 @@ def decision_label(response: ResponseInfo, decision: RetryDecision) -> str:
     return "fail"
 
 
+class RetryLoop:
+    """The retry loop's state without its waits: what each attempt's answer leads to, attempt after attempt.
+
+    `run_with_retries` carries it out on a clock; the simulator carries it out with events.
+
+    >>> from harness.client.profiles import profile_for
+    >>> loop = RetryLoop(profile_for("openai-python"))
+    >>> loop.decide(ResponseInfo(429, {"retry-after": "5"}), now=0.0)[1].wait_s
+    5.0
+    >>> loop.attempt, loop.waited_s
+    (2, 5.0)
+    """
+
+    def __init__(self, profile: RetryProfile) -> None:
+        self.profile = profile
+        self.attempt = 1  # the attempt about to be sent (or whose answer is being decided)
+        self.waited_s = 0.0
+
+    def decide(self, response: ResponseInfo, now: float) -> tuple[ResponseInfo, RetryDecision]:
+        """The profile's decision on the current attempt's answer; on a retry, moves on to the next attempt.
+
+        Returns the response as the profile saw it (with `now` and the time waited so far) and the decision.
+        """
+        response = replace(response, now=now, waited_s=self.waited_s)
+        decision = self.profile.decide(self.attempt, response)
+        if decision.retry:
+            self.waited_s += decision.wait_s
+            self.attempt += 1
+        return response, decision
+
+
 def run_with_retries(
     send: Callable[[int], tuple[ResponseInfo, T]],
     profile: RetryProfile,
@@ -57,17 +88,14 @@ def run_with_retries(
 
     `send` gets the 1-based attempt number (attempt - 1 is what goes into `x-stainless-retry-count`).
     """
-    attempt = 1
-    waited = 0.0
+    loop = RetryLoop(profile)
     while True:
+        attempt, waited = loop.attempt, loop.waited_s
         response, detail = send(attempt)
-        response = replace(response, now=clock.now(), waited_s=waited)
-        decision = profile.decide(attempt, response)
+        response, decision = loop.decide(response, clock.now())
         if on_attempt is not None:
             on_attempt(attempt, response, detail, decision)
         if not decision.retry:
             return RetryOutcome(attempt, response, detail, decision, waited)
         if decision.wait_s > 0:
             clock.sleep(decision.wait_s)
-        waited += decision.wait_s
-        attempt += 1
