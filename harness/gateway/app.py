@@ -17,7 +17,6 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +28,20 @@ from starlette.routing import Route
 
 from harness.clock import Clock
 from harness.errors import ScenarioError
-from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, CircuitBreaker, Transition
+from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, Transition
 from harness.gateway.forwarding import (
     BAD_REQUEST,
     BREAKER_OPEN,
     OK,
     UNAUTHORIZED,
     UPSTREAM_ERROR,
+    DeploymentRoute,
     Forwarding,
     Refusal,
     admit_tokens,
+    build_breakers,
     counts_prompt,
+    deployment_routes,
     outcome_of_backend,
     pool_closed,
     token_headers,
@@ -48,7 +50,6 @@ from harness.gateway.forwarding import (
 from harness.gateway.identity import app_id_of, counter_key, subscription_key_of
 from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
-from harness.gateway.pool import Member, Pool
 from harness.gateway.proxy import (
     UpstreamFailure,
     downstream_headers,
@@ -67,15 +68,6 @@ from harness.tokens import count_prompt_tokens
 
 GATEWAY_LOG_NAME = "gateway.jsonl"
 OPERATIONS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
-
-
-@dataclass(frozen=True, slots=True)
-class DeploymentRoute:
-    """A deployment the gateway serves: its model and the pool of members that host it."""
-
-    name: str
-    model: str
-    pool: Pool
 
 
 class Gateway:
@@ -100,30 +92,8 @@ class Gateway:
                 raise ScenarioError("gateway.pool", f"backend '{member.backend}' has no URL to forward to")
         self.upstreams = {name: httpx.URL(url.rstrip("/")) for name, url in upstreams.items()}
         self.backends = {b.name: b for b in scenario.backends}
-        self.breakers: dict[str, CircuitBreaker] = {}
-        if config.circuit_breaker is not None:
-            for member in members:
-                self.breakers[member.backend] = CircuitBreaker(
-                    member.backend, config.circuit_breaker, clock, self._on_transition
-                )
-        self.deployments: dict[str, DeploymentRoute] = {}
-        hosted: dict[str, list[Member]] = {}
-        models: dict[str, str] = {}
-        for member in members:
-            for name, deployment in self.backends[member.backend].deployments.items():
-                hosted.setdefault(name, []).append(Member(member.backend, member.priority, member.weight))
-                models.setdefault(name, deployment.model or name)
-        for name, hosts in hosted.items():
-            pool = Pool(
-                hosts,
-                config.pool.selection,
-                self.breakers,
-                config.pool.latency_smoothing,
-                config.pool.latency_probe_every,
-            )
-            self.deployments[name] = DeploymentRoute(name, models[name], pool)
-        for route in list(self.deployments.values()):
-            self.deployments.setdefault(route.model, route)  # the v1 routes name the model
+        self.breakers = build_breakers(config, members, clock, self._on_transition)
+        self.deployments = deployment_routes(scenario, members, self.breakers)
         self.limiter = TokenLimiter(config.token_limit, clock) if config.token_limit is not None else None
         self.metrics = TokenMetrics(config.metrics.dimensions, clock)
         self.log.add_source(self.metrics.drain)

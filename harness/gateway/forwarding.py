@@ -17,10 +17,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from harness.gateway.breaker import CircuitBreaker
-from harness.gateway.pool import Pool
+from harness.clock import Clock
+from harness.gateway.breaker import BreakerListener, CircuitBreaker
+from harness.gateway.pool import Member, Pool
 from harness.gateway.token_limit import Ticket, TokenLimiter
-from harness.scenario.gateway import GatewayConfig, GatewayRetry, TokenLimit
+from harness.scenario import Scenario
+from harness.scenario.gateway import GatewayConfig, GatewayRetry, PoolMember, TokenLimit
 
 # the outcome a gateway log row names (the report and the metrics read these)
 OK = "ok"
@@ -31,6 +33,48 @@ BACKEND_429 = "backend_429"
 UPSTREAM_ERROR = "upstream_error"
 UNAUTHORIZED = "unauthorized"
 BAD_REQUEST = "bad_request"
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRoute:
+    """A deployment the gateway serves: its model and the pool of members that host it."""
+
+    name: str
+    model: str
+    pool: Pool
+
+
+def build_breakers(
+    config: GatewayConfig, members: list[PoolMember], clock: Clock, listener: BreakerListener | None
+) -> dict[str, CircuitBreaker]:
+    """One breaker per pool member when the scenario has a rule (none otherwise)."""
+    rule = config.circuit_breaker
+    if rule is None:
+        return {}
+    return {m.backend: CircuitBreaker(m.backend, rule, clock, listener) for m in members}
+
+
+def deployment_routes(
+    scenario: Scenario, members: list[PoolMember], breakers: Mapping[str, CircuitBreaker]
+) -> dict[str, DeploymentRoute]:
+    """Every deployment the members host, each with its own pool (by deployment name and by model name)."""
+    config = scenario.gateway
+    backends = {b.name: b for b in scenario.backends}
+    hosted: dict[str, list[Member]] = {}
+    models: dict[str, str] = {}
+    for member in members:
+        for name, deployment in backends[member.backend].deployments.items():
+            hosted.setdefault(name, []).append(Member(member.backend, member.priority, member.weight))
+            models.setdefault(name, deployment.model or name)
+    routes: dict[str, DeploymentRoute] = {}
+    for name, hosts in hosted.items():
+        pool = Pool(
+            hosts, config.pool.selection, breakers, config.pool.latency_smoothing, config.pool.latency_probe_every
+        )
+        routes[name] = DeploymentRoute(name, models[name], pool)
+    for route in list(routes.values()):
+        routes.setdefault(route.model, route)  # the v1 routes name the model
+    return routes
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,10 @@ from starlette.responses import Response
 JSON = "application/json"
 
 
+def error_body(code: str, message: str) -> bytes:
+    """The body of a gateway-made error."""
+    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+
+
 def gateway_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
-    return Response(body, status_code=status, headers=headers, media_type=JSON)
+    return Response(error_body(code, message), status_code=status, headers=headers, media_type=JSON)
