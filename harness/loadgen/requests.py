@@ -98,6 +98,21 @@ def replay_request(row: TraceRow, workload: Workload) -> RequestPlan:
     return RequestPlan(app, row.operation, row.operation, deployment, row.prompt_tokens, max_tokens, stream)
 
 
+def assign_app(apps: list[App], counts: dict[str, int]) -> App:
+    """The app of a new user: apps get users in proportion to their weights (largest deficit first, not by
+    chance); `counts` (users per app so far) is updated.
+
+    >>> counts: dict[str, int] = {}
+    >>> [assign_app([App(id="a", weight=3), App(id="b")], counts).id for _ in range(4)]
+    ['a', 'a', 'b', 'a']
+    """
+    total = sum(counts.get(a.id, 0) for a in apps) + 1
+    weight_sum = sum(a.weight for a in apps)
+    app = max(apps, key=lambda a: a.weight / weight_sum * total - counts.get(a.id, 0))
+    counts[app.id] = counts.get(app.id, 0) + 1
+    return app
+
+
 def pick_app(workload: Workload, rng: random.Random) -> App:
     return rng.choices(workload.apps, weights=[a.weight for a in workload.apps])[0]
 

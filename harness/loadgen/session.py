@@ -27,6 +27,7 @@ from harness.client import (
 from harness.clock import Clock
 from harness.loadgen.requests import RequestPlan, auth_headers
 from harness.loadgen.transport import AttemptResult, Transport
+from harness.scenario import Scenario
 from harness.scenario.workload import App
 from harness.tokens import count_text_tokens
 
@@ -73,6 +74,20 @@ class Outcome:
         return CAUSE_NAMES.get(self.error_kind, self.error_kind) if self.error_kind else None
 
 
+def header_names_for(scenario: Scenario) -> GatewayHeaderNames:
+    """The gateway's token-limit header names as the scenario configures them (lower-cased, as received)."""
+    names = GatewayHeaderNames()
+    token_limit = scenario.gateway.token_limit
+    if token_limit is None:
+        return names
+    return GatewayHeaderNames(
+        remaining_tokens=token_limit.remaining_tokens_header_name or names.remaining_tokens,
+        remaining_quota=token_limit.remaining_quota_tokens_header_name or names.remaining_quota,
+        tokens_consumed=token_limit.tokens_consumed_header_name or names.tokens_consumed,
+        retry_after=token_limit.retry_after_header_name or names.retry_after,
+    ).lowered()
+
+
 def execute(
     plan: RequestPlan,
     user: str,
@@ -109,7 +124,7 @@ def execute(
     def on_attempt(attempt: int, info: ResponseInfo, result: AttemptResult, decision: RetryDecision) -> None:
         started, started_wall, _ = attempts[attempt]
         sink(
-            _record(
+            attempt_record(
                 plan,
                 settings,
                 user,
@@ -143,7 +158,7 @@ def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
     return kind
 
 
-def _record(
+def attempt_record(
     plan: RequestPlan,
     settings: RunSettings,
     user: str,

@@ -12,13 +12,12 @@ from typing import Any
 import gevent
 from locust.runners import MasterRunner
 
-from harness.client import GatewayHeaderNames
 from harness.clock import ScaledClock
 from harness.loadgen import options as harness_options
 from harness.loadgen.arrivals import load_arrivals
 from harness.loadgen.recorder import WriterSink
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
-from harness.loadgen.session import RunSettings
+from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.state import STATE
 from harness.records import RecordWriter
@@ -81,16 +80,6 @@ def prepare_run(environment: Any, options: Any) -> None:
 
 def run_settings(scenario: Scenario, run_id: str, clock: ScaledClock, options: Any) -> RunSettings:
     """What every user of this process sends with: route, credentials, client profile, header names."""
-    names = GatewayHeaderNames()
-    token_limit = getattr(scenario.gateway, "token_limit", None)
-    if token_limit is not None:
-        # follow the gateway's configured header names when the scenario sets them
-        names = GatewayHeaderNames(
-            remaining_tokens=getattr(token_limit, "remaining_tokens_header_name", None) or names.remaining_tokens,
-            remaining_quota=getattr(token_limit, "remaining_quota_tokens_header_name", None) or names.remaining_quota,
-            tokens_consumed=getattr(token_limit, "tokens_consumed_header_name", None) or names.tokens_consumed,
-            retry_after=getattr(token_limit, "retry_after_header_name", None) or names.retry_after,
-        ).lowered()
     return RunSettings(
         run_id=run_id,
         clock=clock,
@@ -100,7 +89,7 @@ def run_settings(scenario: Scenario, run_id: str, clock: ScaledClock, options: A
         api_key=options.api_key or None,
         bearer_token=harness_options.bearer_token(options.bearer_token),
         client_profile=options.client_profile or None,
-        header_names=names,
+        header_names=header_names_for(scenario),
     )
 
 

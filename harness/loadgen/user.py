@@ -14,12 +14,11 @@ from locust import User, task
 from locust.exception import StopUser
 
 from harness.loadgen.arrivals import next_trace_row
-from harness.loadgen.requests import RequestPlan, draw_request, pick_mix, replay_request
+from harness.loadgen.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request
 from harness.loadgen.session import execute
 from harness.loadgen.shape import pacing_wait
 from harness.loadgen.state import STATE
 from harness.loadgen.transport import Transport
-from harness.scenario.workload import App
 
 
 class RequestFailed(Exception):
@@ -28,15 +27,6 @@ class RequestFailed(Exception):
 
 class Interrupted(Exception):
     """The run stopped while this logical request was still retrying."""
-
-
-def _assign_app(apps: list[App]) -> App:
-    """Apps get users in proportion to their weights (largest deficit first), not by chance."""
-    total = sum(STATE.app_counts.get(a.id, 0) for a in apps) + 1
-    weight_sum = sum(a.weight for a in apps)
-    app = max(apps, key=lambda a: a.weight / weight_sum * total - STATE.app_counts.get(a.id, 0))
-    STATE.app_counts[app.id] = STATE.app_counts.get(app.id, 0) + 1
-    return app
 
 
 class GatewayUser(User):
@@ -55,7 +45,7 @@ class GatewayUser(User):
             raise StopUser()
         assert STATE.scenario is not None and STATE.settings is not None and STATE.clock is not None
         workload = STATE.scenario.workload
-        self.app = _assign_app(workload.apps)
+        self.app = assign_app(workload.apps, STATE.app_counts)
         self.name = f"{STATE.worker_index}-{id(self) % 1_000_000}"
         self.rng = random.Random(f"{STATE.scenario.run.seed}:{self.name}")
         self.transport = Transport(self.host or self.environment.host, STATE.clock, STATE.settings.timeout_s)
