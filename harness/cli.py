@@ -22,6 +22,7 @@ HANDLERS = {
     "report": "harness.report.cli:run_report",
     "compare": "harness.report.cli:run_compare",
     "sweep": "harness.sweep:run",
+    "simulate": "harness.sim.run:run",
 }
 
 
@@ -38,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--origin", type=float, help="wall time (epoch s) that scenario time is anchored to")
 
+    simulate = sub.add_parser(
+        "simulate", help="run a scenario as a discrete-event simulation (no sockets, no sleeps) into a run directory"
+    )
+    _scenario_arguments(simulate)
+    simulate.add_argument("--run-dir", metavar="DIR", help="where the run goes (default: reports/runs/<run-id>)")
+    simulate.add_argument("--no-report", action="store_true", help="skip report.html (summary.json still in run.json)")
+
     report = sub.add_parser("report", help="write report.html, figures and summary.json for a run directory")
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.add_argument("--out", metavar="DIR", help="where to write (default: the run directory)")
@@ -46,10 +54,50 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     compare.add_argument("--out", metavar="DIR", help="where to write the comparison")
 
-    sweep = sub.add_parser("sweep", help="run one headless, time-compressed run per setting and compare them")
+    from harness.report.objectives import METRICS_HELP  # constants only: no pandas at parse time
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run every setting several times (simulated or live), compare them and recommend one",
+        description="Run every setting of the grid --repeats times, report each number's mean and 95 %% CI per "
+        "setting, and recommend the best feasible setting under --objective (within noise? at the edge?).",
+        epilog=METRICS_HELP.replace("%", "%%"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _scenario_arguments(sweep)
-    sweep.add_argument("--out", metavar="DIR", help="where to write the runs and the comparison")
-    sweep.add_argument("--objective", help="what 'best' means (default: most goodput within the checks)")
+    sweep.add_argument("--out", metavar="DIR", help="where to write the runs, comparison.json and compare.html")
+    sweep.add_argument(
+        "--engine",
+        choices=["sim", "live"],
+        default="sim",
+        help="sim: the discrete-event simulator (instant); live: one headless Locust run each (default: sim)",
+    )
+    sweep.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="runs per setting, seeds run.seed+0..N-1 (default: 10 with sim, 1 live)",
+    )
+    sweep.add_argument(
+        "--objective",
+        metavar="max:METRIC|min:METRIC",
+        help="what 'best' means, e.g. min:requests.client_failure_rate; aliases goodput, failure_rate, "
+        "p95_latency (default: the scenario's sweep.objective, goodput)",
+    )
+    sweep.add_argument(
+        "--constraint",
+        dest="constraints",
+        action="append",
+        default=[],
+        metavar="METRIC<=VALUE",
+        help="a setting is feasible only when the mean meets it (also >=, <, >; repeatable)",
+    )
+    sweep.add_argument(
+        "--confirm", action="store_true", help="run the recommended setting once live and compare it with the sim"
+    )
+    sweep.add_argument(
+        "--list-metrics", action="store_true", help="print every METRIC of this scenario (one simulated run) and exit"
+    )
     return parser
 
 

@@ -31,7 +31,6 @@ from harness.errors import ScenarioError
 from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, Transition
 from harness.gateway.forwarding import (
     BAD_REQUEST,
-    BREAKER_OPEN,
     OK,
     UNAUTHORIZED,
     UPSTREAM_ERROR,
@@ -44,6 +43,7 @@ from harness.gateway.forwarding import (
     deployment_routes,
     outcome_of_backend,
     pool_closed,
+    refusal_headers,
     token_headers,
     token_refusal,
 )
@@ -303,10 +303,9 @@ class Exchange:
     def _refuse(self, refusal: Refusal) -> Response:
         """A gateway-made answer (token limit, quota, closed pool), its Retry-After logged."""
         self.row["retry_after"] = refusal.retry_after
-        headers = {}
-        if refusal.outcome == BREAKER_OPEN:
-            headers["Retry-After"] = f"{refusal.retry_after:g}"
-        return self._finish_error(refusal.status, refusal.code, refusal.message, refusal.outcome, headers)
+        return self._finish_error(
+            refusal.status, refusal.code, refusal.message, refusal.outcome, refusal_headers(refusal)
+        )
 
     def _upstream_failed(self, member: str, failure: UpstreamFailure) -> Response:
         self.row["backend"] = member

@@ -176,6 +176,13 @@ def pool_closed(pool: Pool, config: GatewayConfig) -> Refusal:
     return Refusal(503, "ServiceUnavailable", message, BREAKER_OPEN, wait)
 
 
+def refusal_headers(refusal: Refusal) -> dict[str, str]:
+    """Headers of a gateway-made answer beyond the token-limit ones: a closed pool's Retry-After."""
+    if refusal.outcome == BREAKER_OPEN and refusal.retry_after is not None:
+        return {"Retry-After": f"{refusal.retry_after:g}"}
+    return {}
+
+
 def token_headers(policy: TokenLimit | None, ticket: Ticket | None, consumed: int | None = None) -> dict[str, str]:
     """The token-limit headers of an answer: remaining tokens and quota, tokens consumed, Retry-After."""
     headers: dict[str, str] = {}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from harness.loadgen.prompts import warm_up
 from harness.loadgen.shape import StagePlan
 from harness.loadgen.state import STATE
-from harness.loadgen.trace import TraceRow, load_trace
+from harness.loadgen.trace import TraceRow, load_trace, trace_path
 from harness.scenario import Scenario
 
 
@@ -16,9 +14,7 @@ def load_arrivals(scenario: Scenario) -> None:
     STATE.plan = StagePlan(scenario.workload.stages) if scenario.workload.stages else None
     trace = scenario.workload.trace
     if trace is not None:
-        file = Path(trace.file)
-        if not file.is_absolute() and not file.exists():
-            file = Path(STATE.scenario_path).parent / trace.file
+        file = trace_path(STATE.scenario_path, trace.file)
         STATE.trace_rows = load_trace(file, [app.id for app in scenario.workload.apps], scenario.deployment_names())
     # the first requests of the run would otherwise start late by the time it takes to load a tokenizer
     deployments = [mix.deployment for mix in scenario.workload.mixes]

@@ -35,6 +35,18 @@ class TraceRow:
     deployment: str | None = None
 
 
+def trace_path(scenario_path: str, file: str) -> Path:
+    """Where a scenario's trace file is: as given, else next to the scenario file.
+
+    >>> trace_path("scenarios/x.yaml", "/abs/t.csv").as_posix()
+    '/abs/t.csv'
+    """
+    path = Path(file)
+    if not path.is_absolute() and not path.exists():
+        path = Path(scenario_path).parent / file
+    return path
+
+
 def load_trace(path: str | Path, apps: Collection[str] = (), deployments: Collection[str] = ()) -> list[TraceRow]:
     """Rows of a trace file, sorted by offset; a bad row (or an app not in `apps`, a deployment not in
     `deployments`, when given) is a one-line error naming file and line."""

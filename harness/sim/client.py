@@ -1,0 +1,278 @@
+"""Simulated callers: the workload's users, arrivals and client retry profiles, recording every attempt.
+
+The same functions as the Locust users decide everything: `draw_request`/`replay_request` what is sent,
+`assign_app` which app a user belongs to, `StagePlan`/`pacing_wait` when, the retry profile through
+`RetryLoop` whether and when to retry, and `attempt_record` what each attempt's record says.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from harness.client import RETRY_COUNT_HEADER, ResponseInfo, RetryLoop
+from harness.clock import Clock
+from harness.loadgen.prompts import text_of_tokens
+from harness.loadgen.requests import RequestPlan, assign_app, auth_headers, draw_request, pick_mix, replay_request
+from harness.loadgen.session import RunSettings, attempt_record
+from harness.loadgen.shape import StagePlan, pacing_wait
+from harness.loadgen.trace import TraceRow
+from harness.loadgen.transport import AttemptResult
+from harness.scenario import Scenario
+from harness.scenario.workload import App
+from harness.sim.engine import Scheduler
+from harness.sim.gateway import GatewayCall, GatewayReply, SimGateway
+from harness.tokens import admission_estimate, count_prompt_tokens
+
+Record = dict[str, Any]
+
+
+@lru_cache(maxsize=65_536)
+def _body(plan_shape: tuple[Any, ...], route: str) -> dict[str, Any]:
+    operation, deployment, prompt, max_tokens, stream, include_usage = plan_shape
+    plan = RequestPlan(App(), "", operation, deployment, prompt, max_tokens, stream, include_usage)
+    return plan.body(route)
+
+
+@lru_cache(maxsize=65_536)
+def _prompt_tokens(plan_shape: tuple[Any, ...], route: str, model: str) -> int:
+    return count_prompt_tokens(plan_shape[0], _body(plan_shape, route), model)
+
+
+@lru_cache(maxsize=65_536)
+def _estimate(plan_shape: tuple[Any, ...], route: str, model: str, default_completion: int) -> int:
+    return admission_estimate(plan_shape[0], _body(plan_shape, route), model, default_completion)
+
+
+def _shape(plan: RequestPlan) -> tuple[Any, ...]:
+    """Everything the body of a plan depends on (the prompt text is a function of its size)."""
+    return (plan.operation, plan.deployment, plan.prompt_tokens, plan.max_tokens, plan.stream, plan.include_usage)
+
+
+@dataclass
+class Callers:
+    """What every simulated user shares."""
+
+    scenario: Scenario
+    scheduler: Scheduler
+    gateway: SimGateway
+    settings: RunSettings
+    sink: Callable[[Record], None]
+    wall: Clock
+    started: float
+    ends: float
+    trace: Iterator[TraceRow] | None = None
+    requests: int = 0  # logical requests started
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        self.app_counts: dict[str, int] = {}
+        self.plan = StagePlan(self.scenario.workload.stages) if self.scenario.workload.stages else None
+        self.users: list[SimUser] = []
+
+
+class SimUser:
+    """One caller: requests one after another, each retried as its app's client would, then a pause."""
+
+    def __init__(self, callers: Callers, index: int) -> None:
+        self.callers = callers
+        self.app = assign_app(callers.scenario.workload.apps, callers.app_counts)
+        self.name = f"sim-{index}"
+        self.rng = random.Random(f"{callers.scenario.run.seed}:{self.name}")
+        self.sequence = 0
+        self.last_start: float | None = None
+        self.stopped = False
+        self.base_headers = {
+            "content-type": "application/json",
+            **auth_headers(self.app, callers.settings.api_key, callers.settings.bearer_token),
+        }
+
+    def start(self) -> None:
+        self.next_request()
+
+    def stop(self) -> None:
+        self.stopped = True  # as Locust stops a user: whatever it had in flight is not recorded
+
+    def next_request(self) -> None:
+        callers = self.callers
+        clock = callers.scheduler.clock
+        if self.stopped or clock.now() >= callers.ends:
+            return
+        if callers.trace is None:
+            workload = callers.scenario.workload
+            self._send(draw_request(self.app, pick_mix(workload, self.app, self.rng), self.rng))
+            return
+        row = next(callers.trace, None)
+        if row is not None:  # a used-up trace leaves the user idle
+            callers.scheduler.at(callers.started + row.offset_s, self._replay, row)
+
+    def _replay(self, row: TraceRow) -> None:
+        if not self.stopped and self.callers.scheduler.clock.now() < self.callers.ends:
+            self._send(replay_request(row, self.callers.scenario.workload))
+
+    def _send(self, plan: RequestPlan) -> None:
+        self.last_start = self.callers.scheduler.clock.now()
+        self.sequence += 1
+        self.callers.requests += 1
+        LogicalRequest(self, plan).send()
+
+    def done(self) -> None:
+        """The logical request ended: pause as the user's wait time says, then the next one."""
+        callers = self.callers
+        clock = callers.scheduler.clock
+        if callers.trace is not None:
+            self.next_request()
+            return
+        stage = callers.plan.at(clock.now() - callers.started) if callers.plan else None
+        if stage is not None and stage.rate:
+            since = clock.now() - (self.last_start or clock.now())
+            wait = pacing_wait(stage.rate, max(1, stage.users), since)
+        else:
+            wait = callers.scenario.workload.think_time.sample(self.rng)
+        callers.scheduler.after(wait, self.next_request)
+
+
+class LogicalRequest:
+    """One logical request: attempts through the gateway until the client's retry profile stops."""
+
+    def __init__(self, user: SimUser, plan: RequestPlan) -> None:
+        self.user = user
+        self.plan = plan
+        callers = user.callers
+        self.settings = callers.settings
+        self.profile_name = self.settings.profile_name(plan.app)
+        self.loop = RetryLoop(self.settings.profile(plan.app, user.rng))
+        self.logical_id = f"{self.settings.run_id}:{user.name}:{user.sequence}"
+        self.shape = _shape(plan)
+        self.route = self.settings.route
+        self.prompt_est = _prompt_tokens(self.shape, self.route, plan.deployment)
+
+    def send(self) -> None:
+        user = self.user
+        if user.stopped:
+            return
+        callers = user.callers
+        callers.attempts += 1
+        attempt = self.loop.attempt
+        headers = dict(user.base_headers)
+        headers["x-ms-client-request-id"] = f"{self.logical_id}:{attempt}"
+        headers[RETRY_COUNT_HEADER] = str(attempt - 1)
+        shape, route = self.shape, self.route
+        call = GatewayCall(
+            deployment=self.plan.deployment,
+            operation=self.plan.operation,
+            stream=self.plan.stream,
+            include_usage=self.plan.include_usage,
+            max_tokens=self.plan.max_tokens,
+            headers=headers,
+            prompt_tokens=lambda model: _prompt_tokens(shape, route, model),
+            estimate=lambda model, default: _estimate(shape, route, model, default),
+        )
+        pending = _Pending(attempt, callers.scheduler.clock.now(), callers.wall.wall())
+        callers.gateway.handle(call, lambda reply: self._answered(pending, reply))
+        callers.scheduler.after(self.settings.timeout_s, self._timed_out, pending)
+
+    def _timed_out(self, pending: _Pending) -> None:
+        if not pending.done:
+            pending.done = True
+            latency = self.user.callers.scheduler.clock.now() - pending.started
+            self._record(pending, AttemptResult(0, error="timeout", latency_s=latency))
+
+    def _answered(self, pending: _Pending, reply: GatewayReply) -> None:
+        if pending.done:
+            return
+        pending.done = True
+        now = pending.started
+        headers = {k.lower(): v for k, v in reply.headers.items()}
+        result = AttemptResult(
+            reply.status,
+            headers,
+            ttft_s=reply.first_token_at - now,
+            latency_s=reply.end_at - now,
+            inter_token_s=reply.inter_token_s,
+            body=reply.body,
+            body_bytes=len(reply.body),
+        )
+        if reply.status == 200:
+            self._read_usage(result, reply)
+        self._record(pending, result)
+
+    def _read_usage(self, result: AttemptResult, reply: GatewayReply) -> None:
+        """Usage as the client reads it: from the body or a stream's usage chunk, else from the streamed text."""
+        if reply.usage is not None:
+            result.usage = reply.usage
+            result.usage_source = "stream_usage_chunk" if self.plan.stream else "body"
+        elif self.plan.stream and reply.streamed_tokens:
+            # No usage chunk: the record counts the streamed text, so the text is made (only for such streams).
+            result.text = text_of_tokens(reply.streamed_tokens, self.plan.deployment)
+
+    def _record(self, pending: _Pending, result: AttemptResult) -> None:
+        user = self.user
+        if user.stopped:
+            return
+        scheduler = user.callers.scheduler
+        info = ResponseInfo(result.status, result.headers, result.error)
+        info, decision = self.loop.decide(info, scheduler.clock.now())
+        record = attempt_record(
+            self.plan,
+            self.settings,
+            user.name,
+            self.profile_name,
+            self.logical_id,
+            pending.attempt,
+            pending.started,
+            pending.wall,
+            self.prompt_est,
+            result,
+            decision,
+            info,
+        )
+        user.callers.sink(record)
+        if decision.retry:
+            scheduler.after(decision.wait_s, self.send)
+        else:
+            user.done()
+
+
+@dataclass(slots=True)
+class _Pending:
+    attempt: int
+    started: float
+    wall: float
+    done: bool = False
+
+
+def start_users(callers: Callers) -> None:
+    """Schedule the arrivals: constant users spawned at the spawn rate, or the stages' user counts."""
+    workload = callers.scenario.workload
+    scheduler = callers.scheduler
+    if callers.plan is None:
+        users = workload.trace.users if workload.trace is not None else workload.users
+        _spawn(callers, users, workload.spawn_rate, callers.started)
+        return
+    edge = callers.started
+    for stage in workload.stages:
+        scheduler.at(edge, _adjust, callers, stage.users, float(stage.spawn_rate or max(1, stage.users)))
+        edge += stage.duration
+
+
+def _spawn(callers: Callers, count: int, rate: float, start: float) -> None:
+    for i in range(count):
+        callers.scheduler.at(start + i / rate, _add_user, callers)
+
+
+def _add_user(callers: Callers) -> None:
+    user = SimUser(callers, len(callers.users))
+    callers.users.append(user)
+    user.start()
+
+
+def _adjust(callers: Callers, users: int, rate: float) -> None:
+    alive = [u for u in callers.users if not u.stopped]
+    if users > len(alive):
+        _spawn(callers, users - len(alive), rate, callers.scheduler.clock.now())
+    for user in alive[users:]:
+        user.stop()

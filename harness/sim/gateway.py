@@ -1,0 +1,306 @@
+"""The simulated gateway: the reference gateway's rules (`harness.gateway.forwarding`, the token limiter,
+breakers and pools) driven by events, in front of the simulated resources.
+
+Like the ASGI gateway it writes one `gateway.jsonl` row per request and one per breaker transition, and
+answers with the same headers (`x-backend`, `x-gateway-request-id`, the token-limit headers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.clock import Clock
+from harness.gateway.breaker import BACKEND_TIMEOUT, Transition
+from harness.gateway.forwarding import (
+    OK,
+    UPSTREAM_ERROR,
+    DeploymentRoute,
+    Forwarding,
+    Refusal,
+    admit_tokens,
+    build_breakers,
+    counts_prompt,
+    deployment_routes,
+    outcome_of_backend,
+    pool_closed,
+    refusal_headers,
+    token_headers,
+    token_refusal,
+)
+from harness.gateway.identity import app_id_of, counter_key
+from harness.gateway.log import GatewayLog
+from harness.gateway.proxy import retry_after_seconds
+from harness.gateway.replies import error_body
+from harness.gateway.token_limit import Ticket, TokenLimiter
+from harness.gateway.usage import APIM_COMPAT, COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
+from harness.scenario import Scenario
+from harness.sim.backend import BackendAnswer, BackendCall, SimBackend
+from harness.sim.engine import Scheduler
+
+CLIENT_IP = "127.0.0.1"  # every simulated caller, as on loopback
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCall:
+    """One client attempt as the gateway sees it: headers, and what the body says, already counted."""
+
+    deployment: str
+    operation: str
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    headers: Mapping[str, str]  # lower-cased request headers
+    prompt_tokens: Callable[[str], int]  # tokenizer count of the prompt for a model
+    estimate: Callable[[str, int], int]  # AOAI's admission estimate for a model and its default max_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayReply:
+    """What the client gets, with the scenario times its headers, first token and end arrived."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    first_token_at: float
+    end_at: float
+    usage: dict[str, int] | None = None  # in the body or a stream's usage chunk
+    inter_token_s: float | None = None
+    streamed_tokens: int = 0  # completion tokens a stream carried
+
+
+class SimGateway:
+    """Pools, breakers and token limiter of the scenario's gateway, in front of `backends`."""
+
+    def __init__(
+        self, scenario: Scenario, scheduler: Scheduler, backends: dict[str, SimBackend], log: GatewayLog, wall: Clock
+    ) -> None:
+        self.config = scenario.gateway
+        self.scheduler = scheduler
+        self.clock = scheduler.clock
+        self.backends = backends
+        self.log = log
+        self.wall = wall
+        members = self.config.pool_members(b.name for b in scenario.backends)
+        self.breakers = build_breakers(self.config, members, self.clock, self._on_transition)
+        self.routes = deployment_routes(scenario, members, self.breakers)
+        policy = self.config.token_limit
+        self.limiter = TokenLimiter(policy, self.clock) if policy is not None else None
+        self._handled = 0
+
+    def _on_transition(self, transition: Transition) -> None:
+        self.log.breaker(transition, self.wall.wall())
+
+    def handle(self, call: GatewayCall, reply: Callable[[GatewayReply], None]) -> None:
+        self._handled += 1
+        SimExchange(self, call, f"gw-{self._handled}", reply).run()
+
+
+class SimExchange:
+    """One request through the simulated gateway; fills its log row as it goes (as `gateway.app.Exchange`)."""
+
+    def __init__(self, gateway: SimGateway, call: GatewayCall, request_id: str, reply: Callable[[GatewayReply], None]):
+        self.gateway = gateway
+        self.call = call
+        self.id = request_id
+        self.reply = reply
+        self.clock = gateway.clock
+        self.started = self.clock.now()
+        self.route: DeploymentRoute = gateway.routes[call.deployment]
+        self.ticket: Ticket | None = None
+        self.prompt_estimate = 0
+        self.walk = Forwarding(self.route.pool, gateway.breakers, gateway.config.retry)
+        self.row: dict[str, Any] = {
+            "kind": "request",
+            "t": self.started,
+            "t_wall": None,
+            "gateway_request_id": request_id,
+            "client_request_id": call.headers.get("x-ms-client-request-id"),
+            "backend_request_id": None,
+            "app_id": app_id_of(call.headers),
+            "counter_key": None,
+            "client_ip": CLIENT_IP,
+            "deployment": self.route.name,
+            "model": self.route.model,
+            "operation": call.operation,
+            "stream": call.stream,
+            "backend": None,
+            "region": None,
+            "status": None,
+            "outcome": None,
+            "attempts": self.walk.tried,
+            "retry_after": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "total_tokens": None,
+            "tokens_counted_by": None,
+            "duration_s": None,
+            "ttft_s": None,
+        }
+
+    def run(self) -> None:
+        gateway, call = self.gateway, self.call
+        policy = gateway.config.token_limit
+        if counts_prompt(policy, call.stream):
+            self.prompt_estimate = call.prompt_tokens(self.route.model)
+        if gateway.limiter is not None and policy is not None:
+            key = counter_key(policy.counter_key, call.headers, CLIENT_IP)
+            self.row["counter_key"] = key
+            self.ticket = admit_tokens(gateway.limiter, key, self.prompt_estimate, call.stream)
+            if not self.ticket.allowed:
+                self._refuse(token_refusal(policy, self.ticket))
+                return
+        self._forward()
+
+    def _forward(self) -> None:
+        member = self.walk.next_member()
+        if member is None:
+            self._refuse(pool_closed(self.route.pool, self.gateway.config))
+            return
+        backend = self.gateway.backends[member]
+        state = backend.core.find(self.call.deployment)
+        assert state is not None
+        call = BackendCall(
+            deployment=self.call.deployment,
+            operation=self.call.operation,
+            stream=self.call.stream,
+            include_usage=self.call.include_usage,
+            max_tokens=self.call.max_tokens,
+            estimate=self.call.estimate(state.spec.model, state.quota.default_completion),
+            prompt_tokens=self.call.prompt_tokens(state.spec.model),
+            client_request_id=self.call.headers.get("x-ms-client-request-id"),
+            gateway_request_id=self.id,
+        )
+        attempt = _Attempt(member, self.clock.now())
+        backend.request(call, lambda answer: self._answered(attempt, answer))
+        timeout = self.gateway.config.timeout
+        self.gateway.scheduler.after(timeout, self._timed_out, attempt)
+
+    def _timed_out(self, attempt: _Attempt) -> None:
+        if attempt.done:
+            return
+        attempt.done = True  # the answer, when it comes, is no longer read
+        if self.walk.failed(attempt.member, BACKEND_TIMEOUT):
+            self._forward()
+            return
+        self.row["backend"] = attempt.member
+        self._settle(None)
+        message = f"Backend '{attempt.member}': the backend did not answer in time."
+        self._answer_error(504, "GatewayTimeout", message, UPSTREAM_ERROR, {})
+
+    def _answered(self, attempt: _Attempt, answer: BackendAnswer) -> None:
+        if attempt.done:
+            return
+        attempt.done = True
+        status = answer.status
+        advice = retry_after_seconds(answer.headers) if status >= 400 else None
+        if self.walk.answered(attempt.member, status, advice, self.clock.now() - attempt.sent):
+            self._forward()
+            return
+        self._relay(attempt.member, answer)
+
+    def _relay(self, member: str, answer: BackendAnswer) -> None:
+        row = self.row
+        headers = dict(answer.headers)
+        row["backend"] = member
+        row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
+        row["region"] = headers.get("x-ms-region")
+        headers["x-backend"] = member
+        status = answer.status
+        if status != 200:
+            self._settle(None)
+            headers.update(token_headers(self.gateway.config.token_limit, self.ticket, 0))
+            if status == 429:
+                row["retry_after"] = retry_after_seconds(headers)
+            self._finish(status, outcome_of_backend(status), None)
+            self._send(GatewayReply(status, self._identity(headers), b"", answer.end_at, answer.end_at))
+            return
+        usage = self._usage(answer)
+        if self.call.stream:
+            # Only the prompt is known when a stream's headers go out: tokens-consumed cannot include the completion.
+            consumed = self.ticket.charged if self.ticket else self.prompt_estimate
+            headers.update(token_headers(self.gateway.config.token_limit, self.ticket, consumed))
+            row["ttft_s"] = answer.headers_at - self.started
+        else:
+            self._settle(usage)
+            headers.update(token_headers(self.gateway.config.token_limit, self.ticket, usage.total))
+        body_usage = {
+            "prompt_tokens": answer.prompt_tokens or 0,
+            "completion_tokens": answer.completion_tokens or 0,
+            "total_tokens": (answer.prompt_tokens or 0) + (answer.completion_tokens or 0),
+        }
+        reply = GatewayReply(
+            200,
+            self._identity(headers),
+            b"",
+            answer.first_token_at if self.call.stream and answer.first_token_at is not None else answer.headers_at,
+            answer.end_at,
+            body_usage if (not self.call.stream or self.call.include_usage) else None,
+            answer.inter_token_s,
+            (answer.completion_tokens or 0) if self.call.stream else 0,
+        )
+        self.gateway.scheduler.at(answer.end_at, self._complete, usage, member, reply)
+
+    def _complete(self, usage: Usage, member: str, reply: GatewayReply) -> None:
+        if self.call.stream:
+            self._settle(usage)
+        self._finish(200, OK, usage)
+        self._send(reply)
+
+    def _usage(self, answer: BackendAnswer) -> Usage:
+        """What the gateway counts: the body's usage, a stream's usage chunk, else the streamed deltas."""
+        prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
+        if not self.call.stream:
+            return Usage(prompt, completion, USAGE)
+        if self.gateway.config.apim_compat:
+            return Usage(self.prompt_estimate, 0, APIM_COMPAT)
+        if self.call.include_usage:
+            return Usage(prompt, completion, STREAM_USAGE)
+        return Usage(self.prompt_estimate, completion, COUNTED_DELTAS)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.row["retry_after"] = refusal.retry_after
+        self._answer_error(refusal.status, refusal.code, refusal.message, refusal.outcome, refusal_headers(refusal))
+
+    def _answer_error(self, status: int, code: str, message: str, outcome: str, headers: dict[str, str]) -> None:
+        """A gateway-made error, with the token-limit headers, as `Exchange._finish_error` answers."""
+        headers.update(token_headers(self.gateway.config.token_limit, self.ticket))
+        self._finish(status, outcome, None)
+        now = self.clock.now()
+        self._send(GatewayReply(status, self._identity(headers), error_body(code, message), now, now))
+
+    def _identity(self, headers: dict[str, str]) -> dict[str, str]:
+        headers["x-gateway-request-id"] = self.id
+        client_request_id = self.row["client_request_id"]
+        if client_request_id and "x-ms-client-request-id" not in headers:
+            headers["x-ms-client-request-id"] = client_request_id
+        return headers
+
+    def _settle(self, usage: Usage | None) -> None:
+        limiter = self.gateway.limiter
+        if limiter is not None and self.ticket is not None and self.ticket.allowed:
+            limiter.settle(self.ticket, usage.total if usage is not None else 0)
+
+    def _finish(self, status: int, outcome: str, usage: Usage | None) -> None:
+        row = self.row
+        row["status"] = status
+        row["outcome"] = outcome
+        row["duration_s"] = self.clock.now() - self.started
+        row["t_wall"] = self.gateway.wall.wall()
+        if usage is not None:
+            row["prompt_tokens"] = usage.prompt
+            row["completion_tokens"] = usage.completion
+            row["total_tokens"] = usage.total
+            row["tokens_counted_by"] = usage.counted_by
+        self.gateway.log.write(row)
+
+    def _send(self, reply: GatewayReply) -> None:
+        self.reply(reply)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    member: str
+    sent: float
+    done: bool = False
