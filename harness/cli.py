@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser(
         "sweep",
         help="run every setting several times (simulated or live), compare them and recommend one",
-        description="Run every setting of the grid --repeats times, report each number's mean and 95 %% CI per "
-        "setting, and recommend the best feasible setting under --objective (within noise? at the edge?).",
-        epilog=METRICS_HELP.replace("%", "%%"),
+        description="Run every setting of the grid --repeats times, report each number's mean and 95 % CI\n"
+        "per setting, and recommend the best feasible setting under --objective, saying whether it\n"
+        "beats the runner-up by more than the noise and whether it sits at the edge of the swept range.",
+        epilog=METRICS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _scenario_arguments(sweep)
