@@ -1,0 +1,351 @@
+"""A sweep's verdict: per point, every headline number as mean and 95 % CI over its runs; which points are
+feasible; the best under the objective, whether it beats the runner-up by more than the noise, and whether it
+sits at the edge of what was swept.
+
+Rules (comparison.json and the why paragraph follow them):
+- a point is feasible when the means of its runs pass its own `checks:` (`evaluate_checks` on the means) and
+  every `--constraint`; a number no run measured fails;
+- the best is the feasible point with the best mean objective (the least bad of all when none is feasible);
+- `within_noise`: the best's 95 % CI overlaps the runner-up's (the error bars of the figures overlap). This is
+  the conservative reading: two intervals can overlap while a Welch t-test would call the gap significant,
+  so "within noise" errs towards "measure more". None with one run per point (no noise estimate);
+- `at_edge`: on some axis whose values are ordered (numbers or durations), the best has the smallest or the
+  largest value swept, so a better value may lie beyond it.
+
+    >>> edge_hints({"x": "PT1M"}, {"x": ["PT10S", "PT30S", "PT1M"]})
+    ['x above PT1M']
+    >>> edge_hints({"x": "PT30S"}, {"x": ["PT10S", "PT30S", "PT1M"]})
+    []
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
+from harness.report.flat import flatten
+from harness.report.objectives import HEADLINE, PER_BACKEND, Constraint, Objective, unknown_metric
+from harness.report.stats import Estimate, estimate
+from harness.scenario.checks import Checks
+from harness.scenario.common import parse_duration
+
+_BREAKER_COUNT = re.compile(r"^breaker\.(?P<backend>.+)\.(trips|open_s)$")
+
+
+@dataclass
+class PointRuns:
+    """One setting of a sweep and the summaries of its runs (None where a run produced no records)."""
+
+    label: str
+    settings: dict[str, str]
+    run_dirs: list[str]
+    summaries: list[dict[str, Any] | None]
+    checks: Checks = field(default_factory=Checks)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RatedPoint:
+    """A point with its numbers over its runs and the verdict of its checks and constraints."""
+
+    point: PointRuns
+    metrics: dict[str, Estimate]
+    feasible: bool
+    excluded_because: list[str]
+
+
+def numbers(summary: dict[str, Any]) -> dict[str, float | None]:
+    """Every number of a summary by its dotted path (None where the run could not measure it).
+
+    >>> numbers({"requests": {"rate_429": 0.1, "attempt_outcomes": {"success": 9}}, "run": {"run_id": "a"}})
+    {'requests.rate_429': 0.1, 'requests.attempt_outcomes.success': 9.0}
+    """
+    out: dict[str, float | None] = {}
+    for path, value in flatten(summary).items():
+        if value is None:
+            out[path] = None
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[path] = float(value)
+    return out
+
+
+def metric_value(summary: dict[str, Any], flat: dict[str, float | None], name: str) -> float | None:
+    """One number of a run; a backend whose breaker never tripped has 0 trips (the summary leaves it out)."""
+    if name in flat:
+        return flat[name]
+    match = _BREAKER_COUNT.match(name)
+    if match and summary.get("breaker") is not None and match["backend"] in (summary.get("backends") or {}):
+        return 0.0
+    return None
+
+
+def known_metrics(summaries: list[dict[str, Any]]) -> set[str]:
+    """The metric names any of these summaries has (breaker counts for every backend when a gateway log exists)."""
+    known: set[str] = set()
+    for summary in summaries:
+        known |= set(numbers(summary))
+        if summary.get("breaker") is not None:
+            known |= {f"breaker.{b}.{k}" for b in summary.get("backends") or {} for k in ("trips", "open_s")}
+    return known
+
+
+def check_metrics(objective: Objective, constraints: list[Constraint], summaries: list[dict[str, Any]]) -> None:
+    """UsageError naming the first objective or constraint metric that none of the summaries has."""
+    known = known_metrics(summaries)
+    if objective.metric not in known:
+        raise unknown_metric(objective.metric, "--objective")
+    for constraint in constraints:
+        if constraint.metric not in known:
+            raise unknown_metric(constraint.metric, "--constraint")
+
+
+def headline_names(summaries: list[dict[str, Any]]) -> list[str]:
+    """The headline metrics these summaries have, fixed ones first, then per backend in the scenario's order."""
+    known = known_metrics(summaries)
+    backends: list[str] = []
+    for summary in summaries:
+        backends += [b for b in summary.get("backends") or {} if b not in backends]
+    names = [n for n in HEADLINE if n in known]
+    for backend in backends:
+        names += [n for p in PER_BACKEND if (n := p.format(backend=backend)) in known]
+    return names
+
+
+def rate(
+    points: list[PointRuns], objective: Objective, constraints: list[Constraint], extra: list[str] | None = None
+) -> list[RatedPoint]:
+    """Every point's numbers (headline, objective, constraints, checked, `extra`) and its feasibility."""
+    measured = [s for p in points for s in p.summaries if s is not None]
+    names = headline_names(measured)
+    wanted = [objective.metric, *(c.metric for c in constraints), *(extra or [])]
+    for p in points:
+        wanted += [".".join(CHECKED_NUMBERS[check]) for check in p.checks.limits()]
+    names += [n for n in dict.fromkeys(wanted) if n not in names]
+    return [_rate_point(p, names, constraints) for p in points]
+
+
+def _rate_point(point: PointRuns, names: list[str], constraints: list[Constraint]) -> RatedPoint:
+    flats = [None if s is None else (s, numbers(s)) for s in point.summaries]
+    metrics = {n: estimate(None if f is None else metric_value(f[0], f[1], n) for f in flats) for n in names}
+    if not any(s is not None for s in point.summaries):
+        return RatedPoint(point, metrics, False, ["no run produced records", *point.problems])
+    why_not: list[str] = []
+    runs = sum(s is not None for s in point.summaries)
+    checked = [".".join(CHECKED_NUMBERS[check]) for check in point.checks.limits()]
+    means = _nest({name: metrics[name].mean for name in checked})
+    of = f" (mean of {runs} runs)" if runs > 1 else ""
+    why_not += [r.describe() + of for r in evaluate_checks(point.checks, means) if not r.passed]
+    for c in constraints:
+        est = metrics[c.metric]
+        if not c.holds(est.mean):
+            why_not.append(f"constraint {c}: not met: {describe(c.metric, est)}")
+    return RatedPoint(point, metrics, not why_not, why_not)
+
+
+def _nest(flat: dict[str, float | None]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split(".")
+        node = nested
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return nested
+
+
+def ranked(rated: list[RatedPoint], objective: Objective) -> list[RatedPoint]:
+    """Feasible points best first under the objective (all measured points when none is feasible)."""
+    pool = [r for r in rated if r.feasible] or [r for r in rated if any(s is not None for s in r.point.summaries)]
+    sign = -1.0 if objective.direction == "max" else 1.0
+
+    def key(r: RatedPoint) -> tuple[int, float]:
+        mean = r.metrics[objective.metric].mean
+        return (1, 0.0) if mean is None else (0, sign * mean)
+
+    return sorted(pool, key=key)  # stable: ties keep the sweep's order
+
+
+def edge_hints(settings: dict[str, str], axes: dict[str, list[str]]) -> list[str]:
+    """`PATH above|below VALUE` for each ordered axis on which the setting is the largest or smallest swept."""
+    hints = []
+    for path, values in axes.items():
+        keys = [_order_key(v) for v in values]
+        if len(values) < 2 or path not in settings or any(k is None for k in keys):
+            continue  # an axis of names or lists has no "beyond"
+        mine = _order_key(settings[path])
+        ordered = [k for k in keys if k is not None]
+        if mine == max(ordered):
+            hints.append(f"{path} above {settings[path]}")
+        elif mine == min(ordered):
+            hints.append(f"{path} below {settings[path]}")
+    return hints
+
+
+def _order_key(text: str) -> float | None:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            return None
+    return None
+
+
+def recommend(rated: list[RatedPoint], objective: Objective, axes: dict[str, list[str]]) -> dict[str, Any] | None:
+    """The recommendation of comparison.json (see the module's rules); None when no run produced records."""
+    order = ranked(rated, objective)
+    if not order:
+        return None
+    best, runner_up = order[0], (order[1] if len(order) > 1 else None)
+    mine = best.metrics[objective.metric]
+    within_noise = False if runner_up is None else mine.overlaps(runner_up.metrics[objective.metric])
+    near = [r.point.label for r in order[1:] if mine.overlaps(r.metrics[objective.metric])]
+    hints = edge_hints(best.point.settings, axes)
+    result: dict[str, Any] = {
+        "setting": best.point.settings,
+        "label": best.point.label,
+        "objective": str(objective),
+        "feasible": best.feasible,
+        "mean": mine.mean,
+        "ci95": mine.ci95,
+        "within_noise": within_noise,
+        "within_noise_of": near,
+        "at_edge": bool(hints),
+        "try_beyond": hints,
+        "runner_up": None,
+    }
+    if runner_up is not None:
+        theirs = runner_up.metrics[objective.metric]
+        result["runner_up"] = {
+            "label": runner_up.point.label,
+            "setting": runner_up.point.settings,
+            "mean": theirs.mean,
+            "ci95": theirs.ci95,
+        }
+    result["why"] = _why(rated, order, objective, result)
+    return result
+
+
+def _why(rated: list[RatedPoint], order: list[RatedPoint], objective: Objective, rec: dict[str, Any]) -> str:
+    best = order[0]
+    metric = objective.metric
+    est = best.metrics[metric]
+    word = "highest" if objective.direction == "max" else "lowest"
+    feasible = [r for r in rated if r.feasible]
+    if feasible:
+        among = f"among the {len(feasible)} feasible settings" if len(feasible) > 1 else "the only feasible setting"
+        why = f"Recommended: {best.point.label}: the {word} mean {metric} {among}: {describe(metric, est)}."
+    else:
+        why = (
+            f"Recommended, though no setting met the checks and constraints: {best.point.label}, the {word} "
+            f"mean {metric}: {describe(metric, est)}; it fails {'; '.join(best.excluded_because)}."
+        )
+    if len(order) > 1:
+        why += f" Runner-up: {order[1].point.label}: {describe(metric, order[1].metrics[metric])}."
+        if rec["within_noise"] is None:
+            why += (
+                " With one run per setting the run-to-run noise is unknown, so the gap may be noise: "
+                "repeat each setting (--repeats 5 or more, or --engine sim)."
+            )
+        elif rec["within_noise"]:
+            why += (
+                " Their 95 % intervals overlap, so the gap is within run-to-run noise: on this objective they are "
+                "equally good (choose on the other numbers, or add repeats)."
+            )
+        else:
+            why += " Their 95 % intervals do not overlap: the gap is larger than the run-to-run noise."
+    if rec["at_edge"]:
+        why += f" It is at the edge of the swept range: try beyond it ({'; '.join(rec['try_beyond'])})."
+    excluded = [r for r in rated if not r.feasible] if feasible else []
+    if excluded:
+        why += " Excluded: " + "; ".join(f"{r.point.label} ({', '.join(r.excluded_because)})" for r in excluded) + "."
+    return why
+
+
+def describe(metric: str, est: Estimate) -> str:
+    """`mean ± ci (n runs)` in the metric's unit, e.g. `1.20 % ± 0.31 pp (10 runs)`.
+
+    >>> describe("requests.rate_429", estimate([0.01, 0.02, 0.03]))
+    '2.00 % ± 2.48 pp (3 runs)'
+    """
+    return mean_ci_text(metric, est.mean, est.ci95, est.n)
+
+
+def mean_ci_text(metric: str, mean: float | None, ci95: float | None, n: int) -> str:
+    if mean is None:
+        return "not measured"
+    if ci95 is None:
+        return f"{format_value(metric, mean)} (one run)"
+    return f"{format_value(metric, mean)} ± {format_value(metric, ci95, delta=True)} ({n} runs)"
+
+
+def format_value(metric: str, value: float | None, *, delta: bool = False) -> str:
+    """A metric's value for a sentence: shares and rates as % (differences in points), seconds with 's'."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    leaf = metric.rsplit(".", 1)[-1]
+    if "rate" in leaf or "share" in leaf or ".ptu_utilization." in metric:
+        return f"{value * 100:.2f} {'pp' if delta else '%'}"
+    if metric.startswith(("end_to_end_latency.", "latency.", "ttft.")) or leaf.endswith("_s"):
+        return f"{value:.2f} s"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per metric: simulated mean ± CI against one live run, and whether the live value falls inside.
+
+    `within_ci` compares with the CI of the simulated mean; `within_prediction` with the wider interval one
+    more simulated run would fall in (t · s · √(1 + 1/n)), the fairer test for a single live run.
+    """
+    flat = numbers(live)
+    out: dict[str, dict[str, Any]] = {}
+    for name, est in sim.items():
+        value = metric_value(live, flat, name)
+        diff = None if value is None or est.mean is None else value - est.mean
+        pred = est.prediction95()
+        out[name] = {
+            "sim_mean": est.mean,
+            "sim_ci95": est.ci95,
+            "sim_runs": est.n,
+            "live": value,
+            "diff": diff,
+            "diff_pct": None if diff is None or not est.mean else diff / abs(est.mean) * 100,
+            "within_ci": None if diff is None or est.ci95 is None else abs(diff) <= est.ci95,
+            "within_prediction": None if diff is None or pred is None else abs(diff) <= pred,
+        }
+    return out
+
+
+def describe_agreement(name: str, row: dict[str, Any]) -> str:
+    """One line per metric for the console: sim mean ± CI, the live value, and how far apart they are."""
+    sim = mean_ci_text(name, row["sim_mean"], row["sim_ci95"], row["sim_runs"])
+    return f"{name}: sim {sim}, live {format_value(name, row['live'])}: {verdict(name, row)}"
+
+
+def verdict(name: str, row: dict[str, Any]) -> str:
+    """Whether the live value of an agreement row is within the simulated CI, or by how much it differs."""
+    if row["diff"] is None:
+        return "cannot compare"
+    by = format_value(name, row["diff"], delta=True)
+    pct = "" if row["diff_pct"] is None else f", {row['diff_pct']:+.1f} %"
+    if row["within_ci"] is None:
+        return f"differs by {by}{pct} (one simulated run: no CI)"
+    if row["within_ci"]:
+        return "within the sim CI"
+    outside = format_value(name, abs(row["diff"]) - row["sim_ci95"], delta=True)
+    text = f"outside the sim CI by {outside} (differs by {by}{pct})"
+    if row["within_prediction"]:
+        text += ", within the spread of single simulated runs"
+    return text
