@@ -13,6 +13,8 @@ from test_report_metrics import write_synthetic_run
 from harness.cli import main
 from harness.report.compare import flatten
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def _run(root: Path, name: str, trip: str, seed: int) -> Path:
     run_dir = root / name
@@ -48,6 +50,36 @@ def test_compare_names_the_differing_setting_and_puts_numbers_side_by_side(tmp_p
         data = (out / f"{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and base64.b64encode(data).decode() in page
     assert f"{result['runs'][1]['summary']['requests']['attempts']:,}" in page
+
+
+def test_two_different_scenarios_compare_without_collapsed_figures(tmp_path: Path) -> None:
+    # hundreds of settings differ: the figures name the runs "run 1", "run 2" and a table lists the settings
+    # (tests run with filterwarnings=error, so a "constrained_layout not applied" warning fails here)
+    runs = [_run(tmp_path, "a", "PT10S", 1), _run(tmp_path, "b", "PT1M", 2)]
+    for run_dir, name in zip(runs, ("quickstart", "ptu-spillover"), strict=True):
+        (run_dir / "scenario.yaml").write_text((ROOT / "scenarios" / f"{name}.yaml").read_text())
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert len(result["differing"]) > 10
+    page = (out / "compare.html").read_text()
+    assert "<th>run 1</th><th>run 2</th>" in page and f"Settings that differ ({len(result['differing'])})" in page
+    for name in ("compare_timeline", "compare_latency"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
+
+
+def test_compare_without_out_writes_a_new_directory_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = [_run(tmp_path, "a", "PT10S", 1), _run(tmp_path, "b", "PT1M", 2)]
+    monkeypatch.chdir(tmp_path)
+    pages = []
+    for _ in range(2):
+        assert main(["compare", *map(str, runs)]) == 0
+        pages.append(Path(capsys.readouterr().out.strip()))
+    assert pages[0] != pages[1] and all(p.exists() and p.name == "compare.html" for p in pages)
+    assert all(p.parent.parent == Path("reports") / "comparisons" for p in pages)
+    assert not (tmp_path / "comparison").exists()
 
 
 def test_compare_needs_two_runs(tmp_path: Path, capsys) -> None:

@@ -17,10 +17,18 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from harness.errors import UsageError
-from harness.report import metrics
+from harness.report import metrics, tradeoff
 from harness.report.figures import OUTCOME_COLORS
+from harness.report.flat import flatten
 from harness.report.html import fmt, headline_rows, img_tag, json_safe, page_html, png_bytes, table
 from harness.report.load import RunData, load_run
+
+__all__ = ["ComparedRun", "compare_runs", "differing_settings", "fidelity", "flatten", "write_comparison"]
+
+# A run's label longer than this is named "run N" in figures and table headers (its settings in a table).
+LABEL_CHARS = 48
+# At most this many differing settings are listed (two different scenarios differ in hundreds).
+SHOWN_SETTINGS = 40
 
 
 @dataclass
@@ -31,30 +39,18 @@ class ComparedRun:
     summary: dict[str, Any]
     settings: dict[str, Any]
 
+    index: int = 0  # position in the comparison, from 0
+
     @property
     def label(self) -> str:
         if not self.settings:
             return self.run.name
         return ", ".join(f"{path}={_short(value)}" for path, value in self.settings.items())
 
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted paths to leaf values, as override paths spell them.
-
-    >>> flatten({"gateway": {"pool": [{"weight": 2}]}, "run": {"seed": 1}})
-    {'gateway.pool[0].weight': 2, 'run.seed': 1}
-    """
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(data, list) and data and any(isinstance(v, dict | list) for v in data):
-        out = {}
-        for i, value in enumerate(data):
-            out.update(flatten(value, f"{prefix}[{i}]"))
-        return out
-    return {prefix: data}
+    @property
+    def short_label(self) -> str:
+        """The label, or `run N` when it is too long for a legend or a column header."""
+        return self.label if len(self.label) <= LABEL_CHARS else f"run {self.index + 1}"
 
 
 def differing_settings(runs: list[RunData]) -> list[dict[str, Any]]:
@@ -83,18 +79,31 @@ def compare_runs(run_dirs: list[str | Path]) -> list[ComparedRun]:
         raise UsageError("compare needs at least two run directories")
     runs = [load_run(d) for d in run_dirs]
     settings = differing_settings(runs)
-    return [ComparedRun(r, metrics.summarize(r), s) for r, s in zip(runs, settings, strict=True)]
+    return [ComparedRun(r, metrics.summarize(r), s, i) for i, (r, s) in enumerate(zip(runs, settings, strict=True))]
 
 
-def write_comparison(run_dirs: list[str | Path], out: str | Path, notes: list[str] | None = None) -> Path:
-    """compare.html (figures embedded), the figures as PNG and compare.json into `out`; returns compare.html."""
+def write_comparison(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    notes: list[str] | None = None,
+    *,
+    sweep: dict[str, Any] | None = None,
+    write_json: bool = True,
+) -> Path:
+    """compare.html (figures embedded), the figures as PNG and compare.json into `out`; returns compare.html.
+
+    With `sweep` (a sweep's comparison.json content) the page leads with the sweep's recommendation and
+    tradeoff figures; `write_json=False` leaves compare.json out (the sweep's comparison.json says more).
+    """
     compared = compare_runs(run_dirs)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    lead_images = tradeoff.draw_all(sweep, first_backend(compared)) if sweep is not None else {}
     drawn = {"compare_timeline": overlay_timeline(compared), "compare_latency": overlay_latency(compared)}
     images = {name: png_bytes(fig) for name, fig in drawn.items()}
-    for name, data in images.items():
+    for name, data in {**lead_images, **images}.items():
         (out_dir / f"{name}.png").write_bytes(data)
+    lead = tradeoff.section(sweep, lead_images) if sweep is not None else ""
     payload = {
         "runs": [
             {"run_dir": str(c.run.run_dir), "label": c.label, "settings": c.settings, "summary": c.summary}
@@ -103,33 +112,66 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, notes: list[st
         "differing": sorted({p for c in compared for p in c.settings}),
         "notes": notes or [],
     }
-    (out_dir / "compare.json").write_text(json.dumps(json_safe(payload), indent=2) + "\n", encoding="utf-8")
+    if write_json:
+        (out_dir / "compare.json").write_text(json.dumps(json_safe(payload), indent=2) + "\n", encoding="utf-8")
     path = out_dir / "compare.html"
-    path.write_text(render_comparison(compared, images, notes or []), encoding="utf-8")
+    page = render_comparison(compared, images, [] if sweep is not None else notes or [], lead=lead)
+    path.write_text(page, encoding="utf-8")
     return path
 
 
-def render_comparison(compared: list[ComparedRun], images: dict[str, bytes], notes: list[str]) -> str:
+def first_backend(compared: list[ComparedRun]) -> str | None:
+    """The first pool member of the highest priority in the first run's scenario (the one traffic goes to first)."""
+    scenario = compared[0].run.scenario
+    if scenario is None:
+        return None
+    members = scenario.gateway.pool_members(b.name for b in scenario.backends)
+    return min(members, key=lambda m: m.priority).backend if members else None
+
+
+def render_comparison(compared: list[ComparedRun], images: dict[str, bytes], notes: list[str], lead: str = "") -> str:
     differing = sorted({p for c in compared for p in c.settings})
-    parts = ["<h1>Comparison of runs</h1>"]
-    what = ", ".join(differing) if differing else "nothing (same scenario)"
-    parts.append(f"<p>Settings that differ: <b>{fmt(what)}</b></p>")
+    if lead:
+        parts = [lead, "<h2>Runs side by side (the first run of each setting)</h2>"]
+    else:
+        parts = ["<h1>Comparison of runs</h1>"]
+    if not differing:
+        parts.append("<p>Settings that differ: <b>nothing (same scenario)</b></p>")
+    elif len(differing) <= 3 and all(c.short_label == c.label for c in compared):
+        parts.append(f"<p>Settings that differ: <b>{fmt(', '.join(differing))}</b></p>")
+    else:
+        parts.append(_settings_table(compared, differing))
     parts += [f"<p>{fmt(n)}</p>" for n in notes]
-    header = ("measure", *(c.label for c in compared))
+    header = ("measure", *(c.short_label for c in compared))
     columns = [headline_rows(c.summary) for c in compared]
     rows = [(label, *(col[i][1] for col in columns)) for i, (label, _) in enumerate(columns[0])]
-    rows.append(("run directory", *(c.run.run_dir.name for c in compared)))
+    names = [c.run.run_dir.name for c in compared]
+    if len(set(names)) < len(names):  # a sweep's runs are run-NN/seed-NNNN
+        names = [f"{c.run.run_dir.parent.name}/{c.run.run_dir.name}" for c in compared]
+    rows.append(("run directory", *names))
     parts += ["<h2>Headline numbers</h2>", table(header, rows)]
     for c in compared:
         if c.run.missing:
-            parts.append(f"<p>{fmt(c.label)}: missing: {fmt('; '.join(c.run.missing))}</p>")
+            parts.append(f"<p>{fmt(c.short_label)}: missing: {fmt('; '.join(c.run.missing))}</p>")
     parts += [
         "<h2>Over time</h2>",
         img_tag(images["compare_timeline"], "goodput and throttling over time"),
         "<h2>Latency</h2>",
         img_tag(images["compare_latency"], "end-to-end latency distribution"),
     ]
-    return page_html("Comparison of runs", "".join(parts))
+    return page_html("Sweep" if lead else "Comparison of runs", "".join(parts))
+
+
+def _settings_table(compared: list[ComparedRun], differing: list[str]) -> str:
+    shown = differing[:SHOWN_SETTINGS]
+    rows = [(path, *(_short(c.settings.get(path)) for c in compared)) for path in shown]
+    more = len(differing) - len(shown)
+    tail = f"<p>… and {more} more settings differ.</p>" if more else ""
+    return (
+        f"<h2>Settings that differ ({len(differing)})</h2>"
+        + table(("setting", *(c.short_label for c in compared)), rows)
+        + tail
+    )
 
 
 def overlay_timeline(compared: list[ComparedRun]) -> Figure:
@@ -145,8 +187,8 @@ def overlay_timeline(compared: list[ComparedRun]) -> Figure:
         goodput = records["usage_total"].where(ok, 0.0).fillna(0.0).groupby(bins).sum() * (60.0 / bin_s)
         throttled = records["outcome"].isin(metrics.THROTTLED).groupby(bins).mean() * 100
         x = goodput.index.to_numpy(dtype=float) + bin_s / 2
-        top.plot(x, goodput.to_numpy(), label=c.label, color=f"C{i}")
-        bottom.plot(x, throttled.to_numpy(), label=c.label, color=f"C{i}")
+        top.plot(x, goodput.to_numpy(), label=c.short_label, color=f"C{i}")
+        bottom.plot(x, throttled.to_numpy(), label=c.short_label, color=f"C{i}")
     top.set_ylabel("goodput (tokens per scenario minute)")
     top.set_ylim(bottom=0)
     top.set_title(f"Goodput ({bin_s:g} s bins)", fontsize="medium")
@@ -165,7 +207,7 @@ def overlay_latency(compared: list[ComparedRun]) -> Figure:
     for i, c in enumerate(compared):
         e2e = metrics.end_to_end(metrics.annotate(c.run.records))
         if len(e2e):
-            cdf.plot(e2e.quantile(quantiles).to_numpy(), quantiles * 100, label=c.label, color=f"C{i}")
+            cdf.plot(e2e.quantile(quantiles).to_numpy(), quantiles * 100, label=c.short_label, color=f"C{i}")
     cdf.set_xlabel("end-to-end latency of succeeded requests, retries included (scenario s)")
     cdf.set_ylabel("share of requests at or below (%)")
     cdf.legend(fontsize="small")
