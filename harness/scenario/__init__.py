@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
 from harness.errors import ScenarioError
-from harness.scenario.backends import BackendInstance, Deployment, FaultProfile, LatencyProfile
+from harness.scenario.backends import BackendInstance, Cost, Deployment, FaultProfile, LatencyProfile
 from harness.scenario.checks import Checks, Sweep
 from harness.scenario.common import (
     Distribution,
@@ -37,6 +37,7 @@ from harness.scenario.workload import Workload
 __all__ = [
     "BackendInstance",
     "Checks",
+    "Cost",
     "Deployment",
     "Distribution",
     "Duration",
@@ -87,7 +88,23 @@ class Scenario(Section):
             raise FieldError("backends", "needs at least one backend instance")
         self.gateway.check_members(seen)
         self.workload.check_deployments(self.deployment_names())
+        self._check_currencies()
         return self
+
+    def _check_currencies(self) -> None:
+        # The report adds every instance's cost into one total: one currency per run.
+        first: tuple[int, str] | None = None
+        for i, backend in enumerate(self.backends):
+            if backend.cost is None:
+                continue
+            if first is None:
+                first = (i, backend.cost.currency)
+            elif backend.cost.currency != first[1]:
+                raise FieldError(
+                    f"backends[{i}].cost.currency",
+                    f"'{backend.cost.currency}' differs from backends[{first[0]}].cost.currency '{first[1]}' "
+                    "(one currency per run)",
+                )
 
     def backend(self, name: str) -> BackendInstance:
         for backend in self.backends:

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from harness.scenario.common import Distribution, Duration, FieldError, PositiveInt, Section
 
 Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # `true` would otherwise be read as a price of 1
+        raise ValueError("must be a number")
+    return value
+
+
+def _price(value: float) -> float:
+    # Checked here rather than with Field(ge=0): pydantic reports a NaN as "must be >= 0".
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+# A price: a finite number >= 0.
+Price = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_price)]
 
 
 class LatencyProfile(Section):
@@ -113,6 +133,33 @@ class FaultProfile(Section):
         return self
 
 
+class Cost(Section):
+    """What one instance costs, for the report's cost figures. Prices change: take them from the price list.
+
+    PTU capacity is prepaid per PTU-hour, used or not; standard (pay-as-you-go) deployments are paid per
+    1,000 prompt and per 1,000 completion tokens they serve.
+
+        >>> Cost(ptu_per_hour=1.0, prompt_per_1k=0.0025).completion_per_1k
+        0.0
+    """
+
+    ptu_per_hour: Price = Field(
+        0.0,
+        description="price of one PTU for one hour; charged for every PTU of the instance's PTU deployments "
+        "over the whole run, used or not",
+    )
+    prompt_per_1k: Price = Field(
+        0.0, description="pay-as-you-go price per 1,000 prompt tokens served by the instance's standard deployments"
+    )
+    completion_per_1k: Price = Field(
+        0.0,
+        description="pay-as-you-go price per 1,000 completion tokens served by the instance's standard deployments",
+    )
+    currency: Annotated[str, StringConstraints(min_length=1)] = Field(
+        "USD", description="currency of these prices, a label only (every instance's must be the same)"
+    )
+
+
 class BackendInstance(Section):
     """One mock AOAI resource, served on its own loopback port."""
 
@@ -128,6 +175,9 @@ class BackendInstance(Section):
         default_factory=lambda: {"gpt-4o": Deployment()}, description="deployment name -> deployment"
     )
     faults: FaultProfile = Field(default_factory=FaultProfile, description="injected faults (all off by default)")
+    cost: Cost | None = Field(
+        None, description="prices of this instance for the report's cost figures (none: unpriced)"
+    )
 
     @model_validator(mode="before")
     @classmethod
