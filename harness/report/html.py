@@ -144,6 +144,7 @@ def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images:
         )
         parts.append(_tables_after(name, summary))
     parts.append(_chargeback_section(summary["chargeback"]))
+    parts.append(_cost_section(summary))
     return page_html(f"Run {run['run_id']}", "".join(parts))
 
 
@@ -240,6 +241,48 @@ def _chargeback_section(rows: list[dict[str, Any]] | None) -> str:
     )
     note = "<p>Joined on the gateway request id the backend received; error = gateway − backend usage.</p>"
     return title + note + table(header, body)
+
+
+def _cost_section(summary: dict[str, Any]) -> str:
+    """Token share, PTU utilization and spend per backend; nothing when the run has neither figure."""
+    backends, cost = summary["backends"], summary["cost"]
+    utilized = any(b.get("ptu_utilization") for b in backends.values())
+    if cost is None and not utilized:
+        return ""
+    spend = cost["backends"] if cost is not None else {}
+    names = list(backends) + [n for n in spend if n not in backends]
+    header: list[str] = ["backend", "token share"]
+    if utilized:
+        header += ["PTU utilization mean (%)", "PTU utilization p95 (%)"]
+    if cost is not None:
+        unit = html.escape(str(cost["currency"]))
+        header += [f"PAYG spend ({unit})", f"PTU cost ({unit})", f"total ({unit})"]
+    rows = []
+    for name in names:
+        figures = backends.get(name, {})
+        row: list[Any] = [name, figures.get("token_share")]
+        if utilized:
+            utilization = figures.get("ptu_utilization") or {}
+            row += [utilization.get("mean"), utilization.get("p95")]
+        if cost is not None:
+            priced = spend.get(name) or {}
+            row += [fmt(priced.get(k), 4) for k in ("payg", "ptu", "total")]
+        rows.append(row)
+    parts = ["<h2>Utilization and cost</h2>", table(header, rows)]
+    if utilized:
+        parts.append(
+            "<p>PTU utilization: the PTU deployments' bucket level, rebuilt from the backend log (the level "
+            "logged at each admission, each answer's charge corrected to its usage, a drain of 100 % per "
+            "scenario minute in between) and weighted by time over the run; – for backends without PTU.</p>"
+        )
+    if cost is not None:
+        parts.append(
+            f"<p>Total {fmt(cost['total'], 4)} {unit} over {fmt(summary['run']['duration_s'])} scenario s; "
+            f"effective cost <b>{fmt(cost['per_1m_tokens'], 4)} {unit} per 1M tokens</b> of goodput. "
+            "PTUs are paid per hour whether used or not; pay-as-you-go per 1K prompt and completion tokens "
+            "served; – for a backend without prices.</p>"
+        )
+    return "".join(parts)
 
 
 def page_html(title: str, body: str) -> str:

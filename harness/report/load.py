@@ -86,6 +86,7 @@ BACKEND_SCHEMA = pa.schema(
         ("prompt_tokens", _F),
         ("completion_tokens", _F),
         ("total_tokens", _F),
+        ("utilization", _F),  # PTU deployments: the bucket's level after the admission decision, percent
         ("retry_after", _F),
         ("duration_s", _F),
     ]

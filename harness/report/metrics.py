@@ -13,7 +13,24 @@ Definitions (the report and summary.json use these, and only these):
 - duration: from the first attempt's start to the last attempt's end, in scenario seconds;
 - goodput: usage total tokens of successful attempts per scenario minute;
 - Retry-After of an attempt: retry-after-ms / 1000 when present, else Retry-After;
-- percentiles interpolate linearly between order statistics.
+- percentiles interpolate linearly between order statistics;
+- PTU utilization of a backend (`backends.<name>.ptu_utilization`, percent of its PTU capacity, above 100
+  in a burst): each PTU deployment's bucket level is rebuilt from the backend log over the duration. It
+  is 0 until the deployment's first request; at each admission decision (the row's `t`: PTU requests
+  never queue) it is the logged `utilization`; when an answered (2xx) request ends (`t + duration_s`) its
+  charge is corrected by `total_tokens - estimate_charged` (as a share of the capacity, PTUs x
+  ptu_tokens_per_minute, floored at 0; left out without scenario.yaml, which gives the capacity); in
+  between it drains at 100 % per scenario minute (the bucket holds one minute of its drain) down to 0.
+  A backend's level is its PTU deployments' levels weighted by capacity (alike without scenario.yaml);
+  the scenario's PTU deployments that no request reached count as empty. `mean` is the time average of
+  that level over the duration, `p95` the level it exceeded during 5 % of the duration. None for a
+  backend with no utilization in the log (no PTU deployment, or no backend log);
+- cost (`cost`, in the scenario's `cost.currency`; None when no backend has a `cost`): per backend, `ptu`
+  = PTUs of its PTU deployments x `ptu_per_hour` x the duration in hours (prepaid: used or not); `payg` =
+  usage prompt tokens / 1000 x `prompt_per_1k` + usage completion tokens / 1000 x `completion_per_1k` over
+  the successful attempts it served from its standard deployments (records: backend, deployment, usage;
+  an attempt without usage adds nothing); `total` = ptu + payg. A backend without `cost` has None figures
+  and adds nothing to the run's `total`; `per_1m_tokens` = total / goodput tokens x 1,000,000.
 
     >>> summary = summarize(load_run("reports/runs/quickstart"))  # doctest: +SKIP
     >>> summary["requests"]["client_failure_rate"]  # doctest: +SKIP
@@ -27,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
 
 OUTCOMES = ("success", "gateway_token_limit", "gateway_quota", "backend_429", "breaker_open", "other_error")
@@ -145,12 +163,17 @@ def summarize(run: RunData) -> dict[str, Any]:
     records = annotate(run.records)
     span = duration_s(records)
     minutes = span / 60.0 if span > 0 else math.nan
+    goodput_tokens = float(successes(records)["usage_total"].sum())
+    backends = _per_key(records, "backend", minutes, backend_limits(run))
+    utilization = ptu_utilization(run.backend, run.scenario, run_start(run), span)
+    for name, figures in backends.items():
+        figures["ptu_utilization"] = utilization.get(name)
     return {
         "run": _run_facts(run, span),
         "requests": _requests(records),
         "throughput": {
-            "goodput_tokens": finite_or_none(successes(records)["usage_total"].sum()),
-            "goodput_tpm": finite_or_none(successes(records)["usage_total"].sum() / minutes),
+            "goodput_tokens": finite_or_none(goodput_tokens),
+            "goodput_tpm": finite_or_none(goodput_tokens / minutes),
             "successes_per_s": finite_or_none((records["outcome"] == "success").sum() / span if span > 0 else None),
         },
         "retries": _retries(records),
@@ -158,11 +181,12 @@ def summarize(run: RunData) -> dict[str, Any]:
         "latency": _latency(records, "latency_s"),
         "ttft": _latency(records, "ttft_s"),
         "end_to_end_latency": percentiles(end_to_end(records)),
-        "backends": _per_key(records, "backend", minutes, backend_limits(run)),
+        "backends": backends,
         "apps": _per_key(records, "app_id", minutes, app_limits(run, records)),
         "breaker": _breaker(run, span),
         "drain": _drain(run.backend),
         "chargeback": chargeback(run.gateway, run.backend),
+        "cost": run_cost(run.scenario, successes(records), span, goodput_tokens),
     }
 
 
