@@ -55,3 +55,13 @@ def test_bad_cell_and_empty_file(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(RecordsError, match="empty file"):
         read_records(empty)
+
+
+def test_fast_cells_write_what_format_cell_writes() -> None:
+    """The writers' hot path gives every cell the text `format_cell` gives it (None, bool, int, float, NaN)."""
+    from harness.records import RECORD_FIELDS, format_cell, record_cells
+
+    values = [None, True, False, 0, 429, 1.0, 1767225601.1234567, float("nan"), 0.1 + 0.2, "chat", ""]
+    record = {name: values[i % len(values)] for i, name in enumerate(RECORD_FIELDS)}
+    fast = ["" if cell is None else str(cell) for cell in record_cells(record)]
+    assert fast == [format_cell(record.get(name)) for name in RECORD_FIELDS]
