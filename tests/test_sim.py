@@ -162,3 +162,35 @@ def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
     simulate(BREAKER, ["run.duration=10"], tmp_path / "once")
     with pytest.raises(HarnessError, match="already holds a run"):
         simulate(BREAKER, ["run.duration=10"], tmp_path / "once")
+
+
+def test_gateway_retry_hides_backend_429s_from_clients_but_not_from_the_summary(tmp_path: Path) -> None:
+    scenario = write_scenario(
+        tmp_path,
+        """
+run: {duration: 120, seed: 1}
+backends:
+  - name: primary
+    deployments: {gpt-4o: {tpm: 5000}}
+  - name: secondary
+    deployments: {gpt-4o: {tpm: 200000}}
+gateway:
+  pool:
+    members: [{backend: primary, priority: 1}, {backend: secondary, priority: 2}]
+  retry: {enabled: true, max_attempts: 2}
+workload:
+  users: 6
+  think_time: 1
+  apps: [{id: app, client_profile: none}]
+  mixes: [{deployment: gpt-4o, prompt_tokens: 200, max_tokens: 100}]
+""",
+    )
+    run_dir = simulate(scenario, [], tmp_path / "run")
+    summary = json.loads((run_dir / "run.json").read_text())["summary"]
+    assert summary["requests"]["rate_429"] == 0
+    primary = summary["backends"]["primary"]
+    assert primary["rate_429"] > 0.3 and primary["answered"] > 0
+    assert summary["backends"]["secondary"]["rate_429"] == 0
+    rows = [json.loads(line) for line in (run_dir / "gateway.jsonl").read_text().splitlines()]
+    hops = [r for r in rows if r["kind"] == "request" and r["attempts"] == ["primary", "secondary"]]
+    assert hops and all(r["backend"] == "secondary" and r["status"] == 200 for r in hops)

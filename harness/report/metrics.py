@@ -14,6 +14,9 @@ Definitions (the report and summary.json use these, and only these):
 - goodput: usage total tokens of successful attempts per scenario minute;
 - Retry-After of an attempt: retry-after-ms / 1000 when present, else Retry-After;
 - percentiles interpolate linearly between order statistics;
+- a backend's `answered` and `rate_429` (`backends.<name>`): requests its own log shows it answered, and the
+  share it answered with 429; gateway retries included, so a 429 the gateway retried on another member,
+  which the client never saw, counts here (None without a backend log);
 - PTU utilization of a backend (`backends.<name>.ptu_utilization`, percent of its PTU capacity, above 100
   in a burst): each PTU deployment's bucket level is rebuilt from the backend log over the duration. It
   is 0 until the deployment's first request; at each admission decision (the row's `t`: PTU requests
@@ -166,8 +169,10 @@ def summarize(run: RunData) -> dict[str, Any]:
     goodput_tokens = float(successes(records)["usage_total"].sum())
     backends = _per_key(records, "backend", minutes, backend_limits(run))
     utilization = ptu_utilization(run.backend, run.scenario, run_start(run), span)
+    answered = backend_answers(run.backend)
     for name, figures in backends.items():
         figures["ptu_utilization"] = utilization.get(name)
+        figures.update(answered.get(name, {"answered": None, "rate_429": None}))
     return {
         "run": _run_facts(run, span),
         "requests": _requests(records),
@@ -188,6 +193,20 @@ def summarize(run: RunData) -> dict[str, Any]:
         "chargeback": chargeback(run.gateway, run.backend),
         "cost": run_cost(run.scenario, successes(records), span, goodput_tokens),
     }
+
+
+def backend_answers(backend: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """Per backend, from its own log: requests it answered and the share it answered with 429.
+
+    This counts what reached the backend, gateway retries included: a 429 the gateway retried on another
+    member never reaches the client's records, but it is here.
+    """
+    if backend is None or backend.empty:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, rows in backend.groupby("backend", observed=True):
+        out[str(name)] = {"answered": len(rows), "rate_429": float((rows["status"] == 429).mean())}
+    return out
 
 
 def successes(records: pd.DataFrame) -> pd.DataFrame:
