@@ -1,6 +1,6 @@
 """Fidelity of time compression: the same scenario at scale 1 and at higher scales, same throttling picture?
 
-Runs `harness sweep` over run.time_scale (scale 1 first, as the reference), then for each compressed run
+Runs `harness sweep --engine live` over run.time_scale (scale 1 first, as the reference), then for each compressed run
 prints the 429 rate and goodput differences against scale 1; compression holds when the 429 rate is within
 2 percentage points and goodput within 5 %. The scale-1 run lasts --duration wall seconds: this is a manual
 or bench command, not a CI test.
@@ -34,9 +34,10 @@ def main() -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-fidelity-"))
     scales = ["1", *args.scales.split(",")]
     sets = [f"run.time_scale={','.join(scales)}", f"run.duration={args.duration:g}", *args.overrides]
-    code = harness(["sweep", "--scenario", args.scenario, *[a for s in sets for a in ("--set", s)], "--out", str(out)])
-    result = json.loads((out / "comparison" / "compare.json").read_text())
-    by_scale = {str(r["settings"].get("run.time_scale")): r["summary"] for r in result["runs"]}
+    sweep = ["sweep", "--engine", "live", "--scenario", args.scenario, *[a for s in sets for a in ("--set", s)]]
+    code = harness([*sweep, "--out", str(out)])
+    result = json.loads((out / "comparison.json").read_text())
+    by_scale = {str(p["settings"]["run.time_scale"]): _summary(p["metrics"]) for p in result["points"]}
     reference = by_scale.get("1")
     if reference is None:
         print("the scale-1 run produced no records", file=sys.stderr)
@@ -61,6 +62,14 @@ def main() -> int:
             highest = max(highest, float(scale))
     print(f"highest scale that holds: {highest:g}")
     return code
+
+
+def _summary(metrics: dict[str, dict[str, float | None]]) -> dict[str, dict[str, float | None]] | None:
+    """The two numbers `fidelity` reads, from a live point's one run (None when it produced no records)."""
+    rate_429, goodput = metrics["requests.rate_429"]["mean"], metrics["throughput.goodput_tpm"]["mean"]
+    if rate_429 is None:
+        return None
+    return {"requests": {"rate_429": rate_429}, "throughput": {"goodput_tpm": goodput}}
 
 
 if __name__ == "__main__":

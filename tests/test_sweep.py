@@ -1,22 +1,36 @@
-"""`harness sweep`: value splitting, the grid, the objective, and a real sweep of breaker-trip-duration."""
+"""`harness sweep`: value splitting, the grid and its seeds, the command line, a simulated sweep of
+breaker-trip-duration with repeats, the live confirmation, and a short live smoke test."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.cli import main
+from harness import sweep as sweep_module
+from harness.cli import build_parser, main
 from harness.errors import ScenarioError, UsageError
-from harness.scenario.checks import Checks
-from harness.sweep import Point, choose_best, locust_command, plan, split_values
+from harness.report.stats import estimate
+from harness.sweep import Run, locust_command, plan, seeded, split_values
 
 ROOT = Path(__file__).resolve().parent.parent
 BREAKER = str(ROOT / "scenarios" / "breaker-trip-duration.yaml")
 TRIP = "gateway.circuit_breaker.tripDuration"
+HEADLINE = (
+    "throughput.goodput_tpm",
+    "requests.client_failure_rate",
+    "requests.rate_429",
+    "end_to_end_latency.p95",
+    "retries.per_request",
+    "backends.primary.token_share",
+    "backends.secondary.token_share",
+    "breaker.primary.trips",
+    "breaker.secondary.trips",
+)
 
 
 @pytest.mark.parametrize(
@@ -40,26 +54,45 @@ def test_unbalanced_or_empty_values_are_one_line_errors(text: str) -> None:
 
 
 def test_several_lists_make_a_grid_and_single_values_apply_to_every_run(tmp_path: Path) -> None:
-    _, points = plan(BREAKER, [f"{TRIP}=PT10S,PT1M", "run.seed=1,2,3", "workload.users=7"], tmp_path)
+    _, axes, points = plan(BREAKER, [f"{TRIP}=PT10S,PT1M", "workload.users=7,8,9", "run.duration=60"], tmp_path)
+    assert axes == {TRIP: ["PT10S", "PT1M"], "workload.users": ["7", "8", "9"]}
     assert len(points) == 6
-    assert [p.settings for p in points[:2]] == [{TRIP: "PT10S", "run.seed": "1"}, {TRIP: "PT10S", "run.seed": "2"}]
-    assert all("workload.users=7" in p.overrides for p in points)
-    assert len({p.run_dir for p in points}) == 6
-    command = locust_command(BREAKER, points[0], None)  # type: ignore[arg-type]
-    assert command[command.index("-u") + 1] == "7" and command[command.index("-t") + 1] == "24s"
-    assert command.count("--set") == 3 and "--headless" in command and str(points[0].run_dir) in command
+    assert [p.settings for p in points[:2]] == [
+        {TRIP: "PT10S", "workload.users": "7"},
+        {TRIP: "PT10S", "workload.users": "8"},
+    ]
+    assert all("run.duration=60" in p.overrides for p in points)
+    assert len({p.dir for p in points}) == 6
+    command = locust_command(BREAKER, seeded(points[0].overrides, 12), tmp_path / "r")
+    assert command[command.index("-u") + 1] == "7" and command[command.index("-t") + 1] == "6s"
+    assert command.count("--set") == 4 and "run.seed=12" in command and "--headless" in command
+
+
+def test_repeats_run_with_the_point_s_seed_plus_k_each_in_its_own_directory(tmp_path: Path) -> None:
+    _, _, points = plan(BREAKER, [f"{TRIP}=PT10S,PT1M"], tmp_path)
+    for point in points:
+        point.repeat(3)
+    assert [p.seed for p in points] == [5, 5]  # the scenario's run.seed
+    assert [r.seed for r in points[1].runs] == [5, 6, 7]
+    assert [r.run_dir for r in points[1].runs] == [tmp_path / "run-02" / f"seed-{s:04d}" for s in (5, 6, 7)]
+    _, _, points = plan(BREAKER, [f"{TRIP}=PT10S,PT1M", "run.seed=40"], tmp_path)
+    points[0].repeat(2)
+    assert [r.seed for r in points[0].runs] == [40, 41]
 
 
 def test_a_sweep_block_in_the_scenario_adds_axes_and_set_replaces_them(tmp_path: Path) -> None:
     text = Path(BREAKER).read_text()
     scenario = tmp_path / "s.yaml"
-    scenario.write_text(text + f"sweep:\n  parameters:\n    {TRIP}: [PT10S, PT30S]\n    run.seed: [1, 2]\n")
-    _, points = plan(str(scenario), [], tmp_path / "out")
-    assert [p.settings for p in points][:2] == [{TRIP: "PT10S", "run.seed": "1"}, {TRIP: "PT10S", "run.seed": "2"}]
+    scenario.write_text(text + f"sweep:\n  parameters:\n    {TRIP}: [PT10S, PT30S]\n    workload.users: [1, 2]\n")
+    _, _, points = plan(str(scenario), [], tmp_path / "out")
+    assert [p.settings for p in points][:2] == [
+        {TRIP: "PT10S", "workload.users": "1"},
+        {TRIP: "PT10S", "workload.users": "2"},
+    ]
     assert len(points) == 4
-    _, points = plan(str(scenario), ["run.seed=9"], tmp_path / "out")
+    _, _, points = plan(str(scenario), ["workload.users=9"], tmp_path / "out")
     assert [p.settings for p in points] == [{TRIP: "PT10S"}, {TRIP: "PT30S"}]
-    assert all("run.seed=9" in p.overrides for p in points)
+    assert all("workload.users=9" in p.overrides for p in points)
 
 
 def test_a_bad_value_fails_before_anything_runs(tmp_path: Path) -> None:
@@ -70,107 +103,210 @@ def test_a_bad_value_fails_before_anything_runs(tmp_path: Path) -> None:
         plan(BREAKER, [f"{TRIP}=PT10S"], tmp_path)
 
 
-def _point(label: str, goodput: float, failure_rate: float, p95: float | None, **limits: float) -> Point:
-    summary: dict[str, Any] = {
-        "throughput": {"goodput_tpm": goodput},
-        "requests": {"client_failure_rate": failure_rate, "rate_429": failure_rate, "logical": 100},
-        "end_to_end_latency": {"p95": p95},
-        "ttft": {"stream": {"p95": None}},
-    }
-    return Point({"x": label}, [], Path(label), checks=Checks(**limits), summary=summary)
-
-
-def _points(**limits: float) -> list[Point]:
-    return [
-        _point("fast", 9000, 0.20, 2.0, **limits),
-        _point("ok", 7000, 0.01, 3.0, **limits),
-        _point("slow", 8000, 0.02, 30.0, **limits),
-    ]
-
-
-def test_best_is_most_goodput_within_the_checks_and_says_why() -> None:
-    best, why = choose_best(_points(max_failure_rate=0.05, max_p95_latency_s=10))
-    assert best == 1
-    assert why.startswith("Best for goodput: x=ok")
-    assert "excluded x=fast (check max_failure_rate: FAILED: actual 0.2, limit 0.05 (off by 0.15))" in why
-    assert "excluded x=slow (check max_p95_latency_s: FAILED: actual 30, limit 10 (off by 20))" in why
-    best, _ = choose_best(_points())
-    assert best == 0
-    best, why = choose_best(_points(max_failure_rate=0.001))
-    assert best == 0 and "No setting met the checks" in why
-    assert choose_best(_points(), "failure_rate")[0] == 1
-    assert choose_best(_points(), "p95_latency")[0] == 0
-
-
-def test_every_check_of_the_run_counts_not_only_failure_rate_and_p95() -> None:
-    # the sweep's verdict is the run's own: a check on streams' TTFT that nothing measured fails the point
-    best, why = choose_best(_points(min_requests=100, max_p95_ttft_s=5))
-    assert "No setting met the checks" in why and best == 0
-    points = _points(min_requests=101)
-    points[1].checks = Checks(min_requests=50)  # a point's own checks (its overrides applied) judge it
-    best, why = choose_best(points)
-    assert best == 1 and "excluded x=fast (check min_requests: FAILED: actual 100, limit 101 (off by 1))" in why
-
-
 def test_each_point_carries_its_own_checks(tmp_path: Path) -> None:
-    _, points = plan(BREAKER, ["checks.max_failure_rate=0.1,0.2", f"{TRIP}=PT10S"], tmp_path)
+    _, _, points = plan(BREAKER, ["checks.max_failure_rate=0.1,0.2", f"{TRIP}=PT10S"], tmp_path)
     assert [p.checks.max_failure_rate for p in points] == [0.1, 0.2]
 
 
-@pytest.mark.e2e
-def test_sweep_of_trip_duration_differs_the_way_the_breaker_rules_imply(tmp_path: Path) -> None:
-    # 12 users overload the 10K TPM primary, so its breaker (count 1 on 429 within PT1M) trips again and again.
-    trips = {"PT10S": 10.0, "PT30S": 30.0, "PT1M": 60.0}
-    duration = 180.0
-    out = tmp_path / "sweep"
-    code = main(
+def test_help_lists_the_options_and_the_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sweep", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--engine {sim,live}", "--repeats N", "--objective", "--constraint", "--confirm", "--list-metrics"):
+        assert option in text
+    for metric in ("requests.client_failure_rate", "backends.BACKEND.token_share", "breaker.BACKEND.trips"):
+        assert metric in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objective", "best"], "--objective 'best': use max:METRIC or min:METRIC"),
+        (["--constraint", "failure_rate=0.1"], "--constraint 'failure_rate=0.1': use METRIC<=VALUE"),
+        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--engine", "live", "--confirm"], "--confirm checks a simulated sweep"),
+    ],
+)
+def test_bad_arguments_stop_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    assert main(["sweep", "--scenario", BREAKER, "--set", f"{TRIP}=PT10S,PT1M", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def _sweep(out: Path, *args: str) -> int:
+    return main(
         [
             "sweep",
             "--scenario",
             BREAKER,
             "--set",
-            f"{TRIP}={','.join(trips)}",
+            f"{TRIP}=PT10S,PT1M",
             "--set",
-            "workload.users=12",
-            "--set",
-            f"run.duration={duration:g}",
-            "--set",
-            "checks.max_failure_rate=0.015",  # between the failure rates the trips usually give
+            "run.duration=60",
             "--out",
             str(out),
+            *args,
         ]
     )
-    assert code == 0
-    result = json.loads((out / "comparison" / "compare.json").read_text())
-    assert result["differing"] == [TRIP]
-    assert "Best for goodput" in result["notes"][0]
-    assert (out / "comparison" / "compare.html").exists()
+
+
+def test_an_unknown_metric_is_one_line_that_says_how_to_list_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _sweep(tmp_path / "a", "--repeats", "1", "--objective", "max:backends.primray.token_share") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "harness sweep: error: --objective: no metric 'backends.primray.token_share' in the runs' summary.json "
+        "(harness sweep --list-metrics --scenario FILE lists every metric of a scenario)"
+    )
+    assert main(["sweep", "--scenario", BREAKER, "--set", "run.duration=60", "--list-metrics"]) == 0
+    names = capsys.readouterr().out.split()
+    assert set(HEADLINE) <= set(names) and "latency.all.p95" in names
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "comparison.json").write_text("{}")
+    assert _sweep(tmp_path / "b", "--repeats", "1") == 2
+    assert "already holds a sweep; choose another --out" in capsys.readouterr().err
+
+
+def test_simulated_sweep_of_trip_duration_with_repeats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 12 users overload the 10K TPM primary, so its breaker (count 1 on 429 within PT1M) trips again and again.
+    trips = {"PT10S": 10.0, "PT30S": 30.0, "PT1M": 60.0}
+    duration = 180.0
+    out = tmp_path / "sweep"
+    args = ["sweep", "--scenario", BREAKER, "--set", f"{TRIP}={','.join(trips)}", "--set", f"run.duration={duration:g}"]
+    args += ["--repeats", "3", "--objective", "min:failure_rate", "--constraint", "backends.primary.token_share>=0.05"]
+    assert main([*args, "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    result = json.loads((out / "comparison.json").read_text())
+    assert set(result) == {
+        "scenario",
+        "engine",
+        "repeats",
+        "objective",
+        "constraints",
+        "method",
+        "axes",
+        "points",
+        "recommendation",
+    }
+    assert (result["engine"], result["repeats"], result["objective"]) == ("sim", 3, "min:requests.client_failure_rate")
+    assert result["constraints"] == ["backends.primary.token_share>=0.05"]
+    assert result["axes"] == {TRIP: list(trips)}
     trip_counts, primary_share = [], []
-    for run, (label, trip_s) in zip(result["runs"], trips.items(), strict=True):
-        assert run["settings"][TRIP] == label
-        summary = run["summary"]
-        breaker = summary["breaker"]["primary"]
-        trip_counts.append(breaker["trips"])
-        primary_share.append(summary["backends"]["primary"]["token_share"])
+    for point, (value, trip_s) in zip(result["points"], trips.items(), strict=True):
+        assert set(point) >= {"label", "settings", "run_dirs", "feasible", "excluded_because", "metrics"}
+        assert point["settings"] == {TRIP: value} and point["label"] == f"{TRIP}={value}"
+        assert [Path(d).relative_to(out).parts[1] for d in point["run_dirs"]] == ["seed-0005", "seed-0006", "seed-0007"]
+        assert set(HEADLINE) <= set(point["metrics"])
+        for name, m in point["metrics"].items():
+            assert set(m) == {"mean", "ci95", "values"} and len(m["values"]) == 3
+            expected = estimate(m["values"])
+            assert m["mean"] == pytest.approx(expected.mean) and m["ci95"] == pytest.approx(expected.ci95), name
+        # the numbers are the runs' own: the first run's summary.json gives the first value
+        first = json.loads((Path(point["run_dirs"][0]) / "summary.json").read_text())
+        assert point["metrics"]["throughput.goodput_tpm"]["values"][0] == first["throughput"]["goodput_tpm"]
+        runs_trips = point["metrics"]["breaker.primary.trips"]["values"]
         # a tripped member stays out for exactly tripDuration, so it cannot trip more often than that allows
-        assert 1 <= breaker["trips"] <= math.ceil(duration / trip_s) + 1
-        rows = [json.loads(line) for line in (Path(run["run_dir"]) / "gateway.jsonl").read_text().splitlines()]
+        assert all(1 <= t <= math.ceil(duration / trip_s) + 1 for t in runs_trips)
+        rows = [json.loads(line) for line in (Path(point["run_dirs"][0]) / "gateway.jsonl").read_text().splitlines()]
         opened = [r for r in rows if r.get("kind") == "breaker" and r["to"] == "open"]
         assert opened and all(r["until"] - r["t"] == pytest.approx(trip_s, abs=0.01) for r in opened)
-        assert "secondary" not in {r["backend"] for r in opened}
-    # a point is within the checks exactly when its own run passed them (run.json holds the run's verdict)
-    note = result["notes"][0]
-    failed = {
-        run["label"]: any("FAILED" in c for c in json.loads((Path(run["run_dir"]) / "run.json").read_text())["checks"])
-        for run in result["runs"]
-    }
-    if all(failed.values()):
-        assert "No setting met the checks" in note
-    else:
-        assert {label: f"excluded {label} (" in note for label in failed} == failed
+        assert point["metrics"]["breaker.secondary.trips"]["values"] == [0, 0, 0]
+        trip_counts.append(point["metrics"]["breaker.primary.trips"]["mean"])
+        primary_share.append(point["metrics"]["backends.primary.token_share"]["mean"])
+        share = point["metrics"]["backends.primary.token_share"]["mean"]
+        assert point["feasible"] == (share >= 0.05)
+        assert point["feasible"] or point["excluded_because"][0].startswith(
+            "constraint backends.primary.token_share>=0.05"
+        )
     # longer trips: fewer trips, and the throttled primary serves a smaller share
     assert trip_counts[0] > trip_counts[1] > trip_counts[2]
     assert primary_share[0] > primary_share[2]
+    rec = result["recommendation"]
+    assert set(rec) >= {"setting", "label", "objective", "within_noise", "at_edge", "runner_up", "why"}
+    feasible = [p for p in result["points"] if p["feasible"]]
+    best = min(feasible, key=lambda p: p["metrics"]["requests.client_failure_rate"]["mean"])
+    assert rec["label"] == best["label"] and rec["setting"] == best["settings"]
+    assert isinstance(rec["within_noise"], bool) and isinstance(rec["at_edge"], bool)
+    assert rec["at_edge"] == (best["settings"][TRIP] in ("PT10S", "PT1M"))
+    assert rec["why"] in stdout
+    page = (out / "compare.html").read_text()
+    assert f"<b>{rec['label']}</b>" in page and "recommended" in page and "Runs side by side" in page
+    for name in (
+        "requests.client_failure_rate",
+        "requests.rate_429",
+        "backends.primary.token_share",
+        "throughput.goodput_tpm",
+    ):
+        assert (out / f"tradeoff_{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_confirm_sets_one_live_run_against_the_simulated_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Locust path itself is covered by the live smoke test; here the "live" run is one more simulated run
+    # with another seed, so the plumbing (which point, where, what is stored and printed) runs in a second.
+    calls: list[tuple[list[str], Path]] = []
+
+    def fake_live(scenario_file: str, overrides: list[str], run: Run) -> None:
+        calls.append((overrides, run.run_dir))
+        other = Run(run.seed + 100, run.run_dir)
+        sweep_module.run_sim(scenario_file, overrides, other)
+        run.summary = other.summary
+
+    monkeypatch.setattr(sweep_module, "run_live", fake_live)
+    out = tmp_path / "sweep"
+    assert _sweep(out, "--repeats", "3", "--confirm") == 0
+    stdout = capsys.readouterr().out
+    result = json.loads((out / "comparison.json").read_text())
+    rec = result["recommendation"]
+    [(overrides, run_dir)] = calls
+    assert f"{TRIP}={rec['setting'][TRIP]}" in overrides and run_dir == out / "confirm-live"
+    confirmed = rec["confirm"]
+    assert confirmed["run_dir"] == str(out / "confirm-live") and confirmed["seed"] == 5
+    rows = confirmed["metrics"]
+    assert set(HEADLINE) <= set(rows)
+    for row in rows.values():
+        assert set(row) >= {"sim_mean", "sim_ci95", "live", "diff", "within_ci"}
+    goodput = rows["throughput.goodput_tpm"]
+    assert goodput["within_ci"] == (abs(goodput["live"] - goodput["sim_mean"]) <= goodput["sim_ci95"])
+    assert re.search(r"confirm: one live run .*: \d+ of \d+ numbers within the CI", stdout)
+    assert "  throughput.goodput_tpm: sim " in stdout
+    assert "Live confirmation" in (out / "compare.html").read_text()
+
+
+@pytest.mark.e2e
+def test_live_sweep_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep"
+    args = [
+        "sweep",
+        "--engine",
+        "live",
+        "--scenario",
+        BREAKER,
+        "--set",
+        f"{TRIP}=PT10S,PT1M",
+        "--set",
+        "run.duration=10",  # 1 wall second at time scale 10: the shortest that still records
+    ]
+    assert main([*args, "--out", str(out)]) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    assert (result["engine"], result["repeats"]) == ("live", 1)
+    for point in result["points"]:
+        [run_dir] = point["run_dirs"]
+        info: dict[str, Any] = json.loads((Path(run_dir) / "run.json").read_text())
+        assert info.get("engine") != "sim" and info["overrides"][-1] == "run.seed=5"
+        assert point["metrics"]["requests.rate_429"]["ci95"] is None
+        assert point["metrics"]["throughput.goodput_tpm"]["mean"] > 0
+    rec = result["recommendation"]
+    assert rec["within_noise"] is None and "noise is unknown" in rec["why"]
+    assert rec["why"] in capsys.readouterr().out
+    assert (out / "compare.html").exists()
 
 
 @pytest.mark.parametrize("name", ["harness.sweep", "harness.report.compare", "harness.scenario.checks"])

@@ -18,4 +18,4 @@ done
 echo "== breaker-trip-duration sweep"
 harness sweep --scenario scenarios/breaker-trip-duration.yaml \
   --set gateway.circuit_breaker.tripDuration=PT10S,PT30S,PT1M --out "$work/sweep"
-cp "$work/sweep"/comparison/*.html "$work/sweep"/comparison/*.png reports/examples/breaker-trip-duration/
+cp "$work/sweep"/compare.html "$work/sweep"/*.png "$work/sweep"/comparison.json reports/examples/breaker-trip-duration/
