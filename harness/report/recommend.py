@@ -290,11 +290,17 @@ def mean_ci_text(metric: str, mean: float | None, ci95: float | None, n: int) ->
 
 
 def format_value(metric: str, value: float | None, *, delta: bool = False) -> str:
-    """A metric's value for a sentence: shares and rates as % (differences in points), seconds with 's'."""
+    """A metric's value for a sentence: shares and rates as % (differences in points), seconds with 's'.
+
+    >>> format_value("requests.rate_429", 0.0123), format_value("backends.a.ptu_utilization.mean", 63.2)
+    ('1.23 %', '63.2 %')
+    """
     if value is None or not math.isfinite(value):
         return "n/a"
     leaf = metric.rsplit(".", 1)[-1]
-    if "rate" in leaf or "share" in leaf or ".ptu_utilization." in metric:
+    if ".ptu_utilization." in metric:  # already a percentage of the PTU capacity
+        return f"{value:.1f} {'pp' if delta else '%'}"
+    if "rate" in leaf or "share" in leaf:
         return f"{value * 100:.2f} {'pp' if delta else '%'}"
     if metric.startswith(("end_to_end_latency.", "latency.", "ttft.")) or leaf.endswith("_s"):
         return f"{value:.2f} s"

@@ -104,7 +104,9 @@ def draw(sweep: dict[str, Any], metric: str) -> Figure:
     ax.set_xticks(x, labels, fontsize="small", rotation=30 if max(map(len, labels)) > 8 else 0)
     ax.set_xlim(-0.5, len(points) - 0.5)
     ax.margins(y=0.2)
-    if _is_share(metric):
+    if ".ptu_utilization." in metric:  # summary.json gives it in percent already
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=100.0, decimals=None))
+    elif _is_share(metric):
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
     ax.tick_params(axis="y", labelsize="small")
     ax.set_title(title(metric), fontsize="medium")
@@ -115,7 +117,7 @@ def draw(sweep: dict[str, Any], metric: str) -> Figure:
 
 def _is_share(metric: str) -> bool:
     leaf = metric.rsplit(".", 1)[-1]
-    return "rate" in leaf or "share" in leaf or ".ptu_utilization." in metric
+    return "rate" in leaf or "share" in leaf
 
 
 def figure_name(metric: str) -> str:
