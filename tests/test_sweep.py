@@ -18,7 +18,7 @@ from harness.report.stats import estimate
 from harness.sweep import Run, locust_command, plan, seeded, split_values
 
 ROOT = Path(__file__).resolve().parent.parent
-BREAKER = str(ROOT / "scenarios" / "breaker-trip-duration.yaml")
+BREAKER = str(ROOT / "tests" / "data" / "sweep-breaker.yaml")
 TRIP = "gateway.circuit_breaker.tripDuration"
 HEADLINE = (
     "throughput.goodput_tpm",
