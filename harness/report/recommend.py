@@ -292,8 +292,10 @@ def mean_ci_text(metric: str, mean: float | None, ci95: float | None, n: int) ->
 def format_value(metric: str, value: float | None, *, delta: bool = False) -> str:
     """A metric's value for a sentence: shares and rates as % (differences in points), seconds with 's'.
 
-    >>> format_value("requests.rate_429", 0.0123), format_value("backends.a.ptu_utilization.mean", 63.2)
-    ('1.23 %', '63.2 %')
+    >>> format_value("requests.rate_429", 0.0123), format_value("requests.rate_429", 0.000042, delta=True)
+    ('1.23 %', '0.0042 pp')
+    >>> format_value("backends.a.ptu_utilization.mean", 63.2), format_value("throughput.goodput_tpm", 57969.4)
+    ('63.2 %', '57,969')
     """
     if value is None or not math.isfinite(value):
         return "n/a"
@@ -301,7 +303,9 @@ def format_value(metric: str, value: float | None, *, delta: bool = False) -> st
     if ".ptu_utilization." in metric:  # already a percentage of the PTU capacity
         return f"{value:.1f} {'pp' if delta else '%'}"
     if "rate" in leaf or "share" in leaf:
-        return f"{value * 100:.2f} {'pp' if delta else '%'}"
+        pct = value * 100
+        digits = f"{pct:.2f}" if abs(pct) >= 0.1 or pct == 0 else f"{pct:.2g}"  # 0.0042 pp, not 0.00 pp
+        return f"{digits} {'pp' if delta else '%'}"
     if metric.startswith(("end_to_end_latency.", "latency.", "ttft.")) or leaf.endswith("_s"):
         return f"{value:.2f} s"
     if abs(value) >= 1000:
