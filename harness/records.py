@@ -128,13 +128,14 @@ def record_cells(record: Mapping[str, Any]) -> list[Any]:
     append = cells.append
     get = record.get
     for name in RECORD_FIELDS:
-        value = get(name)
+        value: Any = get(name)
         kind = type(value)
         if kind is float:
-            value = "" if value != value else repr(round(value, 6))
+            append("" if value != value else repr(round(value, 6)))  # NaN is the only value unequal to itself
         elif kind is bool:
-            value = "true" if value else "false"
-        append(value)
+            append("true" if value else "false")
+        else:
+            append(value)
     return cells
 
 

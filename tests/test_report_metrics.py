@@ -373,7 +373,13 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         )
 
     return {
-        "run": {"run_id": "synthetic", "client_profiles": ["openai-python"], "time_scale": 10, "duration_s": end},
+        "run": {
+            "run_id": "synthetic",
+            "engine": "live",
+            "client_profiles": ["openai-python"],
+            "time_scale": 10,
+            "duration_s": end,
+        },
         "requests": {
             "attempts": n,
             "logical": finished,

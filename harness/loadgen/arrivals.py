@@ -11,7 +11,8 @@ from harness.scenario import Scenario
 
 def load_arrivals(scenario: Scenario) -> None:
     """The scenario's stage plan and trace rows into STATE; a trace path is also tried next to the scenario."""
-    STATE.plan = StagePlan(scenario.workload.stages) if scenario.workload.stages else None
+    workload = scenario.workload
+    STATE.plan = StagePlan(workload.stages, workload.repeat_stages) if workload.stages else None
     trace = scenario.workload.trace
     if trace is not None:
         file = trace_path(STATE.scenario_path, trace.file)

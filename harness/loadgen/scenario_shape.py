@@ -25,6 +25,8 @@ class ScenarioShape(LoadTestShape):
             run_time = _run_time_given(self.runner)
             if stage is None or (run_time and elapsed >= run_time * scale):
                 return None
+            if STATE.plan.repeat and elapsed >= STATE.scenario.run.duration:
+                return None  # repeated stages never run out: run.duration ends the run
             return stage.users, stage.spawn_rate * scale
         # With a shape Locust only starts its --run-time clock after the shape ends, so the shape obeys it.
         run_time = _run_time_given(self.runner)

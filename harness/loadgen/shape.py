@@ -25,13 +25,21 @@ class StageNow:
 
 
 class StagePlan:
-    """Stages one after another; `at` past the last stage is None (the run is over)."""
+    """Stages one after another; `at` past the last stage is None (the run is over), or, with `repeat`, the
+    stages start over.
 
-    def __init__(self, stages: list[Stage]) -> None:
+        >>> StagePlan([Stage(duration=60, users=5), Stage(duration=60, users=1)], repeat=True).at(130).users
+        5
+    """
+
+    def __init__(self, stages: list[Stage], repeat: bool = False) -> None:
         self.stages = stages
+        self.repeat = repeat
         self.total_s = sum(s.duration for s in stages)
 
     def at(self, elapsed_s: float) -> StageNow | None:
+        if self.repeat and self.total_s > 0:
+            elapsed_s %= self.total_s
         edge = 0.0
         for stage in self.stages:
             edge += stage.duration

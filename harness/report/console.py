@@ -23,6 +23,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 
 
+def _how(engine: str | None, scale: float | None) -> str:
+    if engine == "sim":
+        return "simulated (discrete events, no wall clock)"
+    return f"at time scale {'-' if scale is None else f'{scale:g}'}"
+
+
 def format_console_summary(summary: dict[str, Any]) -> str:
     """A short table of the run's headline numbers for the console; `-` for what could not be measured."""
     req = summary["requests"]
@@ -41,7 +47,7 @@ def format_console_summary(summary: dict[str, Any]) -> str:
         ("latency p50 / p95 (end to end)", f"{_seconds(e2e['p50'])} / {_seconds(e2e['p95'])}"),
         ("TTFT p50 / p95 (streams)", f"{_seconds(ttft['p50'])} / {_seconds(ttft['p95'])}"),
         ("client profile(s)", ", ".join(run["client_profiles"]) or "unknown"),
-        ("scenario time", f"{_seconds(run['duration_s'])} at time scale {'-' if scale is None else f'{scale:g}'}"),
+        ("scenario time", f"{_seconds(run['duration_s'])} {_how(run.get('engine'), scale)}"),
     ]
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 40)

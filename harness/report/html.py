@@ -131,7 +131,8 @@ def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images:
     parts = [
         f"<h1>Run {html.escape(str(run['run_id']))}</h1>",
         f"<p>client profile(s): {html.escape(', '.join(run['client_profiles']) or 'unknown')} · "
-        f"time scale: {fmt(run['time_scale'])} · scenario duration: {fmt(run['duration_s'])} s</p>",
+        f"{'simulated' if run.get('engine') == 'sim' else 'time scale: ' + fmt(run['time_scale'])} · "
+        f"scenario duration: {fmt(run['duration_s'])} s</p>",
     ]
     if run["missing"]:
         items = "".join(f"<li>{html.escape(m)}</li>" for m in run["missing"])

@@ -216,13 +216,15 @@ def successes(records: pd.DataFrame) -> pd.DataFrame:
 def _run_facts(run: RunData, span: float) -> dict[str, Any]:
     info = run.run_info
     profiles = sorted(str(p) for p in run.records["client_profile"].dropna().unique())
+    engine = info.get("engine", "live")
     scale = info.get("time_scale")
-    if scale is None and run.scenario is not None:
+    if scale is None and run.scenario is not None and engine == "live":
         scale = run.scenario.run.time_scale
     return {
         "run_id": run.name,
+        "engine": engine,  # live (Locust against servers) or sim (the discrete-event simulator)
         "client_profiles": profiles,
-        "time_scale": scale,
+        "time_scale": scale,  # None for a simulated run: no wall clock involved
         "duration_s": finite_or_none(span),
         "missing": list(run.missing),
     }

@@ -117,6 +117,9 @@ class Workload(Section):
         description="pause between one user's requests (scenario s) when no target rate is set",
     )
     stages: list[Stage] = Field(default_factory=list, description="the arrival shape; empty: constant users")
+    repeat_stages: bool = Field(
+        False, description="start the stages over when they end, until run.duration (else the run ends with them)"
+    )
     trace: Trace | None = Field(None, description="replay this trace instead of the mixes")
     api_version: str = Field("2024-10-21", description="api-version query parameter of AOAI routes")
     route: Literal["deployments", "v1"] = Field(

@@ -98,10 +98,10 @@ class SimBackend:
         headers.update(quota_headers(admission))
         prompt = call.prompt_tokens
         if call.operation == "embeddings":
-            completion, plan = 0, self.core.latency(state, 0, verdict.added)
+            completion, plan = 0, self.core.latency_summary(state, 0, verdict.added)
         else:
             completion = self.core.completion(state, call.max_tokens).tokens
-            plan = self.core.latency(state, completion, verdict.added)
+            plan = self.core.latency_summary(state, completion, verdict.added)
         end = now + plan.total
         first_token = now + plan.ttft
         streamed = call.stream and call.operation != "embeddings"

@@ -70,7 +70,8 @@ class Callers:
 
     def __post_init__(self) -> None:
         self.app_counts: dict[str, int] = {}
-        self.plan = StagePlan(self.scenario.workload.stages) if self.scenario.workload.stages else None
+        workload = self.scenario.workload
+        self.plan = StagePlan(workload.stages, workload.repeat_stages) if workload.stages else None
         self.users: list[SimUser] = []
 
 
@@ -254,9 +255,12 @@ def start_users(callers: Callers) -> None:
         _spawn(callers, users, workload.spawn_rate, callers.started)
         return
     edge = callers.started
-    for stage in workload.stages:
-        scheduler.at(edge, _adjust, callers, stage.users, float(stage.spawn_rate or max(1, stage.users)))
-        edge += stage.duration
+    while edge < callers.ends:
+        for stage in workload.stages:
+            scheduler.at(edge, _adjust, callers, stage.users, float(stage.spawn_rate or max(1, stage.users)))
+            edge += stage.duration
+        if not workload.repeat_stages:
+            break
 
 
 def _spawn(callers: Callers, count: int, rate: float, start: float) -> None:

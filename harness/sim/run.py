@@ -119,7 +119,7 @@ def _run(scenario: Scenario, scenario_file: str, run_dir: Path, wall: RealClock)
             )
             trace = iter(rows)
         duration = scenario.run.duration
-        if workload.stages:
+        if workload.stages and not workload.repeat_stages:
             duration = min(duration, sum(stage.duration for stage in workload.stages))
         callers = Callers(
             scenario, scheduler, gateway, settings, writer.write, wall, SIM_EPOCH, SIM_EPOCH + duration, trace
