@@ -52,7 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     pinned = "pinned to core 0" if shutil.which("taskset") else "not pinned (no taskset)"
     print(f"bench_sim: breaker-trip-duration, {args.duration:g} scenario s, {args.repeats} repeats, {pinned}")
-    print(f"{'variant':<12} {'attempts':>9} {'attempts/wall s':>22} {'scenario s/wall s':>22} {'wall s':>18} {'peak RSS MiB':>18}")
+    print(
+        f"{'variant':<12} {'attempts':>9} {'attempts/wall s':>22} {'scenario s/wall s':>22} {'wall s':>18} {'peak RSS MiB':>18}"
+    )
     for label, users in (("as shipped", None), ("200 users", 200)):
         overrides = [f"run.duration={args.duration:g}"] + ([f"workload.users={users}"] if users else [])
         runs = [one_run(overrides) for _ in range(args.repeats)]

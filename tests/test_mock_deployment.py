@@ -150,3 +150,29 @@ def test_standard_deployment_keeps_the_estimate_after_the_request() -> None:
     admission = model.admit(1_000)
     model.finish(admission, 20)
     assert model.tokens is not None and model.tokens.remaining() == 49_000
+
+
+def test_latency_summary_has_the_distribution_of_the_token_by_token_plan() -> None:
+    """The simulator's one-draw total has the mean and spread of the mock's per-token plan."""
+    import random
+    import statistics
+
+    from harness.mock.latency import LatencyModel
+    from harness.scenario import LatencyProfile
+
+    profile = LatencyProfile.model_validate(
+        {
+            "ttft": {"kind": "lognormal", "median": 0.25, "p95": 0.5},
+            "per_token": {"kind": "normal", "mean": 0.012, "stddev": 0.002, "min": 0},
+        }
+    )
+    model = LatencyModel(profile)
+    planned = [model.plan(80, random.Random(i), 0.1).total for i in range(3000)]
+    summarised = [model.summary(80, random.Random(10_000 + i), 0.1).total for i in range(3000)]
+    assert statistics.mean(summarised) == pytest.approx(statistics.mean(planned), rel=0.02)
+    assert statistics.stdev(summarised) == pytest.approx(statistics.stdev(planned), rel=0.08)
+    # a shape the one draw would not reproduce exactly falls back to a draw per token
+    uniform = LatencyModel(
+        LatencyProfile.model_validate({"ttft": 0.5, "per_token": {"kind": "uniform", "low": 0.01, "high": 0.02}})
+    )
+    assert uniform.summary(5, random.Random(1)).total == uniform.plan(5, random.Random(1)).total

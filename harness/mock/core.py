@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from harness.clock import Clock
 from harness.mock.deployment import OK, PTU_OVER_CAPACITY, Admission, DeploymentModel
 from harness.mock.faults import Faults
-from harness.mock.latency import LatencyModel, LatencyPlan
+from harness.mock.latency import LatencyModel, LatencyPlan, LatencySummary
 from harness.mock.synth import MAX_GENERATED_TOKENS
 from harness.scenario import BackendInstance, Deployment
 
@@ -126,7 +126,12 @@ class BackendCore:
         return Completion(min(wanted, cap), "length" if wanted > cap else "stop")
 
     def latency(self, deployment: DeploymentState, tokens: int, added: float) -> LatencyPlan:
+        """When each token of the answer is due (the server sends them one by one)."""
         return deployment.latency.plan(tokens, self.rng, added)
+
+    def latency_summary(self, deployment: DeploymentState, tokens: int, added: float) -> LatencySummary:
+        """The first-token and total time only, drawn from the same distribution (the simulator's need)."""
+        return deployment.latency.summary(tokens, self.rng, added)
 
 
 def run_now(steps: Waits) -> Verdict:

@@ -40,6 +40,18 @@ def _constant(d: Distribution) -> float | None:
     return max(0.0, value)
 
 
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Only the time to first token and the total: what a caller that does not send token by token needs."""
+
+    ttft: float
+    total: float
+
+
+# A normal per-token gap whose clip bounds lie this many standard deviations away never meets them in practice.
+_UNCLIPPED_SIGMAS = 6.0
+
+
 class LatencyModel:
     """Samples latency plans from a deployment's profile (constant distributions skip the random draws)."""
 
@@ -56,3 +68,25 @@ class LatencyModel:
         else:
             gaps = [max(0.0, self.profile.per_token.sample(rng)) for _ in range(count)]
         return LatencyPlan(ttft + added, gaps)
+
+    def summary(self, tokens: int, rng: random.Random, added: float = 0.0) -> LatencySummary:
+        """The same distribution of first-token and total time as `plan`, without a draw per token.
+
+        The gaps' sum is drawn at once where that is exact in distribution: constant gaps, and normal gaps
+        whose clip bounds are out of reach (the sum of n normals is normal with n times the mean and
+        variance); any other shape draws every gap, as `plan` does.
+        """
+        per_token = self.profile.per_token
+        count = max(0, tokens - 1)
+        if self._per_token is not None or per_token.kind != "normal" or not self._normal_unclipped() or count == 0:
+            plan = self.plan(tokens, rng, added)
+            return LatencySummary(plan.ttft, plan.total)
+        ttft = self._ttft if self._ttft is not None else max(0.0, self.profile.ttft.sample(rng))
+        gaps = max(0.0, rng.gauss(per_token.mean * count, per_token.stddev * count**0.5))
+        return LatencySummary(ttft + added, ttft + added + gaps)
+
+    def _normal_unclipped(self) -> bool:
+        d = self.profile.per_token
+        reach = _UNCLIPPED_SIGMAS * d.stddev
+        floor = max(0.0, d.min) if d.min is not None else 0.0  # a gap is never negative
+        return d.mean - reach >= floor and (d.max is None or d.max >= d.mean + reach)
