@@ -14,7 +14,7 @@ and gevent's monkey-patching turns into a cooperative sleep.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from harness.client.profiles import ResponseInfo, RetryDecision, RetryProfile
@@ -70,7 +70,7 @@ class RetryLoop:
 
         Returns the response as the profile saw it (with `now` and the time waited so far) and the decision.
         """
-        response = replace(response, now=now, waited_s=self.waited_s)
+        response = ResponseInfo(response.status, response.headers, response.error, now, self.waited_s)
         decision = self.profile.decide(self.attempt, response)
         if decision.retry:
             self.waited_s += decision.wait_s
