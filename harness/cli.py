@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     compare.add_argument("--out", metavar="DIR", help="where to write the comparison")
 
-    from harness.report.objectives import METRICS_HELP  # constants only: no pandas at parse time
+    from harness.scenario.objectives import METRICS_HELP  # constants only: no pandas at parse time
 
     sweep = sub.add_parser(
         "sweep",

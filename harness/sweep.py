@@ -49,7 +49,6 @@ from harness.report.compare import write_comparison
 from harness.report.html import json_safe
 from harness.report.load import load_run
 from harness.report.metrics import summarize
-from harness.report.objectives import Constraint, Objective, parse_constraint, parse_objective
 from harness.report.recommend import (
     PointRuns,
     RatedPoint,
@@ -62,6 +61,7 @@ from harness.report.recommend import (
 )
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
+from harness.scenario.objectives import Constraint, Objective, parse_constraint, parse_objective
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "gateway.py"
 ENGINES = ("sim", "live")
@@ -274,7 +274,8 @@ def sweep_args(args: argparse.Namespace, scenario: Scenario) -> SweepArgs:
     if args.confirm and engine == "live":
         raise UsageError("--confirm checks a simulated sweep against one live run; this sweep already runs live")
     objective = parse_objective(args.objective or scenario.sweep.objective)
-    return SweepArgs(engine, repeats, objective, [parse_constraint(c) for c in args.constraints])
+    constraints = args.constraints or scenario.sweep.constraints
+    return SweepArgs(engine, repeats, objective, [parse_constraint(c) for c in constraints])
 
 
 def list_metrics(scenario_file: str, overrides: list[str]) -> list[str]:

@@ -316,3 +316,24 @@ def test_docstring_examples(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_scenario_s_sweep_block_carries_objective_and_constraints(tmp_path: Path) -> None:
+    """The shipped breaker-trip-duration sweep asks its own question; flags on the command line win."""
+    from harness.scenario import load_scenario
+    from harness.sweep import sweep_args
+
+    scenario = load_scenario(str(ROOT / "scenarios" / "breaker-trip-duration.yaml"))
+    parser = build_parser()
+    asked = sweep_args(parser.parse_args(["sweep"]), scenario)
+    assert str(asked.objective) == "min:cost.per_1m_tokens"
+    assert [str(c) for c in asked.constraints] == ["requests.rate_429<=0.01"]
+    overridden = sweep_args(
+        parser.parse_args(["sweep", "--objective", "goodput", "--constraint", "failure_rate<=0.1"]), scenario
+    )
+    assert str(overridden.objective) == "max:throughput.goodput_tpm"
+    assert [str(c) for c in overridden.constraints] == ["requests.client_failure_rate<=0.1"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sweep: {objective: 'best:goodput', constraints: ['rate_429 == 1']}\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"sweep\.objective: use max:METRIC or min:METRIC"):
+        load_scenario(str(bad))

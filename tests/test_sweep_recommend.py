@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from harness.errors import UsageError
-from harness.report.objectives import METRICS_HELP, Constraint, Objective, parse_constraint, parse_objective
 from harness.report.recommend import (
     PointRuns,
     agreement,
@@ -21,6 +20,7 @@ from harness.report.recommend import (
 )
 from harness.report.stats import estimate
 from harness.scenario.checks import Checks
+from harness.scenario.objectives import METRICS_HELP, Constraint, Objective, parse_constraint, parse_objective
 
 TRIP = "gateway.circuit_breaker.tripDuration"
 AXES = {TRIP: ["PT10S", "PT30S", "PT1M"]}

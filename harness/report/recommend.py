@@ -29,10 +29,10 @@ import yaml
 
 from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
 from harness.report.flat import flatten
-from harness.report.objectives import HEADLINE, PER_BACKEND, Constraint, Objective, unknown_metric
 from harness.report.stats import Estimate, estimate
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration
+from harness.scenario.objectives import HEADLINE, PER_BACKEND, Constraint, Objective, unknown_metric
 
 _BREAKER_COUNT = re.compile(r"^breaker\.(?P<backend>.+)\.(trips|open_s)$")
 

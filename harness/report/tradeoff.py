@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from harness.report.html import fmt, img_tag, png_bytes, table
-from harness.report.objectives import HEADLINE, PER_BACKEND
 from harness.report.recommend import format_value, mean_ci_text, verdict
+from harness.scenario.objectives import HEADLINE, PER_BACKEND
 
 RECOMMENDED_COLOR = "#d62728"
 POINT_COLOR = "#1f77b4"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, NonNegativeFloat, model_validator
 
+from harness.errors import UsageError
 from harness.scenario.common import FieldError, Section
+from harness.scenario.objectives import parse_constraint, parse_objective
 
 
 class Checks(Section):
@@ -65,9 +67,15 @@ class Sweep(Section):
     parameters: dict[str, list[Any]] = Field(
         default_factory=dict, description="override path (as in --set) -> the values to try, e.g. [PT10S, PT1M]"
     )
-    objective: Literal["goodput", "failure_rate", "p95_latency"] = Field(
+    objective: str = Field(
         "goodput",
-        description="what the best setting maximises (goodput) or minimises, among those meeting `checks`",
+        description="what the best setting maximises or minimises among the feasible ones: max:METRIC or "
+        "min:METRIC (a dotted path into summary.json), or goodput, failure_rate, p95_latency (--objective wins)",
+    )
+    constraints: list[str] = Field(
+        default_factory=list,
+        description="limits a setting's mean must meet to be feasible, e.g. 'requests.rate_429<=0.01' "
+        "(--constraint replaces them)",
     )
 
     @model_validator(mode="after")
@@ -75,6 +83,15 @@ class Sweep(Section):
         for path, values in self.parameters.items():
             if not values:
                 raise FieldError(f"parameters.{path}", "needs at least one value")
+        try:
+            parse_objective(self.objective)
+        except UsageError as exc:
+            raise FieldError("objective", str(exc).split(": ", 1)[-1]) from None
+        for i, text in enumerate(self.constraints):
+            try:
+                parse_constraint(text)
+            except UsageError as exc:
+                raise FieldError(f"constraints[{i}]", str(exc).split(": ", 1)[-1]) from None
         return self
 
     def points(self) -> list[dict[str, Any]]:
