@@ -176,3 +176,19 @@ def test_latency_summary_has_the_distribution_of_the_token_by_token_plan() -> No
         LatencyProfile.model_validate({"ttft": 0.5, "per_token": {"kind": "uniform", "low": 0.01, "high": 0.02}})
     )
     assert uniform.summary(5, random.Random(1)).total == uniform.plan(5, random.Random(1)).total
+
+
+def test_network_latency_delays_the_decision_and_the_answer() -> None:
+    from harness.clock import VirtualClock
+    from harness.mock.core import BackendCore
+    from harness.scenario import BackendInstance
+
+    clock = VirtualClock(100.0)
+    core = BackendCore(BackendInstance.model_validate({"network_latency": 0.05}), clock, seed=0)
+    steps = core.admit(core.find("gpt-4o"), estimate=300)
+    assert next(steps) == 0.05  # the request is still on its way: nothing is decided yet
+    clock.advance(0.05)
+    with pytest.raises(StopIteration) as done:
+        next(steps)
+    verdict = done.value.value
+    assert verdict.status == 200 and verdict.added == pytest.approx(0.05)  # the way back

@@ -216,3 +216,17 @@ workload:
         return len({r["user"] for r in records if minute * 60 + 5 < r["t_scenario"] - start < minute * 60 + 55})
 
     assert [busy(m) for m in range(4)] == [6, 1, 6, 1]
+
+
+def test_network_latency_lets_more_429s_through_per_trip(tmp_path: Path) -> None:
+    """While a 429 is on its way back, the gateway keeps sending to the resource: the farther the resource,
+    the more 429s each breaker trip costs (with none, exactly the one that trips it)."""
+
+    def throttled_per_trip(latency: str) -> float:
+        run_dir = simulate(BREAKER, ["run.duration=600", f"backends[0].network_latency={latency}"], tmp_path / latency)
+        summary = json.loads((run_dir / "run.json").read_text())["summary"]
+        backend = summary["backends"]["primary"]
+        return backend["answered"] * backend["rate_429"] / summary["breaker"]["primary"]["trips"]
+
+    assert throttled_per_trip("0") == 1.0
+    assert throttled_per_trip("0.1") > 1.5

@@ -91,9 +91,17 @@ class BackendCore:
         return self.deployments.get(name) or self.by_model.get(name)
 
     def admit(self, deployment: DeploymentState, estimate: int) -> Waits:
-        """Outage, admission (with PAYG queueing), rate limit or injected fault, in that order, as AOAI answers."""
+        """Outage, admission (with PAYG queueing), rate limit or injected fault, in that order, as AOAI answers.
+
+        The resource's network latency delays the decision (the request is still on its way) and is added
+        to the answer's latency (the answer is on its way back): while both are in flight, a gateway has
+        not yet seen a 429 and keeps sending, as it does against a real, distant resource.
+        """
         faults, quota = self.faults, deployment.quota
-        added = faults.added_latency()
+        one_way = self.backend.network_latency
+        if one_way > 0:
+            yield one_way
+        added = faults.added_latency() + one_way
         outage = faults.outage_status(self.clock.now())
         if outage is not None:
             return Verdict(outage, OUTAGE, added=added)

@@ -175,6 +175,12 @@ class BackendInstance(Section):
         default_factory=lambda: {"gpt-4o": Deployment()}, description="deployment name -> deployment"
     )
     faults: FaultProfile = Field(default_factory=FaultProfile, description="injected faults (all off by default)")
+    network_latency: Duration = Field(
+        0.0,
+        ge=0,
+        description="one-way delay between the gateway and this resource (scenario time): each request is "
+        "decided this much after it was sent and each answer, 429s included, arrives this much later",
+    )
     cost: Cost | None = Field(
         None, description="prices of this instance for the report's cost figures (none: unpriced)"
     )
