@@ -283,3 +283,20 @@ def test_agreement_says_within_the_ci_or_by_how_much_it_differs() -> None:
         "(differs by 9.00 pp, +81.8 %)"
     )
     assert "one simulated run: no CI" in describe_agreement("end_to_end_latency.p95", rows["end_to_end_latency.p95"])
+
+
+def test_a_constraint_met_only_by_the_mean_is_said_to_be_within_noise() -> None:
+    points = [
+        _point("PT10S", [2000, 2010, 1990]),  # failure rate 1 %: a limit of 1.2 % holds for its whole interval
+        _point("PT30S", [1000, 1010, 990]),
+    ]
+    sure = recommend(rate(points, GOODPUT, [parse_constraint("failure_rate<=0.012")]), GOODPUT, AXES)
+    assert sure is not None and sure["marginal_constraints"] == [] and "within noise:" not in sure["why"]
+    noisy = _point("PT10S", [2000, 2010, 1990, 2005])
+    for summary, failure in zip(noisy.summaries, (0.011, 0.009, 0.0112, 0.0088), strict=True):
+        assert summary is not None
+        summary["requests"]["client_failure_rate"] = failure
+    rated = rate([noisy, points[1]], GOODPUT, [parse_constraint("failure_rate<=0.0105")])
+    assert rated[0].feasible  # mean 1.0 % meets 1.05 %, but the interval reaches past it
+    rec = recommend(rated, GOODPUT, AXES)
+    assert rec is not None and rec["marginal_constraints"] and "Its feasibility is within noise" in rec["why"]

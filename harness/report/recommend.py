@@ -57,6 +57,7 @@ class RatedPoint:
     metrics: dict[str, Estimate]
     feasible: bool
     excluded_because: list[str]
+    marginal: list[str] = field(default_factory=list)  # constraints met by the mean but not by its whole CI
 
 
 def numbers(summary: dict[str, Any]) -> dict[str, float | None]:
@@ -140,11 +141,20 @@ def _rate_point(point: PointRuns, names: list[str], constraints: list[Constraint
     means = _nest({name: metrics[name].mean for name in checked})
     of = f" (mean of {runs} runs)" if runs > 1 else ""
     why_not += [r.describe() + of for r in evaluate_checks(point.checks, means) if not r.passed]
+    marginal: list[str] = []
     for c in constraints:
         est = metrics[c.metric]
         if not c.holds(est.mean):
             why_not.append(f"constraint {c}: not met: {describe(c.metric, est)}")
-    return RatedPoint(point, metrics, not why_not, why_not)
+        elif (
+            est.ci95 is not None
+            and est.mean is not None
+            and not (c.holds(est.mean - est.ci95) and c.holds(est.mean + est.ci95))
+        ):
+            marginal.append(
+                f"constraint {c}: met by the mean, {describe(c.metric, est)}, not by its whole 95 % interval"
+            )
+    return RatedPoint(point, metrics, not why_not, why_not, marginal)
 
 
 def _nest(flat: dict[str, float | None]) -> dict[str, Any]:
@@ -222,6 +232,7 @@ def recommend(rated: list[RatedPoint], objective: Objective, axes: dict[str, lis
         "within_noise_of": near,
         "at_edge": bool(hints),
         "try_beyond": hints,
+        "marginal_constraints": best.marginal,
         "runner_up": None,
     }
     if runner_up is not None:
@@ -264,6 +275,11 @@ def _why(rated: list[RatedPoint], order: list[RatedPoint], objective: Objective,
             )
         else:
             why += " Their 95 % intervals do not overlap: the gap is larger than the run-to-run noise."
+    if best.marginal:
+        why += (
+            f" Its feasibility is within noise: {'; '.join(best.marginal)}; more repeats, or a setting with a "
+            "margin, would make it certain."
+        )
     if rec["at_edge"]:
         why += f" It is at the edge of the swept range: try beyond it ({'; '.join(rec['try_beyond'])})."
     excluded = [r for r in rated if not r.feasible] if feasible else []
