@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs per setting, seeds run.seed+0..N-1 (default: 10 with sim, 1 live)",
     )
     sweep.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="simulated runs at once, one process each (default: one per CPU; live runs go one at a time)",
+    )
+    sweep.add_argument(
         "--objective",
         metavar="max:METRIC|min:METRIC",
         help="what 'best' means, e.g. min:requests.client_failure_rate; aliases goodput, failure_rate, "

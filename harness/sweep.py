@@ -26,6 +26,7 @@ range (`harness.report.recommend`). OUT/comparison.json holds all of it, OUT/com
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
 import json
 import math
@@ -375,6 +376,40 @@ def confirm(scenario_file: str, point: Point, rated: RatedPoint, out: Path) -> d
     return result
 
 
+def sweep_jobs(args: argparse.Namespace, engine: str, runs: int) -> int:
+    """How many simulated runs go at once: --jobs, else one per CPU; live runs always one at a time (two
+    Locust runs and their servers on one machine would measure each other)."""
+    if engine != "sim":
+        return 1
+    jobs = args.jobs if getattr(args, "jobs", None) is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    return max(1, min(jobs, runs))
+
+
+def _simulate_in_child(scenario_file: str, overrides: list[str], seed: int, run_dir: Path) -> Run:
+    run = Run(seed, run_dir)
+    run_sim(scenario_file, overrides, run)
+    return run
+
+
+def run_in_processes(scenario_file: str, runs: list[tuple[Point, Run]], jobs: int) -> None:
+    """Simulate the runs in `jobs` worker processes; each run is independent and seeded, so the results are
+    the same as one after another. A run that fails stops the sweep with its error, as it would in turn."""
+    with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
+        pending = {
+            pool.submit(_simulate_in_child, scenario_file, point.overrides, one.seed, one.run_dir): one
+            for point, one in runs
+        }
+        bar = tqdm(total=len(pending), unit="run", file=sys.stderr, disable=None, desc=f"{jobs} processes")
+        for done in concurrent.futures.as_completed(pending):
+            result = done.result()
+            one = pending[done]
+            one.summary, one.problems = result.summary, result.problems
+            bar.update(1)
+        bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
     """`harness sweep --scenario FILE --set PATH=V1,V2 ... [--engine sim|live] [--repeats N] [--objective ...]`."""
     if args.list_metrics:
@@ -395,11 +430,15 @@ def run(args: argparse.Namespace) -> int:
         f"sweep: {len(points)} setting(s) x {sweep.repeats} run(s), {sweep.engine}, of {args.scenario} into {out}",
         file=sys.stderr,
     )
-    runner = ENGINE_RUNNERS[sweep.engine]
-    bar = tqdm(runs, unit="run", file=sys.stderr, disable=None)
-    for point, one in bar:
-        bar.set_description(f"{point.label[:50]} seed {one.seed}")
-        runner(args.scenario, point.overrides, one)
+    jobs = sweep_jobs(args, sweep.engine, len(runs))
+    if jobs > 1:
+        run_in_processes(args.scenario, runs, jobs)
+    else:
+        runner = ENGINE_RUNNERS[sweep.engine]
+        bar = tqdm(runs, unit="run", file=sys.stderr, disable=None)
+        for point, one in bar:
+            bar.set_description(f"{point.label[:50]} seed {one.seed}")
+            runner(args.scenario, point.overrides, one)
     for point, one in runs:
         for problem in one.problems:
             print(f"sweep: {point.label}, seed {one.seed}: {problem}", file=sys.stderr)

@@ -337,3 +337,20 @@ def test_the_scenario_s_sweep_block_carries_objective_and_constraints(tmp_path: 
     bad.write_text("sweep: {objective: 'best:goodput', constraints: ['rate_429 == 1']}\n", encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"sweep\.objective: use max:METRIC or min:METRIC"):
         load_scenario(str(bad))
+
+
+def test_simulated_runs_in_parallel_processes_give_the_same_answer(tmp_path: Path) -> None:
+    """Each simulated run is seeded and independent: two processes at once change the wall time, not one number."""
+    args = ["sweep", "--scenario", BREAKER, "--set", f"{TRIP}=PT10S,PT1M", "--set", "run.duration=120"]
+    args += ["--repeats", "2"]
+    results = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs-{jobs}"
+        assert main([*args, "--jobs", jobs, "--out", str(out)]) == 0
+        result = json.loads((out / "comparison.json").read_text())
+        results.append(([p["metrics"] for p in result["points"]], result["recommendation"]["label"]))
+    assert results[0] == results[1]
+    with pytest.raises(UsageError, match="--jobs must be at least 1"):
+        from harness.sweep import sweep_jobs
+
+        sweep_jobs(build_parser().parse_args(["sweep", "--jobs", "0"]), "sim", 4)
