@@ -61,9 +61,11 @@ def test_classify_names_the_cause() -> None:
     assert classify(503, {"x-backend": "aoai-0", "x-gateway-request-id": "g"}) == "server_error"
     assert classify(429, {}) == "backend_429"  # straight to AOAI
     assert classify(400, {}) == "client_error"
+    # the reference gateway's typed refusal decides, whatever headers its policy names (or leaves out)
     gateway = {"x-gateway-request-id": "g"}
-    assert classify(429, gateway, body=b'{"error":{"message":"Token limit of 500 exceeded"}}') == "gateway_token_limit"
-    assert classify(403, gateway, body=b'{"error":{"message":"Token quota exceeded"}}') == "gateway_quota"
+    assert classify(429, {**gateway, "x-gateway-refusal": "token_limit"}) == "gateway_token_limit"
+    assert classify(403, {**gateway, "x-gateway-refusal": "quota"}) == "gateway_quota"
+    assert classify(429, {**gateway, "x-gateway-refusal": "breaker_open"}) == "breaker_open"
     assert classify(0, {}, error="timeout") == "timeout"
 
 

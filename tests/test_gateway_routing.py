@@ -174,6 +174,7 @@ async def test_all_members_tripped_answers_503_or_429_with_the_soonest_retry_aft
     assert refused.status_code == status
     assert refused.headers["retry-after"] == "40"  # a comes back first
     assert refused.json()["error"]["message"]
+    assert refused.headers["x-gateway-refusal"] == "breaker_open"  # typed: a 429 here is not a token limit
     assert stack.requests()[-1]["outcome"] == "breaker_open"
     assert len(stack.backend_log.rows) == 5  # the refused request reached no backend
 

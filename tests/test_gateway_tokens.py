@@ -194,3 +194,18 @@ async def test_streams_are_always_estimated_at_admission(make_stack: Callable[[s
     assert (await stack.chat(app_id="a", content=long_prompt, max_tokens=1, stream=True)).status_code == 429
     assert stack.backend_log.rows == []
     assert (await stack.chat(app_id="b", content=long_prompt, max_tokens=1)).status_code == 200
+
+
+async def test_refusals_carry_their_typed_kind_and_clients_read_only_that(make_stack: Callable[[str], Stack]) -> None:
+    """A client that does not know this policy's header names still tells a token-limit 429 from a backend's
+    by the typed refusal header; the message text plays no part."""
+    from harness.client import GatewayHeaderNames, classify
+
+    stack = make_stack(BACKEND + "gateway: {token_limit: {tokens-per-minute: 30}}")
+    ok = await stack.chat(app_id="a", max_tokens=20)
+    assert ok.status_code == 200 and "x-gateway-refusal" not in ok.headers  # relayed, not refused
+    refused = await stack.chat(app_id="a", max_tokens=20)
+    assert refused.status_code == 429 and refused.headers["x-gateway-refusal"] == "token_limit"
+    strangers = GatewayHeaderNames(remaining_tokens="x-unknown", remaining_quota="x-unknown-too")
+    headers = {k.lower(): v for k, v in refused.headers.items()}
+    assert classify(429, headers, names=strangers) == "gateway_token_limit"

@@ -1,12 +1,12 @@
 """Header capture: turn a response's headers into record fields, and name the cause of a failure.
 
-The cause is read from the response itself, as a client would: a backend 429 carries AOAI's `policy-id`;
-the gateway's token limit answers with its own token headers and no backend; an open breaker answers
-from the gateway with no backend behind it.
+The cause is read from the response's headers, never from the wording of its body: the reference gateway
+names its own refusals with a typed header (`harness.aoai.refusals`); a backend 429 carries AOAI's
+`policy-id`; another gateway's token limit is known by its token headers.
 
     >>> classify(429, {"policy-id": "DeploymentRatelimit-Token"})
     'backend_429'
-    >>> classify(503, {"x-gateway-request-id": "g1"})
+    >>> classify(503, {"x-gateway-refusal": "breaker_open", "x-gateway-request-id": "g1"})
     'breaker_open'
 """
 
@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT, refusal_of
+from harness.aoai.retry_after import retry_after_ms, retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,6 @@ _INT_FIELDS = {
     "ratelimit_limit_tokens": "x-ratelimit-limit-tokens",
 }
 _FLOAT_FIELDS = {
-    "retry_after_ms": "retry-after-ms",
     "ratelimit_reset_requests": "x-ratelimit-reset-requests",
     "ratelimit_reset_tokens": "x-ratelimit-reset-tokens",
 }
@@ -94,11 +96,14 @@ def capture(headers: Mapping[str, str], names: GatewayHeaderNames = DEFAULT_GATE
     {'retry_after_s': 5.0, 'ratelimit_remaining_tokens': 120, 'region': 'East US'}
     """
     fields: dict[str, Any] = {}
-    retry_after = _number(headers.get(names.retry_after), float)
+    retry_after = retry_after_s(headers, name=names.retry_after)
     if retry_after is None and names.retry_after != "retry-after":
-        retry_after = _number(headers.get("retry-after"), float)
+        retry_after = retry_after_s(headers)
     if retry_after is not None:
         fields["retry_after_s"] = retry_after
+    millis = retry_after_ms(headers)
+    if millis is not None:
+        fields["retry_after_ms"] = millis
     for field_name, header in _FLOAT_FIELDS.items():
         value = _number(headers.get(header), float)
         if value is not None:
@@ -130,32 +135,31 @@ def classify(
     headers: Mapping[str, str],
     error: str | None = None,
     names: GatewayHeaderNames = DEFAULT_GATEWAY_HEADERS,
-    body: bytes = b"",
 ) -> str:
-    """The record's `error_kind` for an attempt ("" on success).
-
-    When the gateway sends no token headers (APIM only adds them when configured), the wording of its
-    error body tells its token limit from an open breaker.
-    """
+    """The record's `error_kind` for an attempt ("" on success), from the status and the headers."""
     if error:
         return error
     if status < 400:
         return ""
+    refusal = refusal_of(headers)
+    if refusal is not None and refusal in _REFUSAL_KINDS:
+        return _REFUSAL_KINDS[refusal]
     from_gateway = "x-gateway-request-id" in headers
     has_backend = "x-backend" in headers or "policy-id" in headers
-    text = body[:512].lower() if from_gateway and not has_backend else b""
     if status == 429:
-        if "policy-id" in headers:
+        if "policy-id" in headers or has_backend:
             return "backend_429"
-        if not has_backend and (names.remaining_tokens in headers or b"token limit" in text):
-            return "gateway_token_limit"
-        if from_gateway and not has_backend:
-            return "breaker_open"
-        return "backend_429"
-    if status == 403 and (names.remaining_quota in headers or b"token quota" in text):
+        if names.remaining_tokens in headers:
+            return "gateway_token_limit"  # another gateway's token limit: it sends its token headers
+        return "breaker_open" if from_gateway else "backend_429"
+    if status == 403 and names.remaining_quota in headers:
         return "gateway_quota"
     if status == 503 and from_gateway and not has_backend:
         return "breaker_open"
     if status >= 500:
         return "server_error"
     return "client_error"
+
+
+# the gateway's typed refusals -> the record's error kind (other refusals are told by their status)
+_REFUSAL_KINDS = {TOKEN_LIMIT: "gateway_token_limit", QUOTA: "gateway_quota", BREAKER_OPEN: "breaker_open"}

@@ -26,14 +26,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
+from harness.aoai.retry_after import advised_wait, retry_after_s
+from harness.aoai.routes import route_patterns
 from harness.clock import Clock
 from harness.errors import ScenarioError
 from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, Transition
 from harness.gateway.forwarding import (
-    BAD_REQUEST,
     OK,
-    UNAUTHORIZED,
-    UPSTREAM_ERROR,
     DeploymentRoute,
     Forwarding,
     Refusal,
@@ -55,7 +55,6 @@ from harness.gateway.proxy import (
     downstream_headers,
     open_upstream,
     read_body,
-    retry_after_seconds,
     upstream_headers,
 )
 from harness.gateway.replies import gateway_error
@@ -67,7 +66,6 @@ from harness.scenario import Scenario
 from harness.tokens import count_prompt_tokens
 
 GATEWAY_LOG_NAME = "gateway.jsonl"
-OPERATIONS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
 
 
 class Gateway:
@@ -289,7 +287,8 @@ class Exchange:
                 return self._upstream_failed(member, exc)
             status = upstream.status_code
             answer_headers = downstream_headers(upstream)
-            advice = retry_after_seconds(answer_headers) if status >= 400 else None
+            # APIM documents acceptRetryAfter with the Retry-After header (seconds), not retry-after-ms
+            advice = retry_after_s(answer_headers) if status >= 400 else None
             if walk.answered(member, status, advice, self.clock.now() - sent):
                 await upstream.aclose()  # another member gets the request; this answer is not used
                 continue
@@ -340,7 +339,7 @@ class Exchange:
         self._add_token_headers(headers, consumed=usage.total if usage else 0)
         self._add_identity_headers(headers)
         if status == 429:
-            row["retry_after"] = retry_after_seconds(headers)
+            row["retry_after"] = advised_wait(headers)
         self._finish(status, outcome_of_backend(status), usage, member)
         return Response(body, status_code=status, headers=headers)
 
@@ -391,6 +390,7 @@ class Exchange:
         self._add_token_headers(headers)
         self._add_identity_headers(headers)
         self._finish(status, outcome, None, self.row["backend"])
+        headers[REFUSAL_HEADER] = outcome  # the kind, typed: clients never read the message
         return gateway_error(status, code, message, headers)
 
     def _finish(self, status: int, outcome: str, usage: Usage | None, member: str | None) -> None:
@@ -448,9 +448,8 @@ def build_gateway_app(
         return Route(path, endpoint, methods=["POST"])
 
     routes = [Route("/metrics", gateway.metrics_endpoint, methods=["GET"])]
-    for suffix, operation in OPERATIONS.items():
-        routes.append(route(f"/openai/deployments/{{deployment}}/{suffix}", operation, True))
-        routes.append(route(f"/openai/v1/{suffix}", operation, False))
+    for pattern, operation, by_path in route_patterns():
+        routes.append(route(pattern, operation, by_path))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from harness.aoai.refusals import BAD_REQUEST, BREAKER_OPEN, QUOTA, TOKEN_LIMIT, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.clock import Clock
 from harness.gateway.breaker import BreakerListener, CircuitBreaker
 from harness.gateway.pool import Member, Pool
@@ -24,15 +25,10 @@ from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.scenario import Scenario
 from harness.scenario.gateway import GatewayConfig, GatewayRetry, PoolMember, TokenLimit
 
-# the outcome a gateway log row names (the report and the metrics read these)
+# the outcome a gateway log row names (the report and the metrics read these): the gateway's own refusals
+# are the wire's refusal kinds, sent to the client in a header as well
 OK = "ok"
-TOKEN_LIMIT = "token_limit"
-QUOTA = "quota"
-BREAKER_OPEN = "breaker_open"
 BACKEND_429 = "backend_429"
-UPSTREAM_ERROR = "upstream_error"
-UNAUTHORIZED = "unauthorized"
-BAD_REQUEST = "bad_request"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,7 @@ Requests are sent with their body already read (so a retry can re-send it); answ
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
-from email.utils import parsedate_to_datetime
+from collections.abc import Iterable
 from functools import lru_cache
 
 import httpx
@@ -140,33 +138,3 @@ async def read_body(response: httpx.Response) -> bytes:
         ) from None
     finally:
         await response.aclose()
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The member's advice in seconds: `retry-after-ms` first, then `retry-after` (seconds or an HTTP date)."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            value = float(millis) / 1000
-            if math.isfinite(value) and value >= 0:
-                return value
-        except ValueError:
-            pass
-    text = headers.get("retry-after")
-    if not text:
-        return None
-    try:
-        value = float(text)
-        return value if math.isfinite(value) and value >= 0 else None
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    date = headers.get("date")
-    try:
-        now = parsedate_to_datetime(date) if date else None
-    except (TypeError, ValueError):
-        now = None
-    return max(0.0, (when - now).total_seconds()) if now is not None else None

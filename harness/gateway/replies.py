@@ -6,16 +6,9 @@ b'{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}'
 
 from __future__ import annotations
 
-import json
-
 from starlette.responses import Response
 
-JSON = "application/json"
-
-
-def error_body(code: str, message: str) -> bytes:
-    """The body of a gateway-made error."""
-    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+from harness.aoai.errors import JSON, error_body
 
 
 def gateway_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -152,7 +152,7 @@ def execute(
 
 
 def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
-    kind = classify(result.status, result.headers, result.error, names, result.body)
+    kind = classify(result.status, result.headers, result.error, names)
     if not kind and result.truncated:
         return "truncated_stream"
     return kind

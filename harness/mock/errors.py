@@ -6,8 +6,9 @@ b'{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}'
 
 from __future__ import annotations
 
-import json
-from typing import Any
+__all__ = ["error_body", "fault_body", "rate_limit_body"]
+
+from harness.aoai.errors import error_body
 
 FAULT_CODES = {
     500: "InternalServerError",
@@ -16,10 +17,6 @@ FAULT_CODES = {
     504: "GatewayTimeout",
     408: "Timeout",
 }
-
-
-def error_body(code: str, message: str, **extra: Any) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, **extra}}, separators=(",", ":")).encode()
 
 
 def rate_limit_body(deployment: str, what: str, retry_after_s: int) -> bytes:

@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.aoai.errors import error_body
+from harness.aoai.refusals import REFUSAL_HEADER, UPSTREAM_ERROR
+from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.clock import Clock
 from harness.gateway.breaker import BACKEND_TIMEOUT, Transition
 from harness.gateway.forwarding import (
     OK,
-    UPSTREAM_ERROR,
     DeploymentRoute,
     Forwarding,
     Refusal,
@@ -31,8 +33,6 @@ from harness.gateway.forwarding import (
 )
 from harness.gateway.identity import app_id_of, counter_key
 from harness.gateway.log import GatewayLog
-from harness.gateway.proxy import retry_after_seconds
-from harness.gateway.replies import error_body
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.gateway.usage import APIM_COMPAT, COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
 from harness.scenario import Scenario
@@ -194,7 +194,7 @@ class SimExchange:
             return
         attempt.done = True
         status = answer.status
-        advice = retry_after_seconds(answer.headers) if status >= 400 else None
+        advice = retry_after_s(answer.headers) if status >= 400 else None  # APIM: Retry-After, in seconds
         if self.walk.answered(attempt.member, status, advice, self.clock.now() - attempt.sent):
             self._forward()
             return
@@ -212,7 +212,7 @@ class SimExchange:
             self._settle(None)
             headers.update(token_headers(self.gateway.config.token_limit, self.ticket, 0))
             if status == 429:
-                row["retry_after"] = retry_after_seconds(headers)
+                row["retry_after"] = advised_wait(headers)
             self._finish(status, outcome_of_backend(status), None)
             self._send(GatewayReply(status, self._identity(headers), b"", answer.end_at, answer.end_at))
             return
@@ -266,6 +266,7 @@ class SimExchange:
     def _answer_error(self, status: int, code: str, message: str, outcome: str, headers: dict[str, str]) -> None:
         """A gateway-made error, with the token-limit headers, as `Exchange._finish_error` answers."""
         headers.update(token_headers(self.gateway.config.token_limit, self.ticket))
+        headers[REFUSAL_HEADER] = outcome
         self._finish(status, outcome, None)
         now = self.clock.now()
         self._send(GatewayReply(status, self._identity(headers), error_body(code, message), now, now))

@@ -1,0 +1,31 @@
+"""The AOAI error body, `{"error": {"code": ..., "message": ...}}`, for every error the mock or the gateway makes.
+
+>>> error_body("DeploymentNotFound", "no such deployment")
+b'{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+JSON = "application/json"
+
+
+def error_body(code: str, message: str, **extra: Any) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, **extra}}, separators=(",", ":")).encode()
+
+
+def error_code_of(body: bytes) -> str | None:
+    """The `error.code` of an AOAI error body (None when the body is not one).
+
+    >>> error_code_of(b'{"error":{"code":"429","message":"slow down"}}')
+    '429'
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
