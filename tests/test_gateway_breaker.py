@@ -104,3 +104,33 @@ def test_failures_while_open_do_not_extend_the_trip() -> None:
     assert breaker.record(429) is False
     clock.advance(5)
     assert not breaker.is_open() and len(seen) == 2
+
+
+async def test_accept_retry_after_trips_for_the_retry_after_header_not_retry_after_ms() -> None:
+    """APIM documents acceptRetryAfter with Retry-After (seconds): a 429 with `Retry-After: 1` and
+    `retry-after-ms: 40` trips the member for 1 s, not 40 ms."""
+    import httpx
+
+    from harness.clock import VirtualClock
+    from harness.gateway import build_gateway_app
+    from harness.scenario import load_scenario_text
+
+    def throttled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429, headers={"retry-after": "1", "retry-after-ms": "40"}, json={"error": {"code": "429"}}
+        )
+
+    scenario = load_scenario_text(
+        "backends: [{name: east}]\n"
+        "gateway: {circuit_breaker: {failureCondition: {count: 1}, tripDuration: PT1M, acceptRetryAfter: true}}\n"
+    )
+    clock = VirtualClock(1_000.0)
+    upstream = httpx.AsyncClient(transport=httpx.MockTransport(throttled))
+    app = build_gateway_app(scenario, clock, {"east": "http://east"}, None, upstream, keep_log_rows=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as client:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+        answer = await client.post("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", json=body)
+    assert answer.status_code == 429
+    trips = [r for r in app.state.gateway.log.rows if r["kind"] == "breaker" and r["to"] == "open"]
+    assert len(trips) == 1 and trips[0]["until"] - trips[0]["t"] == pytest.approx(1.0)
+    await upstream.aclose()
