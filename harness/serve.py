@@ -33,6 +33,7 @@ from harness.scenario import Scenario, load_scenario
 
 # Wall seconds an open stream may take to finish once asked to stop, before it is cut.
 GRACEFUL_SHUTDOWN_S = 3
+KEEP_ALIVE_S = 240  # wall seconds an idle keep-alive connection stays open (Azure load balancers: 4 min)
 
 
 @dataclass
@@ -140,6 +141,9 @@ def _server(app: Any) -> _Server:
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         backlog=2048,
+        # Clients pool connections across long idle spells; uvicorn's default of 5 s closed them under their
+        # feet ("server disconnected"). AOAI and APIM keep idle connections for minutes.
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return _Server(config)
 

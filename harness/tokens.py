@@ -34,7 +34,7 @@ TOKENS_REPLY_PRIMING = 3
 class Encoder(Protocol):
     name: str
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str, *, disallowed_special: Any = ...) -> list[int]: ...
 
 
 class _CharsPerToken:
@@ -42,8 +42,13 @@ class _CharsPerToken:
 
     name = "chars/4"
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, *, disallowed_special: Any = ()) -> list[int]:
         return [0] * math.ceil(len(text) / 4)
+
+
+def _count(encoder: Encoder, text: str) -> int:
+    # AOAI reads `<|endoftext|>` and its like in a prompt as plain text: count them as text, never refuse them
+    return len(encoder.encode(text, disallowed_special=()))
 
 
 @cache
@@ -84,7 +89,7 @@ def _is_bundled(name: str) -> bool:
 
 
 def count_text_tokens(text: str, model: str) -> int:
-    return len(encoder_for_model(model).encode(text))
+    return _count(encoder_for_model(model), text)
 
 
 def message_text(content: Any) -> str:
@@ -104,7 +109,7 @@ def count_chat_tokens(messages: Iterable[dict[str, Any]], model: str) -> int:
         total += TOKENS_PER_MESSAGE
         for key, value in message.items():
             text = message_text(value) if key == "content" else value if isinstance(value, str) else ""
-            total += len(encoder.encode(text))
+            total += _count(encoder, text)
             if key == "name":
                 total += TOKENS_PER_NAME
     return total

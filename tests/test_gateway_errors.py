@@ -169,3 +169,12 @@ async def test_a_stream_cut_by_the_backend_is_an_upstream_error_for_log_and_brea
         server.close()
         await server.wait_closed()
         await app.state.gateway.aclose()
+
+
+async def test_unknown_routes_and_wrong_methods_answer_aoai_json(make_stack) -> None:
+    stack = make_stack("backends: [{name: east}]")
+    missing = await stack.client.get("/openai/deployments/gpt-4o/nothing-here")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NotFound"
+    wrong = await stack.client.get("/openai/deployments/gpt-4o/chat/completions")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "MethodNotAllowed"
+    assert wrong.headers["allow"] == "POST" and wrong.headers["x-gateway-refusal"] == "bad_request"

@@ -209,3 +209,17 @@ async def test_refusals_carry_their_typed_kind_and_clients_read_only_that(make_s
     strangers = GatewayHeaderNames(remaining_tokens="x-unknown", remaining_quota="x-unknown-too")
     headers = {k.lower(): v for k, v in refused.headers.items()}
     assert classify(429, headers, names=strangers) == "gateway_token_limit"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_special_token_in_the_prompt_is_plain_text(make_stack: Callable[[str], Stack], stream: bool) -> None:
+    """AOAI reads `<|endoftext|>` in a prompt as text: the mock and the gateway (estimating the prompt, as for
+    every stream) answer 200 and count it, with and without a usage chunk."""
+    stack = make_stack(BACKEND + "gateway: {token_limit: {tokens-per-minute: 100000, estimate-prompt-tokens: true}}")
+    content = "Summarise this: <|endoftext|> and <|fim_prefix|> are text here."
+    for include_usage in (True, False):
+        answer = await stack.chat(app_id="a", content=content, stream=stream, include_usage=include_usage)
+        assert answer.status_code == 200
+        row = stack.requests()[-1]
+        assert row["outcome"] == "ok" and row["prompt_tokens"] > 10 and row["total_tokens"] > row["prompt_tokens"]
+    assert all(r["status"] == 200 for r in stack.backend_log.rows)

@@ -160,3 +160,34 @@ def test_without_only_the_gateway_is_started_in_front_of_the_mocks(serve_stack) 
     assert stack.stop() == 0
     assert len(stack.log_rows("backend.jsonl")) == 1
     assert any(row.get("kind") == "request" for row in stack.log_rows("gateway.jsonl"))
+
+
+def test_idle_keep_alive_connections_stay_usable_and_headers_go_out_once(serve_stack) -> None:
+    """A pooled connection left idle longer than uvicorn's default 5 s still works, to the mock and through
+    the gateway; a relayed answer carries one `date` and one `server` header, not the backend's as well.
+    (The keep-alive setting is 240 s; waiting a full minute here would only slow the suite down.)"""
+    import http.client
+
+    scenario = "backends: [{name: east, deployments: {gpt-4o: {latency: {ttft: 0, per_token: 0}}}}]"
+    stack = serve_stack(scenario, only=None)
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+    path = f"/openai/deployments/gpt-4o/chat/completions{API}"
+    connections = []
+    for name in ("east", "gateway"):
+        url = httpx.URL(stack.url(name) if name != "gateway" else stack.server("gateway")["url"])
+        connection = http.client.HTTPConnection(url.host, url.port, timeout=10)
+        connection.request("POST", path, body, {"content-type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 200
+        if name == "gateway":
+            assert len(answer.headers.get_all("date") or []) == 1
+            assert len(answer.headers.get_all("server") or []) == 1
+        connections.append(connection)
+    time.sleep(6.5)  # idle past uvicorn's default keep-alive timeout
+    for connection in connections:
+        connection.request("POST", path, body, {"content-type": "application/json"})  # the same socket
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 200
+        connection.close()

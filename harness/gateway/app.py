@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -459,6 +460,15 @@ def build_gateway_app(
         finally:
             await gateway.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # unknown routes and wrong methods answer like every other gateway error: AOAI-shaped JSON
+        status = getattr(exc, "status_code", 500)
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(status, str(status))
+        message = f"{request.method} {request.url.path}: {getattr(exc, 'detail', '') or 'not served here'}."
+        return gateway_error(
+            status, code, message, {REFUSAL_HEADER: BAD_REQUEST, **(getattr(exc, "headers", None) or {})}
+        )
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.gateway = gateway
     return app

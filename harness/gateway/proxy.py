@@ -36,6 +36,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 CREDENTIALS = frozenset({"api-key", "authorization", "ocp-apim-subscription-key"})
+# The gateway's server sets these on every answer itself: relayed too, they would go out twice.
+SERVER_OWN = frozenset({"date", "server"})
 _HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
 _CREDENTIALS_RAW = frozenset(name.encode() for name in CREDENTIALS)
 
@@ -86,7 +88,7 @@ def downstream_headers(upstream: httpx.Response) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in upstream.headers.raw:
         key = name.decode("latin-1").lower()
-        if key not in HOP_BY_HOP:
+        if key not in HOP_BY_HOP and key not in SERVER_OWN:
             headers[key] = value.decode("latin-1")
     return headers
 
