@@ -13,12 +13,13 @@ A profile never sleeps and never reads a clock: it looks at the attempt that jus
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from harness.aoai.retry_after import http_date
 
 # The openai Python SDK's constants (openai/_constants.py); the honour cap changed in 2.52.
 INITIAL_RETRY_DELAY = 0.5
@@ -99,17 +100,10 @@ def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel:
         ):
             return overflow_sentinel, header
         return delay / divisor, header
-    retry_header = headers.get("retry-after")
-    if retry_header is None:
+    when = http_date(headers.get("retry-after"))
+    if when is None:
         return math.nan, ""
-    try:
-        parsed = email.utils.parsedate_tz(retry_header)
-        if parsed is None:
-            return math.nan, ""
-        when = email.utils.mktime_tz(parsed)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return math.nan, ""
-    return float(when - now), "retry-after"
+    return when - now, "retry-after"
 
 
 def retryable_status(status: int) -> bool:

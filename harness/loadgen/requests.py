@@ -15,12 +15,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from harness.aoai.routes import deployment_path, v1_path
 from harness.loadgen.prompts import chat_messages, text_of_tokens
 from harness.loadgen.trace import TraceRow
 from harness.scenario.workload import App, Mix, Workload
 from harness.tokens import count_prompt_tokens
-
-_ROUTE_SUFFIX = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +42,9 @@ class RequestPlan:
         return f"{self.mix_label} stream" if self.stream else self.mix_label
 
     def path(self, api_version: str, route: str) -> str:
-        suffix = _ROUTE_SUFFIX[self.operation]
         if route == "v1":
-            return f"/openai/v1/{suffix}"
-        return f"/openai/deployments/{self.deployment}/{suffix}?api-version={api_version}"
+            return v1_path(self.operation)
+        return deployment_path(self.operation, self.deployment, api_version)
 
     def body(self, route: str) -> dict[str, Any]:
         body: dict[str, Any]

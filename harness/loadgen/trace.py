@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.aoai.routes import OPERATIONS
 from harness.errors import ScenarioError
-
-OPERATIONS = ("chat", "completions", "embeddings")
 
 
 @dataclass(frozen=True, slots=True)
