@@ -204,7 +204,8 @@ async def _flush_every_second(log: BackendLog, clock: Clock) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `harness serve` (see cli.py for the arguments)."""
-    scenario = load_scenario(args.scenario, args.overrides)
+    # A server does not send the workload: its deployments are the load generator's concern
+    scenario = load_scenario(args.scenario, args.overrides, workload=False)
     clock = ScaledClock(scenario.run.time_scale, args.origin)
     log_dir = Path(args.log_dir) if args.log_dir else None
     ready_file = Path(args.ready_file) if args.ready_file else None

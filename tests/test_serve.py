@@ -191,3 +191,19 @@ def test_idle_keep_alive_connections_stay_usable_and_headers_go_out_once(serve_s
         answer.read()
         assert answer.status == 200
         connection.close()
+
+
+def test_a_server_does_not_check_the_workload_it_does_not_send(serve_stack) -> None:
+    """`--only mock` serves its deployments even when the scenario's workload names one another process
+    serves; loading the scenario to send that workload still refuses it, with the path."""
+    from harness.errors import ScenarioError
+    from harness.scenario import load_scenario_text
+
+    scenario = (
+        "backends: [{name: east, deployments: {gpt-4o: {latency: {ttft: 0, per_token: 0}}}}]\n"
+        "workload: {mixes: [{deployment: served-elsewhere}]}\n"
+    )
+    stack = serve_stack(scenario)
+    assert chat(stack.url("east"), max_tokens=3).status_code == 200
+    with pytest.raises(ScenarioError, match=r"workload\.mixes\[0\]\.deployment: unknown deployment 'served-elsewhere'"):
+        load_scenario_text(scenario)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import ErrorDetails
 
 from harness.errors import ScenarioError
@@ -56,6 +56,10 @@ __all__ = [
 ]
 
 
+# validation context: whether the workload's deployments must exist in the backends
+CHECK_WORKLOAD = "check_workload"
+
+
 class Scenario(Section):
     """A whole experiment: mock pool, gateway, workload, run settings and checks."""
 
@@ -82,12 +86,13 @@ class Scenario(Section):
         return data
 
     @model_validator(mode="after")
-    def _check_backends(self) -> Scenario:
+    def _check_backends(self, info: ValidationInfo) -> Scenario:
         seen = index_unique((backend.name for backend in self.backends), "backends", "name")
         if not self.backends:
             raise FieldError("backends", "needs at least one backend instance")
         self.gateway.check_members(seen)
-        self.workload.check_deployments(self.deployment_names())
+        if (info.context or {}).get(CHECK_WORKLOAD, True):
+            self.workload.check_deployments(self.deployment_names())
         self._check_currencies()
         return self
 
@@ -116,8 +121,12 @@ class Scenario(Section):
         return {name for backend in self.backends for name in backend.deployments}
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Read, override (`a.b=value`) and validate a scenario file; every failure is one ScenarioError line."""
+def load_scenario(path: str | Path, overrides: list[str] | None = None, *, workload: bool = True) -> Scenario:
+    """Read, override (`a.b=value`) and validate a scenario file; every failure is one ScenarioError line.
+
+    `workload=False` leaves out the check that the workload's deployments exist: a server that only serves
+    (`harness serve --only mock`) does not send the workload, so another process's deployments are no concern.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -125,10 +134,12 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
         raise ScenarioError("", "no such scenario file", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError("", f"cannot read the file ({exc.__class__.__name__})", file=str(path)) from None
-    return load_scenario_text(text, source=str(path), overrides=overrides)
+    return load_scenario_text(text, source=str(path), overrides=overrides, workload=workload)
 
 
-def load_scenario_text(text: str, source: str | None = None, overrides: list[str] | None = None) -> Scenario:
+def load_scenario_text(
+    text: str, source: str | None = None, overrides: list[str] | None = None, *, workload: bool = True
+) -> Scenario:
     """Validate scenario YAML given as text (see `load_scenario`)."""
     try:
         data = yaml.safe_load(text)
@@ -143,12 +154,12 @@ def load_scenario_text(text: str, source: str | None = None, overrides: list[str
         raise ScenarioError("", "a scenario must be a mapping of sections (run, backends, gateway, ...)", file=source)
     if overrides:
         data = apply_overrides(data, overrides)
-    return validate_scenario(data, source)
+    return validate_scenario(data, source, workload=workload)
 
 
-def validate_scenario(data: dict[str, Any], source: str | None = None) -> Scenario:
+def validate_scenario(data: dict[str, Any], source: str | None = None, *, workload: bool = True) -> Scenario:
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data, context={CHECK_WORKLOAD: workload})
     except ValidationError as exc:
         raise _first_error(exc, source) from None
 
