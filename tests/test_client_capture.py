@@ -1,10 +1,8 @@
-"""Header capture, failure classification and SSE reading."""
+"""Header capture and failure classification."""
 
 from __future__ import annotations
 
-import json
-
-from harness.client import GatewayHeaderNames, SSEParser, StreamStats, capture, classify
+from harness.client import GatewayHeaderNames, capture, classify
 
 
 def test_capture_reads_every_rate_limit_header() -> None:
@@ -67,42 +65,3 @@ def test_classify_names_the_cause() -> None:
     assert classify(403, {**gateway, "x-gateway-refusal": "quota"}) == "gateway_quota"
     assert classify(429, {**gateway, "x-gateway-refusal": "breaker_open"}) == "breaker_open"
     assert classify(0, {}, error="timeout") == "timeout"
-
-
-def test_sse_parser_handles_events_split_anywhere() -> None:
-    raw = b'data: {"x": 1}\n\n: keep-alive\n\ndata: {"x": 2}\r\n\r\ndata: [DONE]\n\n'
-    for size in (1, 3, 7, len(raw)):
-        parser = SSEParser()
-        events: list[str] = []
-        for i in range(0, len(raw), size):
-            events += parser.feed(raw[i : i + size])
-        events += parser.close()
-        assert events == ['{"x": 1}', '{"x": 2}', "[DONE]"]
-
-
-def chunk(content: str | None = None, usage: dict[str, int] | None = None) -> str:
-    choices = [] if content is None else [{"index": 0, "delta": {"content": content}}]
-    return json.dumps({"choices": choices, "usage": usage})
-
-
-def test_stream_stats_time_to_first_token_inter_token_and_usage() -> None:
-    stats = StreamStats(started=10.0)
-    stats.on_event(json.dumps({"choices": [], "prompt_filter_results": []}), 10.1)
-    stats.on_event(json.dumps({"choices": [{"delta": {"role": "assistant", "content": ""}}]}), 10.2)
-    stats.on_event(chunk("Hello"), 10.5)
-    stats.on_event(chunk(" there"), 10.6)
-    stats.on_event(chunk("!"), 10.9)
-    stats.on_event(chunk(None, {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}), 10.95)
-    assert not stats.done
-    stats.on_event("[DONE]", 11.0)
-    assert stats.done
-    assert stats.ttft == 0.5
-    assert abs((stats.mean_inter_token or 0) - 0.2) < 1e-9
-    assert stats.text == "Hello there!"
-    assert stats.usage == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-
-
-def test_stream_without_done_is_visible() -> None:
-    stats = StreamStats(started=0.0)
-    stats.on_event(chunk("a"), 1.0)
-    assert not stats.done and stats.usage is None

@@ -1,4 +1,4 @@
-"""The client side: retry profiles of real SDKs, the retry loop, header capture and SSE reading.
+"""The client side: retry profiles of real SDKs, the retry loop and header capture (SSE: `harness.aoai.sse`).
 
 Pure and gevent-safe: nothing here uses asyncio, and every wait goes through the scenario clock.
 """
@@ -6,7 +6,6 @@ Pure and gevent-safe: nothing here uses asyncio, and every wait goes through the
 from harness.client.headers import CAUSE_NAMES, GatewayHeaderNames, capture, classify
 from harness.client.profiles import PROFILE_NAMES, ResponseInfo, RetryDecision, RetryProfile, profile_for
 from harness.client.retry import RETRY_COUNT_HEADER, RetryLoop, RetryOutcome, decision_label, run_with_retries
-from harness.client.sse import SSEParser, StreamStats
 
 __all__ = [
     "CAUSE_NAMES",
@@ -18,8 +17,6 @@ __all__ = [
     "RetryLoop",
     "RetryOutcome",
     "RetryProfile",
-    "SSEParser",
-    "StreamStats",
     "capture",
     "classify",
     "decision_label",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.aoai.sse import COUNTED_DELTAS
 from harness.client import (
     CAUSE_NAMES,
     RETRY_COUNT_HEADER,
@@ -213,6 +214,6 @@ def attempt_record(
             usage_prompt=prompt_est,
             usage_completion=completion,
             usage_total=prompt_est + completion,
-            usage_source="counted_deltas",
+            usage_source=COUNTED_DELTAS,
         )
     return record

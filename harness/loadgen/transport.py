@@ -6,7 +6,6 @@ client, not when the response ended.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,7 @@ import gevent
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
-from harness.client import SSEParser, StreamStats
+from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK, StreamReader, body_usage
 from harness.clock import Clock
 
 
@@ -86,36 +85,29 @@ class Transport:
         return result
 
     def _read_stream(self, response: Any, started: float, result: AttemptResult) -> None:
-        parser = SSEParser()
-        stats = StreamStats(started=started)
+        stream = StreamReader(started=started)
         try:
             while True:
                 line = response.readline(b"\n")
                 if not line:
                     break
                 result.body_bytes += len(line)
-                for payload in parser.feed(line):
-                    stats.on_event(payload, self.clock.now())
-                if stats.done:
+                stream.feed(line, self.clock.now())
+                if stream.done:
                     break
-            for payload in parser.close():
-                stats.on_event(payload, self.clock.now())
+            stream.close(self.clock.now())
         finally:
-            result.ttft_s = stats.ttft
-            result.inter_token_s = stats.mean_inter_token
-            result.text = stats.text
-            result.truncated = not stats.done
-            if stats.usage is not None:
-                result.usage, result.usage_source = stats.usage, "stream_usage_chunk"
-        if stats.done:
+            result.ttft_s = stream.ttft
+            result.inter_token_s = stream.mean_inter_token
+            result.text = stream.text
+            result.truncated = not stream.done
+            if stream.usage is not None:
+                result.usage, result.usage_source = stream.usage, STREAM_USAGE_CHUNK
+        if stream.done:
             response.read()  # drain the end of the chunked body so the connection can be reused
 
 
 def _read_usage(result: AttemptResult) -> None:
-    try:
-        payload = json.loads(result.body)
-    except ValueError:
-        return
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    if isinstance(usage, dict):
-        result.usage, result.usage_source = usage, "body"
+    usage = body_usage(result.body)
+    if usage is not None:
+        result.usage, result.usage_source = usage, BODY

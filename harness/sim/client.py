@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK
 from harness.client import RETRY_COUNT_HEADER, ResponseInfo, RetryLoop
 from harness.clock import Clock
 from harness.loadgen.prompts import text_of_tokens
@@ -205,7 +206,7 @@ class LogicalRequest:
         """Usage as the client reads it: from the body or a stream's usage chunk, else from the streamed text."""
         if reply.usage is not None:
             result.usage = reply.usage
-            result.usage_source = "stream_usage_chunk" if self.plan.stream else "body"
+            result.usage_source = STREAM_USAGE_CHUNK if self.plan.stream else BODY
         elif self.plan.stream and reply.streamed_tokens:
             # No usage chunk: the record counts the streamed text, so the text is made (only for such streams).
             result.text = text_of_tokens(reply.streamed_tokens, self.plan.deployment)

@@ -14,6 +14,7 @@ from typing import Any
 from harness.aoai.errors import error_body
 from harness.aoai.refusals import REFUSAL_HEADER, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
+from harness.aoai.sse import APIM_COMPAT, COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
 from harness.clock import Clock
 from harness.gateway.breaker import BACKEND_TIMEOUT, Transition
 from harness.gateway.forwarding import (
@@ -34,7 +35,6 @@ from harness.gateway.forwarding import (
 from harness.gateway.identity import app_id_of, counter_key
 from harness.gateway.log import GatewayLog
 from harness.gateway.token_limit import Ticket, TokenLimiter
-from harness.gateway.usage import APIM_COMPAT, COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
 from harness.scenario import Scenario
 from harness.sim.backend import BackendAnswer, BackendCall, SimBackend
 from harness.sim.engine import Scheduler

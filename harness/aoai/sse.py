@@ -1,0 +1,206 @@
+"""Server-sent events and `usage`: the one reader of AOAI answers, for the gateway, the client and the simulator.
+
+A request with `"stream": true` is a stream whatever content type comes back (other AOAI-compatible servers
+send SSE as `application/json` or with none). A stream is complete when it ends with `data: [DONE]`, or ends
+cleanly after a chunk with a `finish_reason` (the openai SDK reads both without error); a broken connection
+is never complete, which is the caller's to tell (only it sees the transport).
+
+    >>> stream = StreamReader(started=0.0)
+    >>> stream.feed(b'data: {"choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]}\\n\\nda', now=0.5)
+    >>> stream.feed(b"ta: [DONE]\\n\\n", now=0.6)
+    >>> stream.text, stream.ttft, stream.done, stream.complete
+    ('Hi', 0.5, True, True)
+    >>> usage_of_body(b'{"usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}')
+    Usage(prompt=5, completion=2, counted_by='usage')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.tokens import count_text_tokens
+
+DONE = "[DONE]"
+
+# Where a token count came from, as the gateway log's `tokens_counted_by` says it:
+USAGE = "usage"  # the `usage` of a JSON body
+STREAM_USAGE = "stream_usage"  # a stream's usage chunk (`stream_options.include_usage`)
+COUNTED_DELTAS = "counted_deltas"  # no usage chunk: the streamed text counted with the model's tokenizer
+APIM_COMPAT = "apim_compat"  # a stream counted as APIM counts it: the prompt only
+# ... and as the attempt record's `usage_source` says it (counted deltas are spelled alike):
+BODY = "body"
+STREAM_USAGE_CHUNK = "stream_usage_chunk"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one request consumed, and where the numbers came from."""
+
+    prompt: int
+    completion: int
+    counted_by: str
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+def usage_from(usage: Mapping[str, Any], counted_by: str) -> Usage:
+    """A `usage` object as Usage; without `completion_tokens` (embeddings) the completion is total - prompt."""
+    prompt = _int(usage.get("prompt_tokens"))
+    completion = _int(usage.get("completion_tokens"), _int(usage.get("total_tokens")) - prompt)
+    return Usage(prompt, max(0, completion), counted_by)
+
+
+def body_usage(body: bytes) -> dict[str, Any] | None:
+    """The `usage` object of a JSON answer, as sent (None when the body is not JSON or has none)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def usage_of_body(body: bytes) -> Usage | None:
+    """`usage` of a non-streamed JSON answer (None when the body has none)."""
+    usage = body_usage(body)
+    return None if usage is None else usage_from(usage, USAGE)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class SSEParser:
+    """Split a byte stream into the `data:` payloads of its events (multi-line data joined by newlines).
+
+    >>> parser = SSEParser()
+    >>> parser.feed(b'data: {"a": 1}\\n\\nda') + parser.feed(b"ta: [DONE]\\n\\n")
+    ['{"a": 1}', '[DONE]']
+    """
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        if self._partial:
+            chunk = self._partial + chunk
+        lines = chunk.split(b"\n")
+        self._partial = lines.pop()  # an unfinished line waits for the next chunk
+        events: list[str] = []
+        data = self._data
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if data:
+                    events.append(b"\n".join(data).decode("utf-8", "replace"))
+                    data.clear()
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            # comments (":") and other fields (event:, id:, retry:) carry nothing the harness needs
+        return events
+
+    def close(self) -> list[str]:
+        """Events left when the stream ends (a last event without its blank line still counts)."""
+        return self.feed(b"\n\n") if self._partial or self._data else []
+
+
+@dataclass
+class StreamReader:
+    """One streamed answer read as it arrives: when tokens came, the text, usage and how it ended.
+
+    Times are in whatever unit the caller passes as `now` (scenario seconds in the harness; the gateway,
+    which only counts, passes none).
+    """
+
+    started: float = 0.0
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    content_chunks: int = 0
+    text_parts: list[str] = field(default_factory=list)  # one per choice and chunk: a token each from AOAI
+    usage: dict[str, Any] | None = None  # the usage chunk, as sent
+    done: bool = False  # `data: [DONE]` came
+    finish_reason: str | None = None  # the last one a choice carried
+    bad_events: int = 0
+    parser: SSEParser = field(default_factory=SSEParser, repr=False)
+
+    def feed(self, chunk: bytes, now: float = 0.0) -> None:
+        """Read the next bytes of the stream (events may be split anywhere)."""
+        for payload in self.parser.feed(chunk):
+            self.on_event(payload, now)
+
+    def close(self, now: float = 0.0) -> None:
+        """The stream ended: read an event left without its blank line."""
+        for payload in self.parser.close():
+            self.on_event(payload, now)
+
+    def on_event(self, payload: str, now: float) -> None:
+        if payload == DONE:
+            self.done = True
+            return
+        try:
+            event = json.loads(payload)
+        except (ValueError, RecursionError):
+            self.bad_events += 1
+            return
+        if not isinstance(event, dict):
+            self.bad_events += 1
+            return
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        choices = event.get("choices")
+        if not isinstance(choices, list):
+            return
+        texts = 0
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")  # chat, or completions
+            if isinstance(text, str) and text:  # the role-only opening delta and empty deltas are not tokens
+                self.text_parts.append(text)
+                texts += 1
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason:
+                self.finish_reason = reason
+        if texts:
+            if self.first_token_at is None:
+                self.first_token_at = now
+            self.last_token_at = now
+            self.content_chunks += 1
+
+    @property
+    def complete(self) -> bool:
+        """The answer is whole: `[DONE]` came, or a choice finished (when the stream also ended cleanly)."""
+        return self.done or self.finish_reason is not None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+    @property
+    def mean_inter_token(self) -> float | None:
+        if self.first_token_at is None or self.last_token_at is None or self.content_chunks < 2:
+            return None
+        return (self.last_token_at - self.first_token_at) / (self.content_chunks - 1)
+
+    def counted_completion(self, model: str) -> int:
+        """The streamed text's tokens, each delta counted with the model's tokenizer (as a gateway counts them)."""
+        return sum(count_text_tokens(piece, model) for piece in self.text_parts)
+
+    def tokens(self, estimated_prompt: int, model: str) -> Usage:
+        """What the stream consumed: its usage chunk, else the counted deltas with the caller's prompt count."""
+        if self.usage is not None:
+            return usage_from(self.usage, STREAM_USAGE)
+        return Usage(estimated_prompt, self.counted_completion(model), COUNTED_DELTAS)
