@@ -30,9 +30,10 @@ from starlette.routing import Route
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.routes import route_patterns
+from harness.aoai.sse import APIM_COMPAT, StreamReader, Usage, usage_of_body
 from harness.clock import Clock
 from harness.errors import ScenarioError
-from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, Transition
+from harness.gateway.breaker import Transition
 from harness.gateway.forwarding import (
     OK,
     DeploymentRoute,
@@ -58,11 +59,11 @@ from harness.gateway.proxy import (
     read_body,
     upstream_headers,
 )
+from harness.gateway.relay import StreamCut, UpstreamChunks
 from harness.gateway.replies import gateway_error
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.gateway.transport import LoopbackTransport
 from harness.gateway.transport import upstream_client as upstream_client_for
-from harness.gateway.usage import APIM_COMPAT, StreamTally, Usage, usage_of_body
 from harness.scenario import Scenario
 from harness.tokens import count_prompt_tokens
 
@@ -319,22 +320,14 @@ class Exchange:
         row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
         row["region"] = headers.get("x-ms-region") or self.gateway.backends[member].region
         status = upstream.status_code
-        content_type = headers.get("content-type", "")
         headers["x-backend"] = member
-        if self.stream and status == 200 and content_type.startswith("text/event-stream"):
-            # Only the prompt is known when headers go out: tokens-consumed cannot include the completion.
-            self._add_token_headers(headers, consumed=self.ticket.charged if self.ticket else self.prompt_estimate)
-            self._add_identity_headers(headers)
-            row["status"] = status
-            row["ttft_s"] = self.clock.now() - self.started
-            return StreamingResponse(self._relay_stream(member, upstream), status_code=status, headers=headers)
+        if self.stream and status == 200:
+            # A stream whatever its content type says: relayed as it comes, its tokens counted on the way.
+            return await self._start_stream(member, UpstreamChunks(upstream), headers)
         try:
             body = await read_body(upstream)
         except UpstreamFailure as exc:
-            breaker = self.gateway.breakers.get(member)
-            if breaker is not None:
-                breaker.record(None, exc.reason)
-            return self._upstream_failed(member, exc)
+            return self._member_broke_off(member, exc)
         usage = usage_of_body(body) if 200 <= status < 300 else None
         self._settle(usage)
         self._add_token_headers(headers, consumed=usage.total if usage else 0)
@@ -344,28 +337,55 @@ class Exchange:
         self._finish(status, outcome_of_backend(status), usage, member)
         return Response(body, status_code=status, headers=headers)
 
-    async def _relay_stream(self, member: str, upstream: httpx.Response) -> AsyncIterator[bytes]:
-        tally = StreamTally(self.route.model)
-        usage: Usage | None = None
-        outcome = OK
+    def _member_broke_off(self, member: str, failure: UpstreamFailure) -> Response:
+        """The member's answer failed before anything went to the client: a 502/504 it counts for."""
+        breaker = self.gateway.breakers.get(member)
+        if breaker is not None:
+            breaker.record(None, failure.reason)
+        return self._upstream_failed(member, failure)
+
+    async def _start_stream(self, member: str, chunks: UpstreamChunks, headers: dict[str, str]) -> Response:
+        # The headers wait for the first chunk: a member silent past the timeout still gets a 504, not a 200.
         try:
-            async for chunk in upstream.aiter_raw():
-                tally.feed(chunk)
-                yield chunk
-        except Exception:  # the member broke off mid-stream: the client sees a cut stream, as from AOAI
-            outcome = UPSTREAM_ERROR
+            first = await chunks.first()
+        except UpstreamFailure as exc:
+            await chunks.aclose()
+            return self._member_broke_off(member, exc)
+        # Only the prompt is known when headers go out: tokens-consumed cannot include the completion.
+        self._add_token_headers(headers, consumed=self.ticket.charged if self.ticket else self.prompt_estimate)
+        self._add_identity_headers(headers)
+        self.row["status"] = 200
+        self.row["ttft_s"] = self.clock.now() - self.started
+        return StreamingResponse(self._relay_stream(member, chunks, first), status_code=200, headers=headers)
+
+    async def _relay_stream(self, member: str, chunks: UpstreamChunks, first: bytes) -> AsyncIterator[bytes]:
+        reader = StreamReader()
+        outcome = OK
+        cut: UpstreamFailure | None = None
+        try:
+            if first:
+                reader.feed(first)
+                yield first
+                async for chunk in chunks:
+                    reader.feed(chunk)
+                    yield chunk
+        except UpstreamFailure as exc:  # the member broke off mid-stream (or went silent past the timeout)
+            cut, outcome = exc, UPSTREAM_ERROR
             breaker = self.gateway.breakers.get(member)
             if breaker is not None:
-                breaker.record(None, BACKEND_PROTOCOL_ERROR)
-        finally:
-            with contextlib.suppress(Exception):
-                await upstream.aclose()
+                breaker.record(None, exc.reason)
+        finally:  # also when the client went away (the generator is closed or cancelled): book first, then close
+            reader.close()
             if self.gateway.config.apim_compat:
                 usage = Usage(self.prompt_estimate, 0, APIM_COMPAT)
             else:
-                usage = tally.result(self.prompt_estimate)
+                usage = reader.tokens(self.prompt_estimate, self.route.model)
             self._settle(usage)
             self._finish(200, outcome, usage, member)
+            await chunks.aclose()
+        if cut is not None:
+            # Ending the body cleanly would pass a cut answer off as a whole one: abort the client's connection.
+            raise StreamCut(f"backend '{member}': {cut.detail}")
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
 
