@@ -1,7 +1,9 @@
 """One HTTP attempt over geventhttpclient: status, headers, body or SSE stream, timings in scenario time.
 
 Streams are read line by line as they arrive, so the time to the first token is when it reached the
-client, not when the response ended.
+client, not when the response ended. A request with `"stream": true` is read as a stream whatever the
+content type; it is whole when it ends with `[DONE]`, or ends cleanly after a `finish_reason` (as the openai
+SDK takes it); a connection that breaks first truncates it.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Transport:
             result.ttft_s = stream.ttft
             result.inter_token_s = stream.mean_inter_token
             result.text = stream.text
-            result.truncated = not stream.done
+            result.truncated = not stream.complete
             if stream.usage is not None:
                 result.usage, result.usage_source = stream.usage, STREAM_USAGE_CHUNK
         if stream.done:
