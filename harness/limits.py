@@ -132,15 +132,19 @@ class LeakyBucket:
 
     Admission is allowed while the level is at or below capacity, and the cost is then added even if
     it takes the level past 100 % (short bursts over capacity are tolerated, as on PTU deployments).
+    The bucket starts at `initial_level` (empty by default, so a cold bucket first admits a whole
+    capacity before its drain rate starts to bind).
     """
 
-    def __init__(self, capacity: float, rate: float, clock: Clock) -> None:
+    def __init__(self, capacity: float, rate: float, clock: Clock, initial_level: float = 0.0) -> None:
         if capacity <= 0 or rate <= 0:
             raise ValueError("a leaky bucket needs a positive capacity and drain rate")
+        if not 0 <= initial_level < math.inf:
+            raise ValueError("a leaky bucket's initial level must be finite and >= 0")
         self.capacity = float(capacity)
         self.rate = float(rate)
         self.clock = clock
-        self._level = 0.0
+        self._level = float(initial_level)
         self._at = clock.now()
 
     def _drain(self) -> None:

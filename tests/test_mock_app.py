@@ -94,7 +94,8 @@ async def test_request_429_names_the_requests_policy_and_recovers_after_10_secon
         r = await m.chat(max_tokens=5)
         assert r.status_code == 429
         assert r.headers["policy-id"] == "DeploymentRatelimit-Requests"
-        assert r.headers["retry-after-ms"] == "6000"
+        # the refusal counts too and holds the only place: the earliest admission is when it ages out
+        assert r.headers["retry-after-ms"] == "10000"
         assert r.headers["x-ratelimit-remaining-requests"] == "0"
         m.clock.advance(10)  # both the success and the refusal have aged out
         ok = await m.chat(max_tokens=5)
@@ -146,6 +147,28 @@ async def test_unknown_deployment_is_a_404_deployment_not_found() -> None:
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "DeploymentNotFound"
     assert m.log.rows[0]["decision"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", f"/openai/deployments/gpt-4o/chat/completion{API}", 404),
+        ("POST", "/nothing/here", 404),
+        ("GET", "/", 404),
+        ("GET", f"/openai/deployments/gpt-4o/chat/completions{API}", 405),
+        ("PUT", "/openai/v1/embeddings", 405),
+    ],
+)
+async def test_unknown_routes_and_wrong_methods_answer_aoai_json_errors(method: str, path: str, status: int) -> None:
+    async with mock_app() as m:
+        r = await m.client.request(method, path, json={"messages": []})
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert error["code"] == str(status) and error["message"]
+    if status == 405:
+        assert r.headers["allow"] == "POST"
+        assert method in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -79,17 +79,39 @@ def test_token_window_refuses_then_recovers_as_requests_age_out() -> None:
     assert model.admit(1).remaining_tokens == 999
 
 
-def test_retry_after_of_a_request_429_is_when_the_oldest_request_ages_out() -> None:
-    model, clock = standard(1_000, rpm_per_1k_tpm=12)  # 2 per 10 s
+@pytest.mark.parametrize(("count_rejected", "honest"), [(True, 9.0), (False, 6.0)])
+def test_retry_after_of_a_request_429_is_the_earliest_time_it_would_be_admitted(
+    count_rejected: bool, honest: float
+) -> None:
+    """2 per 10 s, requests at 0 and 3, refused at 4. Counted, the refusal holds a place until 14, so a place
+    is free only when the second request ages out (13, 9 s on); uncounted, when the first does (10, 6 s on)."""
+    model, clock = standard(1_000, rpm_per_1k_tpm=12, count_rejected_requests=count_rejected)
     model.admit(1)
     clock.advance(3)
     model.admit(1)
     clock.advance(1)
     refused = model.admit(1)
     assert refused.decision == RATE_LIMITED_REQUESTS
-    assert refused.retry_after == pytest.approx(6.0, abs=0.05)
-    assert refused.reset_requests == pytest.approx(10.0, abs=0.05)  # the refused one counts too
+    assert refused.retry_after == pytest.approx(honest, abs=0.05)
     assert refused.estimate == 0
+    clock.advance(refused.retry_after - 0.1)
+    assert not model.admit(1, count_rejected=False).allowed  # a moment earlier: no place yet (not counted)
+    clock.advance(0.1)
+    assert model.admit(1).allowed  # at the advertised time: admitted
+
+
+def test_a_request_429_waits_for_the_token_window_too() -> None:
+    """Refused on the request window while the token window has no room either: the later of the two."""
+    model, clock = standard(1_000, rpm_per_1k_tpm=12)  # 2 per 10 s
+    model.admit(600)
+    clock.advance(3)
+    model.admit(300)
+    clock.advance(1)
+    refused = model.admit(300)  # the requests free at 13 s, the 300 tokens only when the 600 leave at 60 s
+    assert refused.decision == RATE_LIMITED_REQUESTS
+    assert refused.retry_after == pytest.approx(56.0, abs=0.2)
+    clock.advance(refused.retry_after)
+    assert model.admit(300).allowed
 
 
 def test_refused_requests_consume_the_request_window_unless_told_not_to() -> None:
@@ -102,6 +124,32 @@ def test_refused_requests_consume_the_request_window_unless_told_not_to() -> Non
     assert model.requests.used == 3
 
 
+def test_a_deployment_that_does_not_count_rejected_requests_never_charges_them() -> None:
+    model, clock = standard(1_000, rpm_per_1k_tpm=12, count_rejected_requests=False)
+    model.admit(1)
+    model.admit(1)
+    for _ in range(50):  # a client hammering the full window
+        clock.advance(0.1)
+        assert model.admit(1).decision == RATE_LIMITED_REQUESTS
+    assert model.requests is not None and model.requests.used == 2
+    clock.advance(5.0)  # 10 s after the two admitted requests
+    assert model.admit(1).allowed
+
+
+def test_counted_rejections_from_a_fast_retrying_client_keep_the_window_full() -> None:
+    """AOAI's documented rule, the default: a client retrying every second never gets in while it retries."""
+    model, clock = standard(1_000, rpm_per_1k_tpm=12)
+    model.admit(1)
+    model.admit(1)
+    for _ in range(60):
+        clock.advance(1.0)
+        refused = model.admit(1)
+        assert refused.decision == RATE_LIMITED_REQUESTS
+        assert refused.remaining_tokens >= 998  # the tokens were free all along
+    clock.advance(refused.retry_after)  # waiting what the last refusal said gets it in
+    assert model.admit(1).allowed
+
+
 def test_request_larger_than_the_token_window_never_fits_and_is_told_the_window_length() -> None:
     model, _ = standard(1_000)
     refused = model.admit(5_000)
@@ -109,10 +157,39 @@ def test_request_larger_than_the_token_window_never_fits_and_is_told_the_window_
     assert refused.retry_after == 60.0
 
 
-def ptu(ptu: int = 1, per_ptu: int = 6_000) -> tuple[DeploymentModel, VirtualClock]:
+def ptu(ptu: int = 1, per_ptu: int = 6_000, **kw: object) -> tuple[DeploymentModel, VirtualClock]:
     clock = VirtualClock(0.0)
-    spec = Deployment(model="gpt-4o", ptu=ptu, ptu_tokens_per_minute=per_ptu)
+    spec = Deployment.model_validate({"model": "gpt-4o", "ptu": ptu, "ptu_tokens_per_minute": per_ptu, **kw})
     return DeploymentModel(spec, clock), clock
+
+
+def admitted_in_first_minute(model: DeploymentModel, clock: VirtualClock, estimate: int) -> int:
+    """Tokens admitted to a PTU deployment offered a request of `estimate` tokens every second for 60 s."""
+    admitted = 0
+    for _ in range(60):
+        admitted += estimate if model.admit(estimate).allowed else 0
+        clock.advance(1.0)
+    return admitted
+
+
+def test_a_cold_ptu_deployment_admits_about_twice_its_rate_in_its_first_minute() -> None:
+    """The default: the bucket starts empty, fills in one minute and drains one minute's worth meanwhile."""
+    model, clock = ptu(1, 6_000)  # 6,000 tokens per minute
+    assert model.utilization() == 0.0
+    assert 11_000 <= admitted_in_first_minute(model, clock, 500) <= 12_500
+
+
+def test_a_ptu_deployment_that_starts_full_admits_its_rate_only() -> None:
+    model, clock = ptu(1, 6_000, ptu_initial_utilization=100)
+    assert model.utilization() == pytest.approx(100.0)
+    assert 5_500 <= admitted_in_first_minute(model, clock, 500) <= 6_500
+
+
+def test_ptu_initial_utilization_sets_the_starting_level() -> None:
+    model, clock = ptu(1, 6_000, ptu_initial_utilization=50)
+    assert model.utilization() == pytest.approx(50.0)
+    clock.advance(15)  # drains 25 % in 15 s
+    assert model.utilization() == pytest.approx(25.0)
 
 
 def test_ptu_utilization_drains_continuously() -> None:

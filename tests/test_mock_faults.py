@@ -108,3 +108,53 @@ async def test_without_queueing_a_would_be_429_is_answered_at_once() -> None:
         await m.chat(max_tokens=5)
         r = await m.chat(max_tokens=5)
     assert r.status_code == 429 and m.clock.now() == 1_000.0
+
+
+async def test_an_injected_429_looks_like_aoais_own_and_uses_no_tokens() -> None:
+    deployments = {"gpt-4o": {"tpm": 50_000, "latency": ZERO_LATENCY}}
+    async with mock_app(deployments=deployments, faults={"error_rates": {429: 1.0}}) as m:
+        responses = [await m.chat(max_tokens=100) for _ in range(5)]
+    for n, r in enumerate(responses, start=1):
+        assert r.status_code == 429
+        assert (r.headers["retry-after"], r.headers["retry-after-ms"]) == ("1", "1000")
+        assert r.headers["policy-id"] == "DeploymentRatelimit-Requests"
+        assert r.headers["x-ratelimit-limit-tokens"] == "50000"
+        assert r.headers["x-ratelimit-remaining-tokens"] == "50000"  # the admission charge was given back
+        assert r.headers["x-ratelimit-remaining-requests"] == str(50 - n)  # failed requests count (AOAI)
+        assert "x-ratelimit-reset-requests" in r.headers and "x-ratelimit-reset-tokens" in r.headers
+        assert r.json()["error"]["code"] == "429"
+        assert "retry after 1 seconds" in r.json()["error"]["message"]
+    row = m.log.rows[-1]
+    assert (row["status"], row["decision"], row["retry_after"]) == (429, "fault", 1.0)
+    assert (row["estimate_charged"], row["remaining_tokens"]) == (0, 50_000)
+
+
+async def test_an_injected_429_takes_its_wait_and_policy_from_the_fault_profile() -> None:
+    faults = {
+        "error_rates": {429: 1.0},
+        "injected_429": {"retry_after": "PT5S", "policy_id": "DeploymentRatelimit-Token"},
+    }
+    deployments = {"gpt-4o": {"latency": ZERO_LATENCY, "count_rejected_requests": False}}
+    async with mock_app(deployments=deployments, faults=faults) as m:
+        r = await m.chat(max_tokens=5)
+        again = await m.chat(max_tokens=5)
+    assert (r.headers["retry-after"], r.headers["policy-id"]) == ("5", "DeploymentRatelimit-Token")
+    assert "token rate" in r.json()["error"]["message"]
+    # rejected requests not counted: the injected 429 gave its place in the request window back too
+    assert again.headers["x-ratelimit-remaining-requests"] == "50"
+
+
+async def test_an_injected_429_advertises_when_the_windows_admit_the_request_if_that_is_later() -> None:
+    async with mock_app(deployments=TIGHT, faults={"error_rates": {429: 1.0}}) as m:
+        r = await m.chat(max_tokens=5)  # counted: it holds the only place of the 10 s window
+    assert r.status_code == 429 and r.headers["retry-after"] == "10"
+
+
+async def test_an_injected_429_on_a_ptu_deployment_gives_the_utilization_back() -> None:
+    spec = {"ptu": 1, "ptu_tokens_per_minute": 6_000, "latency": ZERO_LATENCY}
+    async with mock_app(deployments={"gpt-4o": spec}, faults={"error_rates": {429: 1.0}}) as m:
+        r = await m.chat(max_tokens=3_000)
+    assert r.status_code == 429
+    assert r.headers["azure-openai-deployment-utilization"] == "0.0%"
+    assert r.headers["retry-after-ms"] == "1000" and "policy-id" not in r.headers
+    assert "provisioned throughput" in r.json()["error"]["message"]

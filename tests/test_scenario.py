@@ -58,6 +58,18 @@ def test_every_field_has_a_description() -> None:
         ("backends: [{name: a}, {name: a}]", "backends[1].name: 'a' is also backends[0]"),
         ("backends: [{faults: {error_rates: {200: 0.1}}}]", "backends[0].faults.error_rates.200: is not an HTTP error"),
         ("backends: {name: a}", "backends: must be a list"),
+        (
+            "backends: [{deployments: {gpt-4o: {ptu: 1, ptu_initial_utilization: 150}}}]",
+            "backends[0].deployments.gpt-4o.ptu_initial_utilization: must be <= 100",
+        ),
+        (
+            "backends: [{deployments: {gpt-4o: {count_rejected_requests: maybe}}}]",
+            "backends[0].deployments.gpt-4o.count_rejected_requests: must be true or false",
+        ),
+        (
+            "backends: [{faults: {injected_429: {policy_id: ''}}}]",
+            "backends[0].faults.injected_429.policy_id: must not",
+        ),
         ("run: [1, 2", "line 1, column 11"),
         ("- just\n- a list", "a scenario must be a mapping"),
     ],
@@ -66,6 +78,15 @@ def test_bad_files_give_one_line_naming_the_path(text: str, expected: str) -> No
     message = error_of(text)
     assert message.startswith("s.yaml: ")
     assert expected in message
+
+
+def test_aoai_rules_are_the_defaults() -> None:
+    backend = load_scenario_text("").backends[0]
+    deployment = backend.deployments["gpt-4o"]
+    assert deployment.count_rejected_requests is True  # failed requests count toward the limits
+    assert deployment.ptu_initial_utilization == 0.0  # a cold PTU deployment starts empty
+    assert backend.faults.injected_429.retry_after == 1.0
+    assert backend.faults.injected_429.policy_id == "DeploymentRatelimit-Requests"
 
 
 def test_missing_file_is_one_line(tmp_path: Path) -> None:

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.clock import Clock
 from harness.mock.core import BackendCore, DeploymentState, Verdict, Waits
-from harness.mock.deployment import PTU_OVER_CAPACITY, RATE_LIMITED_REQUESTS, Admission
-from harness.mock.errors import error_body, fault_body, rate_limit_body
-from harness.mock.headers import identity_headers, quota_headers, rate_limit_headers, whole_seconds
+from harness.mock.deployment import Admission
+from harness.mock.errors import error_body, fault_body, http_error_body, rate_limit_body
+from harness.mock.headers import identity_headers, limit_name, quota_headers, rate_limit_headers, whole_seconds
 from harness.mock.log import BackendLog, MemoryLog, NullLog
 from harness.mock.streaming import Generation, stream_events
 from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
@@ -121,6 +122,7 @@ class Call:
             "stream": False,
             "status": 500,
             "decision": "fault",
+            "estimate": None,
             "estimate_charged": 0,
             "prompt_tokens": None,
             "completion_tokens": None,
@@ -190,6 +192,7 @@ class Call:
         row["stream"] = stream
         quota = runtime.state.quota
         estimate = admission_estimate(self.operation, body, runtime.spec.model, quota.default_completion)
+        row["estimate"] = estimate
         verdict = await self.drive(core.admit(runtime.state, estimate))
         admitted_at = clock.now()  # after any queueing: the latency plan runs from here
         admission = verdict.admission
@@ -260,16 +263,13 @@ class Call:
             await self.clock.asleep(wait)
 
     def rate_limited(self, runtime: DeploymentRuntime, admission: Admission, verdict: Verdict) -> Response:
+        """A 429: the deployment's own (its decision is logged) or an injected one (logged as a fault)."""
         wait = verdict.retry_after if verdict.retry_after is not None else admission.retry_after
         self.row["retry_after"] = wait
-        what = {
-            RATE_LIMITED_REQUESTS: "request rate",
-            PTU_OVER_CAPACITY: "provisioned throughput",
-        }.get(admission.decision, "token rate")
         return self.reply(
             429,
-            rate_limit_body(runtime.name, what, whole_seconds(wait)),
-            admission.decision,
+            rate_limit_body(runtime.name, limit_name(admission), whole_seconds(wait)),
+            verdict.decision,
             rate_limit_headers(admission, wait),
         )
 
@@ -365,6 +365,17 @@ def build_mock_app(backend: BackendInstance, clock: Clock, log: BackendLog | Non
     for suffix, operation in OPERATIONS.items():
         routes.append(route(f"/openai/deployments/{{deployment}}/{suffix}", operation, True))
         routes.append(route(f"/openai/v1/{suffix}", operation, False))
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
     app.state.mock = mock
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """An unknown route (404) or a wrong method (405), answered in AOAI's JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    return Response(
+        http_error_body(exc.status_code, request.method, request.url.path),
+        status_code=exc.status_code,
+        headers=exc.headers,
+        media_type=JSON,
+    )

@@ -93,6 +93,9 @@ class BackendCore:
     def admit(self, deployment: DeploymentState, estimate: int) -> Waits:
         """Outage, admission (with PAYG queueing), rate limit or injected fault, in that order, as AOAI answers.
 
+        An injected fault strikes admitted requests only; an injected 429 gives its tokens back (see
+        `DeploymentModel.refuse_admitted`).
+
         The resource's network latency delays the decision (the request is still on its way) and is added
         to the answer's latency (the answer is on its way back): while both are in flight, a gateway has
         not yet seen a 429 and keeps sending, as it does against a real, distant resource.
@@ -123,6 +126,11 @@ class BackendCore:
             wait = long_wait if long_wait is not None else admission.retry_after
             return Verdict(429, admission.decision, admission, added, retry_after=wait)
         error = faults.error_status()
+        if error == 429:
+            # AOAI's own 429 look (retry headers, policy-id, quota figures), and the tokens are not used
+            injected = faults.profile.injected_429
+            refused = quota.refuse_admitted(admission, injected.retry_after, injected.policy_id)
+            return Verdict(429, FAULT, refused, added, retry_after=refused.retry_after)
         if error is not None:
             return Verdict(error, FAULT, admission, added)
         return Verdict(200, QUEUED_THEN_OK if waited > 0 else OK, admission, added, queued_s=waited)

@@ -3,6 +3,13 @@
 Pure and synchronous, on an injected clock. The app asks `admit`, answers, then calls `finish` with the
 actual cost so a PTU deployment can correct its estimate.
 
+A refused request is told the honest earliest time it would be admitted (`retry_after`): when both the
+request window and the token window have room for it, given everything they hold at that moment. While
+rejected requests count toward the request window (`count_rejected_requests`, AOAI's documented rule),
+the refusal itself holds a place, so that time is later than when the oldest request ages out; and it
+holds only if nothing else reaches the deployment meanwhile: every request that arrives earlier, a retry
+or another client's, is counted too and pushes the time further.
+
     >>> from harness.clock import VirtualClock
     >>> from harness.scenario import Deployment
     >>> model = DeploymentModel(Deployment(tpm=50_000, model="gpt-4o"), VirtualClock())
@@ -28,15 +35,17 @@ OK = "ok"
 RATE_LIMITED_TOKENS = "rate_limited_tokens"
 RATE_LIMITED_REQUESTS = "rate_limited_requests"
 PTU_OVER_CAPACITY = "ptu_over_capacity"
+# an admitted request answered 429 after all by an injected fault (the backend log says "fault")
+INJECTED_429 = "injected_429"
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What the deployment decided about one request, with every number its response headers need."""
 
-    decision: str  # OK, RATE_LIMITED_TOKENS, RATE_LIMITED_REQUESTS or PTU_OVER_CAPACITY
+    decision: str  # OK, RATE_LIMITED_TOKENS, RATE_LIMITED_REQUESTS, PTU_OVER_CAPACITY or INJECTED_429
     estimate: int  # tokens charged at admission (0 when rejected)
-    retry_after: float  # seconds until the request would fit (0 when admitted)
+    retry_after: float  # seconds until the request would be admitted (0 when admitted)
     limit_requests: int | None = None  # standard deployments only (10 s figure)
     limit_tokens: int | None = None
     remaining_requests: int | None = None
@@ -44,6 +53,7 @@ class Admission:
     reset_requests: float = 0.0  # seconds until the request window is free again
     reset_tokens: float = 0.0
     utilization: float | None = None  # PTU deployments only, percent after this decision
+    policy_id: str | None = None  # the policy-id an INJECTED_429 carries (the others' follows from the decision)
 
     @property
     def allowed(self) -> bool:
@@ -72,7 +82,8 @@ class DeploymentModel:
         self.bucket: LeakyBucket | None = None
         if deployment.ptu is not None:
             capacity = deployment.ptu * deployment.ptu_tokens_per_minute
-            self.bucket = LeakyBucket(capacity, capacity / 60.0, clock)
+            initial = capacity * deployment.ptu_initial_utilization / 100.0
+            self.bucket = LeakyBucket(capacity, capacity / 60.0, clock, initial_level=initial)
         else:
             self.requests = SlidingWindow(requests_per_10s(deployment), REQUEST_WINDOW_SECONDS, clock)
             self.tokens = SlidingWindow(deployment.tpm, TOKEN_WINDOW_SECONDS, clock)
@@ -82,10 +93,11 @@ class DeploymentModel:
         return self.bucket is not None
 
     def admit(self, estimate: int, count_rejected: bool = True) -> Admission:
-        """Admit a request that AOAI estimates at `estimate` tokens, or say when it would fit.
+        """Admit a request that AOAI estimates at `estimate` tokens, or say when it would be admitted.
 
-        A rejected request still uses the request window (as on AOAI) unless `count_rejected` is false,
-        which the queueing fault uses while a request waits its turn.
+        A rejected request still uses the request window (as on AOAI) when the deployment counts rejected
+        requests (`count_rejected_requests`, the default) and `count_rejected` is true; the queueing fault
+        passes false while a request waits its turn.
         """
         if self.bucket is not None:
             return self._admit_ptu(estimate)
@@ -95,16 +107,41 @@ class DeploymentModel:
         if by_requests.allowed and by_tokens.allowed:
             self.requests.charge(1)
             self.tokens.charge(estimate)
-            decision, retry_after, charged = OK, 0.0, estimate
-        elif not by_requests.allowed:
-            decision, retry_after, charged = RATE_LIMITED_REQUESTS, by_requests.retry_after, 0
-        else:
-            decision, retry_after, charged = RATE_LIMITED_TOKENS, by_tokens.retry_after, 0
-        if decision != OK and count_rejected:
+            return self._standard(OK, estimate, 0.0)
+        decision = RATE_LIMITED_REQUESTS if not by_requests.allowed else RATE_LIMITED_TOKENS
+        if count_rejected and self.deployment.count_rejected_requests:
             self.requests.charge(1)
-        if math.isinf(retry_after):
-            # Larger than the whole window: it never fits; tell the client the window length, as AOAI does.
-            retry_after = TOKEN_WINDOW_SECONDS
+        return self._standard(decision, 0, self._earliest(estimate))
+
+    def refuse_admitted(self, admission: Admission, retry_after: float, policy_id: str) -> Admission:
+        """Answer an admitted request 429 after all (an injected fault): its tokens come back, and so does its
+        place in the request window unless rejected requests count; it is told `retry_after`, or later when
+        the windows admit it only then.
+        """
+        if self.bucket is not None:
+            # the level is back where the admission found it (<= 100 %): nothing more to wait for
+            self.bucket.adjust(-admission.estimate)
+            # PTU 429s carry no quota policy: the utilization header says why
+            return Admission(INJECTED_429, 0, retry_after, utilization=self.bucket.utilization())
+        assert self.requests is not None and self.tokens is not None
+        self.tokens.refund(admission.estimate)
+        if not self.deployment.count_rejected_requests:
+            self.requests.refund(1)
+        wait = max(retry_after, self._earliest(admission.estimate))
+        return self._standard(INJECTED_429, 0, wait, policy_id)
+
+    def _earliest(self, estimate: int) -> float:
+        """Seconds until both windows have room for a request of `estimate` tokens, if nothing else arrives.
+
+        Each window only frees room as time passes, so the later of the two times is the earliest for both.
+        """
+        assert self.requests is not None and self.tokens is not None
+        wait = max(self.requests.peek(1).retry_after, self.tokens.peek(estimate).retry_after)
+        # Larger than the whole token window: it never fits; tell the client the window length, as AOAI does.
+        return TOKEN_WINDOW_SECONDS if math.isinf(wait) else wait
+
+    def _standard(self, decision: str, charged: int, retry_after: float, policy_id: str | None = None) -> Admission:
+        assert self.requests is not None and self.tokens is not None
         return Admission(
             decision=decision,
             estimate=charged,
@@ -115,6 +152,7 @@ class DeploymentModel:
             remaining_tokens=self.tokens.remaining(),
             reset_requests=self.requests.peek(0).reset_after,
             reset_tokens=self.tokens.peek(0).reset_after,
+            policy_id=policy_id,
         )
 
     def _admit_ptu(self, estimate: int) -> Admission:

@@ -31,3 +31,14 @@ def rate_limit_body(deployment: str, what: str, retry_after_s: int) -> bytes:
 def fault_body(status: int) -> bytes:
     code = FAULT_CODES.get(status, str(status))
     return error_body(code, f"The service could not complete the request ({status}). Please try again.")
+
+
+def http_error_body(status: int, method: str, path: str) -> bytes:
+    """The body of a 404 (no such route) or 405 (wrong method), as AOAI answers them.
+
+    >>> http_error_body(404, "POST", "/openai/nope")
+    b'{"error":{"code":"404","message":"Resource not found"}}'
+    """
+    if status == 405:
+        return error_body("405", f"The method {method} is not allowed on {path}; use POST.")
+    return error_body(str(status), "Resource not found")

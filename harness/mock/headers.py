@@ -12,6 +12,20 @@ import math
 from harness.mock.deployment import RATE_LIMITED_REQUESTS, RATE_LIMITED_TOKENS, Admission
 
 POLICY_IDS = {RATE_LIMITED_TOKENS: "DeploymentRatelimit-Token", RATE_LIMITED_REQUESTS: "DeploymentRatelimit-Requests"}
+# what a 429 body says was reached, by policy-id (a PTU's 429 has none)
+LIMIT_NAMES = {"DeploymentRatelimit-Token": "token rate", "DeploymentRatelimit-Requests": "request rate"}
+
+
+def limit_name(admission: Admission) -> str:
+    """The limit a 429 body names: the request or token rate, or the provisioned throughput (PTU).
+
+    >>> limit_name(Admission("rate_limited_requests", 0, 3.0))
+    'request rate'
+    """
+    if admission.utilization is not None:
+        return "provisioned throughput"
+    policy = admission.policy_id or POLICY_IDS.get(admission.decision)
+    return LIMIT_NAMES.get(policy or "", "request rate")
 
 
 def whole_seconds(seconds: float) -> int:
@@ -53,7 +67,7 @@ def rate_limit_headers(admission: Admission, retry_after: float | None = None) -
     if admission.limit_requests is not None:
         headers["x-ratelimit-reset-requests"] = str(whole_seconds(admission.reset_requests))
         headers["x-ratelimit-reset-tokens"] = str(whole_seconds(admission.reset_tokens))
-    policy = POLICY_IDS.get(admission.decision)
+    policy = admission.policy_id or POLICY_IDS.get(admission.decision)
     if policy:
         headers["policy-id"] = policy
     return headers

@@ -32,6 +32,7 @@ BACKEND_LOG_FIELDS = (
     "stream",
     "status",
     "decision",
+    "estimate",
     "estimate_charged",
     "prompt_tokens",
     "completion_tokens",

@@ -64,6 +64,20 @@ class Deployment(Section):
     ptu_tokens_per_minute: PositiveInt = Field(
         2_500, description="provisioned: tokens per minute one PTU drains from the utilization bucket"
     )
+    ptu_initial_utilization: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="provisioned: utilization (percent) the deployment starts the run at. 0, a cold deployment: "
+        "it admits while utilization is <= 100 %, so in its first minute it admits about twice its per-minute "
+        "rate (one minute to fill, one minute drained meanwhile); 100: it starts full and admits its rate only",
+    )
+    count_rejected_requests: bool = Field(
+        True,
+        description="standard deployments: a rejected request (429) still takes a place in the 10 s request "
+        "window, as Microsoft's quota documentation says of failed requests; clients that retry faster than "
+        "the window frees then keep it full while tokens are free. false: only admitted requests count",
+    )
     default_max_tokens: PositiveInt | None = Field(
         None,
         description="max_tokens charged at admission when a request sets none (per-model default when unset)",
@@ -108,12 +122,34 @@ class Queueing(Section):
     max_wait: Duration = Field(10.0, description="longest wait; beyond it the request gets its 429 after all")
 
 
+class Injected429(Section):
+    """How an injected 429 (`error_rates: {429: ...}`) looks: like AOAI's own, with its tokens given back.
+
+    It stands for the 429s AOAI sends below the quota figures the mock models (RPM is also enforced over
+    1 s windows), hence a request-rate policy and a one-second wait by default.
+    """
+
+    retry_after: Duration = Field(
+        1.0,
+        description="the wait it advertises (retry-after, retry-after-ms); longer when the deployment's own "
+        "windows admit the request only later",
+    )
+    policy_id: Annotated[str, StringConstraints(min_length=1)] = Field(
+        "DeploymentRatelimit-Requests",
+        description="the policy-id header it carries on standard deployments (PTU 429s carry none)",
+    )
+
+
 class FaultProfile(Section):
     """Faults injected by one instance. Every fault is off by default."""
 
     error_rates: dict[int, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict,
-        description="status code -> share of requests answered with it (e.g. {500: 0.01})",
+        description="status code -> share of admitted requests answered with it (e.g. {500: 0.01}); a 429 "
+        "looks like AOAI's (see injected_429) and gives its tokens back",
+    )
+    injected_429: Injected429 = Field(
+        default_factory=Injected429, description="headers of the 429s error_rates injects"
     )
     added_latency: Distribution = Field(
         default_factory=lambda: Distribution(kind="constant", value=0.0),

@@ -144,6 +144,7 @@ class SimBackend:
             "stream": call.stream and call.operation != "embeddings",
             "status": verdict.status,
             "decision": verdict.decision,
+            "estimate": call.estimate,
             "estimate_charged": admission.estimate if admission is not None else 0,
             "prompt_tokens": None,
             "completion_tokens": None,
