@@ -296,6 +296,30 @@ def test_decisions_before_the_first_attempt_and_after_the_end() -> None:
     assert level.mean() == pytest.approx(level.quantile(0.5))  # linear from 30 to 10
 
 
+def test_a_ptu_deployment_that_starts_full_drains_from_its_initial_level() -> None:
+    scenario = validate_scenario(
+        {
+            "backends": [
+                {
+                    "name": "b",
+                    "deployments": {
+                        "gpt-4o": {"ptu": 1, "ptu_tokens_per_minute": 1000, "ptu_initial_utilization": 60},
+                        "idle": {"ptu": 1, "ptu_tokens_per_minute": 1000, "ptu_initial_utilization": 100},
+                    },
+                }
+            ]
+        }
+    )
+    # gpt-4o: 60 % at 0 s drains to 60 - 100/3 % by 20 s, then the logged 80 % at 20 s drains to 0 by 68 s;
+    # idle: 100 % drains to 0 by 60 s. Each holds half the capacity.
+    log = _log([(T0 + 20, "b", "gpt-4o", 80.0)])
+    figures = ptu_utilization(log, scenario, T0, 120.0)["b"]
+    gpt_4o = (20 * (60 + 60 - 100 / 3) / 2 + 48 * 40) / 120
+    assert figures["mean"] == pytest.approx((gpt_4o + 60 * 50 / 120) / 2)
+    level = bucket_level((np.array([10.0]), np.array([50.0])), NONE, end=20.0, initial=30.0)
+    assert level.mean() == pytest.approx((10 * (30 + 30 - 100 / 6) / 2 + 10 * (50 + 50 - 100 / 6) / 2) / 20)
+
+
 def test_a_log_without_utilization_gives_no_figure() -> None:
     assert ptu_utilization(_log([(T0 + 1, "b", "d", None)]), None, T0, 60.0) == {}
 

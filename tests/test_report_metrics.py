@@ -149,29 +149,34 @@ BREAKER_ROWS = [
 
 def backend_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for r in records:
+    for i, r in enumerate(records):
         if not r["backend"]:
             continue
         ok = r["status"] == 200
         charged = r["prompt_tokens_est"] + (r["max_tokens"] or 600)
-        rows.append(
-            {
-                "t": r["t_scenario"],
-                "backend": r["backend"],
-                "request_id": r["backend_request_id"],
-                "gateway_request_id": r["gateway_request_id"],
-                "deployment": "gpt-4o",
-                "model": "gpt-4o",
-                "stream": r["stream"],
-                "status": r["status"],
-                "decision": "ok" if ok else "rate_limited_tokens",
-                "estimate_charged": charged if ok else 0,
-                "prompt_tokens": r["usage_prompt"],
-                "completion_tokens": r["usage_completion"],
-                "total_tokens": r["usage_total"],
-                "utilization": None,
-            }
-        )
+        # refusals alternate between the two windows; the request window's come with or without tokens free
+        decision = "ok" if ok else ("rate_limited_requests" if i % 2 else "rate_limited_tokens")
+        row = {
+            "t": r["t_scenario"],
+            "backend": r["backend"],
+            "request_id": r["backend_request_id"],
+            "gateway_request_id": r["gateway_request_id"],
+            "deployment": "gpt-4o",
+            "model": "gpt-4o",
+            "stream": r["stream"],
+            "status": r["status"],
+            "decision": decision,
+            "estimate": charged,
+            "estimate_charged": charged if ok else 0,
+            "prompt_tokens": r["usage_prompt"],
+            "completion_tokens": r["usage_completion"],
+            "total_tokens": r["usage_total"],
+            "remaining_tokens": (i * 37) % 3_000,
+            "utilization": None,
+        }
+        if i % 7 == 0:
+            del row["estimate"]  # a log written before the field existed
+        rows.append(row)
     return rows
 
 
@@ -349,6 +354,26 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     used = float(sum(b["total_tokens"] for b in brows))
     drain_block = {"requests": len(brows), "charged": charged, "used": used, "charged_per_used": charged / used}
 
+    def lockout_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        refused = [b for b in rows if b["decision"] == "rate_limited_requests"]
+        free = [b for b in refused if b["remaining_tokens"] >= max(1, b.get("estimate", 1))]
+        return {
+            "request_limit_429s": len(refused),
+            "with_tokens_free": len(free),
+            "share_with_tokens_free": len(free) / len(refused),
+            "mean_tokens_free": sum(b["remaining_tokens"] for b in free) / len(free),
+            "admitted": sum(1 for b in rows if b["decision"] == "ok"),
+        }
+
+    all_brows = backend_rows(records)
+    lockout = {
+        **lockout_block(all_brows),
+        "by_deployment": {
+            f"{name}/gpt-4o": lockout_block([b for b in all_brows if b["backend"] == name])
+            for name in sorted({b["backend"] for b in all_brows})
+        },
+    }
+
     gw = [g for g in gateway_rows(records) if g["kind"] == "request" and g["status"] == 200]
     charge = []
     for app in sorted({g["app_id"] for g in gw}):
@@ -426,6 +451,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "apps": per_key("app_id", dict.fromkeys(APPS, 20000.0)),
         "breaker": breaker,
         "drain": {**drain_block, "by_deployment": {"gpt-4o": drain_block}},
+        "lockout": lockout,
         "chargeback": charge,
         "cost": None,  # the scenario sets no prices (tests/test_report_cost.py has a priced run)
     }
@@ -483,6 +509,17 @@ def test_synthetic_run_exercises_every_outcome_and_reaction(reported: Any) -> No
     app_c = next(r for r in summary["chargeback"] if r["app_id"] == "app-c")
     assert app_c["error"] < 0  # its streamed completions were not counted by the gateway
     assert summary["run"]["missing"] == []
+    lockout = summary["lockout"]
+    assert 0 < lockout["with_tokens_free"] < lockout["request_limit_429s"]
+
+
+def test_report_shows_request_limit_429s_while_tokens_were_free(reported: Any) -> None:
+    summary, _, run_dir = reported
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    free = summary["lockout"]["with_tokens_free"]
+    assert f"<td>backend request-limit 429s while tokens were free</td><td>{free}</td>" in page
+    assert "Request-window lockout" in page
+    assert f"{free} of {summary['lockout']['request_limit_429s']} request-limit 429s" in page
 
 
 def test_report_request_table_shows_the_unfinished_requests(reported: Any) -> None:

@@ -230,3 +230,79 @@ def test_network_latency_lets_more_429s_through_per_trip(tmp_path: Path) -> None
 
     assert throttled_per_trip("0") == 1.0
     assert throttled_per_trip("0.1") > 1.5
+
+
+LOCKOUT = """
+# the azure-openai-benchmark tool's --retry exponential, 20 clients, against a 10K TPM deployment (10 requests
+# per 10 s) with small requests: the request window binds, the token window has room
+run: {duration: 60, seed: 1}
+backends:
+  - name: aoai
+    deployments:
+      gpt-4o: {tpm: 10000, completion_tokens: {kind: constant, value: 20}}
+workload:
+  users: 20
+  spawn_rate: 20
+  think_time: 0
+  apps: [{id: bench, client_profile: azure-openai-benchmark}]
+  mixes: [{deployment: gpt-4o, prompt_tokens: 50, max_tokens: 50}]
+"""
+
+
+def test_fast_retries_lock_a_deployment_out_while_rejected_requests_count(tmp_path: Path) -> None:
+    """AOAI counts rejected requests toward the request window (the default): 20 clients retrying as soon as
+    they are told keep it full, and nothing gets in after the first burst while thousands of tokens are free.
+    Not counting them, the deployment serves its 10 requests per 10 s. The report says which it was."""
+    scenario = write_scenario(tmp_path, LOCKOUT)
+    setting = "backends[0].deployments.gpt-4o.count_rejected_requests"
+
+    def run(counted: bool) -> tuple[dict, list[dict]]:
+        run_dir = simulate(scenario, [f"{setting}={str(counted).lower()}"], tmp_path / str(counted))
+        summary = json.loads((run_dir / "run.json").read_text())["summary"]
+        return summary, read_records(run_dir / "records.csv")
+
+    counted, counted_records = run(True)
+    free, _ = run(False)
+    start = min(r["t_scenario"] for r in counted_records)
+    ok_times = [r["t_scenario"] - start for r in counted_records if r["status"] == 200]
+    assert len(ok_times) == 10 and max(ok_times) < 1.0  # the first burst, then locked out
+    lockout = counted["lockout"]
+    assert lockout["request_limit_429s"] >= 150
+    assert lockout["with_tokens_free"] == lockout["request_limit_429s"]
+    assert lockout["mean_tokens_free"] > 8_000  # of 10,000
+    assert free["requests"]["attempt_outcomes"]["success"] >= 50  # ~10 per 10 s over the minute
+    assert free["lockout"]["admitted"] >= 5 * lockout["admitted"]
+
+
+def test_injected_429s_carry_aoais_headers_and_no_token_charge_in_the_simulator(tmp_path: Path) -> None:
+    scenario = write_scenario(
+        tmp_path,
+        """
+run: {duration: 60, seed: 2}
+backends:
+  - name: aoai
+    deployments: {gpt-4o: {tpm: 100000}}
+    faults: {error_rates: {429: 0.3}}
+workload:
+  users: 4
+  think_time: 0.5
+  apps: [{id: app, client_profile: none}]
+  mixes: [{deployment: gpt-4o, prompt_tokens: 50, max_tokens: 100}]
+""",
+    )
+    run_dir = simulate(scenario, [], tmp_path / "run")
+    throttled = [r for r in read_records(run_dir / "records.csv") if r["status"] == 429]
+    assert len(throttled) > 20
+    assert all(r["retry_after_s"] == 1 and r["retry_after_ms"] == 1000 for r in throttled)
+    assert {r["policy_id"] for r in throttled} == {"DeploymentRatelimit-Requests"}
+    assert all(r["ratelimit_remaining_tokens"] is not None for r in throttled)
+    rows = [json.loads(line) for line in (run_dir / "backend.jsonl").read_text().splitlines()]
+    faults = [r for r in rows if r["status"] == 429]
+    assert {r["decision"] for r in faults} == {"fault"} and all(r["estimate_charged"] == 0 for r in faults)
+    # within the first token window, the tokens used are the admitted requests' only
+    start = min(r["t"] for r in rows)
+    first_window = [r for r in faults if r["t"] < start + 55]
+    assert first_window
+    for row in first_window:
+        charged_before = sum(r["estimate_charged"] for r in rows if r["t"] < row["t"])
+        assert row["remaining_tokens"] == 100_000 - charged_before

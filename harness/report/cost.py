@@ -78,10 +78,10 @@ class Levels:
 Series = tuple[np.ndarray, np.ndarray]  # (times in seconds since the run's start, values in percent)
 
 
-def bucket_level(decisions: Series, corrections: Series, end: float) -> Levels:
+def bucket_level(decisions: Series, corrections: Series, end: float, initial: float = 0.0) -> Levels:
     """One PTU deployment's bucket level over [0, end], rebuilt from its log.
 
-    The level is 0 until something happens; at a decision it is the logged utilization; a correction adds
+    The level starts at `initial` (the deployment's `ptu_initial_utilization`, 0 by default); at a decision it is the logged utilization; a correction adds
     its value (floored at 0); in between it drains at PTU_DRAIN_PCT_PER_S down to 0. At equal times
     corrections come first (a decision's logged level already includes them) and the higher decision last
     (an admission only adds to the bucket).
@@ -92,7 +92,7 @@ def bucket_level(decisions: Series, corrections: Series, end: float) -> Levels:
     order = np.lexsort((values, is_decision, times))
     rate = PTU_DRAIN_PCT_PER_S
     at = min(0.0, float(times.min())) if len(times) else 0.0
-    level = 0.0
+    level = float(initial)
     edges: list[float] = [at]
     v0: list[float] = []
     v1: list[float] = []
@@ -155,15 +155,19 @@ def ptu_utilization(
     out: dict[str, dict[str, Any]] = {}
     for name, mine in rows.groupby("backend", observed=True, sort=True):
         capacity = _ptu_capacity(scenario, str(name))
+        initial = _ptu_initial(scenario, str(name))
         levels: dict[str, Levels] = {}
         for deployment, group in mine.groupby("deployment", observed=True):
             decisions = (group["t"].to_numpy(dtype=float) - start, group["utilization"].to_numpy(dtype=float))
             levels[str(deployment)] = bucket_level(
-                decisions, _corrections(group, capacity.get(str(deployment)), start), span
+                decisions,
+                _corrections(group, capacity.get(str(deployment)), start),
+                span,
+                initial.get(str(deployment), 0.0),
             )
-        idle = Levels(np.array([0.0, span]), np.zeros(1), np.zeros(1))
-        for never_asked in capacity.keys() - levels.keys():  # a PTU deployment with no request: empty all run
-            levels[never_asked] = idle
+        nothing = (np.zeros(0), np.zeros(0))
+        for never_asked in capacity.keys() - levels.keys():  # a PTU deployment with no request: only drains
+            levels[never_asked] = bucket_level(nothing, nothing, span, initial.get(never_asked, 0.0))
         alike = not levels.keys() <= capacity.keys()  # without the scenario's capacities, weigh them alike
         weights = {d: 1.0 if alike else capacity[d] for d in levels}
         level = combine(levels, weights, span)
@@ -192,6 +196,14 @@ def _ptu_capacity(scenario: Scenario | None, backend: str) -> dict[str, float]:
     if instance is None:
         return {}
     return {n: float(d.ptu * d.ptu_tokens_per_minute) for n, d in instance.deployments.items() if d.ptu is not None}
+
+
+def _ptu_initial(scenario: Scenario | None, backend: str) -> dict[str, float]:
+    """The utilization (percent) each PTU deployment of a backend starts at, from the scenario ({} without it)."""
+    instance = _instance(scenario, backend)
+    if instance is None:
+        return {}
+    return {n: d.ptu_initial_utilization for n, d in instance.deployments.items() if d.ptu is not None}
 
 
 def _instance(scenario: Scenario | None, name: str) -> BackendInstance | None:

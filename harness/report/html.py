@@ -106,6 +106,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     """The numbers a reader looks at first, as (label, value); also the rows of `harness compare`."""
     req, thr, ret = summary["requests"], summary["throughput"], summary["retries"]
     lat, ttft, e2e = summary["latency"]["all"], summary["ttft"]["all"], summary["end_to_end_latency"]
+    lockout = summary.get("lockout") or {}
     return [
         ("logical requests", req["logical"]),
         ("unfinished at the end (waiting to retry; not in the rates)", req["unfinished"]),
@@ -115,6 +116,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
         ("429 from the gateway token limit", req["rate_429_gateway"]),
         ("429 from a backend", req["rate_429_backend"]),
         ("503 breaker open", req["rate_503_breaker"]),
+        ("backend request-limit 429s while tokens were free", lockout.get("with_tokens_free")),
         ("goodput (tokens per scenario minute)", thr["goodput_tpm"]),
         ("retry amplification (attempts per request)", ret["amplification"]),
         ("time lost waiting per request (s)", ret["wait_s_per_request"]),
@@ -138,6 +140,7 @@ def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images:
         items = "".join(f"<li>{html.escape(m)}</li>" for m in run["missing"])
         parts.append(f'<div class="missing"><b>Not shown, because data is missing:</b><ul>{items}</ul></div>')
     parts += ["<h2>Headline numbers</h2>", table(("measure", "value"), headline_rows(summary))]
+    parts.append(_lockout_section(summary.get("lockout")))
     for name, d in drawn.items():
         parts.append(
             f"<h2>{html.escape(d.title)}</h2><figure>{img_tag(images[name], d.title)}"
@@ -211,6 +214,26 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
         ]
         return table(("deployment", "requests", "charged", "used", "charged / used"), rows)
     return ""
+
+
+def _lockout_section(lockout: dict[str, Any] | None) -> str:
+    """A sentence and a table when backends refused requests on the request window while tokens were free."""
+    if not lockout or not lockout["with_tokens_free"]:
+        return ""
+    rows = [
+        (key, v["admitted"], v["request_limit_429s"], v["with_tokens_free"], v["mean_tokens_free"])
+        for key, v in lockout["by_deployment"].items()
+        if v["request_limit_429s"]
+    ]
+    return (
+        "<h3>Request-window lockout</h3>"
+        f"<p>{fmt(lockout['with_tokens_free'])} of {fmt(lockout['request_limit_429s'])} request-limit 429s from "
+        f"the backends came while the token window had room for the request ({fmt(lockout['mean_tokens_free'])} "
+        "tokens free on average): the 10 s request window alone refused them. While a deployment counts "
+        "rejected requests toward that window (<code>count_rejected_requests</code>, AOAI's documented rule), "
+        "clients that retry before it frees keep it full.</p>"
+        + table(("backend/deployment", "admitted", "request-limit 429s", "with tokens free", "mean tokens free"), rows)
+    )
 
 
 def _chargeback_section(rows: list[dict[str, Any]] | None) -> str:

@@ -82,10 +82,12 @@ BACKEND_SCHEMA = pa.schema(
         ("stream", _B),
         ("status", _F),
         ("decision", _S),
+        ("estimate", _F),  # the request's admission estimate, charged or not (absent in older logs)
         ("estimate_charged", _F),
         ("prompt_tokens", _F),
         ("completion_tokens", _F),
         ("total_tokens", _F),
+        ("remaining_tokens", _F),  # standard deployments: x-ratelimit-remaining-tokens after the decision
         ("utilization", _F),  # PTU deployments: the bucket's level after the admission decision, percent
         ("retry_after", _F),
         ("duration_s", _F),

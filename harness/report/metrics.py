@@ -19,15 +19,22 @@ Definitions (the report and summary.json use these, and only these):
   which the client never saw, counts here (None without a backend log);
 - PTU utilization of a backend (`backends.<name>.ptu_utilization`, percent of its PTU capacity, above 100
   in a burst): each PTU deployment's bucket level is rebuilt from the backend log over the duration. It
-  is 0 until the deployment's first request; at each admission decision (the row's `t`: PTU requests
-  never queue) it is the logged `utilization`; when an answered (2xx) request ends (`t + duration_s`) its
+  starts at the deployment's `ptu_initial_utilization` (0 by default, or without scenario.yaml); at each
+  admission decision (the row's `t`: PTU requests never queue) it is the logged `utilization`; when an answered (2xx) request ends (`t + duration_s`) its
   charge is corrected by `total_tokens - estimate_charged` (as a share of the capacity, PTUs x
   ptu_tokens_per_minute, floored at 0; left out without scenario.yaml, which gives the capacity); in
   between it drains at 100 % per scenario minute (the bucket holds one minute of its drain) down to 0.
   A backend's level is its PTU deployments' levels weighted by capacity (alike without scenario.yaml);
-  the scenario's PTU deployments that no request reached count as empty. `mean` is the time average of
+  the scenario's PTU deployments that no request reached only drain from where they started. `mean` is the time average of
   that level over the duration, `p95` the level it exceeded during 5 % of the duration. None for a
   backend with no utilization in the log (no PTU deployment, or no backend log);
+- request-window lockout (`lockout`, from the backend log; None without one): `request_limit_429s` are the
+  backends' 429s with decision `rate_limited_requests`; `with_tokens_free` those among them whose token
+  window had room for the request (logged `remaining_tokens` >= the request's `estimate`; > 0 in a log
+  without estimates): the request window alone refused them, e.g. because rejected requests count toward
+  it (`count_rejected_requests`) and clients retried faster than it frees. `mean_tokens_free` is their
+  mean `remaining_tokens`, `admitted` the requests the same deployments admitted; per deployment in
+  `by_deployment` ("backend/deployment");
 - cost (`cost`, in the scenario's `cost.currency`; None when no backend has a `cost`): per backend, `ptu`
   = PTUs of its PTU deployments x `ptu_per_hour` x the duration in hours (prepaid: used or not); `payg` =
   usage prompt tokens / 1000 x `prompt_per_1k` + usage completion tokens / 1000 x `completion_per_1k` over
@@ -190,6 +197,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         "apps": _per_key(records, "app_id", minutes, app_limits(run, records)),
         "breaker": _breaker(run, span),
         "drain": _drain(run.backend),
+        "lockout": lockout(run.backend),
         "chargeback": chargeback(run.gateway, run.backend),
         "cost": run_cost(run.scenario, successes(records), span, goodput_tokens),
     }
@@ -412,6 +420,38 @@ def _drain(backend: pd.DataFrame | None) -> dict[str, Any] | None:
 
     by_deployment = {str(name): figures(rows) for name, rows in ok.groupby("deployment")}
     return {**figures(ok), "by_deployment": by_deployment}
+
+
+def lockout(backend: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Request-limit 429s and those among them that came while the token window had room for the request."""
+    if backend is None:
+        return None
+    decision = backend["decision"]
+    by_requests = decision == "rate_limited_requests"
+    estimate = backend["estimate"].fillna(1.0).clip(lower=1.0) if "estimate" in backend else 1.0
+    frame = pd.DataFrame(
+        {
+            "key": backend["backend"].astype(str) + "/" + backend["deployment"].astype(str),
+            "refused": by_requests,
+            "free": by_requests & (backend["remaining_tokens"] >= estimate),
+            "admitted": decision.isin(["ok", "queued_then_ok"]),
+            "remaining": backend["remaining_tokens"],
+        }
+    )
+
+    def figures(rows: pd.DataFrame) -> dict[str, Any]:
+        refused, free = int(rows["refused"].sum()), int(rows["free"].sum())
+        return {
+            "request_limit_429s": refused,
+            "with_tokens_free": free,
+            "share_with_tokens_free": free / refused if refused else None,
+            "mean_tokens_free": finite_or_none(rows.loc[rows["free"], "remaining"].mean()) if free else None,
+            "admitted": int(rows["admitted"].sum()),
+        }
+
+    named = frame[backend["deployment"].notna().to_numpy()]
+    by_deployment = {str(key): figures(rows) for key, rows in named.groupby("key", sort=True)}
+    return {**figures(frame), "by_deployment": by_deployment}
 
 
 def chargeback(gateway: pd.DataFrame | None, backend: pd.DataFrame | None) -> list[dict[str, Any]] | None:
