@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from harness.clock import RealClock
 from harness.errors import HarnessError, UsageError
+from harness.records import RECORDS_FILE
 from harness.report.compare import write_comparison
 from harness.report.html import json_safe
 from harness.report.load import load_run
@@ -224,7 +225,7 @@ def run_live(scenario_file: str, overrides: list[str], run: Run) -> None:
     command = locust_command(scenario_file, seeded(overrides, run.seed), run.run_dir)
     wall_s = float(command[command.index("-t") + 1].rstrip("s"))
     run_point(command, run, timeout_s=wall_s * 3 + 90)
-    if (run.run_dir / "records.csv").exists():
+    if (run.run_dir / RECORDS_FILE).exists():
         run.summary = run_summary(run.run_dir)
     else:
         run.problems.append(f"no records (exit code {run.exit_code}; see {run.run_dir / 'locust.log'})")
@@ -420,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
     sweep = sweep_args(args, scenario)
     for point in points:
         point.repeat(sweep.repeats)
-    taken = [r.run_dir for p in points for r in p.runs if (r.run_dir / "records.csv").exists()]
+    taken = [r.run_dir for p in points for r in p.runs if (r.run_dir / RECORDS_FILE).exists()]
     if taken or (out / COMPARISON_FILE).exists():
         raise UsageError(f"{out} already holds a sweep; choose another --out")
     probe_metrics(args.scenario, points[0], sweep.objective, sweep.constraints)

@@ -64,10 +64,11 @@ from harness.gateway.replies import gateway_error
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.gateway.transport import LoopbackTransport
 from harness.gateway.transport import upstream_client as upstream_client_for
+from harness.records import GATEWAY_LOG, gateway_request_row
 from harness.scenario import Scenario
 from harness.tokens import count_prompt_tokens
 
-GATEWAY_LOG_NAME = "gateway.jsonl"
+GATEWAY_LOG_NAME = GATEWAY_LOG
 
 
 class Gateway:
@@ -148,33 +149,15 @@ class Exchange:
         self.stream = False
         self.client_ip = request.client.host if request.client else ""
         headers = request.headers
-        self.row: dict[str, Any] = {
-            "kind": "request",
-            "t": self.started,
-            "t_wall": self.clock.wall(),
-            "gateway_request_id": self.id,
-            "client_request_id": headers.get("x-ms-client-request-id"),
-            "backend_request_id": None,
-            "app_id": app_id_of(headers),
-            "counter_key": None,
-            "client_ip": self.client_ip,
-            "deployment": None,
-            "model": None,
-            "operation": operation,
-            "stream": False,
-            "backend": None,
-            "region": None,
-            "status": None,
-            "outcome": None,
-            "attempts": [],
-            "retry_after": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "total_tokens": None,
-            "tokens_counted_by": None,
-            "duration_s": None,
-            "ttft_s": None,
-        }
+        self.row: dict[str, Any] = gateway_request_row(
+            t=self.started,
+            t_wall=self.clock.wall(),
+            gateway_request_id=self.id,
+            client_request_id=headers.get("x-ms-client-request-id"),
+            app_id=app_id_of(headers),
+            client_ip=self.client_ip,
+            operation=operation,
+        )
 
     # -- the steps -------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.gateway.breaker import Transition
+from harness.records import breaker_row
 
 FLUSH_EVERY_WALL_SECONDS = 1.0
 
@@ -51,16 +52,15 @@ class GatewayLog:
 
     def breaker(self, transition: Transition, wall: float) -> None:
         self.write(
-            {
-                "kind": "breaker",
-                "t": transition.t,
-                "t_wall": wall,
-                "backend": transition.backend,
-                "from": transition.from_state,
-                "to": transition.to_state,
-                "reason": transition.reason,
-                "until": transition.until,
-            }
+            breaker_row(
+                t=transition.t,
+                t_wall=wall,
+                backend=transition.backend,
+                to=transition.to_state,
+                reason=transition.reason,
+                until=transition.until,
+                **{"from": transition.from_state},
+            )
         )
 
     def flush(self) -> None:

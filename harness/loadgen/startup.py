@@ -20,7 +20,7 @@ from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, 
 from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.state import STATE
-from harness.records import RecordWriter
+from harness.records import RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
 
 log = logging.getLogger("harness")
@@ -52,7 +52,7 @@ def prepare_run(environment: Any, options: Any) -> None:
         environment.host = STATE.stack.target_url
         log.info("embedded stack ready: users target %s", environment.host)
     STATE.settings = run_settings(scenario, run_id, clock, options)
-    STATE.writer = RecordWriter(run_dir / "records.csv", clock)
+    STATE.writer = RecordWriter(run_dir / RECORDS_FILE, clock)
     STATE.sink = WriterSink(STATE.writer)
     STATE.flusher = gevent.spawn(tick_forever)
     profiles = sorted({STATE.settings.profile_name(app) for app in scenario.workload.apps})

@@ -26,6 +26,7 @@ from harness.mock.headers import identity_headers, limit_name, quota_headers, ra
 from harness.mock.log import BackendLog, MemoryLog, NullLog
 from harness.mock.streaming import Generation, stream_events
 from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
+from harness.records import backend_row
 from harness.scenario import BackendInstance, Deployment
 from harness.tokens import admission_estimate, count_prompt_tokens, prompt_texts, requested_max_tokens
 
@@ -108,33 +109,17 @@ class Call:
         self.started_wall = self.clock.wall()
         self.request_id = str(uuid.uuid4())
         self.streaming = False
-        self.row: dict[str, Any] = {
-            "t": self.started,
-            "t_wall": self.started_wall,
-            "backend": mock.backend.name,
-            "region": mock.backend.region,
-            "request_id": self.request_id,
-            "client_request_id": request.headers.get("x-ms-client-request-id"),
-            "gateway_request_id": request.headers.get("x-gateway-request-id"),
-            "deployment": None,
-            "model": None,
-            "operation": operation,
-            "stream": False,
-            "status": 500,
-            "decision": "fault",
-            "estimate": None,
-            "estimate_charged": 0,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "total_tokens": None,
-            "remaining_requests": None,
-            "remaining_tokens": None,
-            "utilization": None,
-            "retry_after": None,
-            "queued_s": 0.0,
-            "ttft_s": None,
-            "duration_s": None,
-        }
+        self.row: dict[str, Any] = backend_row(
+            t=self.started,
+            t_wall=self.started_wall,
+            backend=mock.backend.name,
+            region=mock.backend.region,
+            request_id=self.request_id,
+            client_request_id=request.headers.get("x-ms-client-request-id"),
+            gateway_request_id=request.headers.get("x-gateway-request-id"),
+            operation=operation,
+            stream=False,
+        )
         self.headers = identity_headers(self.request_id, mock.backend.region, self.row["client_request_id"])
 
     def write_log(self) -> None:

@@ -14,37 +14,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.clock import Clock
+from harness.records import BACKEND_LOG
+from harness.records.logs import BACKEND_LOG_FIELDS
 
-BACKEND_LOG_NAME = "backend.jsonl"
+__all__ = ["BACKEND_LOG_FIELDS", "BACKEND_LOG_NAME", "BackendLog", "JsonlLog", "MemoryLog", "NullLog"]
 
-# The fields of a backend log row, in order.
-BACKEND_LOG_FIELDS = (
-    "t",
-    "t_wall",
-    "backend",
-    "region",
-    "request_id",
-    "client_request_id",
-    "gateway_request_id",
-    "deployment",
-    "model",
-    "operation",
-    "stream",
-    "status",
-    "decision",
-    "estimate",
-    "estimate_charged",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "remaining_requests",
-    "remaining_tokens",
-    "utilization",
-    "retry_after",
-    "queued_s",
-    "ttft_s",
-    "duration_s",
-)
+BACKEND_LOG_NAME = BACKEND_LOG
 
 
 class BackendLog(Protocol):

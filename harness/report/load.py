@@ -23,14 +23,19 @@ import pyarrow.json as pa_json
 import yaml
 
 from harness.errors import RecordsError, ScenarioError
-from harness.records import RECORD_COLUMNS, RECORD_FIELDS
+from harness.records import (
+    BACKEND_LOG,
+    BACKEND_LOG_COLUMNS,
+    GATEWAY_LOG,
+    GATEWAY_LOG_COLUMNS,
+    RECORD_COLUMNS,
+    RECORD_FIELDS,
+    RECORDS_FILE,
+    RUN_INFO_FILE,
+    SCENARIO_FILE,
+    Column,
+)
 from harness.scenario import Scenario, validate_scenario
-
-RECORDS_FILE = "records.csv"
-GATEWAY_LOG = "gateway.jsonl"
-BACKEND_LOG = "backend.jsonl"
-SCENARIO_FILE = "scenario.yaml"
-RUN_INFO_FILE = "run.json"
 
 # Integers are read as float64: they may be empty, and a writer may have written 256 as 256.0.
 _ARROW_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
@@ -50,49 +55,27 @@ CATEGORICAL = {
 }  # fmt: skip
 _CATEGORY = pa.dictionary(pa.int32(), pa.string())
 
-# Numbers are read as float64 so that a null, an int and a float in the same field never clash.
-_F, _S, _B = pa.float64(), pa.string(), pa.bool_()
-GATEWAY_SCHEMA = pa.schema(
-    [
-        ("kind", _S),
-        ("t", _F),
-        ("gateway_request_id", _S),
-        ("app_id", _S),
-        ("deployment", _S),
-        ("model", _S),
-        ("stream", _B),
-        ("backend", _S),
-        ("status", _F),
-        ("retry_after", _F),
-        ("prompt_tokens", _F),
-        ("completion_tokens", _F),
-        ("total_tokens", _F),
-        ("duration_s", _F),
-        ("to", _S),
-        ("until", _F),
-    ]
-)
-BACKEND_SCHEMA = pa.schema(
-    [
-        ("t", _F),
-        ("backend", _S),
-        ("gateway_request_id", _S),
-        ("deployment", _S),
-        ("model", _S),
-        ("stream", _B),
-        ("status", _F),
-        ("decision", _S),
-        ("estimate", _F),  # the request's admission estimate, charged or not (absent in older logs)
-        ("estimate_charged", _F),
-        ("prompt_tokens", _F),
-        ("completion_tokens", _F),
-        ("total_tokens", _F),
-        ("remaining_tokens", _F),  # standard deployments: x-ratelimit-remaining-tokens after the decision
-        ("utilization", _F),  # PTU deployments: the bucket's level after the admission decision, percent
-        ("retry_after", _F),
-        ("duration_s", _F),
-    ]
-)
+# The log fields the report uses, read with the kinds `harness.records.logs` declares; numbers as float64 so
+# that a null, an int and a float in the same field never clash.
+_LOG_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
+_GATEWAY_USED = (
+    "kind", "t", "gateway_request_id", "app_id", "deployment", "model", "stream", "backend", "status",
+    "retry_after", "prompt_tokens", "completion_tokens", "total_tokens", "duration_s", "to", "until",
+)  # fmt: skip
+_BACKEND_USED = (
+    "t", "backend", "gateway_request_id", "deployment", "model", "stream", "status", "decision", "estimate",
+    "estimate_charged", "prompt_tokens", "completion_tokens", "total_tokens", "remaining_tokens", "utilization",
+    "retry_after", "duration_s",
+)  # fmt: skip
+
+
+def _schema(columns: tuple[Column, ...], used: tuple[str, ...]) -> pa.Schema:
+    kinds = {c.name: c.kind for c in columns}
+    return pa.schema([(name, _LOG_TYPES[kinds[name]]) for name in used])
+
+
+GATEWAY_SCHEMA = _schema(GATEWAY_LOG_COLUMNS, _GATEWAY_USED)
+BACKEND_SCHEMA = _schema(BACKEND_LOG_COLUMNS, _BACKEND_USED)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from harness.clock import Clock
 from harness.mock.core import BackendCore, DeploymentState, Verdict
 from harness.mock.headers import identity_headers, quota_headers, rate_limit_headers
 from harness.mock.log import BackendLog
+from harness.records import backend_row
 from harness.scenario import BackendInstance
 from harness.sim.engine import Scheduler
 
@@ -130,30 +131,23 @@ class SimBackend:
         self, call: BackendCall, state: DeploymentState, request_id: str, arrived: float, verdict: Verdict
     ) -> dict[str, Any]:
         admission = verdict.admission
-        return {
-            "t": arrived,
-            "t_wall": None,
-            "backend": self.backend.name,
-            "region": self.backend.region,
-            "request_id": request_id,
-            "client_request_id": call.client_request_id,
-            "gateway_request_id": call.gateway_request_id,
-            "deployment": state.name,
-            "model": state.spec.model,
-            "operation": call.operation,
-            "stream": call.stream and call.operation != "embeddings",
-            "status": verdict.status,
-            "decision": verdict.decision,
-            "estimate": call.estimate,
-            "estimate_charged": admission.estimate if admission is not None else 0,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "total_tokens": None,
-            "remaining_requests": admission.remaining_requests if admission is not None else None,
-            "remaining_tokens": admission.remaining_tokens if admission is not None else None,
-            "utilization": admission.utilization if admission is not None else None,
-            "retry_after": None,
-            "queued_s": verdict.queued_s,
-            "ttft_s": None,
-            "duration_s": None,
-        }
+        return backend_row(
+            t=arrived,
+            backend=self.backend.name,
+            region=self.backend.region,
+            request_id=request_id,
+            client_request_id=call.client_request_id,
+            gateway_request_id=call.gateway_request_id,
+            deployment=state.name,
+            model=state.spec.model,
+            operation=call.operation,
+            stream=call.stream and call.operation != "embeddings",
+            status=verdict.status,
+            decision=verdict.decision,
+            estimate=call.estimate,
+            estimate_charged=admission.estimate if admission is not None else 0,
+            remaining_requests=admission.remaining_requests if admission is not None else None,
+            remaining_tokens=admission.remaining_tokens if admission is not None else None,
+            utilization=admission.utilization if admission is not None else None,
+            queued_s=verdict.queued_s,
+        )

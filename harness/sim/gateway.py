@@ -35,6 +35,7 @@ from harness.gateway.forwarding import (
 from harness.gateway.identity import app_id_of, counter_key
 from harness.gateway.log import GatewayLog
 from harness.gateway.token_limit import Ticket, TokenLimiter
+from harness.records import gateway_request_row
 from harness.scenario import Scenario
 from harness.sim.backend import BackendAnswer, BackendCall, SimBackend
 from harness.sim.engine import Scheduler
@@ -111,33 +112,18 @@ class SimExchange:
         self.ticket: Ticket | None = None
         self.prompt_estimate = 0
         self.walk = Forwarding(self.route.pool, gateway.breakers, gateway.config.retry)
-        self.row: dict[str, Any] = {
-            "kind": "request",
-            "t": self.started,
-            "t_wall": None,
-            "gateway_request_id": request_id,
-            "client_request_id": call.headers.get("x-ms-client-request-id"),
-            "backend_request_id": None,
-            "app_id": app_id_of(call.headers),
-            "counter_key": None,
-            "client_ip": CLIENT_IP,
-            "deployment": self.route.name,
-            "model": self.route.model,
-            "operation": call.operation,
-            "stream": call.stream,
-            "backend": None,
-            "region": None,
-            "status": None,
-            "outcome": None,
-            "attempts": self.walk.tried,
-            "retry_after": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "total_tokens": None,
-            "tokens_counted_by": None,
-            "duration_s": None,
-            "ttft_s": None,
-        }
+        self.row: dict[str, Any] = gateway_request_row(
+            t=self.started,
+            gateway_request_id=request_id,
+            client_request_id=call.headers.get("x-ms-client-request-id"),
+            app_id=app_id_of(call.headers),
+            client_ip=CLIENT_IP,
+            deployment=self.route.name,
+            model=self.route.model,
+            operation=call.operation,
+            stream=call.stream,
+            attempts=self.walk.tried,
+        )
 
     def run(self) -> None:
         gateway, call = self.gateway, self.call

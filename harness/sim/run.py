@@ -19,13 +19,12 @@ from typing import Any
 
 from harness.clock import RealClock
 from harness.errors import ScenarioError, UsageError
-from harness.gateway import GATEWAY_LOG_NAME
 from harness.gateway.log import GatewayLog
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
 from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.trace import load_trace, trace_path
-from harness.mock import BACKEND_LOG_NAME, JsonlLog
-from harness.records import RecordWriter
+from harness.mock import JsonlLog
+from harness.records import BACKEND_LOG, GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
 from harness.sim.backend import SimBackend
 from harness.sim.client import Callers, start_users
@@ -36,7 +35,6 @@ ENGINE = "sim"
 # Simulated runs start at 2026-01-01T00:00:00Z: the same scenario time in every run, so calendar quotas
 # (an APIM hourly or daily token quota) line up the same way each time.
 SIM_EPOCH = 1_767_225_600.0
-RECORDS_NAME = "records.csv"
 
 
 def simulate(
@@ -50,7 +48,7 @@ def simulate(
     _check_simulable(scenario)
     wall = RealClock()
     target = Path(run_dir) if run_dir is not None else DEFAULT_RUNS_DIR / new_run_id(wall.wall())
-    if (target / RECORDS_NAME).exists():
+    if (target / RECORDS_FILE).exists():
         raise UsageError(f"{target} already holds a run (records.csv); choose another --run-dir")
     target.mkdir(parents=True, exist_ok=True)
     write_scenario_copy(target, scenario_file, overrides)
@@ -95,9 +93,9 @@ def _check_simulable(scenario: Scenario) -> None:
 def _run(scenario: Scenario, scenario_file: str, run_dir: Path, wall: RealClock) -> Callers:
     scheduler = Scheduler(SIM_EPOCH)
     seed = scenario.run.seed
-    backend_log = JsonlLog(run_dir / BACKEND_LOG_NAME, wall)
-    gateway_log = GatewayLog(run_dir / GATEWAY_LOG_NAME)
-    writer = RecordWriter(run_dir / RECORDS_NAME, wall)
+    backend_log = JsonlLog(run_dir / BACKEND_LOG, wall)
+    gateway_log = GatewayLog(run_dir / GATEWAY_LOG)
+    writer = RecordWriter(run_dir / RECORDS_FILE, wall)
     try:
         backends = {b.name: SimBackend(b, scheduler, backend_log, wall, seed) for b in scenario.backends}
         gateway = SimGateway(scenario, scheduler, backends, gateway_log, wall)

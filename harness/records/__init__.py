@@ -1,0 +1,56 @@
+"""The run directory's contract: the files a run writes and what each row holds, owned once.
+
+`attempts`: records.csv, one row per HTTP attempt (the load generator and the simulator write it);
+`logs`: gateway.jsonl and backend.jsonl rows (the servers and the simulator write them).
+The report reads a run with these same definitions, so a field is named and typed in one place only.
+"""
+
+from harness.records.attempts import (
+    RECORD_COLUMNS,
+    RECORD_FIELDS,
+    RECORD_KINDS,
+    Column,
+    RecordWriter,
+    format_cell,
+    iter_records,
+    parse_cell,
+    read_records,
+    record_cells,
+    records_to_csv_text,
+)
+from harness.records.logs import (
+    BACKEND_LOG,
+    BACKEND_LOG_COLUMNS,
+    GATEWAY_LOG,
+    GATEWAY_LOG_COLUMNS,
+    RECORDS_FILE,
+    RUN_INFO_FILE,
+    SCENARIO_FILE,
+    backend_row,
+    breaker_row,
+    gateway_request_row,
+)
+
+__all__ = [
+    "BACKEND_LOG",
+    "BACKEND_LOG_COLUMNS",
+    "GATEWAY_LOG",
+    "GATEWAY_LOG_COLUMNS",
+    "RECORDS_FILE",
+    "RECORD_COLUMNS",
+    "RECORD_FIELDS",
+    "RECORD_KINDS",
+    "RUN_INFO_FILE",
+    "SCENARIO_FILE",
+    "Column",
+    "RecordWriter",
+    "backend_row",
+    "breaker_row",
+    "format_cell",
+    "gateway_request_row",
+    "iter_records",
+    "parse_cell",
+    "read_records",
+    "record_cells",
+    "records_to_csv_text",
+]
