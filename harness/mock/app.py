@@ -1,4 +1,5 @@
-"""The ASGI app of one mock AOAI resource: routes, auth, admission, faults, latency, responses, log rows.
+"""The ASGI app of one mock AOAI resource: its routes (harness.aoai.routes) and AOAI-shaped 404/405 answers;
+each request is handled by `harness.mock.handler`.
 
 >>> from harness.clock import VirtualClock
 >>> from harness.scenario import BackendInstance
@@ -7,326 +8,21 @@
 
 from __future__ import annotations
 
-import json
-import uuid
-from dataclasses import dataclass
-from typing import Any
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from harness.aoai.errors import JSON
+from harness.aoai.routes import route_patterns
 from harness.clock import Clock
-from harness.mock.core import BackendCore, DeploymentState, Verdict, Waits
-from harness.mock.deployment import Admission
-from harness.mock.errors import error_body, fault_body, http_error_body, rate_limit_body
-from harness.mock.headers import identity_headers, limit_name, quota_headers, rate_limit_headers, whole_seconds
-from harness.mock.log import BackendLog, MemoryLog, NullLog
-from harness.mock.streaming import Generation, stream_events
-from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
-from harness.records import backend_row
-from harness.scenario import BackendInstance, Deployment
-from harness.tokens import admission_estimate, count_prompt_tokens, prompt_texts, requested_max_tokens
+from harness.mock.errors import http_error_body
+from harness.mock.handler import MockBackend
+from harness.mock.log import BackendLog, MemoryLog
+from harness.scenario import BackendInstance
 
 __all__ = ["MemoryLog", "build_mock_app"]
-
-OPERATIONS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
-JSON = "application/json"
-
-
-@dataclass
-class DeploymentRuntime:
-    """Everything the app keeps per deployment: the core's state plus what responses are made of."""
-
-    state: DeploymentState
-    text: TextSource
-    reported_model: str  # as responses name it, e.g. gpt-4o-2024-08-06
-    session: str  # azureml-model-session
-
-    @property
-    def name(self) -> str:
-        return self.state.name
-
-    @property
-    def spec(self) -> Deployment:
-        return self.state.spec
-
-
-class MockBackend:
-    """One AOAI resource: the core's rules, plus the log, behind the request handler."""
-
-    def __init__(self, backend: BackendInstance, clock: Clock, log: BackendLog | None, seed: int) -> None:
-        self.backend = backend
-        self.clock = clock
-        self.log: BackendLog = log if log is not None else NullLog()
-        self.core = BackendCore(backend, clock, seed)
-        self.rng = self.core.rng
-        self.faults = self.core.faults
-        self.runtimes: dict[str, DeploymentRuntime] = {}
-        for name, state in self.core.deployments.items():
-            spec = state.spec
-            self.runtimes[name] = DeploymentRuntime(
-                state=state,
-                text=TextSource(spec.model),
-                reported_model=f"{spec.model}-{spec.model_version}" if spec.model_version else spec.model,
-                session=f"{backend.name}-{name}-{state.index}".lower(),
-            )
-
-    def find(self, name: str) -> DeploymentRuntime | None:
-        state = self.core.find(name)
-        return self.runtimes[state.name] if state is not None else None
-
-    def authorized(self, request: Request) -> bool:
-        expected = self.backend.api_key
-        if not expected:
-            return True
-        given = request.headers.get("api-key")
-        if given is None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            given = token.strip() if scheme.lower() == "bearer" else None
-        return given == expected
-
-    async def handle(self, request: Request, operation: str, deployment_name: str | None) -> Response:
-        call = Call(self, request, operation)
-        try:
-            return await call.answer(deployment_name)
-        finally:
-            if not call.streaming:
-                call.write_log()
-
-
-class Call:
-    """One request on its way through the mock; collects the log row as it goes."""
-
-    def __init__(self, mock: MockBackend, request: Request, operation: str) -> None:
-        self.mock = mock
-        self.request = request
-        self.operation = operation
-        self.clock = mock.clock
-        self.started = self.clock.now()
-        self.started_wall = self.clock.wall()
-        self.request_id = str(uuid.uuid4())
-        self.streaming = False
-        self.row: dict[str, Any] = backend_row(
-            t=self.started,
-            t_wall=self.started_wall,
-            backend=mock.backend.name,
-            region=mock.backend.region,
-            request_id=self.request_id,
-            client_request_id=request.headers.get("x-ms-client-request-id"),
-            gateway_request_id=request.headers.get("x-gateway-request-id"),
-            operation=operation,
-            stream=False,
-        )
-        self.headers = identity_headers(self.request_id, mock.backend.region, self.row["client_request_id"])
-
-    def write_log(self) -> None:
-        if self.row["duration_s"] is None:
-            self.row["duration_s"] = self.clock.now() - self.started
-        self.mock.log.write(self.row)
-
-    def reply(self, status: int, body: bytes, decision: str, headers: dict[str, str] | None = None) -> Response:
-        self.row["status"] = status
-        self.row["decision"] = decision
-        return Response(body, status_code=status, headers={**self.headers, **(headers or {})}, media_type=JSON)
-
-    async def answer(self, deployment_name: str | None) -> Response:
-        request = self.request
-        if deployment_name is not None and not request.query_params.get("api-version"):
-            return self.reply(
-                400,
-                error_body("BadRequest", "The api-version query parameter is required.", type="invalid_request_error"),
-                "bad_request",
-            )
-        if not self.mock.authorized(request):
-            return self.reply(
-                401,
-                error_body("401", "Access denied: the API key is missing or wrong for this resource."),
-                "unauthorized",
-            )
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            return self.reply(
-                400,
-                error_body("BadRequest", "The request body must be a JSON object.", type="invalid_request_error"),
-                "bad_request",
-            )
-        if deployment_name is None:
-            model = body.get("model")
-            deployment_name = model if isinstance(model, str) else ""
-        runtime = self.mock.find(deployment_name)
-        if runtime is None:
-            return self.reply(
-                404,
-                error_body("DeploymentNotFound", f"This resource has no deployment named '{deployment_name}'."),
-                "not_found",
-            )
-        return await self.serve(runtime, body)
-
-    async def serve(self, runtime: DeploymentRuntime, body: dict[str, Any]) -> Response:
-        clock, row, core = self.clock, self.row, self.mock.core
-        row["deployment"] = runtime.name
-        row["model"] = runtime.spec.model
-        self.headers["azureml-model-session"] = runtime.session
-        stream = body.get("stream") is True and self.operation != "embeddings"
-        row["stream"] = stream
-        quota = runtime.state.quota
-        estimate = admission_estimate(self.operation, body, runtime.spec.model, quota.default_completion)
-        row["estimate"] = estimate
-        verdict = await self.drive(core.admit(runtime.state, estimate))
-        admitted_at = clock.now()  # after any queueing: the latency plan runs from here
-        admission = verdict.admission
-        if admission is None:  # the region is down
-            await self.wait(verdict.added)
-            return self.reply(verdict.status, fault_body(verdict.status), verdict.decision)
-        row["estimate_charged"] = admission.estimate
-        row["remaining_requests"] = admission.remaining_requests
-        row["remaining_tokens"] = admission.remaining_tokens
-        row["utilization"] = admission.utilization
-        row["queued_s"] = verdict.queued_s
-        if verdict.status == 429:
-            await self.wait(verdict.added)
-            return self.rate_limited(runtime, admission, verdict)
-        if verdict.status != 200:
-            await self.wait(verdict.added)
-            return self.reply(verdict.status, fault_body(verdict.status), verdict.decision, quota_headers(admission))
-
-        headers = quota_headers(admission)
-        prompt_tokens = count_prompt_tokens(self.operation, body, runtime.spec.model)
-        if self.operation == "embeddings":
-            return await self.embeddings(runtime, body, prompt_tokens, admission, verdict, headers)
-        generation = self.generate(runtime, body, prompt_tokens)
-        plan = core.latency(runtime.state, generation.completion_tokens, verdict.added)
-        actual = prompt_tokens + generation.completion_tokens
-        row["prompt_tokens"] = prompt_tokens
-        row["completion_tokens"] = generation.completion_tokens
-        row["total_tokens"] = prompt_tokens + generation.completion_tokens
-        row["status"] = 200
-        row["decision"] = verdict.decision
-        if stream:
-            self.streaming = True
-            options = body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return StreamingResponse(
-                self.logged(
-                    stream_events(generation, plan, clock, include_usage, admitted_at),
-                    plan.ttft,
-                    runtime,
-                    admission,
-                    prompt_tokens,
-                    generation.completion_tokens,
-                ),
-                headers={**self.headers, **headers},
-                media_type="text/event-stream",
-            )
-        await self.wait(plan.total)
-        quota.finish(admission, actual)  # a PTU charge is corrected when the answer is complete
-        row["ttft_s"] = plan.ttft
-        make = chat_body if self.operation == "chat" else completions_body
-        payload = make(
-            runtime.reported_model,
-            generation.text,
-            generation.finish_reason,
-            prompt_tokens,
-            generation.completion_tokens,
-            generation.created,
-        )
-        return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
-
-    async def drive(self, steps: Waits) -> Verdict:
-        """Carry out a core step's waits on the scenario clock."""
-        while True:
-            try:
-                wait = next(steps)
-            except StopIteration as done:
-                return done.value
-            await self.clock.asleep(wait)
-
-    def rate_limited(self, runtime: DeploymentRuntime, admission: Admission, verdict: Verdict) -> Response:
-        """A 429: the deployment's own (its decision is logged) or an injected one (logged as a fault)."""
-        wait = verdict.retry_after if verdict.retry_after is not None else admission.retry_after
-        self.row["retry_after"] = wait
-        return self.reply(
-            429,
-            rate_limit_body(runtime.name, limit_name(admission), whole_seconds(wait)),
-            verdict.decision,
-            rate_limit_headers(admission, wait),
-        )
-
-    def generate(self, runtime: DeploymentRuntime, body: dict[str, Any], prompt_tokens: int) -> Generation:
-        completion = self.mock.core.completion(runtime.state, requested_max_tokens(body))
-        return Generation(
-            operation=self.operation,
-            model=runtime.reported_model,
-            pieces=runtime.text.pieces(completion.tokens, self.mock.rng),
-            finish_reason=completion.finish_reason,
-            prompt_tokens=prompt_tokens,
-            created=int(self.clock.now()),
-        )
-
-    async def embeddings(
-        self,
-        runtime: DeploymentRuntime,
-        body: dict[str, Any],
-        prompt_tokens: int,
-        admission: Admission,
-        verdict: Verdict,
-        headers: dict[str, str],
-    ) -> Response:
-        plan = self.mock.core.latency(runtime.state, 0, verdict.added)
-        await self.wait(plan.total)
-        runtime.state.quota.finish(admission, prompt_tokens)
-        dimensions = body.get("dimensions")
-        if not (isinstance(dimensions, int) and 0 < dimensions <= 3072):
-            dimensions = EMBEDDING_DIMENSIONS
-        payload = embeddings_body(
-            runtime.reported_model,
-            max(1, len(prompt_texts("embeddings", body))),
-            prompt_tokens,
-            self.mock.rng,
-            dimensions,
-            body.get("encoding_format") == "base64",
-        )
-        self.row.update(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens, ttft_s=plan.ttft)
-        self.row["status"] = 200
-        self.row["decision"] = verdict.decision
-        return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
-
-    async def wait(self, seconds: float) -> None:
-        # A zero latency costs nothing: no sleep, not even a yield.
-        if seconds > 0:
-            await self.clock.asleep(seconds)
-
-    async def logged(
-        self, events: Any, ttft: float, runtime: DeploymentRuntime, admission: Admission, prompt: int, completion: int
-    ) -> Any:
-        """Pass the stream through; when it ends (or the client goes away) correct a PTU charge and log.
-
-        Every chunk carries one token, so a stream the client leaves early used only the tokens it was sent:
-        that is what the log (and a PTU's corrected charge) says, not the length it was going to have.
-        """
-        sent = 0
-        try:
-            async for chunk in events:
-                yield chunk
-                sent += 1  # resumed: the chunk was handed to the server
-            self.row["ttft_s"] = ttft
-        finally:
-            completion = min(completion, sent)
-            self.row["completion_tokens"] = completion
-            self.row["total_tokens"] = prompt + completion
-            runtime.state.quota.finish(admission, prompt + completion)
-            self.row["duration_s"] = self.clock.now() - self.started
-            self.write_log()
-
-
-def _dumps(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def build_mock_app(backend: BackendInstance, clock: Clock, log: BackendLog | None = None, seed: int = 0) -> Starlette:
@@ -347,9 +43,8 @@ def build_mock_app(backend: BackendInstance, clock: Clock, log: BackendLog | Non
         return Route(path, endpoint, methods=["POST"])
 
     routes = []
-    for suffix, operation in OPERATIONS.items():
-        routes.append(route(f"/openai/deployments/{{deployment}}/{suffix}", operation, True))
-        routes.append(route(f"/openai/v1/{suffix}", operation, False))
+    for pattern, operation, by_path in route_patterns():
+        routes.append(route(pattern, operation, by_path))
     app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
     app.state.mock = mock
     return app

@@ -1,0 +1,342 @@
+"""One client request through the reference gateway: credentials, body, token limit, the walk over the pool
+(harness.gateway.forwarding), the answer relayed (a stream chunk by chunk) or refused, then tokens settled,
+metrics and one log row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
+from harness.aoai.retry_after import advised_wait, retry_after_s
+from harness.aoai.sse import APIM_COMPAT, StreamReader, Usage, usage_of_body
+from harness.gateway.forwarding import (
+    OK,
+    DeploymentRoute,
+    Forwarding,
+    Refusal,
+    admit_tokens,
+    counts_prompt,
+    outcome_of_backend,
+    pool_closed,
+    refusal_headers,
+    token_headers,
+    token_refusal,
+)
+from harness.gateway.identity import app_id_of, counter_key, subscription_key_of
+from harness.gateway.proxy import (
+    UpstreamFailure,
+    downstream_headers,
+    open_upstream,
+    read_body,
+    upstream_headers,
+)
+from harness.gateway.relay import StreamCut, UpstreamChunks
+from harness.gateway.replies import gateway_error
+from harness.gateway.state import Gateway
+from harness.gateway.token_limit import Ticket
+from harness.records import gateway_request_row
+from harness.tokens import count_prompt_tokens
+
+
+class Exchange:
+    """One client request on its way through the gateway; fills its log row as it goes."""
+
+    def __init__(self, gateway: Gateway, request: Request, operation: str) -> None:
+        self.gateway = gateway
+        self.request = request
+        self.operation = operation
+        self.clock = gateway.clock
+        self.started = self.clock.now()
+        self.id = str(uuid.uuid4())
+        self.ticket: Ticket | None = None
+        self.prompt_estimate = 0
+        self.route: DeploymentRoute  # known once the deployment is
+        self.stream = False
+        self.client_ip = request.client.host if request.client else ""
+        headers = request.headers
+        self.row: dict[str, Any] = gateway_request_row(
+            t=self.started,
+            t_wall=self.clock.wall(),
+            gateway_request_id=self.id,
+            client_request_id=headers.get("x-ms-client-request-id"),
+            app_id=app_id_of(headers),
+            client_ip=self.client_ip,
+            operation=operation,
+        )
+
+    # -- the steps -------------------------------------------------------------------------------------------
+
+    async def run(self, deployment_name: str | None) -> Response:
+        refused = self._check_credentials()
+        if refused is not None:
+            return refused
+        body_or_error = await self._read_body()
+        if isinstance(body_or_error, Response):
+            return body_or_error
+        raw, payload = body_or_error
+        if deployment_name is None:
+            model = payload.get("model")
+            deployment_name = model if isinstance(model, str) else ""
+        route = self.gateway.deployments.get(deployment_name)
+        if route is None:
+            return self._finish_error(
+                404, "DeploymentNotFound", f"The gateway has no deployment named '{deployment_name}'.", BAD_REQUEST
+            )
+        self.route = route
+        self.row["deployment"] = route.name
+        self.row["model"] = route.model
+        self.stream = payload.get("stream") is True and self.operation != "embeddings"
+        self.row["stream"] = self.stream
+        refused = self._admit(payload)
+        if refused is not None:
+            return refused
+        return await self._forward(raw)
+
+    def _check_credentials(self) -> Response | None:
+        keys = self.gateway.subscription_keys
+        if not keys:
+            return None
+        given = subscription_key_of(self.request.headers)
+        if given in keys:
+            return None
+        message = (
+            "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."
+            if given
+            else "Access denied due to missing subscription key. Make sure to include the api-key or "
+            "Ocp-Apim-Subscription-Key header."
+        )
+        return self._finish_error(401, "401", message, UNAUTHORIZED)
+
+    async def _read_body(self) -> tuple[bytes, dict[str, Any]] | Response:
+        limit = self.gateway.config.max_body_bytes
+        declared = self.request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return self._too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in self.request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return self._too_large(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return self._finish_error(400, "BadRequest", "The client went away while sending the body.", BAD_REQUEST)
+        raw = b"".join(chunks)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return self._finish_error(400, "BadRequest", "The request body must be a JSON object.", BAD_REQUEST)
+        return raw, payload
+
+    def _too_large(self, limit: int) -> Response:
+        return self._finish_error(
+            413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.", BAD_REQUEST
+        )
+
+    def _admit(self, payload: dict[str, Any]) -> Response | None:
+        gateway = self.gateway
+        policy = gateway.config.token_limit
+        # The count is also the prompt figure of streams without a usage chunk.
+        if counts_prompt(policy, self.stream):
+            self.prompt_estimate = count_prompt_tokens(self.operation, payload, self.route.model)
+        if gateway.limiter is None or policy is None:
+            return None
+        key = counter_key(policy.counter_key, self.request.headers, self.client_ip)
+        self.row["counter_key"] = key
+        ticket = admit_tokens(gateway.limiter, key, self.prompt_estimate, self.stream)
+        self.ticket = ticket
+        if ticket.allowed:
+            return None
+        return self._refuse(token_refusal(policy, ticket))
+
+    async def _forward(self, raw: bytes) -> Response:
+        gateway = self.gateway
+        walk = Forwarding(self.route.pool, gateway.breakers, gateway.config.retry)
+        self.row["attempts"] = walk.tried
+        scope = self.request.scope
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        failure: UpstreamFailure | None = None
+        while (member := walk.next_member()) is not None:
+            backend = gateway.backends[member]
+            url = gateway.upstream_url(member, target)
+            headers = upstream_headers(
+                scope["headers"], backend.api_key, self.id, keep_client_key=not gateway.subscription_keys
+            )
+            sent = self.clock.now()
+            try:
+                upstream = await open_upstream(gateway.client, url, headers, raw, gateway.timeout, gateway.direct)
+            except UpstreamFailure as exc:
+                failure = exc
+                if walk.failed(member, exc.reason):
+                    continue
+                return self._upstream_failed(member, exc)
+            status = upstream.status_code
+            answer_headers = downstream_headers(upstream)
+            # APIM documents acceptRetryAfter with the Retry-After header (seconds), not retry-after-ms
+            advice = retry_after_s(answer_headers) if status >= 400 else None
+            if walk.answered(member, status, advice, self.clock.now() - sent):
+                await upstream.aclose()  # another member gets the request; this answer is not used
+                continue
+            return await self._relay(member, upstream, answer_headers)
+        if failure is not None:
+            return self._upstream_failed(walk.tried[-1], failure)
+        return self._refuse(pool_closed(self.route.pool, gateway.config))
+
+    # -- answers ---------------------------------------------------------------------------------------------
+
+    def _refuse(self, refusal: Refusal) -> Response:
+        """A gateway-made answer (token limit, quota, closed pool), its Retry-After logged."""
+        self.row["retry_after"] = refusal.retry_after
+        return self._finish_error(
+            refusal.status, refusal.code, refusal.message, refusal.outcome, refusal_headers(refusal)
+        )
+
+    def _upstream_failed(self, member: str, failure: UpstreamFailure) -> Response:
+        self.row["backend"] = member
+        self._settle(None)
+        code = "GatewayTimeout" if failure.status == 504 else "BadGateway"
+        return self._finish_error(failure.status, code, f"Backend '{member}': {failure.detail}.", UPSTREAM_ERROR)
+
+    async def _relay(self, member: str, upstream: httpx.Response, headers: dict[str, str]) -> Response:
+        row = self.row
+        row["backend"] = member
+        row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
+        row["region"] = headers.get("x-ms-region") or self.gateway.backends[member].region
+        status = upstream.status_code
+        headers["x-backend"] = member
+        if self.stream and status == 200:
+            # A stream whatever its content type says: relayed as it comes, its tokens counted on the way.
+            return await self._start_stream(member, UpstreamChunks(upstream), headers)
+        try:
+            body = await read_body(upstream)
+        except UpstreamFailure as exc:
+            return self._member_broke_off(member, exc)
+        usage = usage_of_body(body) if 200 <= status < 300 else None
+        self._settle(usage)
+        self._add_token_headers(headers, consumed=usage.total if usage else 0)
+        self._add_identity_headers(headers)
+        if status == 429:
+            row["retry_after"] = advised_wait(headers)
+        self._finish(status, outcome_of_backend(status), usage, member)
+        return Response(body, status_code=status, headers=headers)
+
+    def _member_broke_off(self, member: str, failure: UpstreamFailure) -> Response:
+        """The member's answer failed before anything went to the client: a 502/504 it counts for."""
+        breaker = self.gateway.breakers.get(member)
+        if breaker is not None:
+            breaker.record(None, failure.reason)
+        return self._upstream_failed(member, failure)
+
+    async def _start_stream(self, member: str, chunks: UpstreamChunks, headers: dict[str, str]) -> Response:
+        # The headers wait for the first chunk: a member silent past the timeout still gets a 504, not a 200.
+        try:
+            first = await chunks.first()
+        except UpstreamFailure as exc:
+            await chunks.aclose()
+            return self._member_broke_off(member, exc)
+        # Only the prompt is known when headers go out: tokens-consumed cannot include the completion.
+        self._add_token_headers(headers, consumed=self.ticket.charged if self.ticket else self.prompt_estimate)
+        self._add_identity_headers(headers)
+        self.row["status"] = 200
+        self.row["ttft_s"] = self.clock.now() - self.started
+        return StreamingResponse(self._relay_stream(member, chunks, first), status_code=200, headers=headers)
+
+    async def _relay_stream(self, member: str, chunks: UpstreamChunks, first: bytes) -> AsyncIterator[bytes]:
+        reader = StreamReader()
+        outcome = OK
+        cut: UpstreamFailure | None = None
+        try:
+            if first:
+                reader.feed(first)
+                yield first
+                async for chunk in chunks:
+                    reader.feed(chunk)
+                    yield chunk
+        except UpstreamFailure as exc:  # the member broke off mid-stream (or went silent past the timeout)
+            cut, outcome = exc, UPSTREAM_ERROR
+            breaker = self.gateway.breakers.get(member)
+            if breaker is not None:
+                breaker.record(None, exc.reason)
+        finally:  # also when the client went away (the generator is closed or cancelled): book first, then close
+            reader.close()
+            if self.gateway.config.apim_compat:
+                usage = Usage(self.prompt_estimate, 0, APIM_COMPAT)
+            else:
+                usage = reader.tokens(self.prompt_estimate, self.route.model)
+            self._settle(usage)
+            self._finish(200, outcome, usage, member)
+            await chunks.aclose()
+        if cut is not None:
+            # Ending the body cleanly would pass a cut answer off as a whole one: abort the client's connection.
+            raise StreamCut(f"backend '{member}': {cut.detail}")
+
+    # -- bookkeeping -----------------------------------------------------------------------------------------
+
+    def _settle(self, usage: Usage | None) -> None:
+        gateway = self.gateway
+        if gateway.limiter is not None and self.ticket is not None and self.ticket.allowed:
+            # Failed requests consumed no tokens: the admission charge is given back.
+            gateway.limiter.settle(self.ticket, usage.total if usage is not None else 0)
+
+    def _add_token_headers(self, headers: dict[str, str], consumed: int | None = None) -> None:
+        headers.update(token_headers(self.gateway.config.token_limit, self.ticket, consumed))
+
+    def _add_identity_headers(self, headers: dict[str, str]) -> None:
+        headers["x-gateway-request-id"] = self.id
+        client_request_id = self.row["client_request_id"]
+        if client_request_id and "x-ms-client-request-id" not in headers:
+            headers["x-ms-client-request-id"] = client_request_id
+
+    def _finish_error(
+        self, status: int, code: str, message: str, outcome: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        headers = dict(headers or {})
+        self._add_token_headers(headers)
+        self._add_identity_headers(headers)
+        self._finish(status, outcome, None, self.row["backend"])
+        headers[REFUSAL_HEADER] = outcome  # the kind, typed: clients never read the message
+        return gateway_error(status, code, message, headers)
+
+    def _finish(self, status: int, outcome: str, usage: Usage | None, member: str | None) -> None:
+        row = self.row
+        row["status"] = status
+        row["outcome"] = outcome
+        row["duration_s"] = self.clock.now() - self.started
+        if usage is not None:
+            row["prompt_tokens"] = usage.prompt
+            row["completion_tokens"] = usage.completion
+            row["total_tokens"] = usage.total
+            row["tokens_counted_by"] = usage.counted_by
+            self._emit_metrics(usage, member, status)
+        self.gateway.log.write(row)
+
+    def _emit_metrics(self, usage: Usage, member: str | None, status: int) -> None:
+        row = self.row
+        headers = self.request.headers
+        values: dict[str, str] = {}
+        for dimension in self.gateway.metrics.dimensions:
+            if dimension == "streaming":
+                values[dimension] = "true" if row["stream"] else "false"
+            elif dimension == "subscription":
+                values[dimension] = subscription_key_of(headers) or ""
+            elif dimension == "status":
+                values[dimension] = str(status)
+            elif dimension.startswith("header:"):
+                values[dimension] = headers.get(dimension[7:], "")
+            else:
+                value = row.get(dimension)
+                values[dimension] = "" if value is None else str(value)
+        self.gateway.metrics.record(values, usage.prompt, usage.completion)

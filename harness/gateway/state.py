@@ -1,0 +1,85 @@
+"""The reference gateway's state for a run: pools, breakers, token limiter, metrics, log and upstream client.
+
+Built once per gateway process from the scenario; every request's `Exchange` (harness.gateway.exchange)
+reads and updates it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+
+from harness.clock import Clock
+from harness.errors import ScenarioError
+from harness.gateway.breaker import Transition
+from harness.gateway.forwarding import build_breakers, deployment_routes
+from harness.gateway.log import GatewayLog
+from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
+from harness.gateway.token_limit import TokenLimiter
+from harness.gateway.transport import LoopbackTransport
+from harness.gateway.transport import upstream_client as upstream_client_for
+from harness.records import GATEWAY_LOG
+from harness.scenario import Scenario
+
+GATEWAY_LOG_NAME = GATEWAY_LOG
+
+
+class Gateway:
+    """The gateway's state: pools, breakers, token limiter, metrics, log and the shared upstream client."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: Clock,
+        upstreams: dict[str, str],
+        log_dir: Path | None,
+        upstream_client: httpx.AsyncClient | None = None,
+        keep_log_rows: bool = False,
+    ) -> None:
+        config = scenario.gateway
+        self.config = config
+        self.clock = clock
+        self.log = GatewayLog(log_dir / GATEWAY_LOG_NAME if log_dir is not None else None, keep=keep_log_rows)
+        members = config.pool_members(b.name for b in scenario.backends)
+        for member in members:
+            if member.backend not in upstreams:
+                raise ScenarioError("gateway.pool", f"backend '{member.backend}' has no URL to forward to")
+        self.upstreams = {name: httpx.URL(url.rstrip("/")) for name, url in upstreams.items()}
+        self.backends = {b.name: b for b in scenario.backends}
+        self.breakers = build_breakers(config, members, clock, self._on_transition)
+        self.deployments = deployment_routes(scenario, members, self.breakers)
+        self.limiter = TokenLimiter(config.token_limit, clock) if config.token_limit is not None else None
+        self.metrics = TokenMetrics(config.metrics.dimensions, clock)
+        self.log.add_source(self.metrics.drain)
+        self._urls: dict[tuple[str, bytes], httpx.URL] = {}
+        self.timeout = config.timeout / clock.scale  # httpx waits in wall seconds
+        self._own_client = upstream_client is None
+        # With its own client, plain-http members are reached through the lean transport directly, which
+        # skips the client's per-request machinery (auth, redirects, hooks); the client still serves https.
+        self.direct: LoopbackTransport | None = LoopbackTransport() if upstream_client is None else None
+        self.client = upstream_client or upstream_client_for(self.timeout, self.direct)
+        self.subscription_keys = frozenset(config.auth.subscription_keys or ())
+
+    def upstream_url(self, member: str, target: bytes) -> httpx.URL:
+        """The member's URL for a path and query; cached, as a few targets repeat all run long."""
+        url = self._urls.get((member, target))
+        if url is None:
+            if len(self._urls) > 4096:
+                self._urls.clear()
+            url = self._urls[(member, target)] = self.upstreams[member].copy_with(raw_path=target)
+        return url
+
+    def _on_transition(self, transition: Transition) -> None:
+        self.log.breaker(transition, self.clock.wall())
+
+    async def aclose(self) -> None:
+        """Flush the log and close the upstream client (when the gateway made it)."""
+        if self._own_client:
+            await self.client.aclose()
+        await self.log.aclose()
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
