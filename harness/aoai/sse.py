@@ -25,6 +25,19 @@ from harness.tokens import count_text_tokens
 
 DONE = "[DONE]"
 
+
+def frame(data: str) -> bytes:
+    """One server-sent event carrying `data` (a single line): `data: ...` and the blank line that ends it."""
+    return f"data: {data}\n\n".encode()
+
+
+def event(payload: Mapping[str, Any]) -> bytes:
+    """An event carrying `payload` as compact JSON."""
+    return frame(json.dumps(payload, separators=(",", ":")))
+
+
+DONE_FRAME = frame(DONE)
+
 # Where a token count came from, as the gateway log's `tokens_counted_by` says it:
 USAGE = "usage"  # the `usage` of a JSON body
 STREAM_USAGE = "stream_usage"  # a stream's usage chunk (`stream_options.include_usage`)

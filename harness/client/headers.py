@@ -68,7 +68,7 @@ CAUSE_NAMES = {
     "client_error": "4xx client error",
     "timeout": "timeout",
     "connection": "connection error",
-    "truncated_stream": "truncated stream (no [DONE])",
+    "truncated_stream": "truncated stream (cut, or ended with neither [DONE] nor a finish_reason)",
 }
 
 

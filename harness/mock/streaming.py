@@ -12,11 +12,11 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from harness.aoai.sse import DONE_FRAME as DONE
+from harness.aoai.sse import event, frame
 from harness.clock import Clock
 from harness.mock.latency import LatencyPlan
 from harness.mock.synth import completion_id, prompt_filter_results, usage
-
-DONE = b"data: [DONE]\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +39,6 @@ class Generation:
         return len(self.pieces)
 
 
-def event(payload: dict[str, object]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
 class ChunkWriter:
     """Builds the SSE events of one streamed generation (fixed parts serialised once)."""
 
@@ -57,7 +53,7 @@ class ChunkWriter:
         self._tail = json.dumps(tail, separators=(",", ":"))[1:-1]  # the shared fields, without braces
 
     def _choice_event(self, choice: str) -> bytes:
-        return f'data: {{"choices":[{choice}],{self._tail},"usage":null}}\n\n'.encode()
+        return frame(f'{{"choices":[{choice}],{self._tail},"usage":null}}')
 
     def prompt_filter(self) -> bytes:
         return event(
@@ -96,7 +92,8 @@ class ChunkWriter:
 
     def usage(self) -> bytes:
         g = self.generation
-        return f'data: {{"choices":[],{self._tail},"usage":{json.dumps(usage(g.prompt_tokens, g.completion_tokens), separators=(",", ":"))}}}\n\n'.encode()
+        counts = json.dumps(usage(g.prompt_tokens, g.completion_tokens), separators=(",", ":"))
+        return frame(f'{{"choices":[],{self._tail},"usage":{counts}}}')
 
 
 async def stream_events(
