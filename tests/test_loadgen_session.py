@@ -109,12 +109,12 @@ def test_stream_timings_and_counted_usage(server: str) -> None:
     assert Scripted.seen[0]["x-stainless-retry-count"] == "0"
 
 
-def test_stream_without_done_is_a_truncated_stream(server: str) -> None:
+def test_stream_without_done_or_finish_reason_is_a_truncated_stream(server: str) -> None:
     Scripted.script = [("sse", [delta("Hel"), delta("lo")], False)]
     outcome, (record,) = send(server, STREAM)
     assert outcome.error_kind == "truncated_stream"
     assert record["error_kind"] == "truncated_stream" and record["decision"] == "fail"
-    assert outcome.failure == "truncated stream (no [DONE])"
+    assert outcome.failure == "truncated stream (cut, or ended with neither [DONE] nor a finish_reason)"
 
 
 def test_retry_after_is_waited_in_scenario_time_and_every_attempt_recorded(server: str) -> None:
