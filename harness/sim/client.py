@@ -187,13 +187,13 @@ class LogicalRequest:
         if pending.done:
             return
         pending.done = True
-        now = pending.started
-        headers = {k.lower(): v for k, v in reply.headers.items()}
+        sent = pending.started
+        headers = {k.lower(): v for k, v in reply.headers.items()}  # as an HTTP client hands them over
         result = AttemptResult(
             reply.status,
             headers,
-            ttft_s=reply.first_token_at - now,
-            latency_s=reply.end_at - now,
+            ttft_s=reply.first_token_at - sent,
+            latency_s=reply.end_at - sent,
             inter_token_s=reply.inter_token_s,
             body=reply.body,
             body_bytes=len(reply.body),
