@@ -16,17 +16,21 @@ from starlette.responses import Response, StreamingResponse
 
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
-from harness.aoai.sse import APIM_COMPAT, StreamReader, Usage, usage_of_body
+from harness.aoai.sse import StreamReader, Usage, usage_of_body
 from harness.gateway.forwarding import (
     OK,
     DeploymentRoute,
     Forwarding,
     Refusal,
+    add_identity_headers,
     admit_tokens,
+    consumed_when_stream_starts,
     counts_prompt,
     outcome_of_backend,
     pool_closed,
     refusal_headers,
+    settle_tokens,
+    stream_usage,
     token_headers,
     token_refusal,
 )
@@ -248,7 +252,7 @@ class Exchange:
             await chunks.aclose()
             return self._member_broke_off(member, exc)
         # Only the prompt is known when headers go out: tokens-consumed cannot include the completion.
-        self._add_token_headers(headers, consumed=self.ticket.charged if self.ticket else self.prompt_estimate)
+        self._add_token_headers(headers, consumed=consumed_when_stream_starts(self.ticket, self.prompt_estimate))
         self._add_identity_headers(headers)
         self.row["status"] = 200
         self.row["ttft_s"] = self.clock.now() - self.started
@@ -272,10 +276,11 @@ class Exchange:
                 breaker.record(None, exc.reason)
         finally:  # also when the client went away (the generator is closed or cancelled): book first, then close
             reader.close()
-            if self.gateway.config.apim_compat:
-                usage = Usage(self.prompt_estimate, 0, APIM_COMPAT)
-            else:
-                usage = reader.tokens(self.prompt_estimate, self.route.model)
+            usage = stream_usage(
+                self.gateway.config.apim_compat,
+                self.prompt_estimate,
+                lambda: reader.tokens(self.prompt_estimate, self.route.model),
+            )
             self._settle(usage)
             self._finish(200, outcome, usage, member)
             await chunks.aclose()
@@ -286,19 +291,13 @@ class Exchange:
     # -- bookkeeping -----------------------------------------------------------------------------------------
 
     def _settle(self, usage: Usage | None) -> None:
-        gateway = self.gateway
-        if gateway.limiter is not None and self.ticket is not None and self.ticket.allowed:
-            # Failed requests consumed no tokens: the admission charge is given back.
-            gateway.limiter.settle(self.ticket, usage.total if usage is not None else 0)
+        settle_tokens(self.gateway.limiter, self.ticket, usage)
 
     def _add_token_headers(self, headers: dict[str, str], consumed: int | None = None) -> None:
         headers.update(token_headers(self.gateway.config.token_limit, self.ticket, consumed))
 
     def _add_identity_headers(self, headers: dict[str, str]) -> None:
-        headers["x-gateway-request-id"] = self.id
-        client_request_id = self.row["client_request_id"]
-        if client_request_id and "x-ms-client-request-id" not in headers:
-            headers["x-ms-client-request-id"] = client_request_id
+        add_identity_headers(headers, self.id, self.row["client_request_id"])
 
     def _finish_error(
         self, status: int, code: str, message: str, outcome: str, headers: dict[str, str] | None = None

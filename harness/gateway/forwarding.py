@@ -14,10 +14,11 @@ tried, what an open pool answers, which token headers go out) is written once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from harness.aoai.refusals import BAD_REQUEST, BREAKER_OPEN, QUOTA, TOKEN_LIMIT, UNAUTHORIZED, UPSTREAM_ERROR
+from harness.aoai.sse import APIM_COMPAT, Usage
 from harness.clock import Clock
 from harness.gateway.breaker import BreakerListener, CircuitBreaker
 from harness.gateway.pool import Member, Pool
@@ -193,6 +194,30 @@ def token_headers(policy: TokenLimit | None, ticket: Ticket | None, consumed: in
     if not ticket.allowed:
         headers[policy.retry_after_header_name] = f"{ticket.retry_after:g}"
     return headers
+
+
+def settle_tokens(limiter: TokenLimiter | None, ticket: Ticket | None, usage: Usage | None) -> None:
+    """Correct an admitted request's charge to the tokens it used; a failed request used none."""
+    if limiter is not None and ticket is not None and ticket.allowed:
+        limiter.settle(ticket, usage.total if usage is not None else 0)
+
+
+def consumed_when_stream_starts(ticket: Ticket | None, prompt_estimate: int) -> int:
+    """tokens-consumed of a stream: only the prompt is known when its headers go out."""
+    return ticket.charged if ticket else prompt_estimate
+
+
+def stream_usage(apim_compat: bool, prompt_estimate: int, measured: Callable[[], Usage]) -> Usage:
+    """What the gateway counts for a stream: what it measured, or with `apim_compat` the prompt only (as APIM
+    was observed to count streams); `measured` is not called then."""
+    return Usage(prompt_estimate, 0, APIM_COMPAT) if apim_compat else measured()
+
+
+def add_identity_headers(headers: dict[str, str], gateway_request_id: str, client_request_id: str | None) -> None:
+    """The gateway's request id on every answer, and the client's own id echoed when the member did not."""
+    headers["x-gateway-request-id"] = gateway_request_id
+    if client_request_id and "x-ms-client-request-id" not in headers:
+        headers["x-ms-client-request-id"] = client_request_id
 
 
 def outcome_of_backend(status: int) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from harness.aoai.errors import error_body
 from harness.aoai.refusals import REFUSAL_HEADER, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
-from harness.aoai.sse import APIM_COMPAT, COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
+from harness.aoai.sse import COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
 from harness.clock import Clock
 from harness.gateway.breaker import BACKEND_TIMEOUT, Transition
 from harness.gateway.forwarding import (
@@ -22,13 +22,17 @@ from harness.gateway.forwarding import (
     DeploymentRoute,
     Forwarding,
     Refusal,
+    add_identity_headers,
     admit_tokens,
     build_breakers,
+    consumed_when_stream_starts,
     counts_prompt,
     deployment_routes,
     outcome_of_backend,
     pool_closed,
     refusal_headers,
+    settle_tokens,
+    stream_usage,
     token_headers,
     token_refusal,
 )
@@ -205,7 +209,7 @@ class SimExchange:
         usage = self._usage(answer)
         if self.call.stream:
             # Only the prompt is known when a stream's headers go out: tokens-consumed cannot include the completion.
-            consumed = self.ticket.charged if self.ticket else self.prompt_estimate
+            consumed = consumed_when_stream_starts(self.ticket, self.prompt_estimate)
             headers.update(token_headers(self.gateway.config.token_limit, self.ticket, consumed))
             row["ttft_s"] = answer.headers_at - self.started
         else:
@@ -239,11 +243,11 @@ class SimExchange:
         prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
         if not self.call.stream:
             return Usage(prompt, completion, USAGE)
-        if self.gateway.config.apim_compat:
-            return Usage(self.prompt_estimate, 0, APIM_COMPAT)
         if self.call.include_usage:
-            return Usage(prompt, completion, STREAM_USAGE)
-        return Usage(self.prompt_estimate, completion, COUNTED_DELTAS)
+            measured = Usage(prompt, completion, STREAM_USAGE)
+        else:
+            measured = Usage(self.prompt_estimate, completion, COUNTED_DELTAS)
+        return stream_usage(self.gateway.config.apim_compat, self.prompt_estimate, lambda: measured)
 
     def _refuse(self, refusal: Refusal) -> None:
         self.row["retry_after"] = refusal.retry_after
@@ -258,16 +262,11 @@ class SimExchange:
         self._send(GatewayReply(status, self._identity(headers), error_body(code, message), now, now))
 
     def _identity(self, headers: dict[str, str]) -> dict[str, str]:
-        headers["x-gateway-request-id"] = self.id
-        client_request_id = self.row["client_request_id"]
-        if client_request_id and "x-ms-client-request-id" not in headers:
-            headers["x-ms-client-request-id"] = client_request_id
+        add_identity_headers(headers, self.id, self.row["client_request_id"])
         return headers
 
     def _settle(self, usage: Usage | None) -> None:
-        limiter = self.gateway.limiter
-        if limiter is not None and self.ticket is not None and self.ticket.allowed:
-            limiter.settle(self.ticket, usage.total if usage is not None else 0)
+        settle_tokens(self.gateway.limiter, self.ticket, usage)
 
     def _finish(self, status: int, outcome: str, usage: Usage | None) -> None:
         row = self.row
