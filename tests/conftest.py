@@ -76,6 +76,18 @@ class ServeProcess:
         return self.exit_code
 
 
+def scenario_error(text: str) -> str:
+    """The ScenarioError a scenario text gives (from a file called s.yaml), checked to be one line."""
+    from harness.errors import ScenarioError
+    from harness.scenario import load_scenario_text
+
+    with pytest.raises(ScenarioError) as info:
+        load_scenario_text(text, source="s.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
 def run_harness(args: list[str], cwd: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run `harness ARGS...` to completion (for commands expected to exit by themselves)."""
     return subprocess.run(

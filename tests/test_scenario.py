@@ -3,18 +3,11 @@
 from pathlib import Path
 
 import pytest
+from conftest import scenario_error as error_of
 
 from harness.errors import ScenarioError
 from harness.scenario import apply_overrides, load_scenario, load_scenario_text, parse_duration
 from harness.scenario.common import Distribution
-
-
-def error_of(text: str) -> str:
-    with pytest.raises(ScenarioError) as info:
-        load_scenario_text(text, source="s.yaml")
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_empty_file_gives_a_complete_default_scenario() -> None:

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import scenario_error as error_of
 
-from harness.errors import ScenarioError
 from harness.scenario import load_scenario_text
-
-
-def error_of(text: str) -> str:
-    with pytest.raises(ScenarioError) as info:
-        load_scenario_text(text, source="s.yaml")
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_no_cost_unless_given_and_every_price_defaults_to_zero() -> None:
