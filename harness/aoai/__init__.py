@@ -3,6 +3,7 @@
 - `routes`: the AOAI routes and the operation each one is (`chat`, `completions`, `embeddings`);
 - `errors`: the AOAI error body;
 - `retry_after`: Retry-After in all its forms (seconds, `retry-after-ms`, an HTTP date);
+- `headers`: the correlation headers (client, gateway and backend ids);
 - `refusals`: the gateway's refusal kinds as typed codes on the wire, never read from English text;
 - `sse`: server-sent event framing and reading `usage` from a body or a stream.
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.aoai.headers import BACKEND, GATEWAY_REQUEST_ID
 from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT, refusal_of
 from harness.aoai.retry_after import retry_after_ms, retry_after_s
 
@@ -53,9 +54,9 @@ _FLOAT_FIELDS = {
 }
 _TEXT_FIELDS = {
     "policy_id": "policy-id",
-    "backend": "x-backend",
+    "backend": BACKEND,
     "region": "x-ms-region",
-    "gateway_request_id": "x-gateway-request-id",
+    "gateway_request_id": GATEWAY_REQUEST_ID,
 }
 
 # Human names of failure causes, used for Locust's failure table.
@@ -144,8 +145,8 @@ def classify(
     refusal = refusal_of(headers)
     if refusal is not None and refusal in _REFUSAL_KINDS:
         return _REFUSAL_KINDS[refusal]
-    from_gateway = "x-gateway-request-id" in headers
-    has_backend = "x-backend" in headers or "policy-id" in headers
+    from_gateway = GATEWAY_REQUEST_ID in headers
+    has_backend = BACKEND in headers or "policy-id" in headers
     if status == 429:
         if "policy-id" in headers or has_backend:
             return "backend_429"

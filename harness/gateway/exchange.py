@@ -14,6 +14,7 @@ import httpx
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
@@ -70,7 +71,7 @@ class Exchange:
             t=self.started,
             t_wall=self.clock.wall(),
             gateway_request_id=self.id,
-            client_request_id=headers.get("x-ms-client-request-id"),
+            client_request_id=headers.get(CLIENT_REQUEST_ID),
             app_id=app_id_of(headers),
             client_ip=self.client_ip,
             operation=operation,
@@ -220,7 +221,7 @@ class Exchange:
         row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
         row["region"] = headers.get("x-ms-region") or self.gateway.backends[member].region
         status = upstream.status_code
-        headers["x-backend"] = member
+        headers[BACKEND] = member
         if self.stream and status == 200:
             # A stream whatever its content type says: relayed as it comes, its tokens counted on the way.
             return await self._start_stream(member, UpstreamChunks(upstream), headers)

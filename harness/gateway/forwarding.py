@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
 from harness.aoai.refusals import BAD_REQUEST, BREAKER_OPEN, QUOTA, TOKEN_LIMIT, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.sse import APIM_COMPAT, Usage
 from harness.clock import Clock
@@ -215,9 +216,9 @@ def stream_usage(apim_compat: bool, prompt_estimate: int, measured: Callable[[],
 
 def add_identity_headers(headers: dict[str, str], gateway_request_id: str, client_request_id: str | None) -> None:
     """The gateway's request id on every answer, and the client's own id echoed when the member did not."""
-    headers["x-gateway-request-id"] = gateway_request_id
-    if client_request_id and "x-ms-client-request-id" not in headers:
-        headers["x-ms-client-request-id"] = client_request_id
+    headers[GATEWAY_REQUEST_ID] = gateway_request_id
+    if client_request_id and CLIENT_REQUEST_ID not in headers:
+        headers[CLIENT_REQUEST_ID] = client_request_id
 
 
 def outcome_of_backend(status: int) -> str:

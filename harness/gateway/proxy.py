@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import httpx
 
+from harness.aoai.headers import GATEWAY_REQUEST_ID
 from harness.gateway.breaker import BACKEND_CONNECTION_FAILURE, BACKEND_PROTOCOL_ERROR, BACKEND_TIMEOUT
 
 # Not forwarded in either direction: they describe one connection, not the message.
@@ -40,6 +41,7 @@ CREDENTIALS = frozenset({"api-key", "authorization", "ocp-apim-subscription-key"
 SERVER_OWN = frozenset({"date", "server"})
 _HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
 _CREDENTIALS_RAW = frozenset(name.encode() for name in CREDENTIALS)
+_GATEWAY_REQUEST_ID_RAW = GATEWAY_REQUEST_ID.encode()
 
 
 class UpstreamFailure(Exception):
@@ -74,7 +76,7 @@ def upstream_headers(
         headers.append((name, value))
     if backend_key is not None:
         headers.append((b"api-key", backend_key.encode("latin-1")))
-    headers.append((b"x-gateway-request-id", gateway_request_id.encode("latin-1")))
+    headers.append((_GATEWAY_REQUEST_ID_RAW, gateway_request_id.encode("latin-1")))
     headers.append((b"accept-encoding", b"identity"))  # the gateway reads usage from bodies: no compression
     return headers
 

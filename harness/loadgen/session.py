@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import COUNTED_DELTAS
 from harness.client import (
     CAUSE_NAMES,
@@ -115,7 +116,7 @@ def execute(
 
     def send(attempt: int) -> tuple[ResponseInfo, AttemptResult]:
         headers = dict(base_headers)
-        headers["x-ms-client-request-id"] = f"{logical_id}:{attempt}"
+        headers[CLIENT_REQUEST_ID] = f"{logical_id}:{attempt}"
         headers[RETRY_COUNT_HEADER] = str(attempt - 1)
         started, started_wall = clock.now(), clock.wall()
         result = transport.send(path, payload, headers, plan.stream)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from harness.aoai.errors import JSON
+from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
 from harness.clock import Clock
 from harness.mock.core import BackendCore, DeploymentState, Verdict, Waits
 from harness.mock.deployment import Admission
@@ -106,8 +107,8 @@ class Call:
             backend=mock.backend.name,
             region=mock.backend.region,
             request_id=self.request_id,
-            client_request_id=request.headers.get("x-ms-client-request-id"),
-            gateway_request_id=request.headers.get("x-gateway-request-id"),
+            client_request_id=request.headers.get(CLIENT_REQUEST_ID),
+            gateway_request_id=request.headers.get(GATEWAY_REQUEST_ID),
             operation=operation,
             stream=False,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.mock.deployment import RATE_LIMITED_REQUESTS, RATE_LIMITED_TOKENS, Admission
 
 POLICY_IDS = {RATE_LIMITED_TOKENS: "DeploymentRatelimit-Token", RATE_LIMITED_REQUESTS: "DeploymentRatelimit-Requests"}
@@ -38,7 +39,7 @@ def identity_headers(request_id: str, region: str, client_request_id: str | None
     once the deployment is known)."""
     headers = {"apim-request-id": request_id, "x-request-id": request_id, "x-ms-region": region}
     if client_request_id:
-        headers["x-ms-client-request-id"] = client_request_id
+        headers[CLIENT_REQUEST_ID] = client_request_id
     return headers
 
 

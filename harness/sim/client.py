@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK
 from harness.client import RETRY_COUNT_HEADER, ResponseInfo, RetryLoop
 from harness.clock import Clock
@@ -160,7 +161,7 @@ class LogicalRequest:
         callers.attempts += 1
         attempt = self.loop.attempt
         headers = dict(user.base_headers)
-        headers["x-ms-client-request-id"] = f"{self.logical_id}:{attempt}"
+        headers[CLIENT_REQUEST_ID] = f"{self.logical_id}:{attempt}"
         headers[RETRY_COUNT_HEADER] = str(attempt - 1)
         shape, route = self.shape, self.route
         call = GatewayCall(

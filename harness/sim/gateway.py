@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.aoai.errors import error_body
+from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID
 from harness.aoai.refusals import REFUSAL_HEADER, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.sse import COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
@@ -119,7 +120,7 @@ class SimExchange:
         self.row: dict[str, Any] = gateway_request_row(
             t=self.started,
             gateway_request_id=request_id,
-            client_request_id=call.headers.get("x-ms-client-request-id"),
+            client_request_id=call.headers.get(CLIENT_REQUEST_ID),
             app_id=app_id_of(call.headers),
             client_ip=CLIENT_IP,
             deployment=self.route.name,
@@ -159,7 +160,7 @@ class SimExchange:
             max_tokens=self.call.max_tokens,
             estimate=self.call.estimate(state.spec.model, state.quota.default_completion),
             prompt_tokens=self.call.prompt_tokens(state.spec.model),
-            client_request_id=self.call.headers.get("x-ms-client-request-id"),
+            client_request_id=self.call.headers.get(CLIENT_REQUEST_ID),
             gateway_request_id=self.id,
         )
         attempt = _Attempt(member, self.clock.now())
@@ -196,7 +197,7 @@ class SimExchange:
         row["backend"] = member
         row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
         row["region"] = headers.get("x-ms-region")
-        headers["x-backend"] = member
+        headers[BACKEND] = member
         status = answer.status
         if status != 200:
             self._settle(None)

@@ -1,0 +1,10 @@
+"""Names of the correlation headers every layer reads or writes (HTTP header names are case-insensitive;
+these are the lower-case spellings the harness sends and looks up).
+
+    >>> CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID, BACKEND
+    ('x-ms-client-request-id', 'x-gateway-request-id', 'x-backend')
+"""
+
+CLIENT_REQUEST_ID = "x-ms-client-request-id"  # the caller's id of an attempt (AOAI echoes it)
+GATEWAY_REQUEST_ID = "x-gateway-request-id"  # the reference gateway's own id of a request
+BACKEND = "x-backend"  # the pool member that answered (the reference gateway adds it)
