@@ -40,6 +40,7 @@ def finish_run(environment: Any, **_: Any) -> None:
     if STATE.test_started_at is not None:
         duration = (STATE.test_stopped_at or STATE.clock.now()) - STATE.test_started_at
     STATE.run_info["scenario_seconds"] = round(duration, 3)
+    write_run_json(STATE.run_dir, STATE.run_info)  # the summary reads the run's start and length from it
     run, summary = _summarize(STATE.run_dir)
     if summary is not None:
         print(format_console_summary(summary))
