@@ -1,7 +1,8 @@
 """The run directory's contract: the files a run writes and what each row holds, owned once.
 
 `attempts`: records.csv, one row per HTTP attempt (the load generator and the simulator write it);
-`logs`: gateway.jsonl and backend.jsonl rows (the servers and the simulator write them).
+`logs`: gateway.jsonl and backend.jsonl rows (the servers and the simulator write them);
+`run_info`: the run.json fields on how the load ran and ended (the load generator writes, the report reads).
 The report reads a run with these same definitions, so a field is named and typed in one place only.
 """
 
@@ -30,9 +31,14 @@ from harness.records.logs import (
     breaker_row,
     gateway_request_row,
 )
+from harness.records.run_info import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING, EndedBy
 
 __all__ = [
     "BACKEND_LOG",
+    "ENDED_BY",
+    "LOAD_STARTED_AT",
+    "SCENARIO_SECONDS",
+    "TIME_MISSING",
     "BACKEND_LOG_COLUMNS",
     "GATEWAY_LOG",
     "GATEWAY_LOG_COLUMNS",
@@ -43,6 +49,7 @@ __all__ = [
     "RUN_INFO_FILE",
     "SCENARIO_FILE",
     "Column",
+    "EndedBy",
     "RecordWriter",
     "backend_row",
     "breaker_row",
