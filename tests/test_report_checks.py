@@ -93,8 +93,8 @@ def test_console_table_shows_the_summary_numbers(synthetic: Any) -> None:
     assert rows["requests (logical)"] == (
         f"{req['logical']} ({req['attempts']} attempts, {req['unfinished']} unfinished at the end)"
     )
-    assert rows["client-visible failures"] == f"{req['failed']} ({req['client_failure_rate']:.1%})"
-    outcomes = req["attempt_outcomes"]
+    assert rows["client-visible failures"] == f"{req['failed']} ({req['client_failure_rate'] * 100:.1f} %)"
+    outcomes = {k: f"{n} ({n / req['attempts'] * 100:.1f} %)" for k, n in req["attempt_outcomes"].items()}
     assert rows["429/403/503 by source"] == (
         f"429 gateway token limit {outcomes['gateway_token_limit']}, 403 gateway quota {outcomes['gateway_quota']}, "
         f"429 from a backend {outcomes['backend_429']}, 503 breaker open {outcomes['breaker_open']}"
@@ -103,8 +103,9 @@ def test_console_table_shows_the_summary_numbers(synthetic: Any) -> None:
     assert rows["goodput"] == f"{expected['throughput']['goodput_tpm']:,.0f} tokens/min (scenario time)"
     assert rows["latency p50 / p95 (end to end)"] == f"{e2e['p50']:.3f} s / {e2e['p95']:.3f} s"
     assert rows["TTFT p50 / p95 (streams)"] == f"{ttft['p50']:.3f} s / {ttft['p95']:.3f} s"
-    assert rows["client profile(s)"] == "openai-python"
+    assert rows["client profile(s)"] == "openai-python, openai-python-legacy"
     assert rows["scenario time"] == f"{expected['run']['duration_s']:.3f} s at time scale 10"
+    assert rows["cut short"] == "60.0 s of planned scenario time did not run"
 
 
 def test_console_table_without_unfinished_or_measurable_numbers(synthetic: Any) -> None:

@@ -195,11 +195,11 @@ def test_summary_keys_read_as_dotted_paths(reported: Any) -> None:
 def test_report_shows_utilization_and_cost_per_backend(reported: Any) -> None:
     _, page = reported
     section = page[page.index("<h2>Utilization and cost</h2>") :]
-    assert "<th>PTU utilization mean (%)</th>" in section and "<th>PAYG spend (EUR)</th>" in section
-    assert "<tr><td>ptu</td><td>0.339</td><td>36.5</td><td>110</td><td>0.006</td><td>0.2</td><td>0.206</td></tr>" in (
-        section
-    )
-    assert "<tr><td>spare</td><td>0.0945</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td></tr>" in section
+    assert "<th>PTU utilization mean</th>" in section and "<th>PAYG spend (EUR)</th>" in section
+    # token share 0.339, utilization 36.5 % mean and 110 % p95, then spend: every rate as a percentage
+    row = "<tr><td>ptu</td><td>33.9 %</td><td>37 %</td><td>110 %</td><td>0.006</td><td>0.2</td><td>0.206</td></tr>"
+    assert row in section
+    assert "<tr><td>spare</td><td>9.4 %</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td></tr>" in section
     assert "<b>40 EUR per 1M tokens</b>" in section
 
 

@@ -30,6 +30,18 @@ SCENARIO = {
         {"name": "aoai-west", "deployments": {"gpt-4o": {"ptu": 2, "ptu_tokens_per_minute": 5000}}},
     ],
     "gateway": {"token_limit": {"counter-key": "appid", "tokens-per-minute": 20000}},
+    "question": {"ask": "Which app gets throttled, and by whom?", "answered_by": ["by_app", "outcomes"]},
+}
+# profiles are fixed per app, as the load generator assigns them
+PROFILES = {"app-a": "openai-python", "app-b": "openai-python", "app-c": "openai-python-legacy"}
+# the load started half a second before the first request and was stopped after 240 of the planned 300 s
+RUN_INFO = {
+    "run_id": "synthetic",
+    "time_scale": 10,
+    "scenario": "scenarios/synthetic.yaml",
+    "overrides": ["run.seed=3"],
+    "load_started_at": T0 - 0.5,
+    "scenario_seconds": 240.0,
 }
 # what the attempts of one logical request look like: (error_kind, status, decision, wait source) per attempt
 PATTERNS = (
@@ -72,7 +84,7 @@ def synthetic_records(n_logical: int = 240, seed: int = 7) -> list[dict[str, Any
                 t_wall=round(T0 + (t - T0) / 10, 3),
                 user=f"user-{i % 5}",
                 app_id=app,
-                client_profile="openai-python",
+                client_profile=PROFILES[app],
                 logical_id=f"L{i}",
                 attempt=n,
                 request_id=f"C{i}-{n}",
@@ -202,7 +214,7 @@ def write_synthetic_run(run_dir: Path, with_gateway: bool = True, with_backend: 
     records = synthetic_records(**kwargs)
     write_records(run_dir / "records.csv", records)
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO), encoding="utf-8")
-    (run_dir / "run.json").write_text(json.dumps({"run_id": "synthetic", "time_scale": 10}), encoding="utf-8")
+    (run_dir / "run.json").write_text(json.dumps(RUN_INFO), encoding="utf-8")
     if with_gateway:
         lines = [*gateway_rows(records), *BREAKER_ROWS]
         (run_dir / "gateway.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
@@ -247,9 +259,69 @@ def bucket_of(max_tokens: int | None) -> str:
     return ">4096"
 
 
+def reaction_of(r: dict[str, Any]) -> str | None:
+    """What the client did after a throttled attempt (None for other attempts)."""
+    if outcome_of(r) not in ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open"):
+        return None
+    if r["decision"] == "retry" and r["retry_wait_source"] in ("retry-after", "retry-after-ms"):
+        return "waited_retry_after"
+    if r["decision"] == "retry" and r["retry_wait_source"] == "backoff":
+        return "own_backoff"
+    if r["decision"] == "retry":
+        return "retried_at_once"
+    if r["decision"] in ("give_up", "fail"):
+        return "gave_up"
+    return None
+
+
+def finished_requests(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The attempts of each logical request whose last attempt did not leave it waiting to retry."""
+    by_logical: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_logical[r["logical_id"]].append(r)
+    return [rows for rows in by_logical.values() if max(rows, key=lambda r: r["attempt"])["decision"] != "retry"]
+
+
+def expected_split(records: list[dict[str, Any]], key: str, minutes: float) -> dict[str, Any]:
+    out = {}
+    for name in sorted({r[key] or "(none)" for r in records}):
+        mine = [r for r in records if (r[key] or "(none)") == name]
+        ok = [r for r in mine if outcome_of(r) == "success"]
+        n = len(mine)
+        counts = {o: sum(1 for r in mine if outcome_of(r) == o) for o in OUTCOME_NAMES}
+        finished = finished_requests(mine)
+        failed = sum(1 for rows in finished if not any(outcome_of(r) == "success" for r in rows))
+        per_request = key != "backend"
+        goodput = float(sum(r["usage_total"] for r in ok))
+        out[name] = {
+            "attempts": n,
+            "attempt_outcomes": counts,
+            "rate_throttled": (n - counts["success"] - counts["other_error"]) / n,
+            "rate_429": (counts["gateway_token_limit"] + counts["backend_429"]) / n,
+            "rate_429_gateway": counts["gateway_token_limit"] / n,
+            "rate_429_backend": counts["backend_429"] / n,
+            "rate_503_breaker": counts["breaker_open"] / n,
+            "rate_403_quota": counts["gateway_quota"] / n,
+            "logical": len(finished) if per_request else None,
+            "client_failure_rate": (failed / len(finished) if finished else None) if per_request else None,
+            "retries_per_request": n / len({r["logical_id"] for r in mine}) - 1 if per_request else None,
+            "client_did": {x: sum(1 for r in mine if reaction_of(r) == x) for x in REACTION_NAMES},
+            "goodput_tokens": goodput,
+            "goodput_tpm": goodput / minutes,
+            "latency_p95": pct([r["latency_s"] for r in ok], 95),
+            "tokens": {kind: float(sum(r[f"usage_{kind}"] for r in ok)) for kind in ("prompt", "completion", "total")},
+        }
+    return out
+
+
+OUTCOME_NAMES = ("success", "gateway_token_limit", "gateway_quota", "backend_429", "breaker_open", "other_error")
+REACTION_NAMES = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
+
+
 def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    start = min(r["t_scenario"] for r in records)
-    end = max(r["t_scenario"] - start + (r["latency_s"] or 0) for r in records)
+    # time zero and the duration come from run.json: the load's start and its length
+    start = min(RUN_INFO["load_started_at"], min(r["t_scenario"] for r in records))
+    end = RUN_INFO["scenario_seconds"]
     outcomes = [outcome_of(r) for r in records]
     counts: dict[str, int] = defaultdict(int)
     for o in outcomes:
@@ -290,16 +362,18 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         for name in sorted({r[key] for r in ok} | set(limits)):
             mine = [r for r in ok if r[key] == name]
             t = float(sum(r["usage_total"] for r in mine))
-            minute: dict[int, float] = defaultdict(float)
-            for r in mine:
-                minute[int((r["t_scenario"] - start) // 60)] += r["usage_total"]
+            # tokens of the attempts that started in the 60 s up to each attempt's start
+            windows = [
+                sum(x["usage_total"] for x in mine if r["t_scenario"] - 60 < x["t_scenario"] <= r["t_scenario"])
+                for r in mine
+            ]
             out[name] = {
                 "requests": len(mine),
                 "request_share": len(mine) / len(ok),
                 "tokens": t,
                 "token_share": t / tokens,
                 "tpm": t / (end / 60),
-                "peak_tpm": max(minute.values()),
+                "peak_tpm": max(windows),
                 "limit_tpm": limits.get(name),
             }
         return out
@@ -400,10 +474,17 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "run": {
             "run_id": "synthetic",
+            "scenario": "synthetic",
+            "description": "",
+            "overrides": ["run.seed=3"],
             "engine": "live",
-            "client_profiles": ["openai-python"],
+            "client_profiles": ["openai-python", "openai-python-legacy"],
             "time_scale": 10,
             "duration_s": end,
+            "planned_duration_s": 300.0,
+            "ended_by": None,
+            "cut_short_s": 60.0,  # run.json says it ran 240 of 300 s
+            "question": SCENARIO["question"]["ask"],
         },
         "requests": {
             "attempts": n,
@@ -441,7 +522,14 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "retry_after": retry_after,
         "latency": latency_block("latency_s"),
-        "ttft": latency_block("ttft_s"),
+        # time to first token of streamed requests only
+        "ttft": {
+            "stream": latency_block("ttft_s")["stream"],
+            "by_max_tokens": {
+                b: pcts([r["ttft_s"] for r in ok if r["stream"] and bucket_of(r["max_tokens"]) == b])
+                for b in ("<=256", "257-1024", "1025-4096", ">4096", "unset")
+            },
+        },
         "end_to_end_latency": pcts(e2e),
         # aoai-west is PTU, but its log rows carry no utilization: nothing to measure
         "backends": {
@@ -449,6 +537,9 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             for name, figures in per_key("backend", {"aoai-east": 30000.0, "aoai-west": 10000.0}).items()
         },
         "apps": per_key("app_id", dict.fromkeys(APPS, 20000.0)),
+        "by_app": expected_split(records, "app_id", end / 60),
+        "by_client_profile": expected_split(records, "client_profile", end / 60),
+        "by_backend": expected_split(records, "backend", end / 60),
         "breaker": breaker,
         "drain": {**drain_block, "by_deployment": {"gpt-4o": drain_block}},
         "lockout": lockout,
@@ -491,7 +582,7 @@ def test_summary_has_no_number_the_check_does_not_cover(reported: Any) -> None:
     # Guards the test above: a new headline number must come with its independent computation.
     summary, records, _ = reported
     expected = expected_summary(records)
-    extra = set(summary) - set(expected) - {"figures"}
+    extra = set(summary) - set(expected) - {"figures", "verdict"}  # the verdict's sentences are tested below
     assert not extra
     for section in ("requests", "throughput", "retries"):
         assert set(summary[section]) == set(expected[section]), section
@@ -527,3 +618,27 @@ def test_report_request_table_shows_the_unfinished_requests(reported: Any) -> No
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     unfinished = summary["requests"]["unfinished"]
     assert f"<td>unfinished at the end (waiting to retry; not in the rates)</td><td>{unfinished}</td>" in page
+
+
+def test_the_report_opens_with_the_question_and_each_apps_throttled_share(reported: Any) -> None:
+    summary, records, run_dir = reported
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<b>Question:</b> Which app gets throttled, and by whom?" in page
+    by_app, overall = summary["verdict"]  # the scenario's findings, in its order
+    assert by_app in page.replace("&#x27;", "'") and overall in page.replace("&#x27;", "'")
+    throttled = ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open")
+    for app in APPS:
+        mine = [r for r in records if r["app_id"] == app]
+        share = sum(1 for r in mine if outcome_of(r) in throttled) / len(mine)
+        assert f"pp {app} was throttled on {share * 100:.1f} % of its {len(mine)} attempts" in by_app
+    ok = sum(1 for r in records if outcome_of(r) == "success")
+    assert overall.startswith(f"Of {len(records)} attempts, {ok / len(records) * 100:.1f} % succeeded")
+
+
+def test_the_page_says_what_ran_and_that_it_was_cut_short(reported: Any) -> None:
+    _, _, run_dir = reported
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "scenario <b>synthetic</b>" in page
+    assert "<code>run.seed=3</code>" in page
+    assert "load ran 240 scenario s of 300 planned" in page
+    assert "<b>Cut short:</b> 60 scenario s of the planned load did not run" in page

@@ -19,7 +19,7 @@ from harness.report.html import write_report
 from harness.report.load import read_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ALL_FIGURES = {"timeline", "throughput", "retry_after", "latency", "retries", "drain"}
+ALL_FIGURES = {"timeline", "outcomes_by", "throughput", "retry_after", "latency", "retries", "drain"}
 
 
 @pytest.fixture(scope="module")

@@ -178,10 +178,10 @@ def overlay_timeline(compared: list[ComparedRun]) -> Figure:
     """Goodput and the throttled share of attempts over scenario time, one line per run."""
     figure = Figure(figsize=(11, 6.5), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True)
-    span = max(metrics.duration_s(metrics.annotate(c.run.records)) for c in compared)
+    span = max(metrics.duration_s(c.run) for c in compared)
     bin_s = max(metrics.nice_bin(span, target_bins=60), 5.0)
     for i, c in enumerate(compared):
-        records = c.run.records
+        records = metrics.annotate(c.run)
         bins = (records["t"] // bin_s) * bin_s
         ok = records["outcome"] == "success"
         goodput = records["usage_total"].where(ok, 0.0).fillna(0.0).groupby(bins).sum() * (60.0 / bin_s)
@@ -205,7 +205,7 @@ def overlay_latency(compared: list[ComparedRun]) -> Figure:
     cdf, mix = figure.subplots(1, 2)
     quantiles = np.linspace(0, 1, 201)
     for i, c in enumerate(compared):
-        e2e = metrics.end_to_end(metrics.annotate(c.run.records))
+        e2e = metrics.end_to_end(metrics.annotate(c.run))
         if len(e2e):
             cdf.plot(e2e.quantile(quantiles).to_numpy(), quantiles * 100, label=c.short_label, color=f"C{i}")
     cdf.set_xlabel("end-to-end latency of succeeded requests, retries included (scenario s)")

@@ -8,7 +8,10 @@ requests (logical)        90 (142 attempts, 12 unfinished at the end)
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
+
+from harness.report.units import percent
 
 # throttled attempts by who refused them: (label, outcome); a 403 of the gateway's quota is counted apart
 _REFUSALS = (
@@ -35,13 +38,17 @@ def format_console_summary(summary: dict[str, Any]) -> str:
     requests = f"{req['logical']} ({req['attempts']} attempts"
     requests += f", {req['unfinished']} unfinished at the end)" if req["unfinished"] else ")"
     rate = req["client_failure_rate"]
+    attempts = req["attempts"]
     refused = [(label, req["attempt_outcomes"][outcome]) for label, outcome in _REFUSALS]
     e2e, ttft, run = summary["end_to_end_latency"], summary["ttft"]["stream"], summary["run"]
     goodput, scale = summary["throughput"]["goodput_tpm"], run["time_scale"]
     rows = [
         ("requests (logical)", requests),
-        ("client-visible failures", f"{req['failed']} ({'-' if rate is None else f'{rate:.1%}'})"),
-        ("429/403/503 by source", ", ".join(f"{label} {n}" for label, n in refused if n) or "none"),
+        ("client-visible failures", f"{req['failed']} ({_percent(rate)})"),
+        (
+            "429/403/503 by source",
+            ", ".join(f"{label} {n} ({_percent(n / attempts)})" for label, n in refused if n) or "none",
+        ),
         ("retries per request", f"{summary['retries']['per_request']:.2f}"),
         ("goodput", f"{'-' if goodput is None else f'{goodput:,.0f}'} tokens/min (scenario time)"),
         ("latency p50 / p95 (end to end)", f"{_seconds(e2e['p50'])} / {_seconds(e2e['p95'])}"),
@@ -49,6 +56,16 @@ def format_console_summary(summary: dict[str, Any]) -> str:
         ("client profile(s)", ", ".join(run["client_profiles"]) or "unknown"),
         ("scenario time", f"{_seconds(run['duration_s'])} {_how(run.get('engine'), scale)}"),
     ]
+    if run.get("cut_short_s"):
+        why = f" ({run['ended_by']})" if run.get("ended_by") else ""
+        rows.append(("cut short", f"{run['cut_short_s']:.1f} s of planned scenario time did not run{why}"))
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 40)
-    return "\n".join(["Harness summary", line, *(f"{name:<{width}}  {value}" for name, value in rows), line])
+    table = [f"{name:<{width}}  {value}" for name, value in rows]
+    opening = [run["question"]] if run.get("question") else []
+    answer = textwrap.wrap(" ".join(summary.get("verdict", [])), width + 40)
+    return "\n".join(["Harness summary", line, *table, line, *opening, *answer])
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else percent(fraction)

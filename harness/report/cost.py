@@ -149,10 +149,18 @@ def ptu_utilization(
 ) -> dict[str, dict[str, Any]]:
     """{"mean", "p95"} of each backend's time-weighted PTU utilization (percent) over [0, span]; backends
     without a utilization in the log are absent."""
+    levels = ptu_levels(backend_log, scenario, start, span)
+    return {name: {"mean": x.mean(), "p95": x.quantile(UTILIZATION_QUANTILE)} for name, x in levels.items()}
+
+
+def ptu_levels(
+    backend_log: pd.DataFrame | None, scenario: Scenario | None, start: float, span: float
+) -> dict[str, Levels]:
+    """Each backend's PTU utilization level (percent) over [0, span] s since `start`, by backend name."""
     if backend_log is None or span <= 0 or "utilization" not in backend_log:
         return {}
     rows = backend_log[backend_log["utilization"].notna() & backend_log["deployment"].notna()]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Levels] = {}
     for name, mine in rows.groupby("backend", observed=True, sort=True):
         capacity = _ptu_capacity(scenario, str(name))
         initial = _ptu_initial(scenario, str(name))
@@ -170,8 +178,7 @@ def ptu_utilization(
             levels[never_asked] = bucket_level(nothing, nothing, span, initial.get(never_asked, 0.0))
         alike = not levels.keys() <= capacity.keys()  # without the scenario's capacities, weigh them alike
         weights = {d: 1.0 if alike else capacity[d] for d in levels}
-        level = combine(levels, weights, span)
-        out[str(name)] = {"mean": level.mean(), "p95": level.quantile(UTILIZATION_QUANTILE)}
+        out[str(name)] = combine(levels, weights, span)
     return out
 
 

@@ -13,12 +13,16 @@ import math
 import textwrap
 from dataclasses import dataclass
 
+import matplotlib
+import matplotlib.colors
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness.report import metrics
+from harness.report.cost import Levels, ptu_levels
 from harness.report.load import RunData
 
 # A limit more than this many times the busiest line is left off the scale of a throughput plot.
@@ -52,17 +56,38 @@ class Drawn:
 
 def draw_all(run: RunData) -> dict[str, Drawn]:
     """Every figure the run's data allows, by file stem; what cannot be drawn is added to run.missing."""
-    records = metrics.annotate(run.records)
-    drawn = [
-        timeline(run, records),
-        throughput(run, records),
-        retry_after(records),
-        latency(records),
-        retries(records),
-    ]
+    records = metrics.annotate(run)
+    colors = backend_colors(run, records)
+    drawn = [timeline(run, records)]
+    by_split = outcomes_by(records)
+    if by_split is not None:
+        drawn.append(by_split)
+    drawn.append(throughput(run, records, colors))
+    levels = ptu_levels(run.backend, run.scenario, *metrics.run_window(run))
+    if levels:
+        drawn.append(ptu_utilization(levels, colors))
+    drawn += [retry_after(records), latency(records), retries(records)]
     if run.backend is not None:
         drawn.append(drain(run, records))
     return {d.name: d for d in drawn}
+
+
+def palette(names: list[str]) -> dict[str, str]:
+    """A distinct colour per name, in order (tab10, then tab20 past ten names)."""
+    cmap = "tab10" if len(names) <= 10 else "tab20"
+    colors = matplotlib.colormaps[cmap].colors  # type: ignore[attr-defined]
+    return {name: matplotlib.colors.to_hex(colors[i % len(colors)]) for i, name in enumerate(names)}
+
+
+def backend_colors(run: RunData, records: pd.DataFrame) -> dict[str, str]:
+    """One colour per backend, the same in every figure of the report."""
+    return palette(sorted(_pool_names(run) | {str(b) for b in records["backend"].dropna().unique()}))
+
+
+def say(ax: Axes, text: str) -> None:
+    """An axis with nothing to draw says why instead of showing empty axes."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#555")
 
 
 def _figure(
@@ -74,7 +99,7 @@ def _figure(
 
 
 def timeline(run: RunData, records: pd.DataFrame) -> Drawn:
-    span = metrics.duration_s(records)
+    span = metrics.duration_s(run)
     bin_s = metrics.nice_bin(span)
     rates = metrics.outcome_timeline(records, bin_s)
     intervals = metrics.open_intervals(run.breakers, metrics.run_start(run), span)
@@ -117,30 +142,60 @@ def _timeline_caption() -> str:
     )
 
 
-def _closed_steps(x: np.ndarray, y: np.ndarray, bin_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Step data that also draws the last bin to its end (`step(where="post")` stops at its start)."""
-    if len(x) == 0:
-        return x, y
-    return np.append(x, x[-1] + bin_s), np.append(y, y[-1])
-
-
 def _pool_names(run: RunData) -> set[str]:
     return {b.name for b in run.scenario.backends} if run.scenario is not None else set()
 
 
-def throughput(run: RunData, records: pd.DataFrame) -> Drawn:
+def outcomes_by(records: pd.DataFrame) -> Drawn | None:
+    """Share of attempts by outcome per app, per client profile and per backend: the splits with two or more."""
+    splits = []
+    for split, key in metrics.SPLITS.items():
+        names = records[key].astype(object).fillna(metrics.NO_BACKEND if key == "backend" else "(unknown)")
+        if names.nunique() > 1:
+            splits.append((split.removeprefix("by_").replace("_", " "), names))
+    if not splits:
+        return None
+    figure, axes = _figure(1, len(splits), height=0.9 + 0.45 * max(n.nunique() for _, n in splits))
+    for ax, (what, names) in zip(axes[0], splits, strict=True):
+        table = pd.crosstab(names, records["outcome"], normalize="index").reindex(
+            columns=list(metrics.OUTCOMES), fill_value=0.0
+        )
+        table = table.iloc[::-1]  # first name at the top
+        left = np.zeros(len(table))
+        counts = names.value_counts()
+        labels = [f"{n} ({counts[n]:,})" for n in table.index]
+        for outcome in metrics.OUTCOMES:
+            share = table[outcome].to_numpy() * 100
+            ax.barh(labels, share, left=left, color=OUTCOME_COLORS[outcome], label=metrics.OUTCOME_LABELS[outcome])
+            left += share
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("share of attempts (%)")
+        ax.set_title(f"By {what} (attempts)", fontsize="medium")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=6, fontsize="small")
+    return Drawn(
+        "outcomes_by",
+        "Outcomes by app, client profile and backend",
+        "Each bar is one app, client profile or backend (attempts in brackets), split by outcome; attempts "
+        "no backend answered (refused at the gateway, connection errors) are under (none).",
+        figure,
+    )
+
+
+def throughput(run: RunData, records: pd.DataFrame, colors: dict[str, str]) -> Drawn:
     figure, axes = _figure(1, 3, height=4.2, width_ratios=[2, 2, 1])
+    span = metrics.duration_s(run)
+    step = metrics.nice_bin(span, target_bins=240)
     for ax, key, limits, what in (
         (axes[0, 0], "backend", metrics.backend_limits(run), "backend"),
         (axes[0, 1], "app_id", metrics.app_limits(run, records), "app"),
     ):
-        table = metrics.tokens_per_minute(records, key)
-        for i, name in enumerate(table.columns):
-            color = f"C{i % 10}"
-            x, y = _closed_steps(table.index.to_numpy(dtype=float), table[name].to_numpy(), 60.0)
-            ax.step(x, y, where="post", label=str(name), color=color)
-            if name in limits:
-                ax.axhline(limits[name], color=color, linestyle="--", linewidth=1)
+        table = metrics.rolling_tokens(records, key, span, step)
+        names = sorted(set(table.columns) | set(limits))
+        mine = colors if key == "backend" else palette(names)
+        for name in table.columns:
+            ax.plot(table.index.to_numpy(), table[name].to_numpy(), label=str(name), color=mine[name])
+        _limit_lines(ax, limits, mine)
         peak = float(np.nanmax(table.to_numpy())) if table.size else 0.0
         if peak > 0 and any(limit > LIMIT_OFF_SCALE * peak for limit in limits.values()):
             # a limit far above the traffic would flatten every line: keep the traffic readable instead
@@ -148,53 +203,126 @@ def throughput(run: RunData, records: pd.DataFrame) -> Drawn:
             ax.text(0.99, 0.02, "limits above the scale", transform=ax.transAxes, ha="right", fontsize="small")
         ax.set_title(f"Tokens per minute per {what} (dashed: limit)", fontsize="medium")
         ax.set_xlabel("scenario time since start (s)")
-        ax.set_ylabel("tokens per scenario minute")
+        ax.set_ylabel("tokens in the last 60 scenario s")
         ax.set_ylim(bottom=0)
+        ax.set_xlim(0, max(span, step))
         if len(table.columns):
             ax.legend(fontsize="small")
     share = metrics.successes(records).groupby("backend", observed=True)["usage_total"].sum()
     ax = axes[0, 2]
     if share.sum() > 0:
         share = share / share.sum() * 100
-        ax.bar([str(n) for n in share.index], share.to_numpy(), color=[f"C{i % 10}" for i in range(len(share))])
-    ax.set_ylabel("share of tokens served (%)")
-    ax.set_title("Share of tokens served", fontsize="medium")
-    ax.tick_params(axis="x", labelrotation=30)
+        names = [str(n) for n in share.index]
+        ax.bar(names, share.to_numpy(), color=[colors[n] for n in names])
+        ax.set_ylabel("share of tokens served (%)")
+        ax.set_title("Share of tokens served", fontsize="medium")
+        ax.tick_params(axis="x", labelrotation=30)
+    else:
+        say(ax, "no tokens served in this run")
     return Drawn(
         "throughput",
         "Achieved tokens per minute against limits",
-        "Usage tokens of successful attempts per scenario minute (60 s bins) per backend and per app; dashed lines "
-        "are the backend's TPM (scenario.yaml) and the gateway's tokens-per-minute per app.",
+        f"Usage tokens of successful attempts that started in the trailing 60 s, sampled every {step:g} s, per "
+        "backend and per app; dashed lines, in each series' colour, are the backend's TPM (scenario.yaml) and "
+        "the gateway's tokens-per-minute per app (one grey line when every app has the same limit).",
+        figure,
+    )
+
+
+def _limit_lines(ax: Axes, limits: dict[str, float], colors: dict[str, str]) -> None:
+    if not limits:
+        return
+    if len(limits) > 1 and len(set(limits.values())) == 1:
+        # the same limit for every series: one line that belongs to none of them
+        ax.axhline(next(iter(limits.values())), color="#666", linestyle="--", linewidth=1, label="limit (each)")
+        return
+    for name, limit in limits.items():
+        ax.axhline(limit, color=colors[name], linestyle="--", linewidth=1)
+
+
+def ptu_utilization(levels: dict[str, Levels], colors: dict[str, str]) -> Drawn:
+    figure, axes = _figure(1, 1, height=3.6)
+    ax = axes[0, 0]
+    for name, level in levels.items():
+        # each segment is a straight line from v0 to v1: draw its two ends
+        x = np.column_stack([level.edges[:-1], level.edges[1:]]).ravel()
+        y = np.column_stack([level.v0, level.v1]).ravel()
+        ax.plot(x, y, color=colors.get(name), label=f"{name} (mean {level.mean():.0f} %)")
+    ax.axhline(100.0, color="#c9302c", linestyle="--", linewidth=1, label="100 %: the PTU answers 429")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("scenario time since start (s)")
+    ax.set_ylabel("PTU utilization (%)")
+    ax.legend(fontsize="small", loc="upper right")
+    return Drawn(
+        "ptu_utilization",
+        "PTU utilization over time",
+        "Each PTU backend's bucket level rebuilt from the backend log: the utilization logged at each admission, "
+        "each answer's charge corrected to its usage, a drain of 100 % per scenario minute in between. Above "
+        "100 % the deployment answers 429 with retry-after-ms.",
         figure,
     )
 
 
 def retry_after(records: pd.DataFrame) -> Drawn:
-    figure, axes = _figure(1, 2, height=4.0)
-    ax = axes[0, 0]
+    profiles = sorted(str(p) for p in records["client_profile"].dropna().unique()) or ["(unknown)"]
+    figure, axes = _figure(len(profiles), 2, height=1.0 + 3.2 * len(profiles))
+    throttled = records["outcome"].isin(metrics.THROTTLED)
     values = records["retry_after"].where(records["retry_after"] > 0)
+    edges = _log_edges(values[throttled])
+    for row, profile in zip(axes, profiles, strict=True):
+        mine = records["client_profile"].astype(object).fillna("(unknown)") == profile
+        label = f"{profile}: " if len(profiles) > 1 else ""
+        if not (mine & throttled).any():
+            say(row[0], f"{label}no throttled attempts in this run")
+            say(row[1], f"{label}nothing to react to")
+            continue
+        _retry_after_histogram(row[0], records[mine], values[mine], edges, label)
+        _reactions(row[1], records[mine], label)
+    return Drawn(
+        "retry_after",
+        "Retry-After and the client's reaction, by client profile",
+        "Retry-After (retry-after-ms when sent) per throttled attempt by who throttled; then whether the client "
+        "profile waited for it, used its own backoff, retried at once or gave up. One row per client profile.",
+        figure,
+    )
+
+
+def _log_edges(values: pd.Series) -> np.ndarray | None:
+    """Log-spaced histogram edges shared by every profile's row (None when no Retry-After was received)."""
     top = values.max()
-    if pd.notna(top):
-        low = max(values.min(), 1e-3)
-        # at least one decade wide, so a single value (every 429 saying 86400) still gets a readable axis
-        span = max(math.log10(top / low), 1.0)
-        middle = (math.log10(low) + math.log10(top)) / 2
-        edges = np.logspace(middle - span / 2, middle + span / 2 + 1e-9, 30)
-        for source in metrics.THROTTLED:
-            mine = values[records["outcome"] == source].dropna()
-            if len(mine):
-                ax.hist(mine, bins=edges, alpha=0.6, label=metrics.OUTCOME_LABELS[source], color=OUTCOME_COLORS[source])
-        ax.set_xscale("log")
-        # plain numbers on the decades only: minor labels pile up when every value is the same
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.legend(fontsize="small")
-    else:
-        ax.text(0.5, 0.5, "no Retry-After received", transform=ax.transAxes, ha="center")
+    if pd.isna(top):
+        return None
+    low = max(values.min(), 1e-3)
+    # at least one decade wide, so a single value (every 429 saying 86400) still gets a readable axis
+    span = max(math.log10(top / low), 1.0)
+    middle = (math.log10(low) + math.log10(top)) / 2
+    return np.logspace(middle - span / 2, middle + span / 2 + 1e-9, 30)
+
+
+def _retry_after_histogram(
+    ax: Axes, records: pd.DataFrame, values: pd.Series, edges: np.ndarray | None, label: str
+) -> None:
+    if edges is None or values.dropna().empty:
+        say(ax, f"{label}no Retry-After received")
+        return
+    for source in metrics.THROTTLED:
+        mine = values[records["outcome"] == source].dropna()
+        if len(mine):
+            ax.hist(
+                mine, bins=edges.tolist(), alpha=0.6, label=metrics.OUTCOME_LABELS[source], color=OUTCOME_COLORS[source]
+            )
+    ax.set_xscale("log")
+    # plain numbers on the decades only: minor labels pile up when every value is the same
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize="small")
     ax.set_xlabel("Retry-After received (s, log scale)")
     ax.set_ylabel("attempts")
-    ax.set_title("Retry-After by source", fontsize="medium")
-    ax = axes[0, 1]
+    ax.set_title(f"{label}Retry-After by source", fontsize="medium")
+
+
+def _reactions(ax: Axes, records: pd.DataFrame, label: str) -> None:
     reaction = metrics.reactions(records)
     table = pd.crosstab(records["outcome"], reaction).reindex(
         index=list(metrics.THROTTLED), columns=list(metrics.REACTIONS), fill_value=0
@@ -209,15 +337,8 @@ def retry_after(records: pd.DataFrame) -> Drawn:
         ax.bar(labels, table[r].to_numpy(), bottom=bottom, label=r.replace("_", " "), color=REACTION_COLORS[r])
         bottom += table[r].to_numpy()
     ax.set_ylabel("throttled attempts")
-    ax.set_title("What the client did next", fontsize="medium")
+    ax.set_title(f"{label}what the client did next", fontsize="medium")
     ax.legend(fontsize="small")
-    return Drawn(
-        "retry_after",
-        "Retry-After and the client's reaction",
-        "Retry-After (retry-after-ms when sent) per throttled attempt by who throttled; then whether the client "
-        "profile waited for it, used its own backoff, retried at once or gave up.",
-        figure,
-    )
 
 
 def latency(records: pd.DataFrame) -> Drawn:
@@ -225,24 +346,31 @@ def latency(records: pd.DataFrame) -> Drawn:
     done = metrics.successes(records)
     stream = done["stream"].fillna(False).astype(bool)
     buckets = metrics.max_tokens_bucket(done["max_tokens"])
-    groups = [("stream", stream), ("non-stream", ~stream)] + [
-        (f"max_tokens {label}", buckets == label) for label in (*metrics.MAX_TOKENS_LABELS, "unset")
-    ]
-    for ax, column, what in ((axes[0, 0], "latency_s", "Latency"), (axes[0, 1], "ttft_s", "Time to first token")):
-        shown = [(name, done.loc[mask, column].dropna()) for name, mask in groups]
+    by_bucket = [(f"max_tokens {label}", buckets == label) for label in (*metrics.MAX_TOKENS_LABELS, "unset")]
+    panels = (
+        (axes[0, 0], "latency_s", "Latency of successful attempts", [("stream", stream), ("non-stream", ~stream)]),
+        (axes[0, 1], "ttft_s", "Time to first token of successful streams", [("all streams", stream)]),
+    )
+    for ax, column, title, groups in panels:
+        only = stream if column == "ttft_s" else pd.Series(True, index=done.index)
+        shown = [(name, done.loc[mask & only, column].dropna()) for name, mask in groups + by_bucket]
         shown = [(name, v) for name, v in shown if len(v)]
+        if not shown:
+            say(ax, "no streamed requests succeeded in this run")
+            continue
         x = np.arange(len(shown))
         for j, p in enumerate(metrics.PERCENTILES):
             heights = [v.quantile(p / 100) for _, v in shown]
             ax.bar(x + (j - 1) * 0.27, heights, width=0.27, label=f"p{p}")
         ax.set_xticks(x, [f"{name}\n(n={len(v)})" for name, v in shown], fontsize="small", rotation=30)
         ax.set_ylabel("scenario seconds")
-        ax.set_title(f"{what} of successful attempts", fontsize="medium")
+        ax.set_title(title, fontsize="medium")
         ax.legend(fontsize="small")
     return Drawn(
         "latency",
         "Latency and TTFT percentiles",
-        "p50/p95/p99 of successful attempts by streaming and by max_tokens bucket (scenario seconds).",
+        "p50/p95/p99 of successful attempts by streaming and by max_tokens bucket; time to first token over "
+        "streamed attempts only (scenario seconds).",
         figure,
     )
 
@@ -258,21 +386,22 @@ def retries(records: pd.DataFrame) -> Drawn:
     ax.set_title(f"Retry amplification: {len(records) / sizes.sum():.2f} attempts per request", fontsize="medium")
     ax = axes[0, 1]
     waited = records[records["retry_wait_s"].fillna(0) > 0].sort_values("t")
+    if waited.empty:
+        say(ax, "no retries in this run" if sizes.index.max() <= 1 else "clients retried without waiting")
+        return Drawn("retries", RETRIES_TITLE, RETRIES_CAPTION, figure)
     for i, (source, rows) in enumerate(waited.groupby(waited["retry_wait_source"].astype(object).fillna("not stated"))):
         ax.step(
             rows["t"].to_numpy(), rows["retry_wait_s"].cumsum().to_numpy(), where="post", label=source, color=f"C{i}"
         )
-    if len(waited):
-        ax.legend(fontsize="small")
+    ax.legend(fontsize="small")
     ax.set_xlabel("scenario time since start (s)")
     ax.set_ylabel("cumulative time waiting before retries (scenario s)")
     ax.set_title("Time lost waiting, by what set the wait", fontsize="medium")
-    return Drawn(
-        "retries",
-        "Retry amplification and time lost waiting",
-        "How many attempts each logical request took, and the scenario time clients spent waiting to retry.",
-        figure,
-    )
+    return Drawn("retries", RETRIES_TITLE, RETRIES_CAPTION, figure)
+
+
+RETRIES_TITLE = "Retry amplification and time lost waiting"
+RETRIES_CAPTION = "How many attempts each logical request took, and the scenario time clients spent waiting to retry."
 
 
 def drain(run: RunData, records: pd.DataFrame) -> Drawn:
@@ -280,18 +409,17 @@ def drain(run: RunData, records: pd.DataFrame) -> Drawn:
     backend = run.backend
     assert backend is not None
     ok = metrics.ok_backend_rows(backend)
-    t = ok["t"] - metrics.run_start(run)
-    bins = (t // 60.0) * 60.0
-    per_minute = ok.groupby(bins)[["estimate_charged", "total_tokens"]].sum()
+    start, span = metrics.run_window(run)
+    step = metrics.nice_bin(span, target_bins=240)
+    samples = metrics.sample_times(span, step)
+    t = ok["t"] - start
     ax = axes[0, 0]
-    x = per_minute.index.to_numpy(dtype=float)
-    ax.step(
-        *_closed_steps(x, per_minute["estimate_charged"].to_numpy(), 60.0), where="post", label="charged at admission"
-    )
-    ax.step(*_closed_steps(x, per_minute["total_tokens"].to_numpy(), 60.0), where="post", label="actually used (usage)")
+    for column, label in (("estimate_charged", "charged at admission"), ("total_tokens", "actually used (usage)")):
+        ax.plot(samples, metrics.trailing_sums(t, ok[column], samples), label=label)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("scenario time since start (s)")
-    ax.set_ylabel("tokens per scenario minute")
+    ax.set_ylabel("tokens in the last 60 scenario s")
+    ax.set_xlim(0, max(span, step))
     ax.set_title("Admission charge vs usage, all backends", fontsize="medium")
     ax.legend(fontsize="small")
     ax = axes[0, 1]
@@ -307,6 +435,6 @@ def drain(run: RunData, records: pd.DataFrame) -> Drawn:
         "drain",
         "The max_tokens drain",
         "Tokens the backends charged against TPM at admission (prompt estimate + max_tokens) vs the usage they "
-        "reported, for requests answered 2xx (backend log).",
+        "reported, for requests answered 2xx (backend log), over the trailing 60 s.",
         figure,
     )

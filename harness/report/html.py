@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.report import figures, metrics
 from harness.report.load import RunData, load_run
+from harness.report.units import percent
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
@@ -105,17 +106,18 @@ def img_tag(data: bytes, alt: str) -> str:
 def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     """The numbers a reader looks at first, as (label, value); also the rows of `harness compare`."""
     req, thr, ret = summary["requests"], summary["throughput"], summary["retries"]
-    lat, ttft, e2e = summary["latency"]["all"], summary["ttft"]["all"], summary["end_to_end_latency"]
+    lat, ttft, e2e = summary["latency"]["all"], summary["ttft"]["stream"], summary["end_to_end_latency"]
     lockout = summary.get("lockout") or {}
     return [
         ("logical requests", req["logical"]),
         ("unfinished at the end (waiting to retry; not in the rates)", req["unfinished"]),
         ("attempts", req["attempts"]),
-        ("client-visible failure rate", req["client_failure_rate"]),
-        ("429 rate (share of attempts)", req["rate_429"]),
-        ("429 from the gateway token limit", req["rate_429_gateway"]),
-        ("429 from a backend", req["rate_429_backend"]),
-        ("503 breaker open", req["rate_503_breaker"]),
+        ("client-visible failure rate", percent(req["client_failure_rate"])),
+        ("429 rate (share of attempts)", percent(req["rate_429"])),
+        ("429 from the gateway token limit", percent(req["rate_429_gateway"])),
+        ("429 from a backend", percent(req["rate_429_backend"])),
+        ("503 breaker open", percent(req["rate_503_breaker"])),
+        ("403 gateway quota", percent(req["rate_403_quota"])),
         ("backend request-limit 429s while tokens were free", lockout.get("with_tokens_free")),
         ("goodput (tokens per scenario minute)", thr["goodput_tpm"]),
         ("retry amplification (attempts per request)", ret["amplification"]),
@@ -123,19 +125,14 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
         ("latency p50 (s)", lat["p50"]),
         ("latency p95 (s)", lat["p95"]),
         ("end-to-end p95 incl. retries (s)", e2e["p95"]),
-        ("TTFT p95 (s)", ttft["p95"]),
+        ("TTFT p95, streamed requests (s)", ttft["p95"]),
         ("duration (scenario s)", summary["run"]["duration_s"]),
     ]
 
 
 def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images: dict[str, bytes]) -> str:
     run = summary["run"]
-    parts = [
-        f"<h1>Run {html.escape(str(run['run_id']))}</h1>",
-        f"<p>client profile(s): {html.escape(', '.join(run['client_profiles']) or 'unknown')} · "
-        f"{'simulated' if run.get('engine') == 'sim' else 'time scale: ' + fmt(run['time_scale'])} · "
-        f"scenario duration: {fmt(run['duration_s'])} s</p>",
-    ]
+    parts = [f"<h1>Run {html.escape(str(run['run_id']))}</h1>", _opening(summary), _run_facts(run)]
     if run["missing"]:
         items = "".join(f"<li>{html.escape(m)}</li>" for m in run["missing"])
         parts.append(f'<div class="missing"><b>Not shown, because data is missing:</b><ul>{items}</ul></div>')
@@ -152,12 +149,53 @@ def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images:
     return page_html(f"Run {run['run_id']}", "".join(parts))
 
 
+def _opening(summary: dict[str, Any]) -> str:
+    """The scenario's question and this run's answer, first thing on the page."""
+    answer = " ".join(html.escape(sentence) for sentence in summary["verdict"])
+    question = summary["run"].get("question")
+    if question is None:
+        return f'<p class="verdict">{answer}</p>'
+    return (
+        f'<p class="question"><b>Question:</b> {html.escape(question)}</p>'
+        f'<p class="verdict"><b>This run\'s answer:</b> {answer}</p>'
+    )
+
+
+def _run_facts(run: dict[str, Any]) -> str:
+    """What was run and how: scenario, settings changed, engine and clock, clients, and whether it was cut short."""
+    scenario = run.get("scenario") or "unknown scenario"
+    description = f": {html.escape(run['description'])}" if run.get("description") else ""
+    how = "simulated (discrete events, no wall clock)" if run.get("engine") == "sim" else "live"
+    if run.get("engine") != "sim":
+        how += f" at time scale {fmt(run['time_scale'])} (latencies and durations are scenario time)"
+    overrides = ", ".join(f"<code>{html.escape(o)}</code>" for o in run["overrides"]) or "none"
+    planned = run.get("planned_duration_s")
+    items = [
+        f"<li>scenario <b>{html.escape(scenario)}</b>{description}</li>",
+        f"<li>settings changed from the scenario file: {overrides}</li>",
+        f"<li>{how}; client profile(s): {html.escape(', '.join(run['client_profiles']) or 'unknown')}</li>",
+        f"<li>load ran {fmt(run['duration_s'])} scenario s"
+        + (f" of {fmt(planned)} planned" if planned is not None else "")
+        + "</li>",
+    ]
+    cut = run.get("cut_short_s")
+    if cut:
+        why = f" ({html.escape(str(run['ended_by']))})" if run.get("ended_by") else ""
+        items.append(
+            f'<li class="missing"><b>Cut short{why}:</b> {fmt(cut)} scenario s of the planned load did not run; '
+            "the numbers cover the part that did.</li>"
+        )
+    return f'<ul class="facts">{"".join(items)}</ul>'
+
+
 def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
     if figure_name == "timeline" and summary["breaker"]:
         return table(
             ("backend", "trips", "open (scenario s)"),
             ((n, b["trips"], b["open_s"]) for n, b in summary["breaker"].items()),
         )
+    if figure_name == "outcomes_by":
+        return _split_tables(summary)
     if figure_name == "throughput":
         header: tuple[str, ...] = (
             "name",
@@ -169,9 +207,24 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
             "peak TPM",
             "limit TPM",
         )
-        keys = ("requests", "request_share", "tokens", "token_share", "tpm", "peak_tpm", "limit_tpm")
         return "".join(
-            f"<h3>Per {what}</h3>" + table(header, ((n, *(v[k] for k in keys)) for n, v in summary[section].items()))
+            f"<h3>Per {what}</h3>"
+            + table(
+                header,
+                (
+                    (
+                        n,
+                        v["requests"],
+                        percent(v["request_share"]),
+                        v["tokens"],
+                        percent(v["token_share"]),
+                        v["tpm"],
+                        v["peak_tpm"],
+                        v["limit_tpm"],
+                    )
+                    for n, v in summary[section].items()
+                ),
+            )
             for section, what in (("backends", "backend"), ("apps", "app"))
         )
     if figure_name == "retry_after":
@@ -199,12 +252,13 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
         ]
         return table(header, rows)
     if figure_name == "latency":
-        rows = []
-        for which in ("latency", "ttft"):
-            section = summary[which]
-            groups = [("all", section["all"]), ("stream", section["stream"]), ("non-stream", section["non_stream"])]
-            groups += [(f"max_tokens {k}", v) for k, v in section["by_max_tokens"].items()]
-            rows += [(f"{which} {g}", v["count"], v["p50"], v["p95"], v["p99"]) for g, v in groups if v["count"]]
+        lat, ttft = summary["latency"], summary["ttft"]
+        groups = [("latency all", lat["all"]), ("latency stream", lat["stream"])]
+        groups += [("latency non-stream", lat["non_stream"])]
+        groups += [(f"latency max_tokens {k}", v) for k, v in lat["by_max_tokens"].items()]
+        groups += [("TTFT streams", ttft["stream"])]
+        groups += [(f"TTFT streams max_tokens {k}", v) for k, v in ttft["by_max_tokens"].items()]
+        rows = [(g, v["count"], v["p50"], v["p95"], v["p99"]) for g, v in groups if v["count"]]
         return table(("group", "n", "p50 (s)", "p95 (s)", "p99 (s)"), rows)
     if figure_name == "drain" and summary["drain"]:
         d = summary["drain"]
@@ -214,6 +268,43 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
         ]
         return table(("deployment", "requests", "charged", "used", "charged / used"), rows)
     return ""
+
+
+def _split_tables(summary: dict[str, Any]) -> str:
+    """One table per split with two or more values: attempts, outcomes by source, failures, goodput, latency."""
+    header = (
+        "name", "attempts", "throttled", "429 gateway", "429 backend", "503 breaker", "403 quota",
+        "requests failed", "retries per request", "goodput (tokens/min)", "latency p95 (s)", "tokens",
+    )  # fmt: skip
+    parts = []
+    for split, what in (("by_app", "app"), ("by_client_profile", "client profile"), ("by_backend", "backend")):
+        values = summary[split]
+        if len(values) < 2:
+            continue
+        rows = (
+            (
+                name,
+                v["attempts"],
+                percent(v["rate_throttled"]),
+                percent(v["rate_429_gateway"]),
+                percent(v["rate_429_backend"]),
+                percent(v["rate_503_breaker"]),
+                percent(v["rate_403_quota"]),
+                percent(v["client_failure_rate"]),
+                v["retries_per_request"],
+                v["goodput_tpm"],
+                v["latency_p95"],
+                v["tokens"]["total"],
+            )
+            for name, v in values.items()
+        )
+        parts.append(f"<h3>By {what}</h3>" + table(header, rows))
+    if parts:
+        parts.append(
+            "<p>Shares are of each row's attempts. Requests failed and retries per request are per logical "
+            "request, which can reach several backends: – per backend.</p>"
+        )
+    return "".join(parts)
 
 
 def _lockout_section(lockout: dict[str, Any] | None) -> str:
@@ -277,17 +368,17 @@ def _cost_section(summary: dict[str, Any]) -> str:
     names = list(backends) + [n for n in spend if n not in backends]
     header: list[str] = ["backend", "token share"]
     if utilized:
-        header += ["PTU utilization mean (%)", "PTU utilization p95 (%)"]
+        header += ["PTU utilization mean", "PTU utilization p95"]
     if cost is not None:
         unit = html.escape(str(cost["currency"]))
         header += [f"PAYG spend ({unit})", f"PTU cost ({unit})", f"total ({unit})"]
     rows = []
     for name in names:
         figures = backends.get(name, {})
-        row: list[Any] = [name, figures.get("token_share")]
+        row: list[Any] = [name, percent(figures.get("token_share"))]
         if utilized:
             utilization = figures.get("ptu_utilization") or {}
-            row += [utilization.get("mean"), utilization.get("p95")]
+            row += [_percent_of_100(utilization.get("mean")), _percent_of_100(utilization.get("p95"))]
         if cost is not None:
             priced = spend.get(name) or {}
             row += [fmt(priced.get(k), 4) for k in ("payg", "ptu", "total")]
@@ -307,6 +398,10 @@ def _cost_section(summary: dict[str, Any]) -> str:
             "served; – for a backend without prices.</p>"
         )
     return "".join(parts)
+
+
+def _percent_of_100(value: float | None) -> str:
+    return percent(value / 100 if value is not None else None, digits=0)
 
 
 def page_html(title: str, body: str) -> str:

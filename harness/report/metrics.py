@@ -10,8 +10,17 @@ Definitions (the report and summary.json use these, and only these):
   share of finished logical requests that did not (None when none finished);
 - retries per request: attempts per logical request started (unfinished included) minus one;
 - end-to-end latency: per succeeded logical request, first attempt's start to last attempt's end;
-- duration: from the first attempt's start to the last attempt's end, in scenario seconds;
-- goodput: usage total tokens of successful attempts per scenario minute;
+- start and duration: when the load started and how long it ran, in scenario seconds, as run.json records
+  them (`load_started_at`, `scenario_seconds`); a run directory without them (older runs, hand-made ones)
+  falls back to the first attempt's start and the last attempt's end. Every time axis counts from the start;
+- goodput: usage total tokens of successful attempts per scenario minute of the duration;
+- peak TPM (`peak_tpm`): the most usage tokens of successful attempts that started within any 60 s;
+- TTFT: over successful streamed attempts only (a non-streamed answer has no first token before its last);
+- splits (`by_app`, `by_client_profile`, `by_backend`): the same attempt-level figures over each value's
+  attempts, whose counts add up to the run's. Apps and client profiles are fixed per logical request, so
+  they also get the request-level figures (finished requests, client failure rate, retries per request);
+  a request's attempts can reach several backends, so `by_backend` leaves those None. Attempts no backend
+  answered (refused by the gateway, connection errors) are under `(none)`;
 - Retry-After of an attempt: retry-after-ms / 1000 when present, else Retry-After;
 - percentiles interpolate linearly between order statistics;
 - a backend's `answered` and `rate_429` (`backends.<name>`): requests its own log shows it answered, and the
@@ -49,13 +58,16 @@ Definitions (the report and summary.json use these, and only these):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.records import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING
 from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
+from harness.report.verdict import verdict
 
 OUTCOMES = ("success", "gateway_token_limit", "gateway_quota", "backend_429", "breaker_open", "other_error")
 OUTCOME_LABELS = {
@@ -71,11 +83,31 @@ REACTIONS = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
 MAX_TOKENS_EDGES = (0, 256, 1024, 4096, math.inf)
 MAX_TOKENS_LABELS = ("<=256", "257-1024", "1025-4096", ">4096")
 PERCENTILES = (50, 95, 99)
+TPM_WINDOW_S = 60.0  # the window of every per-minute limit: AOAI's TPM and the gateway's token limit
+SPLITS = {"by_app": "app_id", "by_client_profile": "client_profile", "by_backend": "backend"}
+NO_BACKEND = "(none)"  # by_backend's key for attempts no backend answered
 _NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 
 
-def annotate(records: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived columns every metric uses: outcome, t (s since start), end, retry_after (s)."""
+def run_window(run: RunData) -> tuple[float, float]:
+    """(start, duration): the scenario time (epoch s) the load started and its length in scenario seconds."""
+    records = run.records
+    first = float(records["t_scenario"].min())
+    started = finite_or_none(_number(run.run_info.get(LOAD_STARTED_AT)))
+    length = finite_or_none(_number(run.run_info.get(SCENARIO_SECONDS)))
+    start = first if started is None else min(started, first)
+    if length is None or length <= 0:
+        length = float((records["t_scenario"] + records["latency_s"].fillna(0.0)).max()) - start
+    return start, length
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def annotate(run: RunData) -> pd.DataFrame:
+    """The records with the derived columns every metric uses: outcome, t (s since start), end, retry_after (s)."""
+    records = run.records
     if "outcome" in records:
         return records
     kind = records["error_kind"]
@@ -86,7 +118,7 @@ def annotate(records: pd.DataFrame) -> pd.DataFrame:
         np.select([ok, *(kind == outcome for outcome in refused)], ["success", *refused], default="other_error"),
         categories=OUTCOMES,
     )
-    start = records["t_scenario"].min()
+    start, _ = run_window(run)
     records["t"] = records["t_scenario"] - start
     records["end"] = records["t"] + records["latency_s"].fillna(0.0)
     records["retry_after"] = (records["retry_after_ms"] / 1000.0).fillna(records["retry_after_s"])
@@ -94,12 +126,12 @@ def annotate(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_start(run: RunData) -> float:
-    """Scenario time (epoch s) of the first attempt: time zero of every axis."""
-    return float(run.records["t_scenario"].min())
+    """Scenario time (epoch s) the load started: time zero of every axis."""
+    return run_window(run)[0]
 
 
-def duration_s(records: pd.DataFrame) -> float:
-    return float(records["end"].max())
+def duration_s(run: RunData) -> float:
+    return run_window(run)[1]
 
 
 def percentiles(values: pd.Series) -> dict[str, Any]:
@@ -132,12 +164,38 @@ def outcome_timeline(records: pd.DataFrame, bin_s: float) -> pd.DataFrame:
     return counts / bin_s
 
 
-def tokens_per_minute(records: pd.DataFrame, key: str, bin_s: float = 60.0) -> pd.DataFrame:
-    """Usage tokens of successful attempts per scenario minute in time bins, one column per `key` value."""
-    done = records[records["outcome"] == "success"]
-    bins = (done["t"] // bin_s) * bin_s
-    table = done.groupby([bins, done[key]], observed=True)["usage_total"].sum().unstack(fill_value=0.0)
-    return table * (60.0 / bin_s)
+def rolling_tokens(records: pd.DataFrame, key: str, until: float, step_s: float) -> pd.DataFrame:
+    """Usage tokens of successful attempts that started in the trailing 60 s, sampled every `step_s` from 0 to
+    `until` (what a per-minute token limit compares): index = sample time (s), one column per `key` value."""
+    done = successes(records)
+    samples = sample_times(until, step_s)
+    columns = {
+        str(name): trailing_sums(rows["t"], rows["usage_total"], samples)
+        for name, rows in done.groupby(key, observed=True, sort=True)
+    }
+    return pd.DataFrame(columns, index=pd.Index(samples, name="t"))
+
+
+def sample_times(until: float, step_s: float) -> np.ndarray:
+    return np.arange(0.0, until + step_s / 2, step_s)
+
+
+def trailing_sums(times: pd.Series, values: pd.Series, at: np.ndarray) -> np.ndarray:
+    """At each time of `at`, the sum of `values` whose time is in the trailing 60 s (t - 60, t]."""
+    order = np.argsort(times.to_numpy(dtype=float), kind="stable")
+    starts = times.to_numpy(dtype=float)[order]
+    cumulative = np.concatenate([[0.0], np.cumsum(values.fillna(0.0).to_numpy(dtype=float)[order])])
+    upper = np.searchsorted(starts, at, side="right")
+    lower = np.searchsorted(starts, at - TPM_WINDOW_S, side="right")
+    return cumulative[upper] - cumulative[lower]
+
+
+def peak_window_tokens(rows: pd.DataFrame) -> float | None:
+    """The most usage tokens of `rows` (successful attempts) that started within any 60 s (None without rows)."""
+    if rows.empty:
+        return None
+    # the trailing-window sum only rises at an attempt's start, so its maximum is at one of them
+    return float(trailing_sums(rows["t"], rows["usage_total"], rows["t"].to_numpy(dtype=float)).max())
 
 
 def open_intervals(breakers: pd.DataFrame | None, start: float, end_s: float) -> list[tuple[str, float, float]]:
@@ -170,17 +228,18 @@ def open_intervals(breakers: pd.DataFrame | None, start: float, end_s: float) ->
 
 def summarize(run: RunData) -> dict[str, Any]:
     """Every headline number of a run, JSON-ready (missing values are None)."""
-    records = annotate(run.records)
-    span = duration_s(records)
+    records = annotate(run)
+    start, span = run_window(run)
     minutes = span / 60.0 if span > 0 else math.nan
     goodput_tokens = float(successes(records)["usage_total"].sum())
     backends = _per_key(records, "backend", minutes, backend_limits(run))
-    utilization = ptu_utilization(run.backend, run.scenario, run_start(run), span)
+    utilization = ptu_utilization(run.backend, run.scenario, start, span)
     answered = backend_answers(run.backend)
     for name, figures in backends.items():
         figures["ptu_utilization"] = utilization.get(name)
         figures.update(answered.get(name, {"answered": None, "rate_429": None}))
-    return {
+    streamed = records[records["stream"].fillna(False).astype(bool)]
+    summary: dict[str, Any] = {
         "run": _run_facts(run, span),
         "requests": _requests(records),
         "throughput": {
@@ -191,16 +250,21 @@ def summarize(run: RunData) -> dict[str, Any]:
         "retries": _retries(records),
         "retry_after": _retry_after(records),
         "latency": _latency(records, "latency_s"),
-        "ttft": _latency(records, "ttft_s"),
+        "ttft": _ttft(streamed),
         "end_to_end_latency": percentiles(end_to_end(records)),
         "backends": backends,
         "apps": _per_key(records, "app_id", minutes, app_limits(run, records)),
+        **{split: _split(records, key, minutes) for split, key in SPLITS.items()},
         "breaker": _breaker(run, span),
         "drain": _drain(run.backend),
         "lockout": lockout(run.backend),
         "chargeback": chargeback(run.gateway, run.backend),
         "cost": run_cost(run.scenario, successes(records), span, goodput_tokens),
     }
+    question = run.scenario.question if run.scenario is not None else None
+    summary["run"]["question"] = question.ask if question is not None else None
+    summary["verdict"] = verdict(summary, question)
+    return summary
 
 
 def backend_answers(backend: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
@@ -228,14 +292,34 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
     scale = info.get("time_scale")
     if scale is None and run.scenario is not None and engine == "live":
         scale = run.scenario.run.time_scale
+    planned = run.scenario.load_duration() if run.scenario is not None else None
+    scenario_file = info.get("scenario")
     return {
         "run_id": run.name,
+        "scenario": Path(scenario_file).stem if isinstance(scenario_file, str) and scenario_file else None,
+        "description": run.scenario.description if run.scenario is not None else None,
+        "overrides": [str(o) for o in info.get("overrides") or []],
         "engine": engine,  # live (Locust against servers) or sim (the discrete-event simulator)
         "client_profiles": profiles,
         "time_scale": scale,  # None for a simulated run: no wall clock involved
         "duration_s": finite_or_none(span),
+        "planned_duration_s": planned,
+        "ended_by": info.get(ENDED_BY),
+        "cut_short_s": _cut_short(info, planned, span),
         "missing": list(run.missing),
     }
+
+
+def _cut_short(info: dict[str, Any], planned: float | None, span: float) -> float | None:
+    """Scenario seconds of load the run did not get to (0 when it ran its course; None when unknown)."""
+    stated = finite_or_none(_number(info.get(TIME_MISSING)))
+    if stated is not None:
+        return max(stated, 0.0)
+    if planned is None or _number(info.get(SCENARIO_SECONDS)) is None:
+        return None
+    # a run stops within a second of its planned length; more missing than that means it was stopped
+    missing = planned - span
+    return round(missing, 3) if missing > 1.0 else 0.0
 
 
 def _requests(records: pd.DataFrame) -> dict[str, Any]:
@@ -321,13 +405,23 @@ def _latency(records: pd.DataFrame, column: str) -> dict[str, Any]:
     done = successes(records)
     values = done[column]
     stream = done["stream"].fillna(False).astype(bool)
-    buckets = max_tokens_bucket(done["max_tokens"])
     return {
         "all": percentiles(values),
         "stream": percentiles(values[stream]),
         "non_stream": percentiles(values[~stream]),
-        "by_max_tokens": {label: percentiles(values[buckets == label]) for label in (*MAX_TOKENS_LABELS, "unset")},
+        "by_max_tokens": _by_max_tokens(done, values),
     }
+
+
+def _ttft(streamed: pd.DataFrame) -> dict[str, Any]:
+    """Time to first token of successful streamed attempts, all and by max_tokens bucket."""
+    done = successes(streamed)
+    return {"stream": percentiles(done["ttft_s"]), "by_max_tokens": _by_max_tokens(done, done["ttft_s"])}
+
+
+def _by_max_tokens(done: pd.DataFrame, values: pd.Series) -> dict[str, Any]:
+    buckets = max_tokens_bucket(done["max_tokens"])
+    return {label: percentiles(values[buckets == label]) for label in (*MAX_TOKENS_LABELS, "unset")}
 
 
 def end_to_end(records: pd.DataFrame) -> pd.Series:
@@ -370,7 +464,7 @@ def _per_key(records: pd.DataFrame, key: str, minutes: float, limits: dict[str, 
     tokens = done.groupby(done[key], observed=True)["usage_total"].sum()
     served = done.groupby(done[key], observed=True).size()
     total_tokens = float(tokens.sum())
-    peaks = tokens_per_minute(records, key).max()
+    peaks = {str(name): peak_window_tokens(rows) for name, rows in done.groupby(key, observed=True)}
     out: dict[str, Any] = {}
     for name in sorted(set(tokens.index.astype(str)) | set(limits)):
         t = float(tokens.get(name, 0.0))
@@ -380,8 +474,36 @@ def _per_key(records: pd.DataFrame, key: str, minutes: float, limits: dict[str, 
             "tokens": t,
             "token_share": t / total_tokens if total_tokens else None,
             "tpm": finite_or_none(t / minutes),
-            "peak_tpm": finite_or_none(peaks.get(name)),
+            "peak_tpm": peaks.get(name),
             "limit_tpm": limits.get(name),
+        }
+    return out
+
+
+def _split(records: pd.DataFrame, key: str, minutes: float) -> dict[str, Any]:
+    """The attempt-level figures per value of `key`; request-level ones where a request has one value."""
+    per_request = key != "backend"
+    keys = records[key].astype(object).where(records[key].notna(), NO_BACKEND if key == "backend" else "(unknown)")
+    out: dict[str, Any] = {}
+    for name, rows in records.groupby(keys, sort=True):
+        requests = _requests(rows)
+        done = successes(rows)
+        goodput = float(done["usage_total"].sum())
+        reaction = reactions(rows).value_counts()
+        throttled = sum(requests["attempt_outcomes"][o] for o in THROTTLED)
+        out[str(name)] = {
+            "attempts": requests["attempts"],
+            "attempt_outcomes": requests["attempt_outcomes"],
+            "rate_throttled": throttled / requests["attempts"],
+            **{k: v for k, v in requests.items() if k.startswith("rate_")},
+            "logical": requests["logical"] if per_request else None,
+            "client_failure_rate": requests["client_failure_rate"] if per_request else None,
+            "retries_per_request": len(rows) / rows["logical_id"].nunique() - 1 if per_request else None,
+            "client_did": {r: int(reaction.get(r, 0)) for r in REACTIONS},
+            "goodput_tokens": goodput,
+            "goodput_tpm": finite_or_none(goodput / minutes),
+            "latency_p95": percentiles(done["latency_s"])["p95"],
+            "tokens": {kind: float(done[f"usage_{kind}"].sum()) for kind in ("prompt", "completion", "total")},
         }
     return out
 

@@ -31,6 +31,7 @@ from harness.scenario.common import (
     parse_duration,
 )
 from harness.scenario.gateway import GatewayConfig
+from harness.scenario.question import Question
 from harness.scenario.run import RunSettings
 from harness.scenario.workload import Workload
 
@@ -44,6 +45,7 @@ __all__ = [
     "FaultProfile",
     "GatewayConfig",
     "LatencyProfile",
+    "Question",
     "RunSettings",
     "Scenario",
     "Sweep",
@@ -63,7 +65,8 @@ CHECK_WORKLOAD = "check_workload"
 class Scenario(Section):
     """A whole experiment: mock pool, gateway, workload, run settings and checks."""
 
-    description: str = Field("", description="what question this scenario answers")
+    description: str = Field("", description="what this scenario runs, in a line")
+    question: Question | None = Field(None, description="the question the report opens by answering")
     run: RunSettings = Field(default_factory=RunSettings, description="duration, time scale, seed")
     backends: list[BackendInstance] = Field(
         default_factory=lambda: [BackendInstance()], description="the mock AOAI pool (one entry per resource)"
@@ -119,6 +122,13 @@ class Scenario(Section):
 
     def deployment_names(self) -> set[str]:
         return {name for backend in self.backends for name in backend.deployments}
+
+    def load_duration(self) -> float:
+        """Scenario seconds the load runs: `run.duration`, or less when stages that do not repeat end first."""
+        workload = self.workload
+        if workload.stages and not workload.repeat_stages:
+            return min(self.run.duration, sum(stage.duration for stage in workload.stages))
+        return self.run.duration
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None, *, workload: bool = True) -> Scenario:

@@ -116,12 +116,8 @@ def _run(scenario: Scenario, scenario_file: str, run_dir: Path, wall: RealClock)
                 scenario.deployment_names(),
             )
             trace = iter(rows)
-        duration = scenario.run.duration
-        if workload.stages and not workload.repeat_stages:
-            duration = min(duration, sum(stage.duration for stage in workload.stages))
-        callers = Callers(
-            scenario, scheduler, gateway, settings, writer.write, wall, SIM_EPOCH, SIM_EPOCH + duration, trace
-        )
+        ends = SIM_EPOCH + scenario.load_duration()
+        callers = Callers(scenario, scheduler, gateway, settings, writer.write, wall, SIM_EPOCH, ends, trace)
         start_users(callers)
         # Run in slices so the logs reach the disk as the simulation goes, not all at the end.
         edge = SIM_EPOCH

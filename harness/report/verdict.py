@@ -1,0 +1,197 @@
+"""The report's opening: a run's answer to its scenario's question, in sentences built from its numbers.
+
+Each finding a scenario can name (`harness.scenario.question.FINDINGS`) is one function here, from the
+summary to one sentence. A scenario without a `question:` gets the `outcomes` finding alone.
+
+    >>> summary = {"breaker": {"ptu": {"trips": 2, "open_s": 30.0}}, "run": {"duration_s": 120.0}}
+    >>> FINDINGS["breaker"](summary)
+    'The breaker tripped 2 times on ptu and kept it out of the pool for 30 s of 120 s (25.0 %).'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.report.units import count, percent
+from harness.scenario import Question
+
+# short names of the throttling sources, as a sentence uses them
+SOURCES = {
+    "gateway_token_limit": "gateway token limit (429)",
+    "gateway_quota": "gateway quota (403)",
+    "backend_429": "backend 429s",
+    "breaker_open": "breaker open (503)",
+}
+
+
+def verdict(summary: dict[str, Any], question: Question | None) -> list[str]:
+    """The sentences that open the report: the question's findings in order, or the generic headline."""
+    names = question.answered_by if question is not None else ["outcomes"]
+    return [FINDINGS[name](summary) for name in names]
+
+
+def outcomes(summary: dict[str, Any]) -> str:
+    req, run = summary["requests"], summary["run"]
+    attempts = req["attempts"]
+    shares = req["attempt_outcomes"]
+    throttled = [f"{percent(shares[s] / attempts)} {label}" for s, label in SOURCES.items() if shares[s]]
+    refused = "; ".join(throttled) if throttled else "none were throttled"
+    goodput = summary["throughput"]["goodput_tpm"]
+    return (
+        f"Of {count(attempts)} attempts, {percent(shares['success'] / attempts)} succeeded ({refused}); "
+        f"clients saw {count(req['failed'])} of {count(req['logical'])} finished requests fail "
+        f"({percent(req['client_failure_rate'])}); goodput {count(goodput)} tokens per scenario minute over "
+        f"{count(run['duration_s'])} scenario s."
+    )
+
+
+def by_app(summary: dict[str, Any]) -> str:
+    parts = []
+    for name, app in summary["by_app"].items():
+        sources = _sources(app)
+        parts.append(
+            f"app {name} was throttled on {percent(app['rate_throttled'])} of its {count(app['attempts'])} "
+            f"attempts{f' ({sources})' if sources else ''} and {percent(app['client_failure_rate'])} of its "
+            "requests failed"
+        )
+    backend_429s = summary["requests"]["attempt_outcomes"]["backend_429"]
+    tail = "backends never returned 429" if not backend_429s else f"backends returned {count(backend_429s)} 429s"
+    return _capitalized("; ".join(parts) + f"; {tail}.")
+
+
+def by_client_profile(summary: dict[str, Any]) -> str:
+    parts = []
+    for name, profile in summary["by_client_profile"].items():
+        did = profile["client_did"]
+        throttled = sum(did.values())
+        reaction = (
+            f"after its {count(throttled)} throttled attempts it waited out Retry-After {did['waited_retry_after']} "
+            f"times, backed off on its own {did['own_backoff']}, retried at once {did['retried_at_once']} and "
+            f"gave up {did['gave_up']}"
+            if throttled
+            else "it was never throttled"
+        )
+        parts.append(
+            f"{name}: {reaction}; {percent(profile['client_failure_rate'])} of its requests failed, "
+            f"{profile['retries_per_request']:.2f} retries per request"
+        )
+    return _capitalized(". ".join(parts) + ".")
+
+
+def by_backend(summary: dict[str, Any]) -> str:
+    parts = []
+    for name, backend in summary["backends"].items():
+        answered = backend.get("answered")
+        rate = (
+            f"answered {percent(backend['rate_429'])} of the {count(answered)} requests that reached it with 429"
+            if answered is not None
+            else "its own 429s are unknown (no backend log)"
+        )
+        parts.append(f"{name} served {percent(backend['token_share'])} of the tokens and {rate}")
+    return _capitalized("; ".join(parts) + ".")
+
+
+def ptu_utilization(summary: dict[str, Any]) -> str:
+    shown = [(n, b["ptu_utilization"]) for n, b in summary["backends"].items() if b.get("ptu_utilization")]
+    if not shown:
+        return "No PTU utilization was measured (no PTU backend, or no backend log)."
+    parts = [f"{name} averaged {u['mean']:.0f} % (p95 {u['p95']:.0f} %)" for name, u in shown]
+    return "PTU utilization: " + "; ".join(parts) + "; above 100 % a PTU deployment answers 429."
+
+
+def breaker(summary: dict[str, Any]) -> str:
+    breakers = summary["breaker"]
+    if breakers is None:
+        return "Breaker state is unknown: the run has no gateway log."
+    tripped = [(n, b) for n, b in breakers.items() if b["trips"]]
+    if not tripped:
+        return "No breaker tripped."
+    span = summary["run"]["duration_s"] or 0.0
+    parts = [
+        f"{b['trips']} times on {name} and kept it out of the pool for {count(b['open_s'])} s of {count(span)} s "
+        f"({percent(b['open_s'] / span if span else None)})"
+        for name, b in tripped
+    ]
+    return "The breaker tripped " + "; ".join(parts) + "."
+
+
+def drain(summary: dict[str, Any]) -> str:
+    d = summary["drain"]
+    if d is None:
+        return "The admission charge is unknown: the run has no backend log."
+    ratio = d["charged_per_used"]
+    backend_429 = summary["requests"]["rate_429_backend"]
+    return (
+        f"Backends charged {count(d['charged'])} tokens at admission for {count(d['used'])} used"
+        f"{f' ({ratio:.1f} times as many)' if ratio is not None else ''}, and answered {percent(backend_429)} "
+        "of attempts with 429."
+    )
+
+
+def chargeback(summary: dict[str, Any]) -> str:
+    rows = summary["chargeback"]
+    if rows is None:
+        return "Chargeback needs both the gateway log and the backend log."
+    if not rows:
+        return "No request succeeded through the gateway: nothing to charge back."
+    parts = [
+        f"app {r['app_id']} ({r['model']}) {_signed_percent(r['error_pct'])} ({count(r['gateway_total_tokens'])} "
+        f"counted, {count(r['backend_total_tokens'])} used)"
+        for r in rows
+    ]
+    return "Against the backends' usage, the gateway counted " + "; ".join(parts) + "."
+
+
+def cost(summary: dict[str, Any]) -> str:
+    spent = summary["cost"]
+    if spent is None:
+        return "No backend has a price (backends[].cost): no cost."
+    unit = spent["currency"]
+    per_1m = spent["per_1m_tokens"]
+    return (
+        f"The run cost {spent['total']:.4g} {unit}, "
+        f"{f'{per_1m:.4g} {unit}' if per_1m is not None else 'nothing measurable'} per 1M tokens of goodput."
+    )
+
+
+def lockout(summary: dict[str, Any]) -> str:
+    lock = summary["lockout"]
+    if lock is None:
+        return "Request-window lockout is unknown: the run has no backend log."
+    if not lock["request_limit_429s"]:
+        return "No backend refused a request on its request window."
+    return (
+        f"{count(lock['with_tokens_free'])} of {count(lock['request_limit_429s'])} request-limit 429s came while "
+        "the token window had room for the request."
+    )
+
+
+def _sources(split: dict[str, Any]) -> str:
+    attempts = split["attempts"]
+    outcomes = split["attempt_outcomes"]
+    return ", ".join(f"{percent(outcomes[s] / attempts)} {label}" for s, label in SOURCES.items() if outcomes[s])
+
+
+def _signed_percent(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{'+' if value > 0 else ''}{value:.1f} %"
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+FINDINGS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "outcomes": outcomes,
+    "by_app": by_app,
+    "by_client_profile": by_client_profile,
+    "by_backend": by_backend,
+    "ptu_utilization": ptu_utilization,
+    "breaker": breaker,
+    "drain": drain,
+    "chargeback": chargeback,
+    "cost": cost,
+    "lockout": lockout,
+}
