@@ -21,6 +21,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness.errors import HarnessError
 from harness.loadgen import options as harness_options
+from harness.loadgen import planned_end
 from harness.loadgen.distributed import (
     announce_run,
     collect_worker_records,
@@ -86,6 +87,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     STATE.run_info["load_started_at"] = STATE.test_started_at
     STATE.trace_next = 0
     STATE.workers_done.clear()
+    planned_end.arm(runner)
     if isinstance(runner, MasterRunner):
         announce_run(runner)
 
@@ -95,7 +97,8 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         ship_last_records(runner)
         return
-    if STATE.clock is not None:
+    planned_end.disarm()
+    if STATE.clock is not None and STATE.test_stopped_at is None:  # else the planned end stopped it
         STATE.test_stopped_at = STATE.clock.now()
     if isinstance(runner, MasterRunner):
         collect_worker_records(runner)

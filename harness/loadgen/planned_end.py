@@ -1,0 +1,49 @@
+"""Stop the load at its planned end, to the millisecond rather than at Locust's next shape tick.
+
+Locust checks a shape once a wall second, so a run at time scale 10 would overrun its planned duration by
+up to ten scenario seconds, and its duration, goodput and rates would cover load the scenario never asked
+for. A timer set when the users start stops them when the planned scenario time has passed, the way the
+shape would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+
+from harness.loadgen.state import STATE
+
+_timer: gevent.Greenlet | None = None
+
+
+def arm(runner: Any) -> None:
+    """Stop the users `run.duration` (or -t, or the stages' end) scenario seconds from now."""
+    disarm()
+    assert STATE.scenario is not None and STATE.clock is not None
+    scale = STATE.clock.scale
+    options = getattr(runner.environment, "parsed_options", None)
+    run_time = float(getattr(options, "run_time", None) or 0)
+    planned = STATE.scenario.load_duration()
+    limit = min(planned, run_time * scale) if run_time else planned
+    global _timer
+    _timer = gevent.spawn_later(limit / scale, _end, runner)
+
+
+def disarm() -> None:
+    global _timer
+    if _timer is not None:
+        _timer.kill(block=False)
+        _timer = None
+
+
+def _end(runner: Any) -> None:
+    if runner.state not in ("spawning", "running"):
+        return
+    assert STATE.clock is not None
+    STATE.test_stopped_at = STATE.clock.now()  # the load ends now; stopping the users takes a few ms more
+    options = getattr(runner.environment, "parsed_options", None)
+    if options is not None and getattr(options, "headless", False):
+        runner.quit()
+    else:
+        runner.stop()
