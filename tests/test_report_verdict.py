@@ -41,7 +41,7 @@ def test_findings_quote_the_summary(summary: dict[str, Any]) -> None:
     legacy = summary["by_client_profile"]["openai-python-legacy"]
     did = legacy["client_did"]
     assert (
-        f"openai-python-legacy: after its {sum(did.values())} throttled attempts it waited out Retry-After "
+        f"Client profile openai-python-legacy: after its {sum(did.values())} throttled attempts it waited out Retry-After "
         f"{did['waited_retry_after']} times" in verdict.by_client_profile(summary)
     )
     lock = summary["lockout"]
@@ -68,7 +68,7 @@ def test_a_scenario_without_a_question_opens_with_the_outcomes() -> None:
         "run": {"duration_s": 60.0},
     }  # fmt: skip
     assert verdict.verdict(synthetic, None) == [
-        "Of 4 attempts, 75.0 % succeeded (25.0 % gateway token limit (429)); clients saw 0 of 4 finished "
+        "Of 4 attempts, 75.0 % succeeded (25.0 % got 429 from the gateway token limit); clients saw 0 of 4 finished "
         "requests fail (0.0 %); goodput 1,200 tokens per scenario minute over 60 scenario s."
     ]
 

@@ -18,10 +18,10 @@ from harness.scenario import Question
 
 # short names of the throttling sources, as a sentence uses them
 SOURCES = {
-    "gateway_token_limit": "gateway token limit (429)",
-    "gateway_quota": "gateway quota (403)",
-    "backend_429": "backend 429s",
-    "breaker_open": "breaker open (503)",
+    "gateway_token_limit": "got 429 from the gateway token limit",
+    "gateway_quota": "got 403 from the gateway quota",
+    "backend_429": "got 429 from a backend",
+    "breaker_open": "got 503 (breaker open)",
 }
 
 
@@ -47,21 +47,21 @@ def outcomes(summary: dict[str, Any]) -> str:
 
 
 def by_app(summary: dict[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for name, app in summary["by_app"].items():
         sources = _sources(app)
         parts.append(
-            f"app {name} was throttled on {percent(app['rate_throttled'])} of its {count(app['attempts'])} "
+            f"{'App' if not parts else 'app'} {name} was throttled on {percent(app['rate_throttled'])} of its {count(app['attempts'])} "
             f"attempts{f' ({sources})' if sources else ''} and {percent(app['client_failure_rate'])} of its "
             "requests failed"
         )
     backend_429s = summary["requests"]["attempt_outcomes"]["backend_429"]
     tail = "backends never returned 429" if not backend_429s else f"backends returned {count(backend_429s)} 429s"
-    return _capitalized("; ".join(parts) + f"; {tail}.")
+    return "; ".join(parts) + f"; {tail}."
 
 
 def by_client_profile(summary: dict[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for name, profile in summary["by_client_profile"].items():
         did = profile["client_did"]
         throttled = sum(did.values())
@@ -73,14 +73,14 @@ def by_client_profile(summary: dict[str, Any]) -> str:
             else "it was never throttled"
         )
         parts.append(
-            f"{name}: {reaction}; {percent(profile['client_failure_rate'])} of its requests failed, "
+            f"Client profile {name}: {reaction}; {percent(profile['client_failure_rate'])} of its requests failed, "
             f"{profile['retries_per_request']:.2f} retries per request"
         )
-    return _capitalized(". ".join(parts) + ".")
+    return ". ".join(parts) + "."
 
 
 def by_backend(summary: dict[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for name, backend in summary["backends"].items():
         answered = backend.get("answered")
         rate = (
@@ -88,8 +88,11 @@ def by_backend(summary: dict[str, Any]) -> str:
             if answered is not None
             else "its own 429s are unknown (no backend log)"
         )
-        parts.append(f"{name} served {percent(backend['token_share'])} of the tokens and {rate}")
-    return _capitalized("; ".join(parts) + ".")
+        parts.append(
+            f"{'Backend' if not parts else 'backend'} {name} served {percent(backend['token_share'])} "
+            f"of the tokens and {rate}"
+        )
+    return "; ".join(parts) + "."
 
 
 def ptu_utilization(summary: dict[str, Any]) -> str:
@@ -177,10 +180,6 @@ def _signed_percent(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{'+' if value > 0 else ''}{value:.1f} %"
-
-
-def _capitalized(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 FINDINGS: dict[str, Callable[[dict[str, Any]], str]] = {
