@@ -15,11 +15,13 @@ reset_after); asyncio stays in the callers.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from harness.clock import Clock
+
+_COMPACT_AFTER = 64  # expired buckets dropped from the front at once, not one by one
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +40,11 @@ class SlidingWindow:
 
     Spending is kept in time buckets of `seconds / resolution` so that memory and the Retry-After
     computation stay bounded at any request rate. A bucket expires with its latest entry, so the
-    window never frees units early.
+    window never frees units early. A gateway keeps one window per caller, so the state is compact: slots
+    and one flat array of (start, latest, amount) triples, which the garbage collector never walks.
     """
+
+    __slots__ = ("limit", "seconds", "clock", "_granularity", "_buckets", "_head", "_used")
 
     def __init__(self, limit: int, seconds: float, clock: Clock, resolution: int = 600) -> None:
         if limit <= 0 or seconds <= 0:
@@ -48,14 +53,24 @@ class SlidingWindow:
         self.seconds = float(seconds)
         self.clock = clock
         self._granularity = self.seconds / resolution
-        self._buckets: deque[list[float]] = deque()  # [bucket start, latest time, amount]
+        self._buckets = array("d")  # start, latest, amount of each bucket, oldest first from _head
+        self._head = 0  # index of the oldest live bucket's start; expired ones before it are dropped in batches
         self._used = 0.0
 
     def _expire(self, now: float) -> None:
-        while self._buckets and self._buckets[0][1] + self.seconds <= now:
-            self._used -= self._buckets.popleft()[2]
-        if not self._buckets:
+        buckets, head, end = self._buckets, self._head, len(self._buckets)
+        while head < end and buckets[head + 1] + self.seconds <= now:
+            self._used -= buckets[head + 2]
+            head += 3
+        if head == end:
+            if end:
+                del buckets[:]
+            head = 0
             self._used = 0.0  # drop floating-point residue
+        elif head > 3 * _COMPACT_AFTER and 2 * head > end:
+            del buckets[:head]
+            head = 0
+        self._head = head
 
     @property
     def used(self) -> int:
@@ -94,36 +109,39 @@ class SlidingWindow:
 
     def refund(self, amount: float) -> None:
         """Give back up to `amount` from the newest spending (a charge later corrected downwards)."""
-        for bucket in reversed(self._buckets):
-            if amount <= 0:
-                break
-            taken = min(bucket[2], amount)
-            bucket[2] -= taken
+        buckets = self._buckets
+        at = len(buckets) - 1  # the newest bucket's amount
+        while amount > 0 and at > self._head:
+            taken = min(buckets[at], amount)
+            buckets[at] -= taken
             self._used -= taken
             amount -= taken
+            at -= 3
 
     def _add(self, now: float, amount: float) -> None:
-        if self._buckets and now - self._buckets[-1][0] < self._granularity:
-            self._buckets[-1][1] = now
-            self._buckets[-1][2] += amount
+        buckets = self._buckets
+        if len(buckets) > self._head and now - buckets[-3] < self._granularity:
+            buckets[-2] = now
+            buckets[-1] += amount
         else:
-            self._buckets.append([now, now, amount])
+            buckets.extend((now, now, amount))
         self._used += amount
 
     def _remaining_after(self, amount: float) -> int:
         return max(0, math.floor(self.limit - self._used - amount))
 
     def _reset_after(self, now: float) -> float:
-        return max(0.0, self._buckets[-1][1] + self.seconds - now) if self._buckets else 0.0
+        return max(0.0, self._buckets[-2] + self.seconds - now) if len(self._buckets) > self._head else 0.0
 
     def _retry_after(self, now: float, amount: float) -> float:
         if amount > self.limit:
             return math.inf
         excess = self._used + amount - self.limit
-        for _, latest, spent in self._buckets:
-            excess -= spent
+        buckets = self._buckets
+        for at in range(self._head, len(buckets), 3):
+            excess -= buckets[at + 2]
             if excess <= 1e-9:
-                return max(0.0, latest + self.seconds - now)
+                return max(0.0, buckets[at + 1] + self.seconds - now)
         return self.seconds  # unreachable while _used is consistent; a safe upper bound
 
 
@@ -135,6 +153,8 @@ class LeakyBucket:
     The bucket starts at `initial_level` (empty by default, so a cold bucket first admits a whole
     capacity before its drain rate starts to bind).
     """
+
+    __slots__ = ("capacity", "rate", "clock", "_level", "_at")
 
     def __init__(self, capacity: float, rate: float, clock: Clock, initial_level: float = 0.0) -> None:
         if capacity <= 0 or rate <= 0:
@@ -217,6 +237,8 @@ class CalendarWindow:
     >>> quota.acquire(80).allowed, quota.acquire(30).allowed, quota.acquire(30).retry_after
     (True, False, 3590.0)
     """
+
+    __slots__ = ("limit", "period", "clock", "_end", "_used")
 
     def __init__(self, limit: int, period: str, clock: Clock) -> None:
         if limit <= 0:
