@@ -187,6 +187,13 @@ class TokenLimit(Section):
     tokens_consumed_header_name: str | None = Field(
         None, alias="tokens-consumed-header-name", description="header with the tokens the request consumed"
     )
+    max_counter_keys: int = Field(
+        10_000,
+        alias="max-counter-keys",
+        ge=1,
+        description="counter keys kept at once; beyond it the least recently seen key is forgotten (its windows "
+        "start afresh) and counted in /metrics (not an APIM attribute: APIM does not document its bound)",
+    )
 
     @field_validator("counter_key")
     @classmethod
@@ -209,6 +216,12 @@ class Metrics(Section):
         default_factory=lambda: ["model", "app_id", "backend"],
         max_length=MAX_METRIC_DIMENSIONS,
         description=f"dimensions of the token metrics: {', '.join(METRIC_DIMENSIONS)} or header:<name>",
+    )
+    max_series: int = Field(
+        10_000,
+        ge=1,
+        description="sets of dimension values kept in /metrics (and per counter key); beyond it the least "
+        "recently counted set is dropped and counted in gateway_metric_series_evicted_total",
     )
 
     @field_validator("dimensions")
