@@ -56,7 +56,7 @@ METRICS_HELP = "\n".join(
         ),
         f"  {'backends.BACKEND.FIELD, apps.APP.FIELD':<42} FIELD: requests, request_share, tokens, token_share,",
         f"  {'':<42} tpm, peak_tpm (per backend or app of the scenario)",
-        "  any other number of summary.json as a dotted path, e.g. latency.stream.p95, ttft.all.p50",
+        "  any other number of summary.json as a dotted path, e.g. latency.stream.p95, ttft.stream.p50",
         f"  aliases: {', '.join(f'{a} = {p}' for a, p in ALIASES.items())}",
         f"  ({LIST_HINT})",
     ]
