@@ -16,6 +16,11 @@ Definitions (the report and summary.json use these, and only these):
 - goodput: usage total tokens of successful attempts per scenario minute of the duration;
 - peak TPM (`peak_tpm`): the most usage tokens of successful attempts that started within any 60 s;
 - TTFT: over successful streamed attempts only (a non-streamed answer has no first token before its last);
+- verdict: the report's opening sentences, one per finding the scenario's `question.answered_by` names
+  (`harness.report.verdict`), or the `outcomes` finding alone for a scenario without a question;
+- run facts (`run`): `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
+  stages that do not repeat); `cut_short_s` the planned scenario seconds that did not run, as run.json states
+  it (`scenario_time_missing_s`, with `ended_by`) or else planned minus duration when that exceeds 1 s;
 - splits (`by_app`, `by_client_profile`, `by_backend`): the same attempt-level figures over each value's
   attempts, whose counts add up to the run's. Apps and client profiles are fixed per logical request, so
   they also get the request-level figures (finished requests, client failure rate, retries per request);
