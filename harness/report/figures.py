@@ -155,7 +155,7 @@ def outcomes_by(records: pd.DataFrame) -> Drawn | None:
             splits.append((split.removeprefix("by_").replace("_", " "), names))
     if not splits:
         return None
-    figure, axes = _figure(1, len(splits), height=0.9 + 0.45 * max(n.nunique() for _, n in splits))
+    figure, axes = _figure(1, len(splits), height=1.8 + 0.45 * max(n.nunique() for _, n in splits))
     for ax, (what, names) in zip(axes[0], splits, strict=True):
         table = pd.crosstab(names, records["outcome"], normalize="index").reindex(
             columns=list(metrics.OUTCOMES), fill_value=0.0
@@ -316,6 +316,9 @@ def _retry_after_histogram(
     # plain numbers on the decades only: minor labels pile up when every value is the same
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
+    received = values.dropna().unique()
+    if len(received) == 1:  # one value (every 429 saying 86400): label it, not the decade beside it
+        ax.set_xticks([float(received[0])], [f"{received[0]:g}"])
     ax.legend(fontsize="small")
     ax.set_xlabel("Retry-After received (s, log scale)")
     ax.set_ylabel("attempts")
