@@ -93,3 +93,27 @@ def test_a_prompt_larger_than_the_limit_waits_a_full_window_not_zero() -> None:
     limiter = _limiter(VirtualClock(0), **{"tokens-per-minute": 10})
     refused = limiter.admit("a", 50)
     assert refused.status == 429 and refused.retry_after == 60
+
+
+def test_keys_beyond_the_cap_forget_the_least_recently_seen_one() -> None:
+    clock = VirtualClock()
+    limiter = _limiter(clock, **{"tokens-per-minute": 100, "max-counter-keys": 3})
+    for key in ("a", "b", "c"):
+        assert limiter.admit(key, prompt_tokens=100).allowed
+    assert not limiter.admit("a", prompt_tokens=1).allowed  # "a" is full, and now the most recently seen
+    limiter.admit("d", prompt_tokens=1)  # a fourth key: "b", the least recently seen, is forgotten
+    assert len(limiter) == 3 and limiter.evicted == 1
+    assert [key for key, _, _ in limiter.remaining_by_key(10)] == ["d", "a", "c"]
+    assert not limiter.admit("a", prompt_tokens=1).allowed  # kept: still at its limit
+    assert limiter.admit("b", prompt_tokens=100).allowed  # forgotten: its window starts afresh
+    assert limiter.evicted == 2
+
+
+def test_a_ticket_settles_against_its_own_windows_even_after_its_key_was_forgotten() -> None:
+    clock = VirtualClock()
+    limiter = _limiter(clock, **{"tokens-per-minute": 100, "max-counter-keys": 1})
+    ticket = limiter.admit("a", prompt_tokens=10)
+    limiter.admit("b", prompt_tokens=10)  # forgets "a" while its request is in flight
+    limiter.settle(ticket, total_tokens=60)
+    assert ticket.remaining_tokens == 40
+    assert [key for key, _, _ in limiter.remaining_by_key(10)] == ["b"]  # settling did not bring "a" back

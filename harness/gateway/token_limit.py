@@ -6,6 +6,10 @@ the response ends. With `false` nothing is known at admission: a key is refused 
 at its limit, and usage is charged afterwards, so a concurrent burst overshoots and later requests wait
 until the window frees up. Counters live in this gateway instance only, as APIM's do.
 
+At most `max-counter-keys` keys are kept (10,000 by default): a caller seen again moves to the back, and a
+new key beyond the cap forgets the least recently seen one, whose windows start afresh if it comes back.
+The count of keys forgotten is exported in /metrics, so a cap too small for the traffic shows.
+
     >>> from harness.clock import VirtualClock
     >>> from harness.scenario.gateway import TokenLimit
     >>> limiter = TokenLimiter(TokenLimit.model_validate({"tokens-per-minute": 100}), VirtualClock())
@@ -19,7 +23,9 @@ until the window frees up. Counters live in this gateway instance only, as APIM'
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.clock import Clock
@@ -40,6 +46,8 @@ class Ticket:
     charged: int = 0  # tokens charged at admission
     remaining_tokens: int | None = None
     remaining_quota: int | None = None
+    # the key's windows as they were at admission: settling charges them even if the key was forgotten since
+    counters: _Counters | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -49,25 +57,41 @@ class _Counters:
 
 
 class TokenLimiter:
-    """Token windows per counter key, created on first sight of a key."""
+    """Token windows per counter key, created on first sight of a key, at most `max-counter-keys` of them."""
 
     def __init__(self, policy: TokenLimit, clock: Clock) -> None:
         self.policy = policy
         self.clock = clock
-        self._keys: dict[str, _Counters] = {}
+        self.max_keys = policy.max_counter_keys
+        self.evicted = 0  # keys forgotten to stay within max_keys
+        # OrderedDict: moving a key to the back and dropping the front are O(1), with no per-key node objects
+        self._keys: OrderedDict[str, _Counters] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
     def _counters(self, key: str) -> _Counters:
-        counters = self._keys.get(key)
-        if counters is None:
-            policy = self.policy
-            minute = SlidingWindow(policy.tokens_per_minute, MINUTE, self.clock) if policy.tokens_per_minute else None
-            quota = (
-                CalendarWindow(policy.token_quota, policy.token_quota_period, self.clock)
-                if policy.token_quota
-                else None
-            )
-            counters = self._keys[key] = _Counters(minute, quota)
+        keys = self._keys
+        counters = keys.get(key)
+        if counters is not None:
+            keys.move_to_end(key)
+            return counters
+        policy = self.policy
+        minute = SlidingWindow(policy.tokens_per_minute, MINUTE, self.clock) if policy.tokens_per_minute else None
+        quota = CalendarWindow(policy.token_quota, policy.token_quota_period, self.clock) if policy.token_quota else None
+        counters = keys[key] = _Counters(minute, quota)
+        if len(keys) > self.max_keys:
+            keys.popitem(last=False)
+            self.evicted += 1
         return counters
+
+    def remaining_by_key(self, most_recent: int) -> Iterator[tuple[str, int | None, int | None]]:
+        """(key, tokens left this minute, quota tokens left) of the `most_recent` keys seen last, newest first."""
+        for i, (key, counters) in enumerate(reversed(self._keys.items())):
+            if i >= most_recent:
+                return
+            remaining = self._remaining(counters)
+            yield key, remaining["remaining_tokens"], remaining["remaining_quota"]
 
     def admit(self, key: str, prompt_tokens: int, estimate: bool | None = None) -> Ticket:
         """Admit or refuse a request of `key` whose prompt counts `prompt_tokens`.
@@ -91,11 +115,11 @@ class TokenLimiter:
             for window in (counters.minute, counters.quota):
                 if window is not None:
                     window.charge(estimate_tokens)
-        return Ticket(key, True, charged=estimate_tokens, **self._remaining(counters))
+        return Ticket(key, True, charged=estimate_tokens, counters=counters, **self._remaining(counters))
 
     def settle(self, ticket: Ticket, total_tokens: int) -> Ticket:
         """Correct the admission charge to the request's actual `total_tokens`; returns the updated ticket."""
-        counters = self._counters(ticket.key)
+        counters = ticket.counters if ticket.counters is not None else self._counters(ticket.key)
         delta = total_tokens - ticket.charged
         for window in (counters.minute, counters.quota):
             if window is None or delta == 0:
@@ -113,7 +137,7 @@ class TokenLimiter:
     def _refused(self, key: str, status: int, retry_after: float, reset_after: float, counters: _Counters) -> Ticket:
         # A prompt larger than the whole limit never fits: point at the window's length rather than at 0.
         wait = retry_after if math.isfinite(retry_after) else max(reset_after, MINUTE)
-        return Ticket(key, False, status, max(1.0, math.ceil(wait)), **self._remaining(counters))
+        return Ticket(key, False, status, max(1.0, math.ceil(wait)), counters=counters, **self._remaining(counters))
 
     @staticmethod
     def _remaining(counters: _Counters) -> dict[str, Any]:
