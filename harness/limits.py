@@ -44,7 +44,7 @@ class SlidingWindow:
     and one flat array of (start, latest, amount) triples, which the garbage collector never walks.
     """
 
-    __slots__ = ("limit", "seconds", "clock", "_granularity", "_buckets", "_head", "_used")
+    __slots__ = ("_buckets", "_granularity", "_head", "_used", "clock", "limit", "seconds")
 
     def __init__(self, limit: int, seconds: float, clock: Clock, resolution: int = 600) -> None:
         if limit <= 0 or seconds <= 0:
@@ -154,7 +154,7 @@ class LeakyBucket:
     capacity before its drain rate starts to bind).
     """
 
-    __slots__ = ("capacity", "rate", "clock", "_level", "_at")
+    __slots__ = ("_at", "_level", "capacity", "clock", "rate")
 
     def __init__(self, capacity: float, rate: float, clock: Clock, initial_level: float = 0.0) -> None:
         if capacity <= 0 or rate <= 0:
@@ -238,7 +238,7 @@ class CalendarWindow:
     (True, False, 3590.0)
     """
 
-    __slots__ = ("limit", "period", "clock", "_end", "_used")
+    __slots__ = ("_end", "_used", "clock", "limit", "period")
 
     def __init__(self, limit: int, period: str, clock: Clock) -> None:
         if limit <= 0:

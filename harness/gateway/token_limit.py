@@ -78,7 +78,9 @@ class TokenLimiter:
             return counters
         policy = self.policy
         minute = SlidingWindow(policy.tokens_per_minute, MINUTE, self.clock) if policy.tokens_per_minute else None
-        quota = CalendarWindow(policy.token_quota, policy.token_quota_period, self.clock) if policy.token_quota else None
+        quota = (
+            CalendarWindow(policy.token_quota, policy.token_quota_period, self.clock) if policy.token_quota else None
+        )
         counters = keys[key] = _Counters(minute, quota)
         if len(keys) > self.max_keys:
             keys.popitem(last=False)
