@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway_helpers import gateway_stack
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.clock import VirtualClock
@@ -51,3 +52,87 @@ def test_each_gateway_has_its_own_registry() -> None:
     two = TokenMetrics(["model"], VirtualClock())
     one.record({"model": "m"}, 3, 4)
     assert b"gateway_prompt_tokens_total" not in two.exposition().split(b"# TYPE")[-1] or not _samples(two)
+
+
+def test_series_beyond_the_cap_drop_the_least_recently_counted_and_are_counted() -> None:
+    metrics = TokenMetrics(["app_id"], VirtualClock(), max_series=100)
+    for i in range(50_000):
+        metrics.record({"app_id": f"app-{i}"}, prompt=1, completion=1)
+    metrics.record({"app_id": "app-49900"}, prompt=5, completion=0)  # counted again: now the most recent
+    metrics.record({"app_id": "app-new"}, prompt=1, completion=0)  # drops app-49901, the least recent
+    samples = _samples(metrics)
+    apps = {dict(labels)["app_id"] for name, labels in samples if name == "gateway_prompt_tokens_total"}
+    assert len(apps) == 100 and "app-49900" in apps and "app-new" in apps and "app-49901" not in apps
+    assert samples[("gateway_prompt_tokens_total", (("app_id", "app-49900"),))] == 6
+    assert samples[("gateway_metric_series_evicted_total", ())] == 50_001 - 100
+    assert len(metrics.exposition()) < 100 * 3 * 100 + 2_000  # ~100 bytes a line, three metrics a series
+    # the log still gets every request's tokens: eviction only bounds what /metrics holds
+    assert sum(r["value"] for r in metrics.drain() if r["name"] == "total_tokens") == 2 * 50_000 + 5 + 1
+
+
+THROTTLING = """
+backends:
+  - name: east
+    deployments: {gpt-4o: {tpm: 1000, latency: {ttft: 0, per_token: 0}}}
+gateway:
+  circuit_breaker: {failureCondition: {count: 1, interval: PT1M}, tripDuration: PT1M}
+  token_limit:
+    counter-key: header:x-caller
+    tokens-per-minute: 100
+    token-quota: 300
+    token-quota-period: Hourly
+"""
+
+
+def _scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_throttling_by_source_and_show_breakers_and_remaining_quota() -> None:
+    stack = gateway_stack(THROTTLING)
+    try:
+        answers = [
+            await stack.chat(headers={"x-caller": "a"}),  # served: 1,000 TPM allow one request per 10 s
+            await stack.chat(headers={"x-caller": "b"}),  # the backend's 429 trips east's breaker for a minute
+            await stack.chat(headers={"x-caller": "c"}),  # every member tripped: 503
+            await stack.chat(headers={"x-caller": "d"}, content="word " * 150),  # > 100 tokens a minute: 429
+            await stack.chat(headers={"x-caller": "e"}, content="word " * 400),  # > 300 quota tokens: 403
+        ]
+        assert [a.status_code for a in answers] == [200, 429, 503, 429, 403]
+        served_remaining = int(answers[0].headers["x-ratelimit-remaining-tokens"])
+        samples = _scraped((await stack.client.get("/metrics")).text)
+        throttled = {labels: value for (name, labels), value in samples.items() if name == "gateway_throttled_total"}
+        assert throttled == {
+            (("backend", "east"), ("source", "backend_429")): 1,
+            (("backend", ""), ("source", "breaker_open")): 1,
+            (("backend", ""), ("source", "token_limit")): 1,
+            (("backend", ""), ("source", "quota")): 1,
+        }
+        assert samples[("gateway_requests_total", (("outcome", "ok"),))] == 1
+        east = (("backend", "east"),)
+        assert samples[("gateway_breaker_open", east)] == 1
+        assert samples[("gateway_breaker_open_seconds_remaining", east)] == 60
+        assert samples[("gateway_breaker_closes_at_timestamp_seconds", east)] == stack.clock.wall() + 60
+        assert samples[("gateway_breaker_trips_total", east)] == 1
+        deployment = (("backend", "east"), ("deployment", "gpt-4o"))
+        assert samples[("gateway_backend_remaining_tokens", deployment)] == served_remaining
+        assert samples[("gateway_backend_remaining_requests", deployment)] == 0
+        remaining = {
+            dict(labels)["counter_key"]: value
+            for (name, labels), value in samples.items()
+            if name == "gateway_counter_key_remaining_tokens"
+        }
+        a_used = stack.requests()[0]["total_tokens"]
+        assert remaining["a"] == 100 - a_used and remaining["e"] == 100 and set(remaining) == set("abcde")
+        assert samples[("gateway_counter_keys", ())] == 5
+
+        stack.clock.advance(61)
+        samples = _scraped((await stack.client.get("/metrics")).text)
+        assert samples[("gateway_breaker_open", east)] == 0
+        assert samples[("gateway_breaker_closes_at_timestamp_seconds", east)] == 0
+    finally:
+        await stack.aclose()

@@ -221,6 +221,7 @@ class Exchange:
         row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
         row["region"] = headers.get("x-ms-region") or self.gateway.backends[member].region
         status = upstream.status_code
+        self.gateway.throttling.backend_answered(self.route.name, member, headers)
         headers[BACKEND] = member
         if self.stream and status == 200:
             # A stream whatever its content type says: relayed as it comes, its tokens counted on the way.
@@ -315,6 +316,7 @@ class Exchange:
         row["status"] = status
         row["outcome"] = outcome
         row["duration_s"] = self.clock.now() - self.started
+        self.gateway.throttling.answered(outcome, member)
         if usage is not None:
             row["prompt_tokens"] = usage.prompt
             row["completion_tokens"] = usage.completion

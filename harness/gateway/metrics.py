@@ -3,6 +3,10 @@
 Exposed as Prometheus counters at `/metrics` and written as `kind: metric` rows to the gateway log.
 Unlike APIM, the backend that served can be a dimension.
 
+At most `max_series` sets of dimension values are kept (an app id as a dimension would otherwise grow
+/metrics with every caller): the least recently counted set is dropped from /metrics, which Prometheus reads
+as the end of that series, and `gateway_metric_series_evicted_total` counts the drops.
+
     >>> from harness.clock import VirtualClock
     >>> metrics = TokenMetrics(["model", "backend"], VirtualClock())
     >>> metrics.record({"model": "gpt-4o", "backend": "aoai-0"}, prompt=10, completion=5)
@@ -13,17 +17,21 @@ Unlike APIM, the backend that served can be a dimension.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from harness.clock import Clock
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "TokenMetrics", "label_name"]
 
 METRIC_NAMES = ("prompt_tokens", "completion_tokens", "total_tokens")
+SERIES = "gateway_metric_series"
+SERIES_EVICTED = "gateway_metric_series_evicted"
 
 
 def label_name(dimension: str) -> str:
@@ -37,37 +45,36 @@ class TokenMetrics:
     Log rows are aggregated per drain (the log drains every wall second): one row per metric and set of
     dimension values, its `value` the tokens counted and `requests` how many requests they came from, as
     APIM's metrics reach Azure Monitor pre-aggregated. Summing `value` gives the same totals as the counters.
+    `registry` serves /metrics; other collectors of the gateway register with it.
     """
 
-    def __init__(self, dimensions: Sequence[str], clock: Clock) -> None:
+    def __init__(self, dimensions: Sequence[str], clock: Clock, max_series: int = 10_000) -> None:
         self.dimensions = list(dimensions)
         self.clock = clock
-        self.registry = CollectorRegistry(auto_describe=True)
-        labels = [label_name(d) for d in self.dimensions]
-        self._counters = {
-            name: Counter(
-                f"gateway_{name}",
-                f"{name.replace('_', ' ').capitalize()} counted by the gateway",
-                labels,
-                registry=self.registry,
-            )
-            for name in METRIC_NAMES
-        }
-        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self.max_series = max_series
+        self.evicted = 0
+        self._labels = [label_name(d) for d in self.dimensions]
+        # values -> [prompt, completion]; one small list per series, counted without prometheus_client's
+        # per-child objects and locks (the server is single-threaded asyncio)
+        self._series: OrderedDict[tuple[str, ...], list[int]] = OrderedDict()
         self._pending: dict[tuple[str, ...], list[int]] = {}  # values -> [prompt, completion, requests]
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def record(self, values: Mapping[str, str], prompt: int, completion: int) -> None:
         """Add one request's tokens under the dimension `values` (missing dimensions are empty strings)."""
         key = tuple(str(values.get(d, "")) for d in self.dimensions)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = tuple(
-                self._counters[name].labels(*key) if key else self._counters[name] for name in METRIC_NAMES
-            )
-        prompt_child, completion_child, total_child = children
-        prompt_child.inc(prompt)
-        completion_child.inc(completion)
-        total_child.inc(prompt + completion)
+        series = self._series
+        counts = series.get(key)
+        if counts is None:
+            series[key] = [prompt, completion]
+            if len(series) > self.max_series:
+                series.popitem(last=False)
+                self.evicted += 1
+        else:
+            series.move_to_end(key)
+            counts[0] += prompt
+            counts[1] += completion
         pending = self._pending.get(key)
         if pending is None:
             self._pending[key] = [prompt, completion, 1]
@@ -99,6 +106,28 @@ class TokenMetrics:
         self._pending = {}
         return rows
 
+    def collect(self) -> Iterator[Metric]:
+        """The Prometheus families (a custom collector of `registry`)."""
+        families = [
+            CounterMetricFamily(
+                f"gateway_{name}", f"{name.replace('_', ' ').capitalize()} counted by the gateway", labels=self._labels
+            )
+            for name in METRIC_NAMES
+        ]
+        prompt_family, completion_family, total_family = families
+        for key, (prompt, completion) in self._series.items():
+            values = list(key)
+            prompt_family.add_metric(values, prompt)
+            completion_family.add_metric(values, completion)
+            total_family.add_metric(values, prompt + completion)
+        yield from families
+        yield GaugeMetricFamily(SERIES, "Sets of dimension values the token metrics hold now", value=len(self._series))
+        yield CounterMetricFamily(
+            SERIES_EVICTED,
+            "Sets of dimension values dropped from the token metrics to stay within gateway.metrics.max_series",
+            value=self.evicted,
+        )
+
     def exposition(self) -> bytes:
-        """The Prometheus text format of every counter."""
+        """The Prometheus text format of every metric registered with `registry`."""
         return generate_latest(self.registry)

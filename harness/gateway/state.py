@@ -18,6 +18,7 @@ from harness.gateway.breaker import Transition
 from harness.gateway.forwarding import build_breakers, deployment_routes
 from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
+from harness.gateway.throttle_metrics import ThrottleMetrics
 from harness.gateway.token_limit import TokenLimiter
 from harness.gateway.transport import LoopbackTransport
 from harness.gateway.transport import upstream_client as upstream_client_for
@@ -52,7 +53,9 @@ class Gateway:
         self.breakers = build_breakers(config, members, clock, self._on_transition)
         self.deployments = deployment_routes(scenario, members, self.breakers)
         self.limiter = TokenLimiter(config.token_limit, clock) if config.token_limit is not None else None
-        self.metrics = TokenMetrics(config.metrics.dimensions, clock)
+        self.metrics = TokenMetrics(config.metrics.dimensions, clock, config.metrics.max_series)
+        self.throttling = ThrottleMetrics(self.breakers, self.limiter, clock, config.metrics.max_series)
+        self.metrics.registry.register(self.throttling)
         self.log.add_source(self.metrics.drain)
         self._urls: dict[tuple[str, bytes], httpx.URL] = {}
         self.timeout = config.timeout / clock.scale  # httpx waits in wall seconds
@@ -74,6 +77,7 @@ class Gateway:
 
     def _on_transition(self, transition: Transition) -> None:
         self.log.breaker(transition, self.clock.wall())
+        self.throttling.transition(transition)
 
     async def aclose(self) -> None:
         """Flush the log and close the upstream client (when the gateway made it)."""
