@@ -179,7 +179,8 @@ def _sources(split: dict[str, Any]) -> str:
 def _signed_percent(value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{'+' if value > 0 else ''}{value:.1f} %"
+    shown = round(value, 1)
+    return f"{'+' if shown > 0 else ''}{shown + 0.0:.1f} %"  # + 0.0: no "-0.0"
 
 
 FINDINGS: dict[str, Callable[[dict[str, Any]], str]] = {
