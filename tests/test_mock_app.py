@@ -197,8 +197,9 @@ async def test_without_a_configured_key_any_key_is_accepted() -> None:
 
 async def test_v1_route_takes_the_deployment_from_the_model_field() -> None:
     async with mock_app(deployments=FAST) as m:
+        hello = [{"role": "user", "content": "Hello"}]
         ok = await m.client.post(
-            "/openai/v1/chat/completions", json={"model": "gpt-4o", "messages": [], "max_tokens": 3}
+            "/openai/v1/chat/completions", json={"model": "gpt-4o", "messages": hello, "max_tokens": 3}
         )
         missing = await m.client.post("/openai/v1/chat/completions", json={"model": "nope", "messages": []})
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] <= 3

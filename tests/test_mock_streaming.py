@@ -12,6 +12,7 @@ from harness.mock import MemoryLog, build_mock_app
 from harness.tokens import count_text_tokens
 
 CHAT = f"/openai/deployments/gpt-4o/chat/completions{API}"
+HELLO = [{"role": "user", "content": "Hello"}]
 
 
 def app_on(clock: VirtualClock, **deployment: object) -> tuple[object, MemoryLog]:
@@ -50,7 +51,7 @@ async def test_a_stream_left_early_logs_and_charges_only_the_tokens_sent() -> No
     # tokens 1 ms apart: the client's leaving is noticed between two tokens, and the PTU drains < 1 token
     app, log = app_on(clock, ptu=1, latency={"ttft": 0, "per_token": 0.001})
     deployment = app.state.mock.core.deployments["gpt-4o"]  # type: ignore[attr-defined]
-    r = await call_asgi(app, clock, CHAT, {"messages": [], "stream": True, "max_tokens": 50}, leave_after_chunks=5)
+    r = await call_asgi(app, clock, CHAT, {"messages": HELLO, "stream": True, "max_tokens": 50}, leave_after_chunks=5)
     assert len(r.chunks) == 5  # planned: 20 tokens
     row = log.rows[0]
     assert row["completion_tokens"] == 5 and row["total_tokens"] == row["prompt_tokens"] + 5
@@ -61,7 +62,7 @@ async def test_a_stream_left_early_logs_and_charges_only_the_tokens_sent() -> No
 async def test_without_include_usage_there_is_no_usage_chunk() -> None:
     clock = VirtualClock(0.0)
     app, _ = app_on(clock)
-    r = await call_asgi(app, clock, CHAT, {"messages": [], "stream": True, "max_tokens": 5})
+    r = await call_asgi(app, clock, CHAT, {"messages": HELLO, "stream": True, "max_tokens": 5})
     events = sse_events(r.body)
     assert events[-1] == "[DONE]"
     assert all(e["usage"] is None for e in events[1:-1])
@@ -71,7 +72,7 @@ async def test_without_include_usage_there_is_no_usage_chunk() -> None:
 async def test_stream_follows_the_latency_model_chunk_by_chunk() -> None:
     clock = VirtualClock(100.0)
     app, log = app_on(clock)
-    r = await call_asgi(app, clock, CHAT, {"messages": [], "stream": True})
+    r = await call_asgi(app, clock, CHAT, {"messages": HELLO, "stream": True})
     times = [t - 100.0 for t, _ in r.chunks]
     assert len(times) == 20  # one write per token, the opening and closing chunks ride with the first and last
     assert times[0] == pytest.approx(0.5)  # TTFT
@@ -84,7 +85,7 @@ async def test_stream_follows_the_latency_model_chunk_by_chunk() -> None:
 async def test_non_streaming_answer_waits_the_whole_generation() -> None:
     clock = VirtualClock(0.0)
     app, _ = app_on(clock)
-    r = await call_asgi(app, clock, CHAT, {"messages": []})
+    r = await call_asgi(app, clock, CHAT, {"messages": HELLO})
     assert len(r.chunks) == 1 and r.chunks[0][0] == pytest.approx(0.5 + 19 * 0.025)
 
 
@@ -96,7 +97,7 @@ async def test_ptu_defaults_to_faster_latency_than_payg() -> None:
     for name, app in (("payg", payg), ("ptu", ptu)):
         start = clock.now()
         for _ in range(10):
-            await call_asgi(app, clock, CHAT, {"messages": []})
+            await call_asgi(app, clock, CHAT, {"messages": HELLO})
         durations[name] = clock.now() - start
     assert durations["ptu"] < 0.7 * durations["payg"]
 
@@ -108,8 +109,8 @@ async def test_zero_latency_never_sleeps() -> None:
 
     clock = NoSleepClock(0.0)
     app, _ = app_on(clock, latency={"ttft": 0, "per_token": 0})
-    assert (await call_asgi(app, clock, CHAT, {"messages": [], "stream": True})).status == 200
-    assert (await call_asgi(app, clock, CHAT, {"messages": []})).status == 200
+    assert (await call_asgi(app, clock, CHAT, {"messages": HELLO, "stream": True})).status == 200
+    assert (await call_asgi(app, clock, CHAT, {"messages": HELLO})).status == 200
 
 
 async def test_completions_stream_format() -> None:

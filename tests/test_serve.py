@@ -62,13 +62,13 @@ backends:
     with httpx.Client(timeout=10) as client:
         for _ in range(40):
             client.post(
-                f"{url}/openai/deployments/gpt-4o/chat/completions{API}", json={"messages": [], "max_tokens": 3}
+                f"{url}/openai/deployments/gpt-4o/chat/completions{API}", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
             )
     streamed: list[str] = []
     started = threading.Event()
 
     def stream() -> None:
-        body = {"messages": [], "stream": True}
+        body = {"messages": [{"role": "user", "content": "Hi"}], "stream": True}
         with httpx.stream("POST", f"{url}/openai/deployments/slow/chat/completions{API}", json=body, timeout=10) as r:
             started.set()
             streamed.extend(line for line in r.iter_lines() if line)

@@ -10,10 +10,20 @@ import json
 from typing import Any
 
 JSON = "application/json"
+INVALID_REQUEST = "invalid_request_error"  # the `type` of every 400 about the request itself
 
 
 def error_body(code: str, message: str, **extra: Any) -> bytes:
     return json.dumps({"error": {"code": code, "message": message, **extra}}, separators=(",", ":")).encode()
+
+
+def invalid_request_body(code: str, message: str, param: str | None) -> bytes:
+    """AOAI's answer to a request it will not read: `type` invalid_request_error and the parameter at fault.
+
+    >>> invalid_request_body("integer_below_min_value", "Invalid n: below 1.", "n")
+    b'{"error":{"code":"integer_below_min_value","message":"Invalid n: below 1.","type":"invalid_request_error","param":"n"}}'
+    """
+    return error_body(code, message, type=INVALID_REQUEST, param=param)
 
 
 def error_code_of(body: bytes) -> str | None:

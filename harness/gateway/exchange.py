@@ -5,7 +5,6 @@ metrics and one log row.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,10 +13,12 @@ import httpx
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from harness.aoai.errors import JSON, error_body
 from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
+from harness.aoai.validation import Invalid, check_request, parse_body, too_large
 from harness.gateway.forwarding import (
     OK,
     DeploymentRoute,
@@ -44,7 +45,6 @@ from harness.gateway.proxy import (
     upstream_headers,
 )
 from harness.gateway.relay import StreamCut, UpstreamChunks
-from harness.gateway.replies import gateway_error
 from harness.gateway.state import Gateway
 from harness.gateway.token_limit import Ticket
 from harness.records import gateway_request_row
@@ -98,6 +98,9 @@ class Exchange:
         self.route = route
         self.row["deployment"] = route.name
         self.row["model"] = route.model
+        invalid = check_request(payload, self.operation, route.model)
+        if invalid is not None:  # refused here, as the backend would: no tokens charged, no member tried
+            return self._bad_request(invalid)
         self.stream = payload.get("stream") is True and self.operation != "embeddings"
         self.row["stream"] = self.stream
         refused = self._admit(payload)
@@ -122,32 +125,24 @@ class Exchange:
 
     async def _read_body(self) -> tuple[bytes, dict[str, Any]] | Response:
         limit = self.gateway.config.max_body_bytes
-        declared = self.request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return self._too_large(limit)
+        declared = self.request.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            return self._bad_request(too_large(limit))
         chunks: list[bytes] = []
         size = 0
         try:
             async for chunk in self.request.stream():
                 size += len(chunk)
                 if size > limit:
-                    return self._too_large(limit)
+                    return self._bad_request(too_large(limit))
                 chunks.append(chunk)
         except ClientDisconnect:
             return self._finish_error(400, "BadRequest", "The client went away while sending the body.", BAD_REQUEST)
         raw = b"".join(chunks)
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            return self._finish_error(400, "BadRequest", "The request body must be a JSON object.", BAD_REQUEST)
+        payload = parse_body(raw, limit)
+        if isinstance(payload, Invalid):
+            return self._bad_request(payload)
         return raw, payload
-
-    def _too_large(self, limit: int) -> Response:
-        return self._finish_error(
-            413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.", BAD_REQUEST
-        )
 
     def _admit(self, payload: dict[str, Any]) -> Response | None:
         gateway = self.gateway
@@ -304,12 +299,19 @@ class Exchange:
     def _finish_error(
         self, status: int, code: str, message: str, outcome: str, headers: dict[str, str] | None = None
     ) -> Response:
+        return self._answer_error(status, error_body(code, message), outcome, headers)
+
+    def _bad_request(self, invalid: Invalid) -> Response:
+        """A request the backend would refuse, refused with the backend's own 400 (or 413) body."""
+        return self._answer_error(invalid.status, invalid.body(), BAD_REQUEST)
+
+    def _answer_error(self, status: int, body: bytes, outcome: str, headers: dict[str, str] | None = None) -> Response:
         headers = dict(headers or {})
         self._add_token_headers(headers)
         self._add_identity_headers(headers)
         self._finish(status, outcome, None, self.row["backend"])
         headers[REFUSAL_HEADER] = outcome  # the kind, typed: clients never read the message
-        return gateway_error(status, code, message, headers)
+        return Response(body, status_code=status, headers=headers, media_type=JSON)
 
     def _finish(self, status: int, outcome: str, usage: Usage | None, member: str | None) -> None:
         row = self.row

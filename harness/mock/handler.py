@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from harness.aoai.errors import JSON
 from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
+from harness.aoai.validation import Invalid, check_request, parse_body
 from harness.clock import Clock
 from harness.mock.core import BackendCore, DeploymentState, Verdict, Waits
 from harness.mock.deployment import Admission
@@ -138,16 +139,9 @@ class Call:
                 error_body("401", "Access denied: the API key is missing or wrong for this resource."),
                 "unauthorized",
             )
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            return self.reply(
-                400,
-                error_body("BadRequest", "The request body must be a JSON object.", type="invalid_request_error"),
-                "bad_request",
-            )
+        body = parse_body(await request.body())
+        if isinstance(body, Invalid):
+            return self.refuse(body)
         if deployment_name is None:
             model = body.get("model")
             deployment_name = model if isinstance(model, str) else ""
@@ -158,7 +152,14 @@ class Call:
                 error_body("DeploymentNotFound", f"This resource has no deployment named '{deployment_name}'."),
                 "not_found",
             )
+        refused = check_request(body, self.operation, runtime.spec.model)
+        if refused is not None:
+            return self.refuse(refused)
         return await self.serve(runtime, body)
+
+    def refuse(self, invalid: Invalid) -> Response:
+        """A request AOAI would not read: its 400 (or 413), as AOAI words it."""
+        return self.reply(invalid.status, invalid.body(), "bad_request")
 
     async def serve(self, runtime: DeploymentRuntime, body: dict[str, Any]) -> Response:
         clock, row, core = self.clock, self.row, self.mock.core
