@@ -1,4 +1,5 @@
-"""`harness` command: serve the embedded stack, report on runs, compare them, sweep settings.
+"""`harness` command: serve the embedded stack, report on runs, compare them, sweep settings, import and export
+APIM configuration.
 
 Each subcommand's work lives in its own module (imported only when used, so `harness report` never
 loads the servers); this edge turns every HarnessError into one line on stderr and an exit code.
@@ -23,6 +24,7 @@ HANDLERS = {
     "compare": "harness.report.cli:run_compare",
     "sweep": "harness.sweep:run",
     "simulate": "harness.sim.run:run",
+    "scenario": "harness.apim.cli:run",
 }
 
 
@@ -54,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     compare.add_argument("--out", metavar="DIR", help="where to write the comparison")
 
+    from harness.apim.cli import add_arguments as scenario_arguments  # argparse only: cheap to import
     from harness.scenario.objectives import METRICS_HELP  # constants only: no pandas at parse time
+
+    scenario_arguments(sub)
 
     sweep = sub.add_parser(
         "sweep",

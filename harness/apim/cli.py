@@ -1,0 +1,111 @@
+"""`harness scenario from-apim` and `harness scenario to-apim`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.apim.convert import DEFAULT_DEPLOYMENT, DEFAULT_TPM, POOL_NAME, Imported, from_apim, to_apim
+from harness.errors import ScenarioError
+from harness.scenario import Workload, load_scenario
+
+
+def add_arguments(sub: Any) -> None:
+    scenario = sub.add_parser("scenario", help="import a scenario from APIM's configuration, or export one to it")
+    actions = scenario.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imports = actions.add_parser(
+        "from-apim", help="write a scenario from APIM backend resources (ARM JSON) and an API's policy XML"
+    )
+    imports.add_argument("--backends", required=True, metavar="PATH", help="ARM JSON of the backends: a file or folder")
+    imports.add_argument("--policy", metavar="FILE", help="the API's policy XML (token limit, metrics, retry)")
+    imports.add_argument("--out", required=True, metavar="FILE", help="the scenario YAML to write")
+    imports.add_argument("--deployment", default=DEFAULT_DEPLOYMENT, help="deployment each backend gets")
+    imports.add_argument("--tpm", type=int, default=DEFAULT_TPM, help="its tokens per minute")
+    imports.add_argument(
+        "--keep-urls", action="store_true", help="point backends at the real endpoints (url) instead of the mock"
+    )
+    exports = actions.add_parser(
+        "to-apim", help="write a scenario's gateway as an ARM template of backends and a policy XML fragment"
+    )
+    exports.add_argument("--scenario", metavar="FILE", help="scenario YAML file")
+    exports.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    exports.add_argument("--sweep", metavar="DIR", help="a sweep's directory: its scenario at the recommended setting")
+    exports.add_argument("--out", required=True, metavar="DIR", help="where backends.json and policy.xml go")
+    exports.add_argument("--pool-name", default=POOL_NAME, help=f"name of the pool backend (default {POOL_NAME})")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "from-apim":
+        return _from_apim(args)
+    return _to_apim(args)
+
+
+def _from_apim(args: argparse.Namespace) -> int:
+    policy = Path(args.policy) if args.policy else None
+    imported = from_apim(
+        Path(args.backends), policy, deployment=args.deployment, tpm=args.tpm, keep_urls=args.keep_urls
+    )
+    for line in imported.warnings:
+        print(f"harness scenario from-apim: warning: {line}", file=sys.stderr)
+    _write(Path(args.out), scenario_text(imported))
+    print(args.out)
+    return 0
+
+
+def scenario_text(imported: Imported) -> str:
+    """The scenario YAML: where it came from, its backends and gateway, and the workload as a template to fill."""
+    header = "".join(f"# imported from {source}\n" for source in imported.sources)
+    header += "".join(f"# warning: {line}\n" for line in imported.warnings)
+    workload = yaml.safe_dump({"workload": Workload().model_dump(mode="json", exclude_defaults=False)}, sort_keys=False)
+    template = "".join(f"# {line}\n" for line in workload.splitlines()[:40])
+    return (
+        header
+        + yaml.safe_dump(imported.data, sort_keys=False)
+        + "# The workload is yours to describe; the default below runs as is (uncomment to change it):\n"
+        + template
+    )
+
+
+def _to_apim(args: argparse.Namespace) -> int:
+    scenario_file, overrides = args.scenario, list(args.overrides)
+    if args.sweep:
+        swept, setting = _recommended(Path(args.sweep))
+        scenario_file = scenario_file or swept
+        overrides = [f"{path}={value}" for path, value in setting.items()] + overrides
+    if not scenario_file:
+        raise ScenarioError("to-apim", "give --scenario FILE or --sweep DIR")
+    scenario = load_scenario(scenario_file, overrides, workload=False)
+    template, xml, warnings = to_apim(scenario, args.pool_name)
+    for line in warnings:
+        print(f"harness scenario to-apim: warning: {line}", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "backends.json", json.dumps(template, indent=2) + "\n")
+    _write(out / "policy.xml", xml)
+    print(out / "backends.json")
+    print(out / "policy.xml")
+    return 0
+
+
+def _recommended(sweep_dir: Path) -> tuple[str, dict[str, Any]]:
+    path = sweep_dir / "comparison.json"
+    try:
+        comparison = json.loads(path.read_text(encoding="utf-8"))
+        return str(comparison["scenario"]), dict(comparison["recommendation"]["setting"])
+    except FileNotFoundError:
+        raise ScenarioError(str(path), "no such file (is this a sweep's directory?)") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ScenarioError(str(path), "has no recommended setting") from None
+
+
+def _write(path: Path, text: str) -> None:
+    """Write whole or not at all: a reader never sees half a file."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)

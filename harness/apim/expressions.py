@@ -1,0 +1,176 @@
+"""APIM policy expressions (`@(...)`) the harness can model: counter keys and token-metric dimensions.
+
+The harness does not evaluate C#: it recognises the few forms whose meaning it models, and writes those same
+forms back. Anything else is reported as not evaluated.
+
+    >>> counter_key_of('@(context.Request.Headers.GetValueOrDefault("Authorization","").AsJwt()?.Claims'
+    ...                '.GetValueOrDefault("appid", "none"))')
+    'appid'
+    >>> counter_key_of("@(context.Subscription.Id)"), counter_key_of('@(context.Request.Headers.GetValueOrDefault("x-team",""))')
+    ('subscription', 'header:x-team')
+    >>> escape_expressions('<a k="@(x.Get<string>("y"))"/>')
+    '<a k="@(x.Get&lt;string&gt;(&quot;y&quot;))"/>'
+"""
+
+from __future__ import annotations
+
+import re
+
+# How the harness writes each counter key as an APIM expression (and reads it back).
+APPID_EXPRESSION = (
+    '@(context.Request.Headers.GetValueOrDefault("Authorization","").AsJwt()?.Claims'
+    '.GetValueOrDefault("appid", "00000000-0000-0000-0000-000000000000"))'
+)
+SUBSCRIPTION_EXPRESSION = "@(context.Subscription.Id)"
+IP_EXPRESSION = "@(context.Request.IpAddress)"
+DEPLOYMENT_EXPRESSION = '@(context.Request.MatchedParameters.GetValueOrDefault("deployment-id", ""))'
+
+
+def header_expression(name: str) -> str:
+    return f'@(context.Request.Headers.GetValueOrDefault("{name}", ""))'
+
+
+_APPID = re.compile(r'AsJwt\(\)\??\.Claims\.GetValueOrDefault\(\s*"(appid|azp)"', re.IGNORECASE)
+_SUBSCRIPTION = re.compile(r"^@\(\s*context\.Subscription\.(Id|Key)\s*\)$")
+_IP = re.compile(r"^@\(\s*context\.Request\.IpAddress\s*\)$")
+_HEADER = re.compile(r'^@\(\s*context\.Request\.Headers\.GetValueOrDefault\(\s*"([^"]+)"\s*(,\s*"[^"]*"\s*)?\)\s*\)$')
+_DEPLOYMENT = re.compile(r'^@\(\s*context\.Request\.MatchedParameters\.GetValueOrDefault\(\s*"deployment-id"')
+_VARIABLE = re.compile(r'^@\(\s*context\.Variables\.GetValueOrDefault(<string>)?\(\s*"([^"]+)"')
+
+
+def is_expression(value: str) -> bool:
+    return value.strip().startswith(("@(", "@{"))
+
+
+def variable_read(value: str) -> str | None:
+    """The variable an expression only reads (`context.Variables.GetValueOrDefault("x", ...)`), if that is all."""
+    found = _VARIABLE.match(value.strip())
+    return found.group(2) if found else None
+
+
+def counter_key_of(value: str) -> str | None:
+    """The harness's counter key for an APIM counter-key expression, or None when it is not a known form."""
+    value = " ".join(value.split())
+    if _APPID.search(value):
+        return "appid"
+    if _SUBSCRIPTION.match(value):
+        return "subscription"
+    if _IP.match(value):
+        return "ip"
+    header = _HEADER.match(value)
+    if header and header.group(1).lower() != "authorization":
+        return f"header:{header.group(1).lower()}"
+    return None
+
+
+def counter_key_expression(key: str) -> str:
+    """The APIM expression for a harness counter key (appid, subscription, ip or header:<name>)."""
+    if key == "appid":
+        return APPID_EXPRESSION
+    if key == "subscription":
+        return SUBSCRIPTION_EXPRESSION
+    if key == "ip":
+        return IP_EXPRESSION
+    return header_expression(key.removeprefix("header:"))
+
+
+# token-metric dimensions: (harness dimension, APIM dimension name, value expression or None for APIM's default)
+DIMENSIONS = (
+    ("subscription", "Subscription ID", None),
+    ("backend", "Backend ID", None),
+    ("operation", "Operation ID", None),
+    ("client_ip", "Client IP", IP_EXPRESSION),
+    ("app_id", "App ID", APPID_EXPRESSION),
+    ("deployment", "Deployment", DEPLOYMENT_EXPRESSION),
+)
+
+
+def dimension_of(name: str, value: str | None) -> str | None:
+    """The harness dimension an APIM `<dimension name= value=>` fills, or None when the harness has none."""
+    if value:
+        value = " ".join(value.split())
+        if _APPID.search(value):
+            return "app_id"
+        if _IP.match(value):
+            return "client_ip"
+        if _DEPLOYMENT.match(value):
+            return "deployment"
+        if _SUBSCRIPTION.match(value):
+            return "subscription"
+        header = _HEADER.match(value)
+        return f"header:{header.group(1).lower()}" if header else None
+    defaults = {apim.lower(): harness for harness, apim, expression in DIMENSIONS if expression is None}
+    return defaults.get(name.strip().lower())
+
+
+def dimension_element(dimension: str) -> tuple[str, str | None] | None:
+    """(name, value) of the APIM `<dimension>` for a harness dimension; None when APIM cannot express it."""
+    if dimension.startswith("header:"):
+        name = dimension.removeprefix("header:")
+        return name, header_expression(name)
+    for harness, apim, expression in DIMENSIONS:
+        if harness == dimension:
+            return apim, expression
+    return None
+
+
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
+
+
+def escape_expressions(text: str) -> str:
+    """APIM policy text with every `@(...)` / `@{...}` made well-formed XML.
+
+    APIM accepts expressions with raw quotes and generics inside double-quoted attributes
+    (`counter-key="@(x.Get<string>("appId"))"`), which no XML parser does. Inside each expression, `"`,
+    `<`, `>` and a bare `&` become entities; nothing else moves, so line and column numbers still hold.
+    """
+    out: list[str] = []
+    i = 0
+    while True:
+        start = _next_expression(text, i)
+        if start < 0:
+            out.append(text[i:])
+            return "".join(out)
+        end = _expression_end(text, start)
+        out.append(text[i : start + 2])
+        out.append(_escape(text[start + 2 : end]))
+        i = end
+
+
+def _next_expression(text: str, i: int) -> int:
+    candidates = [k for k in (text.find("@(", i), text.find("@{", i)) if k >= 0]
+    return min(candidates) if candidates else -1
+
+
+def _expression_end(text: str, start: int) -> int:
+    """Index of the bracket closing the expression that opens at `start` (C# strings skipped), or the text's end."""
+    opening = text[start + 1]
+    closing = ")" if opening == "(" else "}"
+    depth, i, quote = 0, start + 1, ""
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char == '"':
+            quote = char
+        elif char == opening:
+            depth += 1
+        elif char == closing:
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return len(text)
+
+
+def _escape(body: str) -> str:
+    out: list[str] = []
+    for i, char in enumerate(body):
+        if char == "&" and _ENTITY.match(body, i):
+            out.append(char)
+        else:
+            out.append({'"': "&quot;", "<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(char, char))
+    return "".join(out)
