@@ -180,3 +180,32 @@ async def test_unknown_routes_and_wrong_methods_answer_aoai_json(make_stack) -> 
     wrong = await stack.client.get("/openai/deployments/gpt-4o/chat/completions")
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "MethodNotAllowed"
     assert wrong.headers["allow"] == "POST" and wrong.headers["x-gateway-refusal"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": 5},
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**400},
+        {"messages": [{"role": "user", "content": "hi"}], "temperature": 3},
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16385},
+    ],
+)
+async def test_a_body_aoai_refuses_gets_the_backends_own_400_without_charging_tokens(
+    make_stack: Callable[[str], Stack], body: dict
+) -> None:
+    stack = make_stack(BACKEND + "gateway: {token_limit: {tokens-per-minute: 1000, counter-key: appid}}")
+    refused = await stack.client.post(CHAT, json=body)
+    _is_aoai_error(refused, 400)
+    direct = await stack.upstream.post(f"http://east{CHAT}", json=body)  # the mock, asked the same
+    assert refused.json() == direct.json() and refused.json()["error"]["type"] == "invalid_request_error"
+    row = stack.requests()[0]
+    assert (row["outcome"], row["counter_key"], row["backend"]) == ("bad_request", None, None)
+    assert stack.gateway.limiter is not None and len(stack.backend_log.rows) == 1  # only the direct call
+
+
+async def test_content_length_that_is_not_a_number_is_not_a_500(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack(BACKEND)
+    body = b'{"messages": [{"role": "user", "content": "hi"}]}'
+    response = await stack.client.post(CHAT, content=body, headers={"content-length": b"\xb2"})
+    assert response.status_code < 500

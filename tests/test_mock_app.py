@@ -141,6 +141,76 @@ async def test_invalid_json_is_a_400() -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "BadRequest"
 
 
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"messages": 5}, "messages", "invalid_type"),
+        ({}, "messages", "missing_required_parameter"),
+        ({"messages": []}, "messages", "empty_array"),
+        ({"messages": ["hi"]}, "messages[0]", "invalid_type"),
+        ({"messages": [{"content": "hi"}]}, "messages[0].role", "missing_required_parameter"),
+        ({"messages": [{"role": "boss", "content": "hi"}]}, "messages[0].role", "invalid_value"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content", "missing_required_parameter"),
+        ({"messages": [{"role": "user", "content": 7}]}, "messages[0].content", "invalid_type"),
+        ({"messages": HI, "max_tokens": 0}, "max_tokens", "integer_below_min_value"),
+        ({"messages": HI, "max_tokens": "10"}, "max_tokens", "invalid_type"),
+        ({"messages": HI, "max_tokens": 2.5}, "max_tokens", "invalid_type"),
+        ({"messages": HI, "max_tokens": True}, "max_tokens", "invalid_type"),
+        ({"messages": HI, "max_tokens": 10**400}, "max_tokens", "integer_above_max_value"),
+        ({"messages": HI, "max_tokens": 16385}, "max_tokens", "invalid_value"),  # above gpt-4o's 16,384
+        ({"messages": HI, "temperature": 2.01}, "temperature", "decimal_above_max_value"),
+        ({"messages": HI, "temperature": -0.1}, "temperature", "decimal_below_min_value"),
+        ({"messages": HI, "top_p": 1.5}, "top_p", "decimal_above_max_value"),
+        ({"messages": HI, "n": 0}, "n", "integer_below_min_value"),
+        ({"messages": HI, "stream": "yes"}, "stream", "invalid_type"),
+        ({"messages": HI, "stream_options": {"include_usage": True}}, "stream_options", "invalid_value"),
+        ({"messages": HI, "stop": ["a", "b", "c", "d", "e"]}, "stop", "array_above_max_length"),
+    ],
+)
+async def test_a_body_aoai_refuses_is_its_invalid_request_error(body: dict, param: str, code: str) -> None:
+    async with mock_app(deployments=FAST) as m:
+        r = await m.client.post(f"/openai/deployments/gpt-4o/chat/completions{API}", json=body)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["param"], error["code"], error["type"]) == (param, code, "invalid_request_error")
+    assert f"'{param}'" in error["message"] or param in error["message"]
+    assert m.log.rows[-1]["decision"] == "bad_request" and m.log.rows[-1]["estimate"] is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', "UTF-8 JSON"),
+        (b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", "UTF-8 JSON"),  # beyond the JSON reader's stack
+        (b'{"messages": ' + b"[" * 100 + b"]" * 100 + b"}", "nested deeper than 64"),
+        (b'{"messages": [], "temperature": NaN}', "UTF-8 JSON"),
+        (b"[1, 2]", "JSON object"),
+    ],
+)
+async def test_a_body_aoai_cannot_read_is_a_400_not_a_500(raw: bytes, words: str) -> None:
+    async with mock_app(deployments=FAST) as m:
+        r = await m.client.post(f"/openai/deployments/gpt-4o/chat/completions{API}", content=raw)
+    assert r.status_code == 400 and words in r.json()["error"]["message"]
+
+
+async def test_a_body_above_the_size_aoai_takes_is_a_413() -> None:
+    async with mock_app(deployments=FAST) as m:
+        r = await m.chat(messages=[{"role": "user", "content": "x" * (4 * 1024 * 1024)}])
+    assert r.status_code == 413 and r.json()["error"]["code"] == "RequestEntityTooLarge"
+
+
+async def test_parameters_inside_aoai_ranges_are_served() -> None:
+    async with mock_app(deployments=FAST) as m:
+        r = await m.chat(
+            max_tokens=16384, temperature=2, top_p=0, n=1, stream=False, stop=["a"], presence_penalty=-2, user="u"
+        )
+        tools = await m.chat(messages=[*HI, {"role": "assistant", "tool_calls": []}, {"role": "tool", "content": "1"}])
+    assert r.status_code == 200 and tools.status_code == 200
+
+
 async def test_unknown_deployment_is_a_404_deployment_not_found() -> None:
     async with mock_app() as m:
         r = await m.chat(deployment="gpt-5")

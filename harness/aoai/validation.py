@@ -231,7 +231,12 @@ def _one_of(*choices: str) -> Check:
 
 def _unsupported(param: str, value: str, choices: tuple[str, ...]) -> Invalid:
     supported = ", ".join(f"'{c}'" for c in choices)
-    return Invalid(400, "invalid_value", f"Invalid value: '{_short(value)}'. Supported values are: {supported}.", param)
+    return Invalid(
+        400,
+        "invalid_value",
+        f"Invalid value for '{param}': '{_short(value)}'. Supported values are: {supported}.",
+        param,
+    )
 
 
 def _stop(value: Any, param: str) -> Invalid | None:
