@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.apim.backends import Backend, arm_template, read_backends
+from harness.apim.expressions import dimension_element
 from harness.apim.policy import TOKEN_LIMIT_ATTRIBUTES, Policy, policy_xml, read_policy
 from harness.errors import ScenarioError
 from harness.scenario import Scenario, format_duration, validate_scenario
-from harness.scenario.gateway import CircuitBreakerRule, TokenLimit
+from harness.scenario.gateway import CircuitBreakerRule, Metrics, TokenLimit
 
 DEFAULT_DEPLOYMENT = "gpt-4o"
 DEFAULT_TPM = 50_000
@@ -47,6 +48,11 @@ def from_apim(
         gateway["token_limit"] = policy.token_limit
     if policy.dimensions is not None:
         gateway["metrics"] = {"dimensions": policy.dimensions}
+    else:
+        # the gateway counts tokens whatever the policy says: by the default dimensions APIM can also express
+        dimensions = [d for d in Metrics().dimensions if dimension_element(d) is not None]
+        gateway["metrics"] = {"dimensions": dimensions}
+        warn.append(f"no token-metric policy: the gateway still counts tokens, by {', '.join(dimensions)}")
     if policy.retry is not None:
         gateway["retry"] = policy.retry
     instances = []
@@ -96,6 +102,15 @@ def _pool(backends: dict[str, Backend], policy: Policy, warn: list[str]) -> tupl
             )
         elif backend is not chosen:
             rules += backend.rules
+            if (
+                not backend.rules
+                and not chosen.rules
+                and any(backends[m["backend"]].rules for m in members if m["backend"] in backends)
+            ):
+                warn.append(
+                    f"{backend.source}: has no circuit breaker rule while other members have one: the harness "
+                    "applies one rule to every pool member"
+                )
     return members, rules
 
 
