@@ -241,3 +241,15 @@ def test_bad_backends_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     code = main(["scenario", "from-apim", "--backends", str(bad), "--out", str(tmp_path / "s.yaml")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.endswith("backend x: pool.services[0]: needs an id")
+
+
+def test_exporting_over_the_original_resources_keeps_their_urls_and_credentials(tmp_path: Path) -> None:
+    imported = from_apim(SEED_BACKENDS, SEED_POLICY).data
+    imported["gateway"]["circuit_breaker"]["tripDuration"] = "PT30S"  # the tuned setting
+    scenario = validate_scenario(imported, "tuned", workload=False)
+    template, _, warnings = to_apim(scenario, originals=SEED_BACKENDS)
+    first = next(r for r in template["resources"] if "'openai-1'" in r["name"])["properties"]
+    assert first["url"] == "https://openai-1.openai.azure.com/openai"
+    assert first["credentials"] == {"header": {"api-key": ["{{openai-1-key}}"]}}
+    assert first["circuitBreaker"]["rules"][0]["tripDuration"] == "PT30S"
+    assert not any("no url" in w for w in warnings)

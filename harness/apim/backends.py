@@ -34,6 +34,7 @@ class Backend:
     url: str | None = None
     members: list[dict[str, Any]] = field(default_factory=list)  # pool: [{backend, priority, weight}]
     rules: list[dict[str, Any]] = field(default_factory=list)  # circuitBreaker.rules, harness field names
+    properties: dict[str, Any] = field(default_factory=dict)  # as read, unmodelled ones included
 
     @property
     def is_pool(self) -> bool:
@@ -88,7 +89,7 @@ def _backend(resource: Any, where: str, warn: list[str]) -> Backend | None:
         raise ScenarioError(where, "has no properties object")
     for key in sorted(set(properties) - _MODELLED):
         warn.append(f"{where}: properties.{key} is not modelled: ignored")
-    backend = Backend(name=name, source=where, url=_text(properties.get("url")))
+    backend = Backend(name=name, source=where, url=_text(properties.get("url")), properties=properties)
     pool = properties.get("pool")
     if pool is not None:
         backend.members = _members(pool, where)
@@ -155,11 +156,17 @@ def _text(value: Any) -> str | None:
 
 
 def arm_template(
-    pool_name: str, members: list[dict[str, Any]], rule: dict[str, Any] | None, urls: dict[str, str]
+    pool_name: str,
+    members: list[dict[str, Any]],
+    rule: dict[str, Any] | None,
+    urls: dict[str, str],
+    originals: dict[str, Backend] | None = None,
 ) -> dict:
     """An ARM template with one backend per pool member (each with the breaker rule) and the pool itself.
 
-    Deployable as is, given the API Management service's name (parameter `apimServiceName`).
+    Deployable as is, given the API Management service's name (parameter `apimServiceName`). A member found
+    in `originals` (the resources it was imported from) keeps its own properties (url, credentials, tls, ...);
+    only its circuit breaker is replaced.
     """
 
     def name(backend: str) -> str:
@@ -170,7 +177,10 @@ def arm_template(
 
     resources: list[dict[str, Any]] = []
     for member in members:
+        original = (originals or {}).get(member["backend"])
         properties: dict[str, Any] = {"type": "Single", "protocol": "http", "url": urls[member["backend"]]}
+        if original is not None:
+            properties = {k: v for k, v in original.properties.items() if k not in ("circuitBreaker", "pool")}
         if rule is not None:
             properties["circuitBreaker"] = {"rules": [rule]}
         resources.append(

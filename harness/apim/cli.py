@@ -38,6 +38,11 @@ def add_arguments(sub: Any) -> None:
     exports.add_argument("--sweep", metavar="DIR", help="a sweep's directory: its scenario at the recommended setting")
     exports.add_argument("--out", required=True, metavar="DIR", help="where backends.json and policy.xml go")
     exports.add_argument("--pool-name", default=POOL_NAME, help=f"name of the pool backend (default {POOL_NAME})")
+    exports.add_argument(
+        "--backends",
+        metavar="PATH",
+        help="the backend resources the scenario came from: members keep their url, credentials and the rest",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +86,8 @@ def _to_apim(args: argparse.Namespace) -> int:
     if not scenario_file:
         raise ScenarioError("to-apim", "give --scenario FILE or --sweep DIR")
     scenario = load_scenario(scenario_file, overrides, workload=False)
-    template, xml, warnings = to_apim(scenario, args.pool_name)
+    originals = Path(args.backends) if args.backends else None
+    template, xml, warnings = to_apim(scenario, args.pool_name, originals)
     for line in warnings:
         print(f"harness scenario to-apim: warning: {line}", file=sys.stderr)
     out = Path(args.out)

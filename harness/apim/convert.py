@@ -127,22 +127,32 @@ def _one_rule(rules: list[dict[str, Any]], warn: list[str]) -> dict[str, Any] | 
     return rules[0]
 
 
-def to_apim(scenario: Scenario, pool_name: str = POOL_NAME) -> tuple[dict[str, Any], str, list[str]]:
-    """(ARM template of the backends and pool, policy XML, warnings) for a scenario's gateway."""
+def to_apim(
+    scenario: Scenario, pool_name: str = POOL_NAME, originals: Path | None = None
+) -> tuple[dict[str, Any], str, list[str]]:
+    """(ARM template of the backends and pool, policy XML, warnings) for a scenario's gateway.
+
+    With `originals` (the backend resources the scenario was imported from), each member keeps its own
+    url and every property the harness does not model; only the pool and the breaker come from the scenario.
+    """
     warn: list[str] = []
+    known = read_backends(originals, []) if originals is not None else {}
     gateway = scenario.gateway
     members = [m.model_dump() for m in gateway.pool_members(b.name for b in scenario.backends)]
     urls = {}
     for backend in scenario.backends:
-        urls[backend.name] = backend.url or f"https://{backend.name}.openai.azure.com/openai"
-        if not backend.url:
+        original = known.get(backend.name)
+        urls[backend.name] = (
+            backend.url or (original.url if original else None) or f"https://{backend.name}.openai.azure.com/openai"
+        )
+        if not backend.url and original is None:
             warn.append(f"backends {backend.name}: no url (a mock): the template says {urls[backend.name]}")
     if gateway.pool.selection != "weighted":
         warn.append(f"gateway.pool.selection {gateway.pool.selection}: APIM pools pick by weight: left out")
     if gateway.all_tripped_response != 503:
         warn.append("gateway.all_tripped_response 429: APIM answers 503; rewrite it in the policy's on-error")
     rule = _rule_json(gateway.circuit_breaker, warn) if gateway.circuit_breaker is not None else None
-    template = arm_template(pool_name, members, rule, urls)
+    template = arm_template(pool_name, members, rule, urls, known)
     limit = _token_limit_attributes(gateway.token_limit, warn) if gateway.token_limit is not None else None
     retry = gateway.retry.model_dump() if gateway.retry.enabled else None
     xml = policy_xml(limit, list(gateway.metrics.dimensions), retry, pool_name, warn)
