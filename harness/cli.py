@@ -25,6 +25,7 @@ HANDLERS = {
     "sweep": "harness.sweep:run",
     "simulate": "harness.sim.run:run",
     "scenario": "harness.apim.cli:run",
+    "trace": "harness.apim.cli:run_trace",
 }
 
 
@@ -57,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", metavar="DIR", help="where to write the comparison")
 
     from harness.apim.cli import add_arguments as scenario_arguments  # argparse only: cheap to import
+    from harness.apim.cli import add_trace_arguments
     from harness.scenario.objectives import METRICS_HELP  # constants only: no pandas at parse time
 
     scenario_arguments(sub)
+    add_trace_arguments(sub)
 
     sweep = sub.add_parser(
         "sweep",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import sys
@@ -115,3 +117,84 @@ def _write(path: Path, text: str) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(text, encoding="utf-8")
     temp.replace(path)
+
+
+def add_trace_arguments(sub: Any) -> None:
+    trace = sub.add_parser("trace", help="import a trace from APIM's LLM logs (Log Analytics exports)")
+    actions = trace.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imports = actions.add_parser(
+        "import", help="write a trace and a scenario skeleton from ApiManagementGatewayLlmLog (+ GatewayLogs)"
+    )
+    imports.add_argument("--llm-log", required=True, metavar="FILE", help="ApiManagementGatewayLlmLog: CSV or JSON")
+    imports.add_argument(
+        "--gateway-log", metavar="FILE", help="ApiManagementGatewayLogs, joined on CorrelationId (apps, backends)"
+    )
+    imports.add_argument("--out-dir", required=True, metavar="DIR", help="where trace.csv and scenario.yaml go")
+    imports.add_argument(
+        "--app-column", default="ApimSubscriptionId", help="column naming the app (default: ApimSubscriptionId)"
+    )
+    imports.add_argument(
+        "--max-tokens",
+        default="completion:1",
+        metavar="RULE",
+        help="max_tokens each request sends, as the logs do not say: completion:FACTOR (completion tokens x "
+        "FACTOR, default completion:1), fixed:N or unset",
+    )
+    imports.add_argument("--from", dest="start", metavar="TIME", help="leave out rows before (ISO 8601, UTC)")
+    imports.add_argument("--to", dest="end", metavar="TIME", help="leave out rows from this time on")
+    imports.add_argument("--rate", type=float, default=1.0, help="replay speed: 2 sends the hour in 30 minutes")
+    imports.add_argument("--anonymise", action="store_true", help="name apps app-1, app-2, ... instead")
+    imports.add_argument("--tpm", type=int, default=DEFAULT_TPM, help="tokens per minute of each deployment")
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from harness.apim.llm_log import MaxTokensRule, Options, import_llm_log, parse_time, scenario_skeleton
+    from harness.records import TRACE_COLUMNS
+    from harness.scenario import validate_scenario
+
+    def when(value: str | None, flag: str) -> Any:
+        if value is None:
+            return None
+        parsed = parse_time(value)
+        if parsed is None:
+            raise ScenarioError(flag, f"'{value}' is not a time (ISO 8601)")
+        return parsed
+
+    if not (args.rate > 0 and args.rate < 1e6):
+        raise ScenarioError("--rate", f"{args.rate} is not a positive speed")
+    options = Options(
+        app_column=args.app_column,
+        max_tokens=MaxTokensRule.parse(args.max_tokens),
+        start=when(args.start, "--from"),
+        end=when(args.end, "--to"),
+        rate=args.rate,
+        anonymise=args.anonymise,
+    )
+    gateway_log = Path(args.gateway_log) if args.gateway_log else None
+    imported = import_llm_log(Path(args.llm_log), gateway_log, options)
+    for line in imported.lines:
+        print(f"harness trace import: {line}", file=sys.stderr)
+    if not imported.rows:
+        raise ScenarioError(args.llm_log, f"no row to replay (of {imported.total})")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scenario = scenario_skeleton(imported, "trace.csv", args.tpm, Path(args.llm_log).name)
+    validate_scenario(scenario, str(out / "scenario.yaml"))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(TRACE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in imported.rows:
+        writer.writerow({**row, "max_tokens": "" if row["max_tokens"] is None else row["max_tokens"],
+                         "stream": str(row["stream"]).lower()})  # fmt: skip
+    _write(out / "trace.csv", buffer.getvalue())
+    header = f"# imported from {args.llm_log}" + (f" joined with {args.gateway_log}" if args.gateway_log else "")
+    header += f"\n# max_tokens: {args.max_tokens} (the logs do not carry it); set each deployment's tpm to yours\n"
+    _write(out / "scenario.yaml", header + yaml.safe_dump(scenario, sort_keys=False))
+    skipped = sum(imported.skipped.values())
+    why = "; ".join(f"{n} {reason}" for reason, n in imported.skipped.most_common())
+    print(
+        f"{len(imported.rows)} of {imported.total} rows in {out / 'trace.csv'}"
+        + (f"; skipped {skipped}: {why}" if skipped else "")
+    )
+    print(out / "scenario.yaml")
+    return 0

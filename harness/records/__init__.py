@@ -2,6 +2,7 @@
 
 `attempts`: records.csv, one row per HTTP attempt (the load generator and the simulator write it);
 `logs`: gateway.jsonl and backend.jsonl rows (the servers and the simulator write them);
+`trace_columns`: the columns of a trace file (replayed workloads);
 `run_info`: the run.json fields on how the load ran and ended (the load generator writes, the report reads).
 The report reads a run with these same definitions, so a field is named and typed in one place only.
 """
@@ -32,6 +33,7 @@ from harness.records.logs import (
     gateway_request_row,
 )
 from harness.records.run_info import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING, EndedBy
+from harness.records.trace_columns import TRACE_COLUMNS
 
 __all__ = [
     "BACKEND_LOG",
@@ -48,6 +50,7 @@ __all__ = [
     "SCENARIO_FILE",
     "SCENARIO_SECONDS",
     "TIME_MISSING",
+    "TRACE_COLUMNS",
     "Column",
     "EndedBy",
     "RecordWriter",
