@@ -25,6 +25,8 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#22
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.missing{background:#fff3cd;padding:.5em 1em}
 img{max-width:100%}figcaption{color:#555;font-size:.9em;margin-bottom:2em}
+.question{font-size:1.15em;margin-bottom:.3em}.verdict{background:#eef6ee;border-left:4px solid #4c9a2a;padding:.6em 1em}
+.facts{color:#444}
 """
 
 
