@@ -10,12 +10,16 @@ mock pool (`harness serve --only mock`) and this load generator share core 0. Th
 2. Maximum sustained rate through the gateway: open-loop steps of rising rate; a step is sustained when
    it completes >= 99 % of its schedule with no errors and p99 under 50 ms. Server CPU per request comes
    from /proc/PID/stat.
+3. Per-caller cost: 10 against 100,000 distinct callers (JWT app ids, then `x-caller` header keys), each a
+   counter key of the token limit and a metric dimension, alternating in the same run: throughput with a
+   closed loop of 32 connections, and p50/p99/max at a fixed open-loop rate (60 % of the 10-caller throughput).
 
 Scenario time runs 20x faster than the wall clock, so every step covers more than one full 60 s token
 window of the gateway's token limit (which is on, with a limit no run reaches).
 
     python bench/bench_gateway.py
     python bench/bench_gateway.py --rate 300 --seconds 5 --repeats 3
+    python bench/bench_gateway.py --parts callers --callers 10,100000
 """
 
 from __future__ import annotations
@@ -58,20 +62,68 @@ gateway:
   metrics: {dimensions: [model, app_id, backend, region, streaming]}
 """
 
+# The per-caller part: the same gateway, counting tokens and metrics per caller, by JWT app id or by header key.
+CALLER_SCENARIO = """
+run: {time_scale: 20}
+backends:
+  - {name: bench, url: "%(url)s", deployments: {gpt-4o: {}}}
+gateway:
+  circuit_breaker: {failureCondition: {count: 5, interval: PT1M}, tripDuration: PT1M}
+  token_limit:
+    counter-key: "%(counter_key)s"
+    tokens-per-minute: 1000000000
+    remaining-tokens-header-name: x-remaining-tokens
+    tokens-consumed-header-name: x-tokens-consumed
+  metrics: {dimensions: [model, "%(dimension)s", backend, region, streaming]}
+"""
+CALLER_KINDS = {  # kind -> counter key and metric dimension that tell callers apart
+    "jwt": ("appid", "app_id"),
+    "header": ("header:x-caller", "header:x-caller"),
+}
+COLUMN_WIDTHS = (22, 18, 20, 20, 20)  # requests/s, CPU, p50, p99, max
+JWT_SIGNING_KEY = "bench-signing-key-long-enough-for-hs256"
 
-def request_bytes(host: str, port: int) -> bytes:
+
+def request_bytes(host: str, port: int, extra_headers: str = "") -> bytes:
     head = (
         f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\napi-key: bench-key\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(BODY)}\r\n\r\n"
+        f"{extra_headers}content-length: {len(BODY)}\r\n\r\n"
     )
     return (head + BODY).encode()
 
 
-class Connections:
-    """Keep-alive HTTP/1.1 connections to one server, opened on demand and reused."""
+class Callers:
+    """The requests of `count` distinct callers (each its own JWT app id or `x-caller` key), sent in turn."""
 
-    def __init__(self, server: Served) -> None:
+    def __init__(self, server: Served, kind: str, count: int) -> None:
+        import jwt  # the per-caller part only
+
+        def identity(i: int) -> str:
+            if kind == "jwt":
+                token = jwt.encode({"appid": f"caller-{count}-{i}"}, JWT_SIGNING_KEY, algorithm="HS256")
+                return f"authorization: Bearer {token}\r\n"
+            return f"x-caller: caller-{count}-{i}\r\n"
+
+        self.count = count
+        self._requests = [request_bytes(server.host, server.port, identity(i)) for i in range(count)]
+        self._at = 0
+
+    def next(self) -> bytes:
+        request = self._requests[self._at]
+        self._at = (self._at + 1) % self.count
+        return request
+
+
+class Connections:
+    """Keep-alive HTTP/1.1 connections to one server, opened on demand and reused.
+
+    Each request is the next of `requests` (cycled: the per-caller part sends each caller's own), or the one
+    plain request.
+    """
+
+    def __init__(self, server: Served, requests: Callers | None = None) -> None:
         self.server = server
+        self.callers = requests
         self.request = request_bytes(server.host, server.port)
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.all: list[asyncio.StreamWriter] = []
@@ -82,7 +134,7 @@ class Connections:
         else:
             reader, writer = await asyncio.open_connection(self.server.host, self.server.port)
             self.all.append(writer)
-        writer.write(self.request)
+        writer.write(self.callers.next() if self.callers is not None else self.request)
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
@@ -117,9 +169,11 @@ class Run:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
 
-async def open_loop(server: Served, rate: float, seconds: float, cpu_of: Served | None = None) -> Run:
+async def open_loop(
+    server: Served, rate: float, seconds: float, cpu_of: Served | None = None, callers: Callers | None = None
+) -> Run:
     """Send `rate` requests/s for `seconds` on a fixed schedule; wait for the stragglers (at most 5 s)."""
-    pool = Connections(server)
+    pool = Connections(server, callers)
     run = Run(scheduled=int(rate * seconds))
     tasks: set[asyncio.Task[None]] = set()
 
@@ -147,6 +201,37 @@ async def open_loop(server: Served, rate: float, seconds: float, cpu_of: Served 
     if tasks:
         await asyncio.wait(tasks, timeout=5)
     run.elapsed = time.perf_counter() - start
+    if cpu_of is not None and run.latencies:
+        run.cpu_per_request_us = (cpu_of.cpu_seconds() - cpu_before) / len(run.latencies) * 1e6
+    pool.close()
+    return run
+
+
+async def closed_loop(
+    server: Served, callers: Callers, seconds: float, concurrency: int, cpu_of: Served | None = None
+) -> Run:
+    """`concurrency` connections each sending its next request as soon as the last is answered, for `seconds`."""
+    pool = Connections(server, callers)
+    run = Run()
+    start = time.perf_counter()
+    stop = start + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < stop:
+            sent = time.perf_counter()
+            try:
+                status = await pool.send()
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                run.errors += 1
+                continue
+            if status != 200:
+                run.errors += 1
+            run.latencies.append(time.perf_counter() - sent)
+
+    cpu_before = cpu_of.cpu_seconds() if cpu_of else 0.0
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.elapsed = time.perf_counter() - start
+    run.scheduled = len(run.latencies) + run.errors
     if cpu_of is not None and run.latencies:
         run.cpu_per_request_us = (cpu_of.cpu_seconds() - cpu_before) / len(run.latencies) * 1e6
     pool.close()
@@ -223,6 +308,60 @@ async def sustained_part(gateway: Served, seconds: float, repeats: int, rates: l
     )
 
 
+async def callers_part(
+    mock: Served, root: Path, counts: list[int], seconds: float, repeats: int, concurrency: int
+) -> None:
+    print(
+        f"\n3. per-caller cost: {' vs '.join(f'{n:,}' for n in counts)} distinct callers, each its own JWT app id "
+        f"(counter key appid, app_id a metric dimension) or x-caller header (counter key and dimension); "
+        f"{seconds:.0f} s per run, {repeats} runs, alternating. Throughput: {concurrency} connections, closed loop; "
+        "latency: open loop at 60 % of the fewest callers' throughput"
+    )
+    print(f"   {'callers':>18}{'requests/s':>22}{'us CPU/req':>18}{'p50 ms':>20}{'p99 ms':>20}{'max ms':>20}")
+    for kind, (counter_key, dimension) in CALLER_KINDS.items():
+        scenario = CALLER_SCENARIO % {"url": mock.url, "counter_key": counter_key, "dimension": dimension}
+        gateway = Served("gateway", scenario, GATEWAY_CORE, root / f"gateway-{kind}")
+        try:
+            sets = {n: Callers(gateway, kind, n) for n in counts}
+            for n in counts:  # warm up past one full token window (60 scenario s = 3 wall s) and the caps
+                await closed_loop(gateway, sets[n], 5, concurrency)
+            loaded: dict[int, list[Run]] = {n: [] for n in counts}
+            paced: dict[int, list[Run]] = {n: [] for n in counts}
+            for _ in range(repeats):
+                for n in counts:
+                    loaded[n].append(await closed_loop(gateway, sets[n], seconds, concurrency, cpu_of=gateway))
+            rate = 0.6 * statistics.median(r.completed_rate for r in loaded[counts[0]])
+            for _ in range(repeats):
+                for n in counts:
+                    paced[n].append(await open_loop(gateway, rate, seconds, cpu_of=gateway, callers=sets[n]))
+            rss = gateway.rss_mib()
+        finally:
+            gateway.stop()
+        for n in counts:
+            cpu = [r.cpu_per_request_us for r in loaded[n] if r.cpu_per_request_us is not None]
+            cells = [
+                med([r.completed_rate for r in loaded[n]], "{:.0f}"),
+                med(cpu, "{:.0f}") if cpu else "n/a",
+                *(med([r.pct(q) * 1000 for r in paced[n]]) for q in (0.5, 0.99)),
+                med([max(r.latencies) * 1000 for r in paced[n]]),
+            ]
+            errors = sum(r.errors for r in loaded[n] + paced[n])
+            print(
+                f"   {kind + ' ' + format(n, ','):>18}"
+                + "".join(f" {c:>{w}}" for c, w in zip(cells, COLUMN_WIDTHS, strict=True))
+                + (f"  {errors} errors" if errors else "")
+            )
+        few, many = counts[0], counts[-1]
+        kept = [b.completed_rate / a.completed_rate for a, b in zip(loaded[few], loaded[many], strict=True)]
+        p99 = [b.pct(0.99) / a.pct(0.99) for a, b in zip(paced[few], paced[many], strict=True)]
+        print(
+            f"   {kind}: {many:,} callers keep {med([k * 100 for k in kept], '{:.0f}')} % of the throughput of {few} "
+            f"(target >= 90 %: {'met' if statistics.median(kept) >= 0.9 else 'MISSED'}), p99 x{med(p99)} at "
+            f"{rate:.0f} requests/s (target <= 2: {'met' if statistics.median(p99) <= 2 else 'MISSED'}); "
+            f"gateway RSS at the end {rss:.0f} MiB"
+        )
+
+
 async def warm_up(mock: Served, gateway: Served) -> None:
     for server in (mock, gateway):
         pool = Connections(server)
@@ -243,6 +382,11 @@ def main() -> None:
         default="600,800,1000,1200,1400,1600,1800,2000,2400,2800,3200,3600",
         help="rates of the sustained-rate steps",
     )
+    parser.add_argument(
+        "--parts", default="latency,sustained,callers", help="which parts to run: latency, sustained, callers"
+    )
+    parser.add_argument("--callers", default="10,100000", help="distinct callers compared in the per-caller part")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections of the per-caller throughput runs")
     args = parser.parse_args()
     os.sched_setaffinity(0, {int(CLIENT_CORE)})
     print(
@@ -253,8 +397,15 @@ def main() -> None:
         mock = Served("mock", MOCK_SCENARIO, MOCK_CORE, Path(root) / "mock")
         gateway = None
         try:
-            gateway = Served("gateway", GATEWAY_SCENARIO % {"url": mock.url}, GATEWAY_CORE, Path(root) / "gateway")
-            _run(_both(mock, gateway, args))
+            parts = args.parts.split(",")
+            if {"latency", "sustained"} & set(parts):
+                gateway = Served("gateway", GATEWAY_SCENARIO % {"url": mock.url}, GATEWAY_CORE, Path(root) / "gateway")
+                _run(_both(mock, gateway, args, parts))
+                gateway.stop()
+                gateway = None
+            if "callers" in parts:
+                counts = [int(n) for n in args.callers.split(",")]
+                _run(callers_part(mock, Path(root), counts, args.seconds, args.repeats, args.concurrency))
         finally:
             if gateway is not None:
                 gateway.stop()
@@ -271,10 +422,12 @@ def _run(main: Any) -> None:
         runner.run(main)
 
 
-async def _both(mock: Served, gateway: Served, args: argparse.Namespace) -> None:
+async def _both(mock: Served, gateway: Served, args: argparse.Namespace, parts: list[str]) -> None:
     await warm_up(mock, gateway)
-    await latency_part(mock, gateway, args.rate, args.seconds, args.repeats)
-    await sustained_part(gateway, args.seconds, args.repeats, [int(r) for r in args.steps.split(",")])
+    if "latency" in parts:
+        await latency_part(mock, gateway, args.rate, args.seconds, args.repeats)
+    if "sustained" in parts:
+        await sustained_part(gateway, args.seconds, args.repeats, [int(r) for r in args.steps.split(",")])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ and one log row. Every gateway-made answer is an AOAI-shaped JSON error.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def build_gateway_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway.log.start()
+        # Everything built so far (modules, the tokenizer, the scenario) lives as long as the server: leave it
+        # out of the collector's full passes, which would otherwise walk it again and again as callers come.
+        gc.freeze()
         try:
             yield
         finally:

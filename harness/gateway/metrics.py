@@ -17,6 +17,7 @@ as the end of that series, and `gateway_metric_series_evicted_total` counts the 
 from __future__ import annotations
 
 import re
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -54,9 +55,9 @@ class TokenMetrics:
         self.max_series = max_series
         self.evicted = 0
         self._labels = [label_name(d) for d in self.dimensions]
-        # values -> [prompt, completion]; one small list per series, counted without prometheus_client's
-        # per-child objects and locks (the server is single-threaded asyncio)
-        self._series: OrderedDict[tuple[str, ...], list[int]] = OrderedDict()
+        # values -> (prompt, completion) in an array the garbage collector never walks, counted without
+        # prometheus_client's per-child objects and locks (the server is single-threaded asyncio)
+        self._series: OrderedDict[tuple[str, ...], array[int]] = OrderedDict()
         self._pending: dict[tuple[str, ...], list[int]] = {}  # values -> [prompt, completion, requests]
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -67,7 +68,7 @@ class TokenMetrics:
         series = self._series
         counts = series.get(key)
         if counts is None:
-            series[key] = [prompt, completion]
+            series[key] = array("q", (prompt, completion))
             if len(series) > self.max_series:
                 series.popitem(last=False)
                 self.evicted += 1
