@@ -77,6 +77,29 @@ def test_accept_retry_after_trips_for_the_backends_retry_after(retry_after: floa
     assert seen[0].until == pytest.approx(retry_after)
 
 
+def test_max_trip_duration_caps_a_day_long_retry_after() -> None:
+    clock = VirtualClock(0)
+    breaker, seen = _breaker(clock, tripDuration="PT1M", acceptRetryAfter=True, maxTripDuration="PT5M")
+    breaker.record(429, retry_after=86_400)
+    assert breaker.retry_after() == pytest.approx(300)
+    clock.advance(299.9)
+    assert breaker.is_open()
+    clock.advance(0.1)
+    assert not breaker.is_open()
+    assert seen[0].until == pytest.approx(300) and "maxTripDuration" in seen[0].reason
+    # a Retry-After below the cap is kept as it is
+    breaker.record(429, retry_after=20)
+    assert seen[-1].until == pytest.approx(320)
+
+
+def test_max_trip_duration_is_off_by_default_and_also_caps_trip_duration() -> None:
+    assert _rule().maxTripDuration is None
+    clock = VirtualClock(0)
+    breaker, seen = _breaker(clock, tripDuration="PT10M", maxTripDuration=120)
+    breaker.record(429)
+    assert seen[0].until == pytest.approx(120)
+
+
 def test_retry_after_is_ignored_unless_accepted() -> None:
     clock = VirtualClock(0)
     breaker, _ = _breaker(clock, tripDuration="PT1M")

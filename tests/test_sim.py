@@ -306,3 +306,40 @@ workload:
     for row in first_window:
         charged_before = sum(r["estimate_charged"] for r in rows if r["t"] < row["t"])
         assert row["remaining_tokens"] == 100_000 - charged_before
+
+
+@pytest.mark.parametrize(("cap", "longest_trip"), [(None, 86_400.0), ("PT5M", 300.0)])
+def test_max_trip_duration_brings_a_member_back_despite_a_day_long_retry_after(
+    tmp_path: Path, cap: str | None, longest_trip: float
+) -> None:
+    """The simulator uses the gateway's breaker: a day-long Retry-After removes the member for a day, or for
+    maxTripDuration when set, after which it serves again."""
+    scenario = write_scenario(
+        tmp_path,
+        f"""
+run: {{duration: 900, seed: 3}}
+backends:
+  - name: primary
+    deployments: {{gpt-4o: {{tpm: 2000}}}}
+    faults: {{long_retry_after: {{probability: 1.0}}}}
+  - name: secondary
+    deployments: {{gpt-4o: {{tpm: 1000000}}}}
+gateway:
+  pool:
+    members: [{{backend: primary, priority: 1}}, {{backend: secondary, priority: 2}}]
+  circuit_breaker: {{tripDuration: PT1M, acceptRetryAfter: true, maxTripDuration: {cap or "null"}}}
+workload:
+  users: 4
+  think_time: 1
+  apps: [{{id: app, client_profile: none}}]
+  mixes: [{{deployment: gpt-4o, prompt_tokens: 50, max_tokens: 100}}]
+""",
+    )
+    run_dir = simulate(scenario, [], tmp_path / "run")
+    rows = [json.loads(line) for line in (run_dir / "gateway.jsonl").read_text().splitlines()]
+    opened = [r for r in rows if r["kind"] == "breaker" and r["to"] == "open"]
+    assert opened and max(r["until"] - r["t"] for r in opened) == pytest.approx(longest_trip)
+    served_by_primary_after_trip = [
+        r for r in rows if r["kind"] == "request" and r["backend"] == "primary" and r["t"] > opened[0]["until"]
+    ]
+    assert (len(opened) > 1 and served_by_primary_after_trip) if cap else len(opened) == 1

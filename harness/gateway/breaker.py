@@ -2,7 +2,8 @@
 
 `count` failures (or `percentage` of requests failing) within `interval` trip the member for
 `tripDuration`, or for the backend's Retry-After when `acceptRetryAfter` is set (86400 keeps it out for a
-day). After the trip it closes again; every transition goes to a listener so the gateway log records it.
+day, unless `maxTripDuration` caps the trip as Envoy caps ejection). After the trip it closes again; every
+transition goes to a listener so the gateway log records it.
 
     >>> from harness.clock import VirtualClock
     >>> from harness.scenario.gateway import CircuitBreakerRule
@@ -124,6 +125,10 @@ class CircuitBreaker:
         source = "tripDuration"
         if self.rule.acceptRetryAfter and retry_after is not None and retry_after > 0:
             duration, source = retry_after, "Retry-After"
+        cap = self.rule.maxTripDuration
+        if cap is not None and duration > cap:
+            # A day-long Retry-After would take the member out for a day; the cap brings it back to be probed.
+            duration, source = cap, f"maxTripDuration (asked {duration:g}s by {source})"
         self._open_until = now + duration
         self._failures = SlidingWindow(_UNBOUNDED, self.rule.failureCondition.interval, self.clock)
         if self._requests is not None:

@@ -134,6 +134,11 @@ class CircuitBreakerRule(Section):
     acceptRetryAfter: bool = Field(
         False, description="trip for the backend's Retry-After instead of tripDuration when it sends one"
     )
+    maxTripDuration: Duration | None = Field(
+        None,
+        gt=0,
+        description="longest trip, whatever Retry-After asks (ISO 8601); off as in APIM, Envoy caps ejection at PT5M",
+    )
 
 
 class GatewayRetry(Section):
