@@ -21,6 +21,7 @@ from harness.gateway.breaker import Transition
 from harness.records import breaker_row
 
 FLUSH_EVERY_WALL_SECONDS = 1.0
+FLUSH_SLICE_ROWS = 256
 
 
 class GatewayLog:
@@ -81,7 +82,18 @@ class GatewayLog:
         while True:
             # A wall-clock I/O cadence, not a scenario wait: the log must reach disk promptly at any time scale.
             await asyncio.sleep(FLUSH_EVERY_WALL_SECONDS)
-            self.flush()
+            await self._flush_in_slices()
+
+    async def _flush_in_slices(self) -> None:
+        # Aggregated metric rows can number thousands a second (an app id as a dimension, many callers):
+        # serialize them a slice at a time and let requests run in between, rather than stall them all at once.
+        for drain in self._sources:
+            rows = drain()
+            for start in range(0, len(rows), FLUSH_SLICE_ROWS):
+                for row in rows[start : start + FLUSH_SLICE_ROWS]:
+                    self.write(row)
+                await asyncio.sleep(0)
+        self.flush()
 
     async def aclose(self) -> None:
         if self._flusher is not None:
