@@ -125,7 +125,22 @@ def test_breaker_defaults_to_count_one_on_429() -> None:
         ),
         ("gateway: {all_tripped_response: 500}", "gateway.all_tripped_response: must be one of 503 or 429"),
         ("gateway: {retry: {max_attempts: 0}}", "gateway.retry.max_attempts: must be >= 1"),
-        ("gateway: {auth: {subscription_keys: ['']}}", "gateway.auth.subscription_keys[0]: must not be empty"),
+        (
+            "gateway: {auth: {subscriptions: [{id: a, key: ''}]}}",
+            "gateway.auth.subscriptions[0].key: must not be empty",
+        ),
+        (
+            "gateway: {auth: {subscriptions: [{id: a, key: k}, {id: b, key: k}]}}",
+            "gateway.auth.subscriptions[1].key: is the key of another subscription",
+        ),
+        (
+            "gateway: {auth: {jwt: {issuers: [x]}}}",
+            "gateway.auth.jwt.jwks-file: set exactly one of jwks-file, jwks-url or signing-secret",
+        ),
+        (
+            "gateway: {token_limit: {tokens-per-minute: 10, counter-key: 'header:Api-Key'}}",
+            "gateway.token_limit.counter-key: 'header:Api-Key' carries a secret: use subscription (the subscription's id) or appid instead",
+        ),
     ],
 )
 def test_invalid_gateway_sections_fail_in_one_line_naming_the_path(text: str, message: str) -> None:

@@ -100,7 +100,8 @@ def test_gateway_alone_fronts_backends_named_by_url(serve_stack: Callable[..., A
     pool = serve_stack("backends: [{name: east, region: eastus}]", only="mock")
     url = pool.url("east")
     gateway = serve_stack(
-        f"backends: [{{name: east, url: '{url}'}}]\ngateway: {{auth: {{subscription_keys: [k1]}}}}", only="gateway"
+        f"backends: [{{name: east, url: '{url}'}}]\ngateway: {{auth: {{subscriptions: [{{id: s1, key: k1}}]}}}}",
+        only="gateway",
     )
     assert [line["role"] for line in gateway.ready] == ["gateway"]
     client = AzureOpenAI(

@@ -14,9 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from harness.aoai.refusals import REFUSAL_HEADER, UNAUTHORIZED
 from harness.clock import VirtualClock
 from harness.errors import ScenarioError
 from harness.gateway import build_gateway_app
+from harness.gateway.identity import INVALID_KEY, MISSING_KEY
 from harness.gateway.relay import StreamCut
 from harness.scenario import load_scenario_text
 
@@ -52,14 +54,16 @@ async def test_oversize_body_is_413(make_stack: Callable[[str], Stack]) -> None:
     assert (await stack.chat(content="x" * 100)).status_code == 200
 
 
+SUBSCRIPTIONS = "gateway: {auth: {subscriptions: [{id: team-a, key: key-1}, {id: team-b, key: key-2}]}}"
+
+
 async def test_subscription_keys_are_checked_when_configured(make_stack: Callable[[str], Stack]) -> None:
-    stack = make_stack(BACKEND + "gateway: {auth: {subscription_keys: [key-1, key-2]}}")
+    stack = make_stack(BACKEND + SUBSCRIPTIONS)
     missing = await stack.chat()
-    _is_aoai_error(missing, 401)
-    assert "missing" in missing.json()["error"]["message"]
+    assert missing.status_code == 401 and missing.headers[REFUSAL_HEADER] == UNAUTHORIZED
+    assert missing.json() == {"statusCode": 401, "message": MISSING_KEY}  # APIM's shape, not AOAI's
     wrong = await stack.chat(headers={"api-key": "nope"})
-    _is_aoai_error(wrong, 401)
-    assert "invalid" in wrong.json()["error"]["message"]
+    assert wrong.status_code == 401 and wrong.json()["message"] == INVALID_KEY
     assert (await stack.chat(headers={"api-key": "key-1"})).status_code == 200
     assert (await stack.chat(headers={"Ocp-Apim-Subscription-Key": "key-2"})).status_code == 200
     assert [r["outcome"] for r in stack.requests()] == ["unauthorized", "unauthorized", "ok", "ok"]
@@ -67,7 +71,7 @@ async def test_subscription_keys_are_checked_when_configured(make_stack: Callabl
 
 async def test_the_backend_key_replaces_the_callers(make_stack: Callable[[str], Stack]) -> None:
     keyed = f"backends: [{{name: east, api_key: backend-secret, deployments: {{gpt-4o: {{latency: {INSTANT}}}}}}}]\n"
-    stack = make_stack(keyed + "gateway: {auth: {subscription_keys: [key-1]}}")
+    stack = make_stack(keyed + "gateway: {auth: {subscriptions: [{id: team-a, key: key-1}]}}")
     assert (await stack.chat(headers={"api-key": "key-1"})).status_code == 200
 
 

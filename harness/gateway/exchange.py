@@ -36,7 +36,7 @@ from harness.gateway.forwarding import (
     token_headers,
     token_refusal,
 )
-from harness.gateway.identity import app_id_of, counter_key, subscription_key_of
+from harness.gateway.identity import Caller, Denied, counter_key
 from harness.gateway.proxy import (
     UpstreamFailure,
     downstream_headers,
@@ -45,6 +45,7 @@ from harness.gateway.proxy import (
     upstream_headers,
 )
 from harness.gateway.relay import StreamCut, UpstreamChunks
+from harness.gateway.replies import apim_error_body
 from harness.gateway.state import Gateway
 from harness.gateway.token_limit import Ticket
 from harness.records import gateway_request_row
@@ -66,13 +67,13 @@ class Exchange:
         self.route: DeploymentRoute  # known once the deployment is
         self.stream = False
         self.client_ip = request.client.host if request.client else ""
+        self.caller: Caller  # known once the credentials are checked
         headers = request.headers
         self.row: dict[str, Any] = gateway_request_row(
             t=self.started,
             t_wall=self.clock.wall(),
             gateway_request_id=self.id,
             client_request_id=headers.get(CLIENT_REQUEST_ID),
-            app_id=app_id_of(headers),
             client_ip=self.client_ip,
             operation=operation,
         )
@@ -109,19 +110,13 @@ class Exchange:
         return await self._forward(raw)
 
     def _check_credentials(self) -> Response | None:
-        keys = self.gateway.subscription_keys
-        if not keys:
-            return None
-        given = subscription_key_of(self.request.headers)
-        if given in keys:
-            return None
-        message = (
-            "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."
-            if given
-            else "Access denied due to missing subscription key. Make sure to include the api-key or "
-            "Ocp-Apim-Subscription-Key header."
-        )
-        return self._finish_error(401, "401", message, UNAUTHORIZED)
+        identity = self.gateway.identifier.identify(self.request.headers)
+        if isinstance(identity, Denied):
+            self.row["app_id"] = None  # nobody the gateway could vouch for
+            return self._answer_error(identity.status, apim_error_body(identity.status, identity.message), UNAUTHORIZED)
+        self.caller = identity
+        self.row["app_id"] = identity.app_id
+        return None
 
     async def _read_body(self) -> tuple[bytes, dict[str, Any]] | Response:
         limit = self.gateway.config.max_body_bytes
@@ -152,7 +147,7 @@ class Exchange:
             self.prompt_estimate = count_prompt_tokens(self.operation, payload, self.route.model)
         if gateway.limiter is None or policy is None:
             return None
-        key = counter_key(policy.counter_key, self.request.headers, self.client_ip)
+        key = counter_key(policy.counter_key, self.caller, self.request.headers, self.client_ip)
         self.row["counter_key"] = key
         ticket = admit_tokens(gateway.limiter, key, self.prompt_estimate, self.stream)
         self.ticket = ticket
@@ -173,7 +168,7 @@ class Exchange:
             backend = gateway.backends[member]
             url = gateway.upstream_url(member, target)
             headers = upstream_headers(
-                scope["headers"], backend.api_key, self.id, keep_client_key=not gateway.subscription_keys
+                scope["headers"], backend.api_key, self.id, keep_client_key=not gateway.identifier.checks_subscriptions
             )
             sent = self.clock.now()
             try:
@@ -335,7 +330,7 @@ class Exchange:
             if dimension == "streaming":
                 values[dimension] = "true" if row["stream"] else "false"
             elif dimension == "subscription":
-                values[dimension] = subscription_key_of(headers) or ""
+                values[dimension] = self.caller.subscription or ""  # the id, never the key
             elif dimension == "status":
                 values[dimension] = str(status)
             elif dimension.startswith("header:"):

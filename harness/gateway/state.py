@@ -16,6 +16,7 @@ from harness.clock import Clock
 from harness.errors import ScenarioError
 from harness.gateway.breaker import Transition
 from harness.gateway.forwarding import build_breakers, deployment_routes
+from harness.gateway.identity import Identifier
 from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
 from harness.gateway.throttle_metrics import ThrottleMetrics
@@ -64,7 +65,7 @@ class Gateway:
         # skips the client's per-request machinery (auth, redirects, hooks); the client still serves https.
         self.direct: LoopbackTransport | None = LoopbackTransport() if upstream_client is None else None
         self.client = upstream_client or upstream_client_for(self.timeout, self.direct)
-        self.subscription_keys = frozenset(config.auth.subscription_keys or ())
+        self.identifier = Identifier(config.auth, clock)  # reads a JWKS file or URL now: a bad one stops the start
 
     def upstream_url(self, member: str, target: bytes) -> httpx.URL:
         """The member's URL for a path and query; cached, as a few targets repeat all run long."""

@@ -15,9 +15,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
+
 from harness.aoai.routes import deployment_path, v1_path
+from harness.clock import Clock
 from harness.loadgen.prompts import chat_messages, text_of_tokens
 from harness.loadgen.trace import TraceRow
+from harness.scenario import Scenario
+from harness.scenario.gateway import JwtValidation
 from harness.scenario.workload import App, Mix, Workload
 from harness.tokens import count_prompt_tokens
 
@@ -134,8 +139,52 @@ def unsigned_token(claims: dict[str, Any]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-def auth_headers(app: App, api_key: str | None, bearer: str | None) -> dict[str, str]:
-    """Credentials of `app`: its own keys, else the run's; its appid token unless a real bearer is given."""
+class TokenSigner:
+    """Signs each app's token with the scenario's HS256 secret (`gateway.auth.jwt.signing-secret`), so a
+    gateway that validates tokens admits the load; issuer and audience are the first the rule accepts.
+
+    >>> from harness.clock import VirtualClock
+    >>> from harness.scenario.gateway import JwtValidation
+    >>> rule = JwtValidation.model_validate({"signing-secret": "s" * 32, "audiences": ["api://aoai"]})
+    >>> token = TokenSigner(rule, VirtualClock(), lifetime=3600).token("app-1")
+    >>> jwt.decode(token, "s" * 32, algorithms=["HS256"], audience="api://aoai")["exp"]
+    3600
+    """
+
+    def __init__(self, rule: JwtValidation, clock: Clock, lifetime: float) -> None:
+        self.rule = rule
+        self.clock = clock
+        self.lifetime = lifetime
+        self._tokens: dict[str, str] = {}  # one per app, good for the whole run
+
+    def token(self, app_id: str) -> str:
+        token = self._tokens.get(app_id)
+        if token is None:
+            now = int(self.clock.wall())
+            claims: dict[str, Any] = {self.rule.app_claim: app_id, "iat": now, "exp": now + int(self.lifetime)}
+            if self.rule.issuers:
+                claims["iss"] = self.rule.issuers[0]
+            if self.rule.audiences:
+                claims["aud"] = self.rule.audiences[0]
+            token = self._tokens[app_id] = jwt.encode(claims, self.rule.signing_secret or "", algorithm="HS256")
+        return token
+
+
+def token_signer(scenario: Scenario, clock: Clock) -> TokenSigner | None:
+    """The signer of a scenario whose gateway validates HS256 tokens (None otherwise: tokens go unsigned)."""
+    rule = scenario.gateway.auth.jwt
+    if rule is None or rule.signing_secret is None:
+        return None
+    # Valid past the run's end at any time scale, with an hour to spare for start-up and the last retries.
+    lifetime = scenario.run.duration / min(1.0, clock.scale) + 3600
+    return TokenSigner(rule, clock, lifetime)
+
+
+def auth_headers(
+    app: App, api_key: str | None, bearer: str | None, signer: TokenSigner | None = None
+) -> dict[str, str]:
+    """Credentials of `app`: its own keys, else the run's; its appid token (signed when the gateway checks
+    signatures) unless a real bearer is given."""
     headers: dict[str, str] = {}
     key = app.api_key or api_key
     if key:
@@ -144,6 +193,8 @@ def auth_headers(app: App, api_key: str | None, bearer: str | None) -> dict[str,
         headers["ocp-apim-subscription-key"] = app.subscription_key
     if bearer:
         headers["authorization"] = f"Bearer {bearer}"
+    elif app.send_token and signer is not None:
+        headers["authorization"] = f"Bearer {signer.token(app.claim)}"
     elif app.send_token:
         headers["authorization"] = f"Bearer {unsigned_token({'appid': app.claim})}"
     return headers

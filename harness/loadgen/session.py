@@ -27,7 +27,7 @@ from harness.client import (
     run_with_retries,
 )
 from harness.clock import Clock
-from harness.loadgen.requests import RequestPlan, auth_headers
+from harness.loadgen.requests import RequestPlan, TokenSigner, auth_headers
 from harness.loadgen.transport import AttemptResult, Transport
 from harness.scenario import Scenario
 from harness.scenario.workload import App
@@ -49,6 +49,7 @@ class RunSettings:
     bearer_token: str | None = None
     client_profile: str | None = None  # overrides every app's profile when set
     header_names: GatewayHeaderNames = field(default_factory=GatewayHeaderNames)
+    signer: TokenSigner | None = None  # signs app tokens when the scenario's gateway validates them
 
     def profile_name(self, app: App) -> str:
         return self.client_profile or app.client_profile
@@ -109,7 +110,7 @@ def execute(
     profile_name = settings.profile_name(plan.app)
     base_headers = {
         "content-type": "application/json",
-        **auth_headers(plan.app, settings.api_key, settings.bearer_token),
+        **auth_headers(plan.app, settings.api_key, settings.bearer_token, settings.signer),
     }
     first_started = clock.now()
     attempts: dict[int, tuple[float, float, AttemptResult]] = {}

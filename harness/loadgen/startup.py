@@ -16,6 +16,7 @@ from harness.clock import ScaledClock
 from harness.loadgen import options as harness_options
 from harness.loadgen.arrivals import load_arrivals
 from harness.loadgen.recorder import WriterSink
+from harness.loadgen.requests import token_signer
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
 from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.stack import EmbeddedStack
@@ -90,6 +91,7 @@ def run_settings(scenario: Scenario, run_id: str, clock: ScaledClock, options: A
         bearer_token=harness_options.bearer_token(options.bearer_token),
         client_profile=options.client_profile or None,
         header_names=header_names_for(scenario),
+        signer=token_signer(scenario, clock),
     )
 
 

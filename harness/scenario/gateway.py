@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from harness.scenario.common import Duration, FieldError, Section, index_unique
 
@@ -36,8 +36,15 @@ METRIC_DIMENSIONS = (
     "status",
 )
 _HEADER_NAME = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+# Headers carrying secrets: never a counter key or a metric label (the subscription's id is the label).
+CREDENTIAL_HEADERS = frozenset({"api-key", "authorization", "ocp-apim-subscription-key"})
 _COUNTER_KEY = re.compile(rf"^(appid|subscription|ip|header:{_HEADER_NAME})$")
 _DIMENSION = re.compile(rf"^({'|'.join(METRIC_DIMENSIONS)}|header:{_HEADER_NAME})$")
+
+
+def _no_credential_header(value: str) -> None:
+    if value.startswith("header:") and value.removeprefix("header:").lower() in CREDENTIAL_HEADERS:
+        raise ValueError(f"'{value}' carries a secret: use subscription (the subscription's id) or appid instead")
 
 
 class PoolMember(Section):
@@ -205,6 +212,7 @@ class TokenLimit(Section):
     def _known_key(cls, value: str) -> str:
         if not _COUNTER_KEY.match(value):
             raise ValueError(f"'{value}' is not a counter key (appid, subscription, ip or header:<name>)")
+        _no_credential_header(value)
         return value
 
     @model_validator(mode="after")
@@ -235,17 +243,96 @@ class Metrics(Section):
         for value in values:
             if not _DIMENSION.match(value):
                 raise ValueError(f"'{value}' is not a dimension ({', '.join(METRIC_DIMENSIONS)} or header:<name>)")
+            _no_credential_header(value)
         if len(set(values)) != len(values):
             raise ValueError("a dimension is listed twice")
         return values
 
 
-class Auth(Section):
-    """Callers' credentials (APIM subscription keys)."""
+class Subscription(Section):
+    """An APIM subscription: its id names the caller in counters, logs and metrics; its key is the secret."""
 
-    subscription_keys: list[Annotated[str, Field(min_length=1)]] | None = Field(
-        None, description="when set, api-key or Ocp-Apim-Subscription-Key must be one of these (else 401)"
+    id: Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")] = Field(
+        ..., description="name of the subscription (the counter key and metric label; never the key)"
     )
+    key: Annotated[str, StringConstraints(min_length=1)] = Field(
+        ..., description="the secret the caller sends as Ocp-Apim-Subscription-Key or api-key"
+    )
+
+
+# APIM's validate-jwt answers this when a token is missing or fails validation (failed-validation-error-message).
+JWT_FAILED_MESSAGE = "Unauthorized. Access token is missing or invalid."
+
+
+class JwtValidation(Section):
+    """APIM's `validate-jwt` policy: the Bearer token's signature, issuer, audience and lifetime are checked
+    before the token limit reads its `appid`; a token that fails is a 401."""
+
+    issuers: list[str] = Field(default_factory=list, description="accepted `iss` values; any when empty")
+    audiences: list[str] = Field(default_factory=list, description="accepted `aud` values; any when empty")
+    jwks_file: str | None = Field(
+        None, alias="jwks-file", description="JSON Web Key Set file with the signing keys (RS256, ES256, ...)"
+    )
+    jwks_url: str | None = Field(
+        None,
+        alias="jwks-url",
+        description="JWKS URL (an identity provider's jwks_uri); read at start, again for an unknown `kid` at "
+        "most every jwks-refresh",
+    )
+    jwks_refresh: Duration = Field(
+        300.0, alias="jwks-refresh", gt=0, description="shortest wall time between two reads of jwks-url"
+    )
+    signing_secret: str | None = Field(
+        None,
+        alias="signing-secret",
+        min_length=1,
+        description="HS256 shared secret (tests); the load generator then signs each app's token with it",
+    )
+    app_claim: str = Field("appid", alias="app-claim", min_length=1, description="claim naming the calling app")
+    require_expiration_time: bool = Field(
+        True, alias="require-expiration-time", description="a token without `exp` fails (APIM's default)"
+    )
+    clock_skew: Duration = Field(0.0, alias="clock-skew", ge=0, description="tolerance on exp and nbf")
+    failed_validation_error_message: str = Field(
+        JWT_FAILED_MESSAGE, alias="failed-validation-error-message", description="message of the 401 body"
+    )
+    cache_size: int = Field(
+        10_000,
+        alias="cache-size",
+        ge=1,
+        description="validated tokens remembered (least recently used forgotten; only successes are kept)",
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtValidation:
+        given = [name for name in ("jwks_file", "jwks_url", "signing_secret") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise FieldError("jwks-file", "set exactly one of jwks-file, jwks-url or signing-secret")
+        return self
+
+
+class Auth(Section):
+    """Callers' credentials, as APIM checks them: subscription keys and `validate-jwt`. All off by default."""
+
+    subscriptions: list[Subscription] = Field(
+        default_factory=list, description="known subscriptions; a key sent that is none of theirs is a 401"
+    )
+    subscription_required: bool = Field(
+        True, description="with subscriptions listed: a request without a key is a 401 (APIM's default)"
+    )
+    jwt: JwtValidation | None = Field(
+        None, description="validate the Bearer token (else its `appid` is read unverified, taken on trust)"
+    )
+
+    @model_validator(mode="after")
+    def _unique_subscriptions(self) -> Auth:
+        index_unique((s.id for s in self.subscriptions), "subscriptions", "id")
+        keys: set[str] = set()
+        for i, subscription in enumerate(self.subscriptions):
+            if subscription.key in keys:  # the message must not repeat the secret
+                raise FieldError(f"subscriptions[{i}].key", "is the key of another subscription")
+            keys.add(subscription.key)
+        return self
 
 
 class GatewayConfig(Section):

@@ -90,7 +90,7 @@ class SimUser:
         self.stopped = False
         self.base_headers = {
             "content-type": "application/json",
-            **auth_headers(self.app, callers.settings.api_key, callers.settings.bearer_token),
+            **auth_headers(self.app, callers.settings.api_key, callers.settings.bearer_token, callers.settings.signer),
         }
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.aoai.errors import error_body
 from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID
-from harness.aoai.refusals import REFUSAL_HEADER, UPSTREAM_ERROR
+from harness.aoai.refusals import REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.sse import COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
 from harness.clock import Clock
@@ -37,8 +37,9 @@ from harness.gateway.forwarding import (
     token_headers,
     token_refusal,
 )
-from harness.gateway.identity import app_id_of, counter_key
+from harness.gateway.identity import Denied, Identifier, counter_key
 from harness.gateway.log import GatewayLog
+from harness.gateway.replies import apim_error_body
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.records import gateway_request_row
 from harness.scenario import Scenario
@@ -93,6 +94,7 @@ class SimGateway:
         self.routes = deployment_routes(scenario, members, self.breakers)
         policy = self.config.token_limit
         self.limiter = TokenLimiter(policy, self.clock) if policy is not None else None
+        self.identifier = Identifier(self.config.auth, self.clock)
         self._handled = 0
 
     def _on_transition(self, transition: Transition) -> None:
@@ -121,7 +123,6 @@ class SimExchange:
             t=self.started,
             gateway_request_id=request_id,
             client_request_id=call.headers.get(CLIENT_REQUEST_ID),
-            app_id=app_id_of(call.headers),
             client_ip=CLIENT_IP,
             deployment=self.route.name,
             model=self.route.model,
@@ -132,11 +133,16 @@ class SimExchange:
 
     def run(self) -> None:
         gateway, call = self.gateway, self.call
+        caller = gateway.identifier.identify(call.headers)
+        if isinstance(caller, Denied):
+            self._answer(caller.status, apim_error_body(caller.status, caller.message), UNAUTHORIZED, {})
+            return
+        self.row["app_id"] = caller.app_id
         policy = gateway.config.token_limit
         if counts_prompt(policy, call.stream):
             self.prompt_estimate = call.prompt_tokens(self.route.model)
         if gateway.limiter is not None and policy is not None:
-            key = counter_key(policy.counter_key, call.headers, CLIENT_IP)
+            key = counter_key(policy.counter_key, caller, call.headers, CLIENT_IP)
             self.row["counter_key"] = key
             self.ticket = admit_tokens(gateway.limiter, key, self.prompt_estimate, call.stream)
             if not self.ticket.allowed:
@@ -256,11 +262,14 @@ class SimExchange:
 
     def _answer_error(self, status: int, code: str, message: str, outcome: str, headers: dict[str, str]) -> None:
         """A gateway-made error, with the token-limit headers, as `Exchange._finish_error` answers."""
+        self._answer(status, error_body(code, message), outcome, headers)
+
+    def _answer(self, status: int, body: bytes, outcome: str, headers: dict[str, str]) -> None:
         headers.update(token_headers(self.gateway.config.token_limit, self.ticket))
         headers[REFUSAL_HEADER] = outcome
         self._finish(status, outcome, None)
         now = self.clock.now()
-        self._send(GatewayReply(status, self._identity(headers), error_body(code, message), now, now))
+        self._send(GatewayReply(status, self._identity(headers), body, now, now))
 
     def _identity(self, headers: dict[str, str]) -> dict[str, str]:
         add_identity_headers(headers, self.id, self.row["client_request_id"])

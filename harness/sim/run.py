@@ -20,6 +20,7 @@ from typing import Any
 from harness.clock import RealClock
 from harness.errors import ScenarioError, UsageError
 from harness.gateway.log import GatewayLog
+from harness.loadgen.requests import token_signer
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
 from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.trace import load_trace, trace_path
@@ -106,6 +107,7 @@ def _run(scenario: Scenario, scenario_file: str, run_dir: Path, wall: RealClock)
             route=scenario.workload.route,
             timeout_s=scenario.workload.timeout,
             header_names=header_names_for(scenario),
+            signer=token_signer(scenario, scheduler.clock),
         )
         workload = scenario.workload
         trace = None
