@@ -66,6 +66,7 @@ CAUSE_NAMES = {
     "backend_429": "429 backend rate limit",
     "breaker_open": "breaker open / no backend available",
     "server_error": "5xx server error",
+    "unauthorized": "401 unauthorized (subscription key or token)",
     "client_error": "4xx client error",
     "timeout": "timeout",
     "connection": "connection error",
@@ -159,6 +160,8 @@ def classify(
         return "breaker_open"
     if status >= 500:
         return "server_error"
+    if status == 401:  # a refused key or token: a setup problem, not load, so reports keep it apart
+        return "unauthorized"
     return "client_error"
 
 

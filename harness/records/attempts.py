@@ -45,7 +45,7 @@ RECORD_COLUMNS: tuple[Column, ...] = (
         "error_kind",
         "str",
         "empty on success, else: gateway_token_limit, gateway_quota, backend_429, "
-        "breaker_open, server_error, client_error, timeout, connection, truncated_stream",
+        "breaker_open, server_error, unauthorized, client_error, timeout, connection, truncated_stream",
     ),
     Column("retry_after_s", "float", "Retry-After header as received, in seconds"),
     Column("retry_after_ms", "float", "retry-after-ms header as received"),

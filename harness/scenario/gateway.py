@@ -285,7 +285,7 @@ class JwtValidation(Section):
     signing_secret: str | None = Field(
         None,
         alias="signing-secret",
-        min_length=1,
+        min_length=32,  # RFC 7518: an HS256 key of at least 256 bits
         description="HS256 shared secret (tests); the load generator then signs each app's token with it",
     )
     app_claim: str = Field("appid", alias="app-claim", min_length=1, description="claim naming the calling app")
