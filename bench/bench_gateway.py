@@ -354,11 +354,16 @@ async def callers_part(
         few, many = counts[0], counts[-1]
         kept = [b.completed_rate / a.completed_rate for a, b in zip(loaded[few], loaded[many], strict=True)]
         p99 = [b.pct(0.99) / a.pct(0.99) for a, b in zip(paced[few], paced[many], strict=True)]
+        cpu_ratio = [
+            b.cpu_per_request_us / a.cpu_per_request_us
+            for a, b in zip(loaded[few], loaded[many], strict=True)
+            if a.cpu_per_request_us and b.cpu_per_request_us
+        ]
         print(
             f"   {kind}: {many:,} callers keep {med([k * 100 for k in kept], '{:.0f}')} % of the throughput of {few} "
             f"(target >= 90 %: {'met' if statistics.median(kept) >= 0.9 else 'MISSED'}), p99 x{med(p99)} at "
             f"{rate:.0f} requests/s (target <= 2: {'met' if statistics.median(p99) <= 2 else 'MISSED'}); "
-            f"gateway RSS at the end {rss:.0f} MiB"
+            f"gateway CPU per request x{med(cpu_ratio)}; gateway RSS at the end {rss:.0f} MiB"
         )
 
 
