@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from datetime import UTC, datetime
 from importlib import metadata
@@ -31,13 +32,62 @@ def new_run_id(wall: float) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+REDACTED = "***"
+# Scenario fields holding secrets (backend and app keys, subscription keys, the HS256 secret): never written.
+SECRET_FIELDS = frozenset({"api_key", "subscription_key", "key", "signing-secret", "signing_secret"})
+
+
+def redacted(data: Any) -> tuple[Any, bool]:
+    """`data` with every secret field's value replaced by `***`, and whether there was any.
+
+    >>> redacted({"backends": [{"name": "east", "api_key": "s3cret"}]})
+    ({'backends': [{'name': 'east', 'api_key': '***'}]}, True)
+    """
+    if isinstance(data, dict):
+        out: dict[Any, Any] = {}
+        found = False
+        for name, value in data.items():
+            if name in SECRET_FIELDS and value not in (None, ""):
+                out[name], found = REDACTED, True
+            else:
+                out[name], inner = redacted(value)
+                found = found or inner
+        return out, found
+    if isinstance(data, list):
+        items = [redacted(item) for item in data]
+        return [item for item, _ in items], any(found for _, found in items)
+    return data, False
+
+
+def redact_override(override: str) -> str:
+    """An override as it may be written down: `backends[0].api_key=***`; secrets inside a YAML value too.
+
+    >>> redact_override("backends[0].api_key=s3cret"), redact_override("run.seed=7")
+    ('backends[0].api_key=***', 'run.seed=7')
+    """
+    path, equals, raw = override.partition("=")
+    names = [part for part in re.split(r"[.\[\]]", path) if part and not part.strip().isdigit()]
+    if names and names[-1].strip() in SECRET_FIELDS:
+        return f"{path}{equals}{REDACTED}"
+    try:
+        value = yaml.safe_load(raw)
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
+        return override  # refused when the scenario was loaded; never reaches a file
+    clean, found = redacted(value)
+    if not found:
+        return override
+    return f"{path}{equals}" + yaml.safe_dump(clean, default_flow_style=True, width=1_000_000).strip()
+
+
 def write_scenario_copy(run_dir: Path, scenario_path: str, overrides: list[str]) -> None:
-    """The scenario exactly as given (comments kept) or, with overrides, the overridden data."""
+    """The scenario exactly as given (comments kept) or, with overrides or secrets, the data with secrets as `***`."""
     text = Path(scenario_path).read_text(encoding="utf-8")
-    if overrides:
-        data = apply_overrides(yaml.safe_load(text) or {}, overrides)
-        header = "".join(f"# override: {o}\n" for o in overrides)
-        text = f"# {scenario_path} with overrides applied\n{header}" + yaml.safe_dump(data, sort_keys=False)
+    data, has_secrets = redacted(apply_overrides(yaml.safe_load(text) or {}, overrides))
+    if overrides or has_secrets:
+        header = "".join(f"# override: {redact_override(o)}\n" for o in overrides)
+        how = "with overrides applied" if overrides else "as run"
+        note = f"# secrets written as {REDACTED}\n" if has_secrets else ""
+        text = f"# {scenario_path} {how}\n{header}{note}" + yaml.safe_dump(data, sort_keys=False)
     (run_dir / "scenario.yaml").write_text(text, encoding="utf-8")
 
 
@@ -52,7 +102,9 @@ def versions() -> dict[str, str]:
 
 
 def write_run_json(run_dir: Path, info: dict[str, Any]) -> None:
-    """Write run.json atomically (readers never see half a file)."""
+    """Write run.json atomically (readers never see half a file), overrides with their secrets as `***`."""
+    if info.get("overrides"):
+        info = {**info, "overrides": [redact_override(o) for o in info["overrides"]]}
     temp = run_dir / f".run.json.{os.getpid()}.tmp"
     temp.write_text(json.dumps(info, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     temp.replace(run_dir / "run.json")
