@@ -23,22 +23,23 @@ from bench_gateway import CALLER_KINDS, CALLER_SCENARIO, CLIENT_CORE, GATEWAY_CO
 from bench_gateway import _run as run_on_fast_loop
 from served import Served
 
-# A mock that answers like a small model (40 ms to the first token, 20 tokens), with a quota the soak never reaches.
+# A mock that answers in about 20 ms (10 ms to the first token, 20 tokens), with a quota the soak never reaches.
 MOCK_SCENARIO = """
 run: {time_scale: 1}
 backends:
   - name: soak
     deployments:
-      gpt-4o: {tpm: 1000000000, latency: {ttft: 0.04, per_token: 0.002}, completion_tokens: 20}
+      gpt-4o: {tpm: 1000000000, latency: {ttft: 0.01, per_token: 0.0005}, completion_tokens: 20}
 """
 
 
 class Interval:
     """What one sampling interval saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_at_start: float) -> None:
         self.latencies: list[float] = []
         self.errors = 0
+        self.cpu_at_start = cpu_at_start  # the gateway's CPU seconds when the interval began
 
     def pct(self, q: float) -> float:
         values = sorted(self.latencies)
@@ -65,30 +66,27 @@ async def soak(gateway: Served, mock: Served, rate: float, seconds: float, every
             interval.errors += 1
         interval.latencies.append(time.perf_counter() - due)
 
-    def report(index: int, cpu_before: float) -> float:
+    def report(index: int, cpu_at_end: float) -> None:
         interval = intervals[index]
-        cpu_now = gateway.cpu_seconds()
         done = len(interval.latencies)
-        cpu = (cpu_now - cpu_before) / done * 1e6 if done else float("nan")
+        cpu = (cpu_at_end - interval.cpu_at_start) / done * 1e6 if done else float("nan")
         print(
             f"{(index + 1) * every / 60:>7.1f}{done:>8}{done / every:>8.1f}{interval.errors:>8}"
             f"{interval.pct(0.5):>9.1f}{interval.pct(0.99):>9.1f}{interval.pct(1.0):>9.1f}"
             f"{gateway.rss_mib():>13.1f}{mock.rss_mib():>10.1f}{cpu:>15.0f}",
             flush=True,
         )
-        return cpu_now
 
     start = time.perf_counter() + 0.05
     total = int(rate * seconds)
-    cpu_mark = gateway.cpu_seconds()
     for i in range(total):
         due = start + i / rate
         index = int((due - start) // every)
         while len(intervals) <= index:
-            if len(intervals) >= 2:
+            intervals.append(Interval(gateway.cpu_seconds()))
+            if len(intervals) >= 3:
                 # rows are printed one interval late, so the slowest answers of an interval are in
-                cpu_mark = report(len(intervals) - 2, cpu_mark)
-            intervals.append(Interval())
+                report(len(intervals) - 3, intervals[-2].cpu_at_start)
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -97,8 +95,9 @@ async def soak(gateway: Served, mock: Served, rate: float, seconds: float, every
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.wait(tasks, timeout=10)
-    for index in range(max(0, len(intervals) - 2), len(intervals)):
-        cpu_mark = report(index, cpu_mark)
+    intervals.append(Interval(gateway.cpu_seconds()))  # the end of the last one
+    for index in range(max(0, len(intervals) - 3), len(intervals) - 1):
+        report(index, intervals[index + 1].cpu_at_start)
     pool.close()
 
 
