@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.loadgen.live import RETRIED_SUFFIX
 from harness.records import read_records
 
 pytestmark = pytest.mark.e2e
@@ -40,17 +41,22 @@ def run_locust(
     return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=run_dir.parent)
 
 
-def locust_request_count(run_dir: Path) -> int:
+def locust_request_counts(run_dir: Path) -> tuple[int, int]:
+    """(logical requests, retried attempts) as Locust counted them."""
     # the JSON file is written after the runner has stopped (the CSV lags by up to a second)
     entries = json.loads((run_dir / "locust.json").read_text())
-    return sum(int(entry["num_requests"]) for entry in entries)
+    retried = sum(int(e["num_requests"]) for e in entries if e["name"].endswith(RETRIED_SUFFIX))
+    return sum(int(e["num_requests"]) for e in entries) - retried, retried
 
 
 def assert_records_match_locust(run_dir: Path) -> list[dict]:
     records = read_records(run_dir / "records.csv")
     retries = sum(1 for r in records if r["attempt"] > 1)
     assert records, "no records written"
-    assert len(records) == locust_request_count(run_dir) + retries
+    logical, retried = locust_request_counts(run_dir)
+    assert len(records) == logical + retries
+    # every attempt the client retried is a failure of its own in Locust's statistics
+    assert retried == sum(1 for r in records if r["decision"] == "retry")
     return records
 
 

@@ -14,6 +14,7 @@ def load_arrivals(scenario: Scenario) -> None:
     workload = scenario.workload
     STATE.plan = StagePlan(workload.stages, workload.repeat_stages) if workload.stages else None
     trace = scenario.workload.trace
+    STATE.trace_rows = []
     if trace is not None:
         file = trace_path(STATE.scenario_path, trace.file)
         STATE.trace_rows = load_trace(file, [app.id for app in scenario.workload.apps], scenario.deployment_names())

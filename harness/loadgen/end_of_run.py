@@ -1,5 +1,8 @@
 """End of a run in the local (or master) process: close the records, stop the stack, summarize and judge.
 
+Headless, the run ends when Locust quits; in the web UI each run ends when its users stop (Stop, or the
+planned end), so every Start gets its own complete run directory and report.
+
 The report package summarizes the run directory once (the numbers of summary.json); that one summary is
 printed, checked against the scenario's `checks:`, stored in run.json and drawn in the report.
 """
@@ -10,11 +13,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gevent
 from locust.runners import WorkerRunner
 
 from harness.errors import HarnessError
+from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
 from harness.loadgen.rundir import iso, write_run_json
 from harness.loadgen.state import STATE
+from harness.records import ENDED_BY, EndedBy
 from harness.report.checks import evaluate_checks
 from harness.report.console import format_console_summary
 
@@ -23,15 +29,31 @@ if TYPE_CHECKING:
 
 
 def finish_run(environment: Any, **_: Any) -> None:
-    """Locust's `quitting` listener: the exit code becomes the verdict of the scenario's checks."""
-    if isinstance(environment.runner, WorkerRunner) or STATE.writer is None or STATE.run_dir is None:
+    """Locust's `quitting` listener: end the open run; the exit code is the worst verdict of this process's runs."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    # a SIGTERM in the web UI also reaches Locust's own handler, which may be the one that got us here:
+    # let our handler, pending in the same loop iteration, note the cause first
+    gevent.sleep(0)
+    runner = environment.runner
+    if STATE.run_open and runner is not None and runner.state not in ("stopped", "init"):
+        note_cause(EndedBy.STOPPED)
+        runner.stop()  # Ctrl-C: users stop before the records file closes (a UI run then closes on test_stop)
+    close_run()
+    environment.process_exit_code = STATE.exit_code
+
+
+def close_run() -> None:
+    """Close the open run: records, stack and logs, run.json's end, the summary, checks and report.html."""
+    if not STATE.run_open or STATE.writer is None or STATE.run_dir is None:
         return
     assert STATE.clock is not None and STATE.scenario is not None
-    runner = environment.runner
-    if runner is not None and runner.state not in ("stopped", "init"):
-        runner.stop()  # Ctrl-C: users stop before the records file closes
-    if STATE.flusher is not None:
-        STATE.flusher.kill(block=False)
+    STATE.run_open = False
+    STATE.ready.clear()
+    if STATE.watchdog is not None:
+        STATE.watchdog.kill(block=False)
+        STATE.watchdog = None
+    STATE.sink = None
     STATE.writer.close()
     if STATE.stack is not None:
         STATE.stack.stop()  # the servers flush backend.jsonl and gateway.jsonl as they stop
@@ -40,6 +62,7 @@ def finish_run(environment: Any, **_: Any) -> None:
     if STATE.test_started_at is not None:
         duration = (STATE.test_stopped_at or STATE.clock.now()) - STATE.test_started_at
     STATE.run_info["scenario_seconds"] = round(duration, 3)
+    STATE.run_info.update(end_facts(ended_by(duration), STATE.planned_s or STATE.scenario.load_duration(), duration))
     write_run_json(STATE.run_dir, STATE.run_info)  # the summary reads the run's start and length from it
     run, summary = _summarize(STATE.run_dir)
     if summary is not None:
@@ -51,12 +74,25 @@ def finish_run(environment: Any, **_: Any) -> None:
     STATE.run_info["checks"] = [r.describe() for r in results]
     # Throttled and failed requests are what a run measures, not an error of the run: the exit code is
     # the verdict of the scenario's checks (Locust alone would exit 1 on the first failed request).
-    environment.process_exit_code = 3 if any(not r.passed for r in results) else 0
+    verdict = 3 if any(not r.passed for r in results) else 0
+    if STATE.run_info[ENDED_BY] == EndedBy.STACK_DIED:
+        verdict = STACK_DIED_EXIT_CODE
+    STATE.exit_code = max(STATE.exit_code, verdict)
     write_run_json(STATE.run_dir, STATE.run_info)
     print(f"run directory: {STATE.run_dir}")
     if run is not None:
         _write_report(run, summary)
+    STATE.last_finished = STATE.run_dir.name
     sys.stdout.flush()
+
+
+def ended_by(ran_s: float) -> EndedBy:
+    """The noted cause, else completed when the load ran its plan (to Locust's one-second shape tick)."""
+    if STATE.end_cause is not None:
+        return STATE.end_cause
+    assert STATE.clock is not None and STATE.scenario is not None
+    planned = STATE.planned_s or STATE.scenario.load_duration()
+    return EndedBy.COMPLETED if ran_s >= planned - STATE.clock.scale else EndedBy.STOPPED
 
 
 def _summarize(run_dir: Path) -> tuple[RunData | None, dict[str, Any] | None]:

@@ -12,7 +12,9 @@ from typing import Any
 
 import gevent
 
+from harness.loadgen.run_end import note_cause
 from harness.loadgen.state import STATE
+from harness.records import EndedBy
 
 _timer: gevent.Greenlet | None = None
 
@@ -26,15 +28,17 @@ def arm(runner: Any) -> None:
     run_time = float(getattr(options, "run_time", None) or 0)
     planned = STATE.scenario.load_duration()
     limit = min(planned, run_time * scale) if run_time else planned
+    STATE.planned_s = limit
     global _timer
     _timer = gevent.spawn_later(limit / scale, _end, runner)
 
 
 def disarm() -> None:
     global _timer
-    if _timer is not None:
+    # not when the timer itself is stopping the users: the end of a web UI run is written in that greenlet
+    if _timer is not None and _timer is not gevent.getcurrent():
         _timer.kill(block=False)
-        _timer = None
+    _timer = None
 
 
 def _end(runner: Any) -> None:
@@ -42,6 +46,7 @@ def _end(runner: Any) -> None:
         return
     assert STATE.clock is not None
     STATE.test_stopped_at = STATE.clock.now()  # the load ends now; stopping the users takes a few ms more
+    note_cause(EndedBy.COMPLETED)
     options = getattr(runner.environment, "parsed_options", None)
     if options is not None and getattr(options, "headless", False):
         runner.quit()

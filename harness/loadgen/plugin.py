@@ -7,8 +7,12 @@ The locustfile only imports `GatewayUser` and `ScenarioShape` and calls `install
 - worker: gets the run's identity (run id, scenario time origin, settings) from the master in a message,
   and ships its records to the master every second.
 
-The parts: `startup` (start of a run), `user`, `scenario_shape`, `distributed` (master and workers),
-`end_of_run`; `state` is what they share in one process.
+In the web UI every Start is a run of its own (a new run directory and embedded stack, the options of the
+form applied) and every Stop ends it (records, summary and report.html written at once).
+
+The parts: `startup` (start of a run, with `preflight` checks), `user`, `scenario_shape`, `distributed`
+(master and workers), `end_of_run` and `run_end` (how it ended), `webui` and `live` (the Throttling tab);
+`state` is what they share in one process.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -29,13 +34,18 @@ from harness.loadgen.distributed import (
     listen_as_worker,
     ship_last_records,
 )
-from harness.loadgen.end_of_run import finish_run
+from harness.loadgen.end_of_run import close_run, finish_run
+from harness.loadgen.run_end import install_signal_handlers, note_cause, watch_stack
 from harness.loadgen.scenario_shape import ScenarioShape
-from harness.loadgen.startup import DEFAULT_SCENARIO, prepare_run
+from harness.loadgen.startup import DEFAULT_SCENARIO, open_run, prepare_run
 from harness.loadgen.state import STATE
 from harness.loadgen.user import GatewayUser
+from harness.loadgen.webui import install_web_ui
+from harness.records import EndedBy
 
 __all__ = ["GatewayUser", "ScenarioShape", "install"]
+
+DEFAULT_WEB_HOST = "127.0.0.1"
 
 
 def install(default_scenario: str | None = None) -> None:
@@ -45,6 +55,8 @@ def install(default_scenario: str | None = None) -> None:
     @events.init_command_line_parser.add_listener
     def _(parser: Any) -> None:
         harness_options.add_arguments(parser, scenario)
+        # the web UI starts and stops load against this machine: local only unless --web-host says otherwise
+        parser.set_defaults(web_host=DEFAULT_WEB_HOST)
 
     events.init.add_listener(_on_init)
     events.test_start.add_listener(_on_test_start)
@@ -72,6 +84,9 @@ def _on_init(environment: Any, **_: Any) -> None:
         prepare_run(environment, options)
     except HarnessError as exc:
         _fail(str(exc))
+    install_signal_handlers(environment)
+    if environment.web_ui is not None:
+        install_web_ui(environment)
     if isinstance(runner, MasterRunner):
         listen_as_master(runner)
 
@@ -80,6 +95,13 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         return
+    if not STATE.run_open:  # started without the web UI's Start (Locust's keyboard controls): a new run too
+        try:
+            open_run(environment, environment.parsed_options)
+        except HarnessError as exc:
+            _fail(str(exc))
+    if STATE.stack is not None:  # whatever the web UI's host field said: users load this run's own stack
+        environment.host = STATE.stack.target_url
     assert STATE.clock is not None and STATE.settings is not None
     STATE.test_started_at = STATE.clock.now()
     STATE.test_stopped_at = None
@@ -88,6 +110,8 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     STATE.trace_next = 0
     STATE.workers_done.clear()
     planned_end.arm(runner)
+    if STATE.stack is not None and STATE.watchdog is None:
+        STATE.watchdog = gevent.spawn(watch_stack, environment)
     if isinstance(runner, MasterRunner):
         announce_run(runner)
 
@@ -102,3 +126,7 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
         STATE.test_stopped_at = STATE.clock.now()
     if isinstance(runner, MasterRunner):
         collect_worker_records(runner)
+    options = environment.parsed_options
+    if not getattr(options, "headless", False) and STATE.test_started_at is not None:
+        note_cause(EndedBy.STOPPED)  # unless the planned end or a signal said otherwise first
+        close_run()  # each Start of the web UI is a run: its records, summary and report are written now

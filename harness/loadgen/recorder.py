@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.loadgen.live import LiveThrottling
 from harness.records import RECORD_FIELDS, RecordWriter, format_cell
 
 RECORDS_MESSAGE = "harness_records"
@@ -16,16 +17,22 @@ def to_cells(record: dict[str, Any]) -> list[str]:
 
 
 class WriterSink:
-    """Records straight into the run directory's records.csv (local runs and the master)."""
+    """Records straight into the run directory's records.csv (local runs and the master), each also shown
+    to the live throttling view."""
 
-    def __init__(self, writer: RecordWriter) -> None:
+    def __init__(self, writer: RecordWriter, live: LiveThrottling | None = None) -> None:
         self.writer = writer
+        self.live = live
 
     def __call__(self, record: dict[str, Any]) -> None:
         self.writer.write(record)
+        if self.live is not None:
+            self.live.add(record)
 
     def write_cells(self, rows: list[list[str]]) -> None:
         self.writer.write_cells(rows)
+        if self.live is not None:
+            self.live.add_cells(rows)
 
     def tick(self) -> None:
         self.writer.flush()

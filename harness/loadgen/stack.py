@@ -112,6 +112,14 @@ class EmbeddedStack:
         stack.ready = [json.loads(line) for line in ready_file.read_text().splitlines() if line.strip()]
         return stack
 
+    def died(self) -> int | None:
+        """The exit code when the servers exited without being stopped (None while they run or once stopped)."""
+        return None if self._stopped else self.process.poll()
+
+    def last_words(self) -> str:
+        """The last line the servers wrote (why they died)."""
+        return _last_line(self.stderr_path)
+
     def stop(self) -> None:
         """SIGTERM the process group, wait for a clean exit (logs flushed), SIGKILL what is left."""
         if self._stopped:

@@ -15,48 +15,95 @@ from locust.runners import MasterRunner
 from harness.clock import ScaledClock
 from harness.loadgen import options as harness_options
 from harness.loadgen.arrivals import load_arrivals
+from harness.loadgen.live import BreakerLog, LiveThrottling
+from harness.loadgen.preflight import check_ports, check_target
 from harness.loadgen.recorder import WriterSink
 from harness.loadgen.requests import token_signer
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
 from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.state import STATE
-from harness.records import RECORDS_FILE, RecordWriter
+from harness.records import GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
 
 log = logging.getLogger("harness")
 
+# said at the start of every run whose time is compressed: Locust's response times are scenario time
+SCENARIO_CLOCK_NOTE = (
+    "time scale %g: response times (Locust's and the report's) are in scenario milliseconds; "
+    "requests per second in wall time (one wall second is %g scenario seconds)"
+)
 DEFAULT_SCENARIO = str(Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml")
 
 
 def prepare_run(environment: Any, options: Any) -> None:
-    """Load the scenario, open the run directory, start the embedded stack (unless --host), then mark ready."""
-    path = options.scenario
-    if not Path(path).exists() and not Path(path).is_absolute():
-        packaged = Path(DEFAULT_SCENARIO).parents[1] / path
-        path = str(packaged) if packaged.exists() else path
+    """At start-up: the pre-flight checks of this process's ports, then the first run (ready to Start)."""
+    check_ports(options)
+    open_run(environment, options)
+    if not getattr(options, "headless", False) and getattr(options, "num_users", None) is None:
+        # the web UI's users field starts at the scenario's count rather than Locust's 1
+        workload = STATE.scenario.workload if STATE.scenario else None
+        if workload is not None and workload.trace is None and not workload.stages:
+            options.num_users = workload.users
+
+
+def scenario_file(name: str) -> str:
+    """The scenario path as given, else the shipped scenario of that name (`ptu-spillover.yaml` will do)."""
+    if Path(name).exists() or Path(name).is_absolute():
+        return name
+    shipped = Path(DEFAULT_SCENARIO).parent
+    for candidate in (shipped.parent / name, shipped / name):
+        if candidate.exists():
+            return str(candidate)
+    return name
+
+
+def run_key(environment: Any, options: Any) -> tuple[Any, ...]:
+    """What makes two runs the same run: a prepared run is reused by Start only when none of it changed."""
+    return (
+        scenario_file(options.scenario),
+        tuple(harness_options.overrides_of(options)),
+        options.client_profile,
+        options.run_dir,
+        "" if environment.host in STATE.embedded_urls else environment.host,
+    )
+
+
+def open_run(environment: Any, options: Any) -> None:
+    """Load the scenario, check the target, open the run directory, start the embedded stack (unless --host)."""
+    path = scenario_file(options.scenario)
     overrides = harness_options.overrides_of(options)
     scenario = load_scenario(path, overrides)
-    clock = ScaledClock(scenario.run.time_scale)
-    run_id = new_run_id(clock.wall())
-    run_dir = Path(options.run_dir) if options.run_dir else DEFAULT_RUNS_DIR / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if options.run_dir:
-        run_id = run_dir.name
-    write_scenario_copy(run_dir, path, overrides)
-    STATE.scenario, STATE.scenario_path, STATE.overrides = scenario, path, overrides
-    STATE.clock, STATE.run_dir = clock, run_dir
+    STATE.scenario_path = path
     load_arrivals(scenario)  # a bad trace stops the run before anything starts
-    embedded = not environment.host
+    clock = ScaledClock(scenario.run.time_scale)
+    embedded = not environment.host or environment.host in STATE.embedded_urls
+    run_dir = _run_dir(options.run_dir, new_run_id(clock.wall()))
+    run_id = run_dir.name
+    settings = run_settings(scenario, run_id, clock, options)
+    if not embedded:
+        check_target(environment.host, scenario, settings)
+    key = run_key(environment, options)
+    STATE.created_run_dir = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_scenario_copy(run_dir, path, overrides)
+    STATE.scenario, STATE.overrides, STATE.settings = scenario, overrides, settings
+    STATE.clock, STATE.run_dir, STATE.run_key = clock, run_dir, key
+    STATE.runs[run_id] = run_dir
+    STATE.stack = None
     if embedded:
         STATE.stack = EmbeddedStack.start(path, overrides, run_dir, origin=clock.origin, clock=clock)
         environment.host = STATE.stack.target_url
+        STATE.embedded_urls.add(environment.host)
         log.info("embedded stack ready: users target %s", environment.host)
-    STATE.settings = run_settings(scenario, run_id, clock, options)
+    if clock.scale != 1:
+        log.info(SCENARIO_CLOCK_NOTE, clock.scale, clock.scale)
+    STATE.live = live_view(scenario, clock, run_dir if STATE.stack and STATE.stack.gateway_url else None)
     STATE.writer = RecordWriter(run_dir / RECORDS_FILE, clock)
-    STATE.sink = WriterSink(STATE.writer)
-    STATE.flusher = gevent.spawn(tick_forever)
-    profiles = sorted({STATE.settings.profile_name(app) for app in scenario.workload.apps})
+    STATE.sink = WriterSink(STATE.writer, STATE.live)
+    if STATE.flusher is None:
+        STATE.flusher = gevent.spawn(tick_forever)
+    profiles = sorted({settings.profile_name(app) for app in scenario.workload.apps})
     STATE.run_info = {
         "run_id": run_id,
         "scenario": path,
@@ -76,7 +123,33 @@ def prepare_run(environment: Any, options: Any) -> None:
         "distributed": isinstance(environment.runner, MasterRunner),
     }
     write_run_json(run_dir, STATE.run_info)
+    STATE.test_started_at = STATE.test_stopped_at = STATE.end_cause = None
+    STATE.app_counts.clear()
+    STATE.trace_next = 0
+    STATE.run_open = True
     STATE.ready.set()
+
+
+def _run_dir(given: str, run_id: str) -> Path:
+    """--run-dir for the first run; later runs of the same process get `<dir>-2`, `<dir>-3`, ..."""
+    if not given:
+        return DEFAULT_RUNS_DIR / run_id
+    base = Path(given)
+    used = set(STATE.runs.values())
+    candidate, n = base, 1
+    while candidate in used:
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def live_view(scenario: Scenario, clock: ScaledClock, gateway_log_dir: Path | None) -> LiveThrottling:
+    """The run's live throttling figures; breaker states only where this run's gateway logs them."""
+    members = scenario.gateway.pool.members
+    names = [m.backend for m in members] or [b.name for b in scenario.backends]
+    primary = min(members, key=lambda m: m.priority).backend if members else None
+    breakers = BreakerLog(gateway_log_dir / GATEWAY_LOG, names) if gateway_log_dir is not None else None
+    return LiveThrottling(clock, breakers, primary)
 
 
 def run_settings(scenario: Scenario, run_id: str, clock: ScaledClock, options: Any) -> RunSettings:

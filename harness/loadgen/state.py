@@ -12,11 +12,12 @@ from typing import Any
 from gevent.event import Event
 
 from harness.clock import ScaledClock
+from harness.loadgen.live import LiveThrottling
 from harness.loadgen.session import RunSettings
 from harness.loadgen.shape import StagePlan
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.trace import TraceRow
-from harness.records import RecordWriter
+from harness.records import EndedBy, RecordWriter
 from harness.scenario import Scenario
 
 
@@ -48,6 +49,19 @@ class HarnessState:
     # -u / -r as the user gave them; read at init, before headless mode fills in its defaults of 1
     users_option: int | None = None
     spawn_rate_option: float | None = None
+    # the end of the current run: why the load stopped, and the scenario seconds it was planned to run
+    end_cause: EndedBy | None = None
+    planned_s: float = 0.0
+    run_open: bool = False  # between the start of a run and its records, summary and report being written
+    run_key: tuple[Any, ...] = ()  # what the open run was prepared from (scenario, overrides, profile, ...)
+    created_run_dir: bool = False
+    exit_code: int = 0
+    live: LiveThrottling | None = None
+    # every run of this process (the web UI starts one per Start): run id -> run directory
+    runs: dict[str, Path] = field(default_factory=dict)
+    last_finished: str | None = None
+    embedded_urls: set[str] = field(default_factory=set)
+    watchdog: Any = None
 
     def elapsed(self) -> float:
         assert self.clock is not None

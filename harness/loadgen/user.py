@@ -1,7 +1,9 @@
 """The Locust user: one caller of the scenario's workload, sending requests drawn from its mixes or a trace.
 
 Each logical request goes through `session.execute` (retries as the app's client would, a record per
-attempt); Locust sees one request per logical request, in scenario milliseconds.
+attempt); Locust sees one request per logical request, in scenario milliseconds, plus one failure per
+attempt the client retried, under an entry of its own per cause (`chat · 429 backend rate limit (retried)`):
+retries that end well would otherwise hide every throttled attempt from Locust's failure figures.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import gevent
 from locust import User, task
 from locust.exception import StopUser
 
+from harness.client import CAUSE_NAMES
 from harness.loadgen.arrivals import next_trace_row
+from harness.loadgen.live import retried_entry
 from harness.loadgen.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request
 from harness.loadgen.session import execute
 from harness.loadgen.shape import pacing_wait
@@ -96,7 +100,14 @@ class GatewayUser(User):
 
         def sink(record: dict[str, Any]) -> None:
             attempts[0] += 1
+            if STATE.sink is None:
+                return  # the run has just been closed under this request
             STATE.sink(record)
+            if record["decision"] == "retry":
+                # an attempt the client retried is invisible in the logical request: its own entry shows it
+                kind = record["error_kind"]
+                cause = CAUSE_NAMES.get(kind, kind or f"status {record['status']}")
+                self._fire(retried_entry(plan.request_type, cause), record["latency_s"], 0, RequestFailed(cause))
 
         try:
             outcome = execute(plan, self.name, self.sequence, self.transport, STATE.settings, self.rng, sink)
