@@ -1,0 +1,66 @@
+"""Runs end honestly: signals and a dead embedded stack still write the end of the run, and say why in run.json."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts
+from harness.records import ENDED_BY, TIME_MISSING, EndedBy
+from tests.loadgen_helpers import PLAIN_SCENARIO, RUN_TIMEOUT_S, locust, records_written, run_info, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_end_facts_say_how_much_of_the_plan_is_missing() -> None:
+    assert end_facts(EndedBy.SIGTERM, planned_s=600.0, ran_s=90.25) == {
+        ENDED_BY: "signal:SIGTERM",
+        TIME_MISSING: 509.75,
+    }
+    assert end_facts(EndedBy.COMPLETED, planned_s=600.0, ran_s=599.9)[TIME_MISSING] == 0.0
+    assert end_facts(EndedBy.STOPPED, planned_s=60.0, ran_s=75.0)[TIME_MISSING] == 0.0  # never negative
+
+
+def headless_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    scenario = tmp_path / "plain.yaml"
+    scenario.write_text(PLAIN_SCENARIO)
+    run_dir = tmp_path / "run"
+    proc = locust(
+        "--headless", "--scenario", str(scenario), "--time-scale", "10", "--run-dir", str(run_dir), "--only-summary",
+        cwd=tmp_path,
+    )  # fmt: skip
+    wait_for(lambda: records_written(run_dir), what="the first records")
+    return proc, run_dir
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_the_end_summary_and_report(tmp_path: Path, signum: signal.Signals) -> None:
+    proc, run_dir = headless_run(tmp_path)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err[-2000:]
+    info = run_info(run_dir)
+    assert info["ended"] and info["summary"]["requests"]["logical"] > 0
+    assert info[ENDED_BY] == f"signal:{signum.name}"
+    # 600 planned scenario seconds, a few wall seconds at time scale 10 ran
+    assert 400 < info[TIME_MISSING] < 600 and info[TIME_MISSING] + info["scenario_seconds"] == pytest.approx(
+        600, abs=0.01
+    )
+    assert (run_dir / "report.html").exists() and "Harness summary" in out
+    assert "Traceback" not in err
+
+
+def test_a_dead_embedded_stack_ends_the_run_with_one_line_and_exit_4(tmp_path: Path) -> None:
+    proc, run_dir = headless_run(tmp_path)
+    os.killpg(run_info(run_dir)["stack_pid"], signal.SIGKILL)  # the servers die under the load
+    _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == STACK_DIED_EXIT_CODE == 4, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("locust: error:")]
+    assert len(lines) == 1 and "the embedded stack exited during the run (exit code -9)" in lines[0]
+    assert "Traceback" not in err
+    info = run_info(run_dir)
+    assert info[ENDED_BY] == "stack_died" and info[TIME_MISSING] > 0 and info["ended"]
