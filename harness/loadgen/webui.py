@@ -53,7 +53,8 @@ def install_web_ui(environment: Any) -> None:
     def latest_report() -> Any:
         if STATE.last_finished is None:
             return Response("no run has finished yet: its report appears here when it stops\n", 404)
-        return redirect(f".{RUN_FILES_PATH}/{STATE.last_finished}/report.html")
+        # relative, so it holds under --web-base-path too: /harness/report -> /harness/runs/<id>/report.html
+        return redirect(f"runs/{STATE.last_finished}/report.html")
 
     @app.route(f"{RUN_FILES_PATH}/<run_id>/<path:name>")
     def run_file(run_id: str, name: str) -> Any:

@@ -1,0 +1,179 @@
+"""The web UI as a user drives it over HTTP: Start (`POST /swarm`), the Throttling figures, Stop, Start again.
+
+One Locust process on loopback, time scale 20, a few wall seconds per run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.client import CAUSE_NAMES
+from harness.clock import VirtualClock
+from harness.loadgen.live import RETRIED_SUFFIX, BreakerLog, LiveThrottling, table_rows
+from harness.loadgen.recorder import to_cells
+from harness.records import ENDED_BY, TIME_MISSING, breaker_row
+from tests.loadgen_helpers import free_port, locust, run_info, wait_for
+
+UI_SCALE = 20
+
+
+class WebUI:
+    def __init__(self, url: str, proc: subprocess.Popen[str], run_dir: Path) -> None:
+        self.url, self.proc, self.run_dir = url, proc, run_dir
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, form: dict[str, str] | None = None) -> Any:
+        data = urllib.parse.urlencode(form or {}).encode()
+        with urllib.request.urlopen(urllib.request.Request(self.url + path, data=data), timeout=60) as response:
+            return json.loads(response.read())
+
+    def start(self, scenario: str, users: int) -> Any:
+        # the fields Locust's form sends: its own and the harness's options (the run directory as shown)
+        form = {"user_count": str(users), "spawn_rate": str(users), "host": "", "scenario": scenario}
+        return self.post("/swarm", {**form, "time_scale": str(UI_SCALE), "run_dir": str(self.run_dir)})
+
+
+def listening_address(port: int) -> str:
+    """The local address a TCP socket listens on for `port` (from /proc/net/tcp, IPv4)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if int(hex_port, 16) == port and state == "0A":  # LISTEN
+            return ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0))
+    return ""
+
+
+@pytest.fixture
+def web_ui(tmp_path: Path) -> Iterator[WebUI]:
+    port = free_port()
+    run_dir = tmp_path / "ui"
+    # no --web-host: the default must be loopback only
+    proc = locust("--web-port", str(port), "--run-dir", str(run_dir), cwd=tmp_path)
+    ui = WebUI(f"http://127.0.0.1:{port}", proc, run_dir)
+    try:
+        wait_for(lambda: listening_address(port), what="the web UI to listen")
+        yield ui
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+def backends_in(run_dir: Path) -> set[str]:
+    return {json.loads(line)["backend"] for line in (run_dir / "backend.jsonl").read_text().splitlines()}
+
+
+@pytest.mark.e2e
+def test_runs_from_the_ui_throttling_tab_and_reports(web_ui: WebUI) -> None:
+    port = int(web_ui.url.rsplit(":", 1)[1])
+    assert listening_address(port) == "127.0.0.1"
+    # 1. quickstart as prepared at start-up: Start, then Stop half-way
+    assert web_ui.start("scenarios/quickstart.yaml", users=3)["success"]
+    wait_for(lambda: web_ui.get("/harness/throttling")["attempts"]["total"]["success"] > 5, what="quickstart load")
+    web_ui.post("/stop")
+    first = web_ui.run_dir
+    assert (first / "report.html").exists(), "Stop did not write the report"
+    info = run_info(first)
+    assert info[ENDED_BY] == "stopped" and info[TIME_MISSING] > 0 and info["summary"]
+    with urllib.request.urlopen(web_ui.url + "/harness/report", timeout=30) as response:  # follows the redirect
+        assert response.url.endswith(f"/harness/runs/{first.name}/report.html") and b"<html" in response.read()
+    # 2. another scenario: a new run directory, a new stack with that scenario's backends
+    assert web_ui.start("ptu-spillover.yaml", users=6)["success"]
+    second = first.with_name(f"{first.name}-2")
+
+    def throttled() -> dict[str, Any] | None:
+        data = web_ui.get("/harness/throttling")
+        return data if data["attempts"]["total"]["backend_429"] > 0 else None
+
+    data = wait_for(throttled, timeout_s=30, what="backend 429s in the Throttling figures")
+    assert data["run"]["run_dir"] == str(second) and "scenario milliseconds" in data["run"]["clock"]
+    assert data["primary"] == "ptu"
+    assert {b["backend"] for b in data["breakers"]} == {"ptu", "payg"}
+    assert all(b["state"] in ("open", "closed") for b in data["breakers"])
+    assert data["retry_after"]["count"] > 0 and data["retry_after"]["max_s"] > 0
+    # Locust's own statistics count the throttled attempts the clients retried
+    stats = web_ui.get("/stats/requests")
+    assert stats["fail_ratio"] > 0
+    retried = CAUSE_NAMES["backend_429"] + RETRIED_SUFFIX
+    assert any(entry["name"].endswith(retried) and entry["num_failures"] for entry in stats["stats"])
+    # ... and the Throttling tab's rows come with them
+    rows = next(e["data"] for e in stats["extended_stats"] if e["key"] == "harness-throttling")
+    assert any(r["panel"] == "breaker state" and r["item"] == "ptu (primary)" for r in rows)
+    web_ui.post("/stop")
+    assert (second / "report.html").exists()
+    assert backends_in(first) == {"aoai-eastus"} and backends_in(second) == {"ptu", "payg"}
+    assert run_info(second)["scenario"].endswith("ptu-spillover.yaml")
+    assert web_ui.get("/harness/throttling")["run"]["report_of_run"] == second.name
+
+
+def test_live_figures_from_records_and_cells_agree() -> None:
+    clock = VirtualClock(start=1000.0)
+    records = [
+        {"error_kind": "", "backend": "ptu", "deployment": "gpt-4o", "usage_total": 300,
+         "ratelimit_remaining_tokens": 900, "ratelimit_remaining_requests": 9, "decision": "success"},
+        {"error_kind": "backend_429", "backend": "ptu", "retry_after_ms": 1500.0, "decision": "retry",
+         "retry_wait_s": 1.5, "retry_wait_source": "retry-after-ms"},
+        {"error_kind": "gateway_token_limit", "app_id": "noisy", "retry_after_s": 40.0, "gateway_remaining_tokens": 0,
+         "decision": "give_up"},
+        {"error_kind": "", "backend": "payg", "usage_total": 100, "decision": "success"},
+    ]  # fmt: skip
+    direct, shipped = LiveThrottling(clock), LiveThrottling(clock)
+    for record in records:
+        direct.add(record)
+    shipped.add_cells([to_cells(r) for r in records])  # as a worker ships them
+    assert direct.snapshot() == shipped.snapshot()
+    snapshot = direct.snapshot()
+    assert snapshot["attempts"]["total"] == {
+        "success": 2, "gateway_token_limit": 1, "backend_429": 1, "gateway_quota": 0, "breaker_open": 0,
+        "other_error": 0,
+    }  # fmt: skip
+    assert snapshot["attempts"]["per_wall_s"]["success"] == 0.2  # 2 in the last 10 wall seconds
+    clock.advance(11.0)
+    assert direct.snapshot()["attempts"]["per_wall_s"]["success"] == 0.0
+    assert snapshot["token_share_by_backend"] == {"payg": 0.25, "ptu": 0.75}
+    assert snapshot["ratelimit_remaining"] == [{"backend": "ptu", "deployment": "gpt-4o", "tokens": 900, "requests": 9}]
+    assert snapshot["gateway_remaining_by_app"] == {"noisy": {"tokens": 0, "quota_tokens": None}}
+    assert snapshot["retry_after"] == {"count": 2, "p50_s": 20.75, "max_s": 40.0}
+    assert snapshot["reactions"]["waited_retry_after"] == 1 and snapshot["reactions"]["gave_up"] == 1
+
+
+def test_without_backend_headers_the_backend_panels_say_not_available() -> None:
+    view = LiveThrottling(VirtualClock())
+    view.add({"error_kind": "connection", "decision": "fail"})
+    snapshot = view.snapshot()
+    assert snapshot["breakers"] is None and snapshot["token_share_by_backend"] is None
+    assert snapshot["attempts"]["total"]["other_error"] == 1
+    rows = table_rows(snapshot)
+    assert {r["panel"] for r in rows if r["value"] == "not available"} == {
+        "breaker state", "token share", "gateway remaining tokens"
+    }  # fmt: skip
+
+
+def test_breaker_states_follow_the_gateway_log(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.jsonl"
+    clock = VirtualClock(start=100.0)
+    breakers = BreakerLog(log, ["ptu", "payg"])
+    row = breaker_row(t=100.0, t_wall=1.0, backend="ptu", reason="429", until=130.0, **{"from": "closed", "to": "open"})
+    line = json.dumps(row, separators=(",", ":"))
+    log.write_text('{"kind":"request","backend":"ptu"}\n' + line[:20])  # half a line: not read yet
+    view = LiveThrottling(clock, breakers, primary="ptu")
+    assert view.snapshot()["breakers"][0] == {"backend": "ptu", "state": "closed", "closes_in_s": None}
+    log.write_text('{"kind":"request","backend":"ptu"}\n' + line + "\n")
+    clock.advance(10.0)
+    assert view.snapshot()["breakers"] == [
+        {"backend": "ptu", "state": "open", "closes_in_s": 20.0},
+        {"backend": "payg", "state": "closed", "closes_in_s": None},
+    ]
+    clock.advance(25.0)  # past `until`: closed even before the closing row is flushed
+    assert view.snapshot()["breakers"][0]["state"] == "closed"
