@@ -16,6 +16,8 @@ that fails is checked again every time it comes, so a failure is never taken for
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from pathlib import Path
@@ -32,6 +34,18 @@ _PATH = "gateway.auth.jwt"
 
 # APIM samples fall back to the empty GUID when a request carries no app id.
 ANONYMOUS_APP = "00000000-0000-0000-0000-000000000000"
+
+
+def json_segment(segment: str) -> dict[str, Any] | None:
+    """One base64url JSON part of a JWT (header or payload), read without checking anything; None if it is not.
+
+    A plain base64 and JSON read: several times cheaper than PyJWT's, which matters for every unseen caller.
+    """
+    try:
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def app_claim(claims: dict[str, Any], name: str = "appid") -> str:
@@ -135,8 +149,10 @@ class TokenValidator:
 
     def _verified_claims(self, token: str, now: float) -> dict[str, Any] | None:
         rule = self.rule
+        header = json_segment(token.partition(".")[0])
+        if header is None:
+            return None
         try:
-            header = jwt.get_unverified_header(token)
             found = self.keys.key_for(header)
             if found is None or header.get("alg") not in found[1]:
                 return None  # unsigned (`alg: none`), another algorithm, or a key we do not know
