@@ -79,7 +79,8 @@ def test_runs_from_the_ui_throttling_tab_and_reports(web_ui: WebUI) -> None:
     port = int(web_ui.url.rsplit(":", 1)[1])
     assert listening_address(port) == "127.0.0.1"
     # 1. quickstart as prepared at start-up: Start, then Stop half-way
-    assert web_ui.start("scenarios/quickstart.yaml", users=3)["success"]
+    started = web_ui.start("scenarios/quickstart.yaml", users=3)
+    assert started["success"] and started["host"] == run_info(web_ui.run_dir)["host"]
     wait_for(lambda: web_ui.get("/harness/throttling")["attempts"]["total"]["success"] > 5, what="quickstart load")
     web_ui.post("/stop")
     first = web_ui.run_dir
@@ -98,7 +99,8 @@ def test_runs_from_the_ui_throttling_tab_and_reports(web_ui: WebUI) -> None:
 
     data = wait_for(throttled, timeout_s=30, what="backend 429s in the Throttling figures")
     assert data["run"]["run_dir"] == str(second) and "scenario milliseconds" in data["run"]["clock"]
-    assert data["primary"] == "ptu"
+    assert data["primary"] == "ptu" and data["run"]["users"] == "6 (the users field)"
+    assert data["run"]["target"] == run_info(second)["host"]  # this run's own stack, whatever the form said
     assert {b["backend"] for b in data["breakers"]} == {"ptu", "payg"}
     assert all(b["state"] in ("open", "closed") for b in data["breakers"])
     assert data["retry_after"]["count"] > 0 and data["retry_after"]["max_s"] > 0

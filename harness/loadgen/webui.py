@@ -74,10 +74,18 @@ def install_web_ui(environment: Any) -> None:
 
     @app.after_request
     def extended_stats(response: Response) -> Response:
-        if request.path.endswith("/stats/requests") and response.is_json:
+        if not response.is_json:
+            return response
+        if request.path.endswith("/stats/requests"):
             data = response.get_json()
             rows = table_rows(throttling_snapshot(environment))
             data["extended_stats"] = [{"key": TAB, "data": rows}]
+            response.set_data(jsonify(data).get_data())
+        elif request.path.endswith("/swarm") and STATE.stack is not None:
+            # Locust took the form's host field (empty, or an earlier run's stack): users load this run's stack
+            environment.host = STATE.stack.target_url
+            data = response.get_json()
+            data["host"] = environment.host
             response.set_data(jsonify(data).get_data())
         return response
 
@@ -127,6 +135,16 @@ def _positive(text: str | None, kind: type) -> Any:
     return value if value and value > 0 else None
 
 
+def users_note() -> str:
+    """Where the run's user count comes from: the form's field does not apply to stages or a trace."""
+    workload = STATE.scenario.workload if STATE.scenario is not None else None
+    if workload is not None and workload.stages:
+        return "from the scenario's stages (the users field does not apply)"
+    if workload is not None and workload.trace is not None:
+        return f"{workload.trace.users}, from the scenario's trace (the users field does not apply)"
+    return f"{STATE.users_option or (workload.users if workload else '')} (the users field)"
+
+
 def throttling_snapshot(environment: Any) -> dict[str, Any]:
     """The Throttling tab's figures for the current (or last) run, with what run they belong to."""
     live = STATE.live
@@ -138,6 +156,7 @@ def throttling_snapshot(environment: Any) -> dict[str, Any]:
         "scenario": STATE.scenario_path or None,
         "state": "running" if STATE.run_open and STATE.test_started_at is not None else "not running",
         "target": environment.host,
+        "users": users_note(),
         "clock": SCENARIO_CLOCK_NOTE % (scale, scale) if scale != 1 else "real time (time scale 1)",
         "report": f".{REPORT_PATH}" if STATE.last_finished else None,
         "report_of_run": STATE.last_finished,
