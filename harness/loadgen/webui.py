@@ -13,6 +13,7 @@ files of this process.
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from flask import Response, jsonify, redirect, request, send_from_directory
@@ -112,8 +113,6 @@ def next_run(environment: Any, form: Any) -> None:
 
 def _discard_unused_run() -> None:
     """A run prepared but never started, whose options changed before Start: stop its stack, drop it."""
-    import shutil
-
     STATE.run_open = False
     if STATE.stack is not None:
         STATE.stack.stop()
