@@ -9,6 +9,18 @@ The CLI edge turns these into that line and an exit code; the servers map them t
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped: a path or value quoted from a file or
+    a command line can hold them, and an error is one line.
+
+    >>> one_line("run.x: 'a\\nb' is not a YAML value")
+    "run.x: 'a\\\\nb' is not a YAML value"
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class HarnessError(Exception):
     """Base of every error the harness raises on purpose."""
 
@@ -26,7 +38,8 @@ class ScenarioError(HarnessError):
 
     def __str__(self) -> str:
         where = f"{self.file}: " if self.file else ""
-        return f"{where}{self.path}: {self.message}" if self.path else f"{where}{self.message}"
+        text = f"{where}{self.path}: {self.message}" if self.path else f"{where}{self.message}"
+        return one_line(text)
 
 
 class RecordsError(HarnessError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,11 @@ from typing import Any
 
 from harness.aoai.routes import OPERATIONS
 from harness.errors import ScenarioError
+from harness.scenario.common import MAX_DURATION_S
+from harness.scenario.workload import MAX_PROMPT_TOKENS
+
+# max_tokens is a 32-bit integer on the service
+MAX_TOKENS = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,9 @@ def load_trace(path: str | Path, apps: Collection[str] = (), deployments: Collec
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError("workload.trace.file", f"cannot read {path} ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ScenarioError("", f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
     return parse_trace_text(text, str(path), apps, deployments)
 
 
@@ -66,12 +75,17 @@ def parse_trace_text(
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    raw.append((number, json.loads(line)))
-                except ValueError:
+                    raw.append((number, json.loads(line, parse_constant=_not_json)))
+                except (ValueError, RecursionError):
                     raise ScenarioError("", f"{source}:{number}: not a JSON object") from None
     else:
-        reader = csv.DictReader(io.StringIO(text))
-        raw = [(number, row) for number, row in enumerate(reader, start=2)]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        raw = []
+        try:
+            for row in reader:
+                raw.append((reader.line_num, row))
+        except csv.Error as exc:
+            raise ScenarioError("", f"{source}:{reader.line_num}: not CSV ({exc})") from None
     rows = [_row(item, source, number, apps, deployments) for number, item in raw]
     rows.sort(key=lambda r: r.offset_s)
     return rows
@@ -85,23 +99,25 @@ def _row(item: Any, source: str, line: int, apps: Collection[str], deployments: 
         return ScenarioError("", f"{source}:{line}: {message}")
 
     offset = next((item[k] for k in ("offset_s", "t", "time", "offset") if item.get(k) not in (None, "")), None)
-    try:
-        offset_s = float(offset)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise fail("offset_s must be a number of seconds") from None
-    operation = str(item.get("operation") or "chat")
+    offset_s = _number(offset, MAX_DURATION_S)
+    if offset_s is None:
+        raise fail(f"offset_s must be a number of seconds from 0 to {MAX_DURATION_S:.0f}")
+    operation = item.get("operation") or "chat"
     if operation not in OPERATIONS:
         raise fail(f"operation must be one of {', '.join(OPERATIONS)}")
-    try:
-        prompt = int(float(item.get("prompt_tokens") or 0))
-        max_raw = item.get("max_tokens")
-        max_tokens = None if max_raw in (None, "") else int(float(max_raw))
-    except (TypeError, ValueError):
-        raise fail("prompt_tokens and max_tokens must be whole numbers") from None
-    app = str(item.get("app") or "")
+    prompt = _number(item.get("prompt_tokens") or 0, MAX_PROMPT_TOKENS, whole=True)
+    if prompt is None:
+        raise fail(f"prompt_tokens must be a whole number from 0 to {MAX_PROMPT_TOKENS}")
+    max_raw = item.get("max_tokens")
+    max_tokens = None if max_raw in (None, "") else _number(max_raw, MAX_TOKENS, whole=True)
+    if max_raw not in (None, "") and max_tokens is None:
+        raise fail(f"max_tokens must be empty or a whole number from 0 to {MAX_TOKENS}")
+    app = item.get("app") or ""
+    deployment = item.get("deployment") or None
+    if not isinstance(app, str) or not isinstance(deployment, str | None):
+        raise fail("app and deployment must be names (text)")
     if app and apps and app not in apps:
         raise fail(f"app '{app}' is not one of the workload's apps ({', '.join(apps)})")
-    deployment = item.get("deployment") or None
     if deployment and deployments and deployment not in deployments:
         raise fail(f"deployment '{deployment}' is not one the backends have ({', '.join(sorted(deployments))})")
     stream_raw = item.get("stream", False)
@@ -110,8 +126,25 @@ def _row(item: Any, source: str, line: int, apps: Collection[str], deployments: 
         offset_s,
         app,
         operation,
-        max(1, prompt),
-        max_tokens,
+        max(1, int(prompt)),
+        None if max_tokens is None else int(max_tokens),
         stream,
         deployment,
     )
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _number(value: Any, largest: float, *, whole: bool = False) -> float | None:
+    """`value` (a number, or its text in CSV) as a finite number from 0 to `largest`; None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer too large for a float
+        return None
+    if not (math.isfinite(number) and 0 <= number <= largest) or (whole and not number.is_integer()):
+        return None
+    return number

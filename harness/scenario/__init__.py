@@ -26,8 +26,10 @@ from harness.scenario.common import (
     Duration,
     FieldError,
     Section,
+    check_values,
     format_duration,
     index_unique,
+    join_path,
     parse_duration,
 )
 from harness.scenario.gateway import GatewayConfig
@@ -158,13 +160,31 @@ def load_scenario_text(
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ScenarioError("", f"{where}{problem}", file=source) from None
+    except (RecursionError, ValueError, OverflowError) as exc:
+        raise ScenarioError("", _unreadable_yaml(exc), file=source) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ScenarioError("", "a scenario must be a mapping of sections (run, backends, gateway, ...)", file=source)
+    _check_values(data, source)
     if overrides:
         data = apply_overrides(data, overrides)
+        _check_values(data, source)
     return validate_scenario(data, source, workload=workload)
+
+
+def _check_values(data: dict[str, Any], source: str | None) -> None:
+    try:
+        check_values(data)
+    except FieldError as exc:
+        raise ScenarioError(exc.path, exc.message, file=source) from None
+
+
+def _unreadable_yaml(exc: Exception) -> str:
+    # PyYAML's own errors are YAMLErrors; these come from building the values (or from its recursive reader)
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    return f"a value cannot be read ({exc})"
 
 
 def validate_scenario(data: dict[str, Any], source: str | None = None, *, workload: bool = True) -> Scenario:
@@ -187,19 +207,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         path, _, raw = override.partition("=")
         try:
             value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ScenarioError(path, f"'{raw}' is not a YAML value") from None
+        except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
+            raise ScenarioError(path, f"'{_clip(raw)}' is not a YAML value") from None
         keys = _split_path(path.strip())
         node: Any = data
         for depth, key in enumerate(keys[:-1]):
             nxt = keys[depth + 1]
             if isinstance(key, int):
                 if not isinstance(node, list) or key >= len(node):
-                    raise ScenarioError(_join_path(keys[: depth + 1]), "no such list item to override")
+                    raise ScenarioError(join_path(keys[: depth + 1]), "no such list item to override")
                 node = node[key]
             else:
                 if not isinstance(node, dict):
-                    raise ScenarioError(_join_path(keys[: depth + 1]), "cannot override inside a non-mapping")
+                    raise ScenarioError(join_path(keys[: depth + 1]), "cannot override inside a non-mapping")
                 node = node.setdefault(key, [] if isinstance(nxt, int) else {})
         last = keys[-1]
         if isinstance(last, int):
@@ -211,6 +231,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         else:
             raise ScenarioError(path, "cannot override inside a non-mapping")
     return data
+
+
+def _clip(text: str, length: int = 60) -> str:
+    return text if len(text) <= length else text[: length - 3] + "..."
 
 
 def _split_path(path: str) -> list[str | int]:
@@ -230,16 +254,6 @@ def _split_path(path: str) -> list[str | int]:
     return keys
 
 
-def _join_path(keys: list[str | int] | tuple[Any, ...]) -> str:
-    out = ""
-    for key in keys:
-        if isinstance(key, int):
-            out += f"[{key}]"
-        else:
-            out += f".{key}" if out else str(key)
-    return out
-
-
 def _first_error(exc: ValidationError, source: str | None) -> ScenarioError:
     """The most useful single line out of pydantic's error list."""
     errors = exc.errors()
@@ -249,8 +263,8 @@ def _first_error(exc: ValidationError, source: str | None) -> ScenarioError:
     field_error = (error.get("ctx") or {}).get("error")
     if isinstance(field_error, FieldError):
         # A model-level check that belongs to one field: its path is relative to the model that raised it.
-        return ScenarioError(_join_path(loc + tuple(_split_path(field_error.path))), field_error.message, file=source)
-    return ScenarioError(_join_path(loc), _message(error), file=source)
+        return ScenarioError(join_path(loc + tuple(_split_path(field_error.path))), field_error.message, file=source)
+    return ScenarioError(join_path(loc), _message(error), file=source)
 
 
 def _is_union_tag(key: Any) -> bool:
@@ -286,6 +300,7 @@ def _message(error: ErrorDetails) -> str:
         "string_too_short": "must not be empty",
         "too_short": f"needs at least {ctx.get('min_length')} item(s)",
         "too_long": f"allows at most {ctx.get('max_length')} item(s)",
+        "finite_number": "must be a finite number",
     }
     if kind in messages:
         return messages[kind]

@@ -11,11 +11,60 @@ from typing import Annotated, Any, Literal
 import isodate
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
+# Limits on any value of a scenario, whatever field it is for: beyond them a number means nothing here, and
+# deeper nesting only serves to overflow a recursive reader.
+MAX_NUMBER = 1e15
+MAX_NESTING = 32
+# The longest duration any field takes (a run, a window, a trip): one year, in seconds.
+MAX_DURATION_S = 365 * 86400.0
+
 
 class Section(BaseModel):
-    """Base of every scenario section: unknown fields are errors, names may be APIM's hyphenated ones."""
+    """Base of every scenario section: unknown fields are errors, names may be APIM's hyphenated ones,
+    and numbers are finite (NaN and infinity are refused everywhere)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=False, validate_default=True, allow_inf_nan=False
+    )
+
+
+def join_path(keys: Iterable[Any]) -> str:
+    """A path as errors spell it.
+
+    >>> join_path(["backends", 0, "deployments", "gpt-4o"])
+    'backends[0].deployments.gpt-4o'
+    """
+    out = ""
+    for key in keys:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            out += f".{key}" if out else str(key)
+    return out
+
+
+def check_values(data: Any, prefix: tuple[Any, ...] = ()) -> None:
+    """Refuse what no field of a scenario takes: NaN, infinity, numbers beyond MAX_NUMBER, nesting deeper than
+    MAX_NESTING. A FieldError names the first such place (its path from `prefix`).
+
+    >>> check_values({"run": {"seed": 1, "time_scale": float("nan")}})
+    Traceback (most recent call last):
+    ...
+    harness.scenario.common.FieldError: must be a finite number
+    """
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, prefix)]
+    while stack:  # iterative: the point is not to recurse over what a file says
+        node, path = stack.pop()
+        if len(path) - len(prefix) > MAX_NESTING:
+            raise FieldError(join_path(path), f"nested deeper than {MAX_NESTING} levels")
+        if isinstance(node, dict):
+            stack.extend((value, (*path, str(key))) for key, value in node.items())
+        elif isinstance(node, list | tuple | set):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node))
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise FieldError(join_path(path), "must be a finite number")
+        elif isinstance(node, int | float) and not isinstance(node, bool) and abs(node) > MAX_NUMBER:
+            raise FieldError(join_path(path), f"must be a number between -{MAX_NUMBER:.0e} and {MAX_NUMBER:.0e}")
 
 
 class FieldError(ValueError):
@@ -75,12 +124,16 @@ def parse_duration(value: Any) -> float:
                 seconds = float(text[: -len(suffix)]) * units[suffix]
             else:
                 seconds = float(text)
+        except OverflowError:  # e.g. P99999999999D: more days than a date can hold
+            raise ValueError(f"'{value}' is longer than {format_duration(MAX_DURATION_S)}") from None
         except (ValueError, isodate.ISO8601Error):
             raise ValueError(f"'{value}' is not a duration (use ISO 8601 such as PT1M, or seconds)") from None
     else:
         raise ValueError("must be a duration such as PT1M or a number of seconds")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("must be a duration >= 0")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION_S)} (one year)")
     return seconds
 
 
@@ -120,15 +173,16 @@ class Distribution(Section):
     kind: Literal["constant", "uniform", "normal", "lognormal", "exponential"] = Field(
         "constant", description="shape of the distribution"
     )
-    value: float = Field(0.0, description="constant: the value")
-    low: float = Field(0.0, description="uniform: lower bound")
-    high: float = Field(0.0, description="uniform: upper bound")
-    mean: float = Field(0.0, description="normal and exponential: the mean")
+    # Every quantity a scenario draws (sizes, times) is >= 0: a negative parameter is a mistake, not a choice.
+    value: float = Field(0.0, ge=0, description="constant: the value")
+    low: float = Field(0.0, ge=0, description="uniform: lower bound")
+    high: float = Field(0.0, ge=0, description="uniform: upper bound")
+    mean: float = Field(0.0, ge=0, description="normal and exponential: the mean")
     stddev: float = Field(0.0, ge=0, description="normal: the standard deviation")
     median: float = Field(0.0, ge=0, description="lognormal: the median")
     p95: float = Field(0.0, ge=0, description="lognormal: the 95th percentile (>= median)")
-    min: float | None = Field(None, description="samples below are raised to this")
-    max: float | None = Field(None, description="samples above are lowered to this")
+    min: float | None = Field(None, ge=0, description="samples below are raised to this")
+    max: float | None = Field(None, ge=0, description="samples above are lowered to this")
 
     @model_validator(mode="before")
     @classmethod
@@ -145,7 +199,20 @@ class Distribution(Section):
             raise ValueError("lognormal needs median > 0 and p95 >= median")
         if self.kind == "exponential" and self.mean <= 0:
             raise ValueError("exponential needs mean > 0")
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError("needs max >= min")
         return self
+
+    def upper_bound(self) -> float | None:
+        """The largest value a sample can take (None: no bound).
+
+        >>> Distribution(kind="uniform", low=1, high=3).upper_bound(), Distribution(kind="normal", mean=5).upper_bound()
+        (3.0, None)
+        """
+        bound = {"constant": self.value, "uniform": self.high}.get(self.kind)
+        if self.max is not None:
+            bound = self.max if bound is None else min(bound, self.max)
+        return bound
 
     def expected(self) -> float:
         """The distribution's central value (mean, or median for lognormal), before clipping."""

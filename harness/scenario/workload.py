@@ -16,6 +16,8 @@ from harness.scenario.common import Distribution, Duration, FieldError, Section,
 AppId = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 ClientProfileName = Literal["none", "openai-python-legacy", "openai-python", "custom", "azure-openai-benchmark"]
 Operation = Literal["chat", "completions", "embeddings"]
+# The largest prompt a request may carry: beyond the longest context window of any model (about 1M tokens).
+MAX_PROMPT_TOKENS = 2_000_000
 
 
 class RetrySettings(Section):
@@ -72,6 +74,14 @@ class Mix(Section):
     )
     stream_share: float = Field(0.0, ge=0, le=1, description="share of requests sent with stream: true")
     include_usage: bool = Field(True, description="streams ask for the usage chunk (stream_options.include_usage)")
+
+    @model_validator(mode="after")
+    def _check_prompt_size(self) -> Mix:
+        # A prompt is built to its exact size before it is sent: an absurd size would take all memory first.
+        largest = self.prompt_tokens.upper_bound()
+        if (largest if largest is not None else self.prompt_tokens.expected()) > MAX_PROMPT_TOKENS:
+            raise FieldError("prompt_tokens", f"must stay at most {MAX_PROMPT_TOKENS:,} tokens (set max)")
+        return self
 
     @property
     def label(self) -> str:
