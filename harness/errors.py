@@ -21,6 +21,16 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Where a file that is not UTF-8 text goes wrong, for its one-line error.
+
+    >>> not_utf8(UnicodeDecodeError("utf-8", b"a\\nb\\xff", 3, 4, "invalid start byte"))
+    'line 2: not UTF-8 text (byte 3)'
+    """
+    line = bytes(exc.object[: exc.start]).count(b"\n") + 1
+    return f"line {line}: not UTF-8 text (byte {exc.start})"
+
+
 class HarnessError(Exception):
     """Base of every error the harness raises on purpose."""
 

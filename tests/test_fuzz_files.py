@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import run_harness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,7 +170,7 @@ def test_values_no_field_takes_are_one_line_naming_the_place(text: str, words: s
 def test_a_scenario_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(b"run: {seed: 1}\n# caf\xe9\n")
-    with pytest.raises(ScenarioError, match=r"s\.yaml: cannot read the file \(UnicodeDecodeError\)"):
+    with pytest.raises(ScenarioError, match=r"s\.yaml: line 2: not UTF-8 text \(byte 20\)"):
         load_scenario(path)
 
 
@@ -252,3 +253,20 @@ def test_a_trace_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
     path.write_bytes(b"offset_s,app\n1,a\n2,caf\xe9\n")
     with pytest.raises(ScenarioError, match=r"t\.csv:3: not UTF-8 text"):
         load_trace(path)
+
+
+@pytest.mark.parametrize(
+    ("command", "file", "words"),
+    [
+        ("simulate", "run: {duration: P99999999999D}\n", "run.duration: 'P99999999999D' is longer than P365D"),
+        ("serve", "run: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply to read"),
+        ("simulate", "workload: {trace: {file: t.csv}}\n", "t.csv:2: prompt_tokens must be a whole number"),
+    ],
+    ids=["overflowing-duration", "deep-nesting", "trace-row"],
+)
+def test_the_command_line_shows_one_line_and_exits_2(tmp_path: Path, command: str, file: str, words: str) -> None:
+    (tmp_path / "t.csv").write_text("offset_s,prompt_tokens\n1,1e400\n", encoding="utf-8")
+    (tmp_path / "bad.yaml").write_text(file, encoding="utf-8")
+    done = run_harness([command, "--scenario", "bad.yaml"], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and words in done.stderr, done.stderr

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.aoai.routes import OPERATIONS
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, not_utf8
 from harness.scenario.common import MAX_DURATION_S
 from harness.scenario.workload import MAX_PROMPT_TOKENS
 
@@ -61,8 +61,7 @@ def load_trace(path: str | Path, apps: Collection[str] = (), deployments: Collec
     except OSError as exc:
         raise ScenarioError("workload.trace.file", f"cannot read {path} ({exc.__class__.__name__})") from None
     except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        raise ScenarioError("", f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
+        raise ScenarioError("", f"{path}:{not_utf8(exc).removeprefix('line ')}") from None
     return parse_trace_text(text, str(path), apps, deployments)
 
 

@@ -18,7 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import ErrorDetails
 
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, not_utf8
 from harness.scenario.backends import BackendInstance, Cost, Deployment, FaultProfile, LatencyProfile
 from harness.scenario.checks import Checks, Sweep
 from harness.scenario.common import (
@@ -144,7 +144,9 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None, *, workl
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError("", "no such scenario file", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ScenarioError("", not_utf8(exc), file=str(path)) from None
+    except OSError as exc:
         raise ScenarioError("", f"cannot read the file ({exc.__class__.__name__})", file=str(path)) from None
     return load_scenario_text(text, source=str(path), overrides=overrides, workload=workload)
 
