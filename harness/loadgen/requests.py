@@ -147,8 +147,8 @@ class TokenSigner:
     >>> from harness.scenario.gateway import JwtValidation
     >>> rule = JwtValidation.model_validate({"signing-secret": "s" * 32, "audiences": ["api://aoai"]})
     >>> token = TokenSigner(rule, VirtualClock(), lifetime=3600).token("app-1")
-    >>> jwt.decode(token, "s" * 32, algorithms=["HS256"], audience="api://aoai")["exp"]
-    3600
+    >>> jwt.decode(token, "s" * 32, algorithms=["HS256"], audience="api://aoai", options={"verify_exp": False})
+    {'appid': 'app-1', 'iat': 0, 'exp': 3600, 'aud': 'api://aoai'}
     """
 
     def __init__(self, rule: JwtValidation, clock: Clock, lifetime: float) -> None:
