@@ -17,6 +17,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench_gateway import CALLER_KINDS, CALLER_SCENARIO, CLIENT_CORE, GATEWAY_CORE, MOCK_CORE, Callers, Connections
@@ -38,7 +39,7 @@ class Interval:
 
     def __init__(self, cpu_at_start: float) -> None:
         self.latencies: list[float] = []
-        self.errors = 0
+        self.errors: Counter[str] = Counter()  # status code or exception name -> count
         self.cpu_at_start = cpu_at_start  # the gateway's CPU seconds when the interval began
 
     def pct(self, q: float) -> float:
@@ -59,11 +60,11 @@ async def soak(gateway: Served, mock: Served, rate: float, seconds: float, every
     async def one(due: float, interval: Interval) -> None:
         try:
             status = await pool.send()
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            interval.errors += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            interval.errors[type(exc).__name__] += 1
             return
         if status != 200:
-            interval.errors += 1
+            interval.errors[str(status)] += 1
         interval.latencies.append(time.perf_counter() - due)
 
     def report(index: int, cpu_at_end: float) -> None:
@@ -71,9 +72,14 @@ async def soak(gateway: Served, mock: Served, rate: float, seconds: float, every
         done = len(interval.latencies)
         cpu = (cpu_at_end - interval.cpu_at_start) / done * 1e6 if done else float("nan")
         print(
-            f"{(index + 1) * every / 60:>7.1f}{done:>8}{done / every:>8.1f}{interval.errors:>8}"
+            f"{(index + 1) * every / 60:>7.1f}{done:>8}{done / every:>8.1f}{interval.errors.total():>8}"
             f"{interval.pct(0.5):>9.1f}{interval.pct(0.99):>9.1f}{interval.pct(1.0):>9.1f}"
             f"{gateway.rss_mib():>13.1f}{mock.rss_mib():>10.1f}{cpu:>15.0f}",
+            +(
+                "  errors: " + ", ".join(f"{n} x {kind}" for kind, n in interval.errors.items())
+                if interval.errors
+                else ""
+            ),
             flush=True,
         )
 
