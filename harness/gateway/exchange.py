@@ -13,6 +13,7 @@ import httpx
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from harness import telemetry
 from harness.aoai.errors import JSON, error_body
 from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
@@ -77,6 +78,7 @@ class Exchange:
             client_ip=self.client_ip,
             operation=operation,
         )
+        self.span = telemetry.ServerSpan("harness-gateway", f"gateway {telemetry.operation_name(operation)}", headers)
 
     # -- the steps -------------------------------------------------------------------------------------------
 
@@ -170,6 +172,7 @@ class Exchange:
             headers = upstream_headers(
                 scope["headers"], backend.api_key, self.id, keep_client_key=not gateway.identifier.checks_subscriptions
             )
+            headers = self.span.outgoing(headers)  # the backend's span hangs below this one
             sent = self.clock.now()
             try:
                 upstream = await open_upstream(gateway.client, url, headers, raw, gateway.timeout, gateway.direct)
@@ -321,6 +324,27 @@ class Exchange:
             row["tokens_counted_by"] = usage.counted_by
             self._emit_metrics(usage, member, status)
         self.gateway.log.write(row)
+        self._end_span(member)
+
+    def _end_span(self, member: str | None) -> None:
+        row = self.row
+        breaker = self.gateway.breakers.get(member) if member else None
+        self.span.end(
+            {
+                telemetry.GEN_AI_OPERATION: telemetry.operation_name(self.operation),
+                telemetry.GEN_AI_PROVIDER: telemetry.PROVIDER,
+                telemetry.GEN_AI_REQUEST_MODEL: row["model"],
+                telemetry.HTTP_STATUS: row["status"],
+                telemetry.OUTCOME: row["outcome"],
+                telemetry.BACKEND: member,
+                telemetry.BREAKER_STATE: str(breaker.state) if breaker is not None else None,
+                telemetry.RETRY_AFTER_S: row["retry_after"],
+                telemetry.APP_ID: row["app_id"],
+                telemetry.STREAM: row["stream"],
+                **telemetry.usage_attributes(row["prompt_tokens"], row["completion_tokens"]),
+            },
+            error=row["outcome"] if row["status"] >= 400 else None,
+        )
 
     def _emit_metrics(self, usage: Usage, member: str | None, status: int) -> None:
         row = self.row

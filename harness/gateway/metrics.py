@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from harness import telemetry
 from harness.clock import Clock
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "TokenMetrics", "label_name"]
@@ -61,6 +62,9 @@ class TokenMetrics:
         self._pending: dict[tuple[str, ...], list[int]] = {}  # values -> [prompt, completion, requests]
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        # the same counts as OpenTelemetry metrics when telemetry is on (harness.telemetry)
+        meter = telemetry.meter("harness-gateway")
+        self._otel = None if meter is None else meter.create_counter(telemetry.GATEWAY_TOKENS, unit="{token}")
 
     def record(self, values: Mapping[str, str], prompt: int, completion: int) -> None:
         """Add one request's tokens under the dimension `values` (missing dimensions are empty strings)."""
@@ -76,6 +80,10 @@ class TokenMetrics:
             series.move_to_end(key)
             counts[0] += prompt
             counts[1] += completion
+        if self._otel is not None:
+            attributes = dict(zip(self.dimensions, key, strict=True))
+            self._otel.add(prompt, {**attributes, telemetry.GEN_AI_TOKEN_TYPE: "input"})
+            self._otel.add(completion, {**attributes, telemetry.GEN_AI_TOKEN_TYPE: "output"})
         pending = self._pending.get(key)
         if pending is None:
             self._pending[key] = [prompt, completion, 1]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import telemetry
 from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import COUNTED_DELTAS
 from harness.client import (
@@ -27,6 +28,7 @@ from harness.client import (
     run_with_retries,
 )
 from harness.clock import Clock
+from harness.loadgen.request_trace import RequestTrace
 from harness.loadgen.requests import RequestPlan, TokenSigner, auth_headers
 from harness.loadgen.transport import AttemptResult, Transport
 from harness.scenario import Scenario
@@ -114,11 +116,23 @@ def execute(
     }
     first_started = clock.now()
     attempts: dict[int, tuple[float, float, AttemptResult]] = {}
+    spans = RequestTrace(
+        plan.operation,
+        plan.deployment,
+        {
+            telemetry.REQUEST_MAX_TOKENS: plan.max_tokens,
+            telemetry.APP_ID: plan.app.id,
+            telemetry.CLIENT_PROFILE: profile_name,
+            telemetry.LOGICAL_ID: logical_id,
+            telemetry.STREAM: plan.stream,
+        },
+    )
 
     def send(attempt: int) -> tuple[ResponseInfo, AttemptResult]:
         headers = dict(base_headers)
         headers[CLIENT_REQUEST_ID] = f"{logical_id}:{attempt}"
         headers[RETRY_COUNT_HEADER] = str(attempt - 1)
+        spans.start_attempt(attempt, headers)
         started, started_wall = clock.now(), clock.wall()
         result = transport.send(path, payload, headers, plan.stream)
         attempts[attempt] = (started, started_wall, result)
@@ -126,32 +140,18 @@ def execute(
 
     def on_attempt(attempt: int, info: ResponseInfo, result: AttemptResult, decision: RetryDecision) -> None:
         started, started_wall, _ = attempts[attempt]
-        sink(
-            attempt_record(
-                plan,
-                settings,
-                user,
-                profile_name,
-                logical_id,
-                attempt,
-                started,
-                started_wall,
-                prompt_est,
-                result,
-                decision,
-                info,
-            )
-        )
+        record = attempt_record(
+            plan, settings, user, profile_name, logical_id, attempt, started, started_wall, prompt_est, result,
+            decision, info,
+        )  # fmt: skip
+        spans.end_attempt(attempt, record)
+        sink(record)
 
     outcome = run_with_retries(send, settings.profile(plan.app, rng), clock, on_attempt)
     final = outcome.detail
-    return Outcome(
-        plan.request_type,
-        outcome.attempts,
-        clock.now() - first_started,
-        _error_kind(final, settings.header_names),
-        final.body_bytes,
-    )
+    error_kind = _error_kind(final, settings.header_names)
+    spans.end(error_kind)
+    return Outcome(plan.request_type, outcome.attempts, clock.now() - first_started, error_kind, final.body_bytes)
 
 
 def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from harness import telemetry
 from harness.aoai.errors import JSON
 from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
 from harness.aoai.validation import Invalid, check_request, parse_body
@@ -114,11 +115,31 @@ class Call:
             stream=False,
         )
         self.headers = identity_headers(self.request_id, mock.backend.region, self.row["client_request_id"])
+        self.finish_reason: str | None = None
+        self.span = telemetry.ServerSpan(
+            "harness-mock", f"backend {telemetry.operation_name(operation)}", request.headers
+        )
 
     def write_log(self) -> None:
-        if self.row["duration_s"] is None:
-            self.row["duration_s"] = self.clock.now() - self.started
-        self.mock.log.write(self.row)
+        row = self.row
+        if row["duration_s"] is None:
+            row["duration_s"] = self.clock.now() - self.started
+        self.mock.log.write(row)
+        self.span.end(
+            {
+                telemetry.GEN_AI_OPERATION: telemetry.operation_name(self.operation),
+                telemetry.GEN_AI_PROVIDER: telemetry.PROVIDER,
+                telemetry.GEN_AI_REQUEST_MODEL: row["model"],
+                telemetry.GEN_AI_RESPONSE_FINISH_REASONS: [self.finish_reason] if self.finish_reason else None,
+                telemetry.HTTP_STATUS: row["status"],
+                telemetry.BACKEND: row["backend"],
+                telemetry.RETRY_AFTER_S: row["retry_after"],
+                telemetry.STREAM: row["stream"],
+                telemetry.BACKEND_DECISION: row["decision"],
+                **telemetry.usage_attributes(row["prompt_tokens"], row["completion_tokens"]),
+            },
+            error=row["decision"] if (row["status"] or 500) >= 400 else None,
+        )
 
     def reply(self, status: int, body: bytes, decision: str, headers: dict[str, str] | None = None) -> Response:
         self.row["status"] = status
@@ -253,6 +274,7 @@ class Call:
 
     def generate(self, runtime: DeploymentRuntime, body: dict[str, Any], prompt_tokens: int) -> Generation:
         completion = self.mock.core.completion(runtime.state, requested_max_tokens(body))
+        self.finish_reason = completion.finish_reason
         return Generation(
             operation=self.operation,
             model=runtime.reported_model,

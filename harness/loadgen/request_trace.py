@@ -1,0 +1,74 @@
+"""The load generator's spans: a logical request is one trace, its root span, with a child span per attempt.
+
+Each attempt's `traceparent` goes out with it, so the gateway's span and the backend's hang below it. Nothing
+happens when telemetry is off (`harness.telemetry`). Contexts are passed explicitly rather than through the
+current context, so concurrent users (greenlets) never see each other's spans.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from harness import telemetry
+
+
+class RequestTrace:
+    """Spans of one logical request; every method is a no-op when telemetry is off."""
+
+    def __init__(self, operation: str, deployment: str, attributes: dict[str, Any]) -> None:
+        self._tracer = telemetry.tracer("harness-loadgen")
+        self._name = f"{telemetry.OPERATION_NAMES.get(operation, operation)} {deployment}"
+        self._attributes = {
+            telemetry.GEN_AI_OPERATION: telemetry.OPERATION_NAMES.get(operation, operation),
+            telemetry.GEN_AI_PROVIDER: telemetry.PROVIDER,
+            telemetry.GEN_AI_REQUEST_MODEL: deployment,
+            **{k: v for k, v in attributes.items() if v is not None},
+        }
+        self._root: Span | None = None
+        self._attempts: dict[int, Span] = {}
+        if self._tracer is not None:
+            self._root = self._tracer.start_span(self._name, kind=SpanKind.INTERNAL, attributes=self._attributes)
+
+    def start_attempt(self, attempt: int, headers: dict[str, str]) -> None:
+        """Open the attempt's span and put its traceparent in the request's headers."""
+        if self._tracer is None or self._root is None:
+            return
+        span = self._tracer.start_span(
+            self._name,
+            context=trace.set_span_in_context(self._root),
+            kind=SpanKind.CLIENT,
+            attributes={**self._attributes, telemetry.ATTEMPT: attempt},
+        )
+        self._attempts[attempt] = span
+        telemetry.inject(headers, trace.set_span_in_context(span))
+
+    def end_attempt(self, attempt: int, record: dict[str, Any]) -> None:
+        """Close the attempt's span with what its record says (status, outcome, usage, Retry-After, decision)."""
+        span = self._attempts.pop(attempt, None)
+        if span is None:
+            return
+        retry_after = record.get("retry_after_ms")
+        retry_after_s = retry_after / 1000 if retry_after is not None else record.get("retry_after_s")
+        values = {
+            telemetry.HTTP_STATUS: record.get("status") or None,
+            telemetry.OUTCOME: record.get("error_kind") or "success",
+            telemetry.RETRY_AFTER_S: retry_after_s,
+            telemetry.BACKEND: record.get("backend"),
+            telemetry.DECISION: record.get("decision"),
+            **telemetry.usage_attributes(record.get("usage_prompt"), record.get("usage_completion")),
+        }
+        span.set_attributes({k: v for k, v in values.items() if v is not None})
+        if record.get("error_kind"):
+            span.set_status(Status(StatusCode.ERROR, str(record["error_kind"])))
+        span.end()
+
+    def end(self, error_kind: str) -> None:
+        if self._root is None:
+            return
+        self._root.set_attribute(telemetry.OUTCOME, error_kind or "success")
+        if error_kind:
+            self._root.set_status(Status(StatusCode.ERROR, error_kind))
+        self._root.end()
