@@ -18,6 +18,7 @@ import httpx
 
 from harness.aoai.headers import GATEWAY_REQUEST_ID
 from harness.gateway.breaker import BACKEND_CONNECTION_FAILURE, BACKEND_PROTOCOL_ERROR, BACKEND_TIMEOUT
+from harness.scenario.gateway import CREDENTIAL_HEADERS
 
 # Not forwarded in either direction: they describe one connection, not the message.
 HOP_BY_HOP = frozenset(
@@ -36,11 +37,10 @@ HOP_BY_HOP = frozenset(
         "content-encoding",
     }
 )
-CREDENTIALS = frozenset({"api-key", "authorization", "ocp-apim-subscription-key"})
 # The gateway's server sets these on every answer itself: relayed too, they would go out twice.
 SERVER_OWN = frozenset({"date", "server"})
 _HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
-_CREDENTIALS_RAW = frozenset(name.encode() for name in CREDENTIALS)
+_CREDENTIALS_RAW = frozenset(name.encode() for name in CREDENTIAL_HEADERS)
 _GATEWAY_REQUEST_ID_RAW = GATEWAY_REQUEST_ID.encode()
 
 
