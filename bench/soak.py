@@ -74,8 +74,8 @@ async def soak(gateway: Served, mock: Served, rate: float, seconds: float, every
         print(
             f"{(index + 1) * every / 60:>7.1f}{done:>8}{done / every:>8.1f}{interval.errors.total():>8}"
             f"{interval.pct(0.5):>9.1f}{interval.pct(0.99):>9.1f}{interval.pct(1.0):>9.1f}"
-            f"{gateway.rss_mib():>13.1f}{mock.rss_mib():>10.1f}{cpu:>15.0f}",
-            +(
+            f"{gateway.rss_mib():>13.1f}{mock.rss_mib():>10.1f}{cpu:>15.0f}"
+            + (
                 "  errors: " + ", ".join(f"{n} x {kind}" for kind, n in interval.errors.items())
                 if interval.errors
                 else ""
