@@ -484,6 +484,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "planned_duration_s": 300.0,
             "ended_by": None,
             "cut_short_s": 60.0,  # run.json says it ran 240 of 300 s
+            "appid_on_trust": True,  # counted per appid, no jwt validation
             "question": SCENARIO["question"]["ask"],
         },
         "requests": {
@@ -642,3 +643,4 @@ def test_the_page_says_what_ran_and_that_it_was_cut_short(reported: Any) -> None
     assert "<code>run.seed=3</code>" in page
     assert "load ran 240 scenario s of 300 planned" in page
     assert "<b>Cut short:</b> 60 scenario s of the planned load did not run" in page
+    assert "taken on trust" in page

@@ -180,6 +180,11 @@ def _run_facts(run: dict[str, Any]) -> str:
         + (f" of {fmt(planned)} planned" if planned is not None else "")
         + "</li>",
     ]
+    if run.get("appid_on_trust"):
+        items.append(
+            "<li>apps are told apart by their token's <code>appid</code> claim, taken on trust: the gateway did not "
+            "validate tokens (<code>gateway.auth.jwt</code>), so a caller could have claimed another app</li>"
+        )
     cut = run.get("cut_short_s")
     if cut:
         why = f" ({html.escape(str(run['ended_by']))})" if run.get("ended_by") else ""

@@ -18,7 +18,8 @@ Definitions (the report and summary.json use these, and only these):
 - TTFT: over successful streamed attempts only (a non-streamed answer has no first token before its last);
 - verdict: the report's opening sentences, one per finding the scenario's `question.answered_by` names
   (`harness.report.verdict`), or the `outcomes` finding alone for a scenario without a question;
-- run facts (`run`): `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
+- run facts (`run`): `appid_on_trust` is true when the gateway counted or labelled callers by their token's
+  `appid` claim without validating the token (no `gateway.auth.jwt`); `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
   stages that do not repeat); `cut_short_s` the planned scenario seconds that did not run, as run.json states
   it (`scenario_time_missing_s`, with `ended_by`) or else planned minus duration when that exceeds 1 s;
 - splits (`by_app`, `by_client_profile`, `by_backend`): the same attempt-level figures over each value's
@@ -73,6 +74,7 @@ from harness.records import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MI
 from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
 from harness.report.verdict import verdict
+from harness.scenario import Scenario
 
 OUTCOMES = ("success", "gateway_token_limit", "gateway_quota", "backend_429", "breaker_open", "other_error")
 OUTCOME_LABELS = {
@@ -311,8 +313,20 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
         "planned_duration_s": planned,
         "ended_by": info.get(ENDED_BY),
         "cut_short_s": _cut_short(info, planned, span),
+        "appid_on_trust": _appid_on_trust(run.scenario),
         "missing": list(run.missing),
     }
+
+
+def _appid_on_trust(scenario: Scenario | None) -> bool | None:
+    """Whether the gateway counted or labelled callers by a token's appid without validating the token."""
+    if scenario is None:
+        return None
+    gateway = scenario.gateway
+    by_appid = (gateway.token_limit is not None and gateway.token_limit.counter_key == "appid") or (
+        "app_id" in gateway.metrics.dimensions
+    )
+    return by_appid and gateway.auth.jwt is None
 
 
 def _cut_short(info: dict[str, Any], planned: float | None, span: float) -> float | None:
