@@ -129,11 +129,7 @@ class Connections:
         self.all: list[asyncio.StreamWriter] = []
 
     async def send(self) -> int:
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.server.host, self.server.port)
-            self.all.append(writer)
+        reader, writer = await self._connection()
         writer.write(self.callers.next() if self.callers is not None else self.request)
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -144,6 +140,18 @@ class Connections:
         await reader.readexactly(length)
         self.idle.append((reader, writer))
         return status
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The most recently used idle connection, unless the server has closed it (idle past its keep-alive
+        timeout: a connection left at the bottom of the pool through a long run); else a new one."""
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer
+            writer.close()
+        reader, writer = await asyncio.open_connection(self.server.host, self.server.port)
+        self.all.append(writer)
+        return reader, writer
 
     def close(self) -> None:
         for writer in self.all:
