@@ -59,6 +59,9 @@ _TEXT_FIELDS = {
     "gateway_request_id": GATEWAY_REQUEST_ID,
 }
 
+# The error kinds that are throttling, by who throttled (the live view and the report count these).
+THROTTLING_KINDS = ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open")
+
 # Human names of failure causes, used for Locust's failure table.
 CAUSE_NAMES = {
     "gateway_token_limit": "429 gateway token limit",

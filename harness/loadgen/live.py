@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.client import CAUSE_NAMES
+from harness.client import CAUSE_NAMES, THROTTLING_KINDS
 from harness.clock import Clock
 from harness.records import RECORD_FIELDS, RECORD_KINDS, parse_cell
 
 WINDOW_WALL_S = 10.0
 RETRY_AFTER_KEPT = 10_000  # the p50 is over the latest Retry-After values, so a long run stays cheap
-# the record's error kinds that are throttling, by source (record column `error_kind`)
-THROTTLING_KINDS = ("gateway_token_limit", "backend_429", "gateway_quota", "breaker_open")
 SUCCESS, OTHER = "success", "other_error"
 OUTCOME_KEYS = (SUCCESS, *THROTTLING_KINDS, OTHER)
 OUTCOME_NAMES = {SUCCESS: "success", **{k: CAUSE_NAMES[k] for k in THROTTLING_KINDS}, OTHER: "other error"}

@@ -70,13 +70,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.client import THROTTLING_KINDS
 from harness.records import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING
 from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
 from harness.report.verdict import verdict
 from harness.scenario import Scenario
 
-OUTCOMES = ("success", "gateway_token_limit", "gateway_quota", "backend_429", "breaker_open", "other_error")
+OUTCOMES = ("success", *THROTTLING_KINDS, "other_error")
 OUTCOME_LABELS = {
     "success": "success",
     "gateway_token_limit": "429 gateway token limit",
@@ -85,7 +86,7 @@ OUTCOME_LABELS = {
     "breaker_open": "503 breaker open",
     "other_error": "other error",
 }
-THROTTLED = ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open")
+THROTTLED = THROTTLING_KINDS
 REACTIONS = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
 MAX_TOKENS_EDGES = (0, 256, 1024, 4096, math.inf)
 MAX_TOKENS_LABELS = ("<=256", "257-1024", "1025-4096", ">4096")
