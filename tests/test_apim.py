@@ -14,10 +14,11 @@ import httpx
 import pytest
 from defusedxml.ElementTree import fromstring
 
+from harness.apim.cli import WORKLOAD_MARKER
 from harness.apim.convert import from_apim, to_apim
 from harness.apim.expressions import dimension_element
 from harness.cli import main
-from harness.scenario import load_scenario, validate_scenario
+from harness.scenario import load_scenario, load_scenario_text, validate_scenario
 
 DATA = Path(__file__).parent / "data" / "apim"
 SEED_BACKENDS, SEED_POLICY = DATA / "pool-backends.json", DATA / "pool-policy.xml"
@@ -253,3 +254,14 @@ def test_exporting_over_the_original_resources_keeps_their_urls_and_credentials(
     assert first["credentials"] == {"header": {"api-key": ["{{openai-1-key}}"]}}
     assert first["circuitBreaker"]["rules"][0]["tripDuration"] == "PT30S"
     assert not any("no url" in w for w in warnings)
+
+
+def test_the_workload_template_validates_once_uncommented(tmp_path: Path) -> None:
+    out = tmp_path / "imported.yaml"
+    assert main(["scenario", "from-apim", "--backends", str(BICEP_BACKENDS), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    head, _, template = text.partition(WORKLOAD_MARKER)
+    uncommented = "\n".join(line.removeprefix("# ") for line in template.splitlines()[1:])
+    scenario = load_scenario_text(head + uncommented)
+    assert [a.id for a in scenario.workload.apps] == ["app-a", "app-b"]
+    assert scenario.workload.mixes[0].deployment == "gpt-4o"

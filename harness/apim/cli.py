@@ -15,7 +15,7 @@ import yaml
 
 from harness.apim.convert import DEFAULT_DEPLOYMENT, DEFAULT_TPM, POOL_NAME, Imported, from_apim, to_apim
 from harness.errors import ScenarioError
-from harness.scenario import Workload, load_scenario
+from harness.scenario import load_scenario
 
 
 def add_arguments(sub: Any) -> None:
@@ -60,21 +60,33 @@ def _from_apim(args: argparse.Namespace) -> int:
     )
     for line in imported.warnings:
         print(f"harness scenario from-apim: warning: {line}", file=sys.stderr)
-    _write(Path(args.out), scenario_text(imported))
+    _write(Path(args.out), scenario_text(imported, args.deployment))
     print(args.out)
     return 0
 
 
-def scenario_text(imported: Imported) -> str:
-    """The scenario YAML: where it came from, its backends and gateway, and the workload as a template to fill."""
+WORKLOAD_MARKER = "# The workload is yours to describe"
+WORKLOAD_TEMPLATE = """\
+workload:
+  users: 20
+  think_time: 1
+  apps:
+    - {{id: app-a, weight: 3, client_profile: openai-python}}
+    - {{id: app-b, weight: 1, client_profile: openai-python}}
+  mixes:
+    - {{name: chat, deployment: {deployment}, prompt_tokens: 500, max_tokens: 300, stream_share: 0.3}}
+"""
+
+
+def scenario_text(imported: Imported, deployment: str) -> str:
+    """The scenario YAML: where it came from, its backends and gateway, and a workload template to fill in."""
     header = "".join(f"# imported from {source}\n" for source in imported.sources)
     header += "".join(f"# warning: {line}\n" for line in imported.warnings)
-    workload = yaml.safe_dump({"workload": Workload().model_dump(mode="json", exclude_defaults=False)}, sort_keys=False)
-    template = "".join(f"# {line}\n" for line in workload.splitlines()[:40])
+    template = "".join(f"# {line}\n" for line in WORKLOAD_TEMPLATE.format(deployment=deployment).splitlines())
     return (
         header
         + yaml.safe_dump(imported.data, sort_keys=False)
-        + "# The workload is yours to describe; the default below runs as is (uncomment to change it):\n"
+        + f"{WORKLOAD_MARKER} (without it, 10 users send chat to {deployment}); for example:\n"
         + template
     )
 
