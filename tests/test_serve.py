@@ -62,7 +62,8 @@ backends:
     with httpx.Client(timeout=10) as client:
         for _ in range(40):
             client.post(
-                f"{url}/openai/deployments/gpt-4o/chat/completions{API}", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+                f"{url}/openai/deployments/gpt-4o/chat/completions{API}",
+                json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3},
             )
     streamed: list[str] = []
     started = threading.Event()
