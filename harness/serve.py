@@ -109,6 +109,13 @@ def gateway_listener(
         build_gateway_app = import_module("harness.gateway").build_gateway_app
     except (ImportError, AttributeError):
         raise ServeError("the reference gateway is not available; start the mock pool alone with --only mock") from None
+    config = scenario.gateway
+    if config.replicas > 1 or config.shared_state != "none":
+        # Refused rather than run as one replica with per-replica state, which would answer another question
+        raise ServeError(
+            "gateway.replicas and gateway.shared_state are modelled by `harness simulate` only so far; "
+            "a live run starts one gateway (set gateway.replicas=1 and gateway.shared_state=none)"
+        )
     app = build_gateway_app(scenario, clock, upstreams, log_dir)
     sock = bind(host, scenario.gateway.port or 0, "gateway")
     ready = {"role": "gateway", "name": "gateway", "url": url_of(sock), "backends": list(upstreams)}

@@ -15,7 +15,7 @@ from harness.sim import simulate
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND_FIELDS = [c.name for c in BACKEND_LOG_COLUMNS]
 REQUEST_FIELDS = list(gateway_request_row())
-BREAKER_FIELDS = ["kind", "t", "t_wall", "backend", "from", "to", "reason", "until"]
+BREAKER_FIELDS = ["kind", "t", "t_wall", "backend", "from", "to", "reason", "until", "replica"]
 
 
 def test_the_simulator_writes_the_declared_rows(tmp_path: Path) -> None:

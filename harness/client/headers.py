@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.aoai.headers import BACKEND, GATEWAY_REQUEST_ID
+from harness.aoai.headers import BACKEND, GATEWAY_REPLICA, GATEWAY_REQUEST_ID
 from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT, refusal_of
 from harness.aoai.retry_after import retry_after_ms, retry_after_s
 
@@ -57,6 +57,7 @@ _TEXT_FIELDS = {
     "backend": BACKEND,
     "region": "x-ms-region",
     "gateway_request_id": GATEWAY_REQUEST_ID,
+    "replica": GATEWAY_REPLICA,
 }
 
 # The error kinds that are throttling, by who throttled (the live view and the report count these).

@@ -51,12 +51,13 @@ class GatewayLog:
         if self._file is not None:
             self._pending.append(json.dumps(row, separators=(",", ":"), default=str))
 
-    def breaker(self, transition: Transition, wall: float) -> None:
+    def breaker(self, transition: Transition, wall: float, replica: str | None = None) -> None:
         self.write(
             breaker_row(
                 t=transition.t,
                 t_wall=wall,
                 backend=transition.backend,
+                replica=replica,
                 to=transition.to_state,
                 reason=transition.reason,
                 until=transition.until,

@@ -73,6 +73,7 @@ RECORD_COLUMNS: tuple[Column, ...] = (
     Column("retry_wait_source", "str", "retry-after-ms, retry-after, backoff (own backoff), or empty"),
     Column("request_type", "str", "logical request type as Locust names it: `chat`, `chat stream`, `embeddings`, ..."),
     Column("mix", "str", "workload mix the request was drawn from (or `trace`)"),
+    Column("replica", "str", "gateway replica that answered, 0-based (x-gateway-replica; empty with one replica)"),
 )
 
 RECORD_FIELDS: tuple[str, ...] = tuple(c.name for c in RECORD_COLUMNS)

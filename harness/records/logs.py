@@ -50,13 +50,14 @@ GATEWAY_LOG_COLUMNS: tuple[Column, ...] = (
     Column("tokens_counted_by", "str", "usage, stream_usage, counted_deltas or apim_compat"),
     Column("duration_s", "float", "scenario seconds from arrival to the end of the answer"),
     Column("ttft_s", "float", "scenario seconds to the first byte of a stream"),
+    Column("replica", "str", "gateway replica, 0-based (empty with one replica, and on breaker rows of shared state)"),
     # breaker rows
     Column("from", "str", "breaker state before the transition"),
     Column("to", "str", "breaker state after it: open or closed"),
     Column("reason", "str", "why the breaker changed state"),
     Column("until", "float", "scenario time an open breaker closes"),
 )
-_BREAKER_FIELDS = ("kind", "t", "t_wall", "backend", "from", "to", "reason", "until")
+_BREAKER_FIELDS = ("kind", "t", "t_wall", "backend", "from", "to", "reason", "until", "replica")
 _REQUEST_FIELDS = tuple(c.name for c in GATEWAY_LOG_COLUMNS if c.name not in ("from", "to", "reason", "until"))
 
 BACKEND_LOG_COLUMNS: tuple[Column, ...] = (

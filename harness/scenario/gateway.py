@@ -20,7 +20,8 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from harness.scenario.common import Duration, FieldError, Section, index_unique
 
 MAX_POOL_MEMBERS = 30  # APIM's limit on a load-balanced pool
-MAX_METRIC_DIMENSIONS = 10  # APIM's limit on custom dimensions of the token metric
+MAX_METRIC_DIMENSIONS = 10
+MAX_REPLICAS = 32  # gateway replicas one run starts, a bound on processes and ports  # APIM's limit on custom dimensions of the token metric
 
 # Dimensions the gateway knows how to fill; `header:<name>` adds a request header's value.
 METRIC_DIMENSIONS = (
@@ -355,6 +356,31 @@ class GatewayConfig(Section):
     auth: Auth = Field(default_factory=Auth, description="callers' credentials")
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="larger request bodies get 413")
     timeout: Duration = Field(120.0, gt=0, description="upstream timeout per attempt (scenario time)")
+    replicas: int = Field(
+        1, ge=1, le=MAX_REPLICAS, description="gateway units behind a load balancer (APIM: units of a gateway)"
+    )
+    spread: Literal["round-robin", "sticky"] = Field(
+        "round-robin",
+        description="how the load balancer in front of the replicas spreads requests: each request to the next "
+        "replica, or every request of a user to the same one",
+    )
+    shared_state: Literal["none", "redis"] = Field(
+        "none",
+        description="none: each replica keeps its own token-limit counters and breakers (APIM's behaviour); "
+        "redis: the replicas share them",
+    )
+    redis_url: str | None = Field(
+        None,
+        pattern=r"^rediss?://",
+        description="with shared_state redis: an existing server (redis://host:port/db); the harness starts "
+        "redis-server on loopback for the run when unset",
+    )
+
+    @model_validator(mode="after")
+    def _redis_url_needs_redis(self) -> GatewayConfig:
+        if self.redis_url is not None and self.shared_state != "redis":
+            raise FieldError("redis_url", "is read only with shared_state: redis")
+        return self
 
     def pool_members(self, backends: Iterable[str]) -> list[PoolMember]:
         """The configured members, or every backend at priority 1, weight 1 when none are listed.

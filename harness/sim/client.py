@@ -26,7 +26,7 @@ from harness.loadgen.transport import AttemptResult
 from harness.scenario import Scenario
 from harness.scenario.workload import App
 from harness.sim.engine import Scheduler
-from harness.sim.gateway import GatewayCall, GatewayReply, SimGateway
+from harness.sim.gateway import GatewayCall, GatewayReply, SimReplicas
 from harness.tokens import admission_estimate, count_prompt_tokens
 
 Record = dict[str, Any]
@@ -60,7 +60,7 @@ class Callers:
 
     scenario: Scenario
     scheduler: Scheduler
-    gateway: SimGateway
+    gateway: SimReplicas
     settings: RunSettings
     sink: Callable[[Record], None]
     wall: Clock
@@ -175,7 +175,7 @@ class LogicalRequest:
             estimate=lambda model, default: _estimate(shape, route, model, default),
         )
         pending = _Pending(attempt, callers.scheduler.clock.now(), callers.wall.wall())
-        callers.gateway.handle(call, lambda reply: self._answered(pending, reply))
+        callers.gateway.handle(call, lambda reply: self._answered(pending, reply), user.name)
         callers.scheduler.after(self.settings.timeout_s, self._timed_out, pending)
 
     def _timed_out(self, pending: _Pending) -> None:

@@ -3,6 +3,11 @@ breakers and pools) driven by events, in front of the simulated resources.
 
 Like the ASGI gateway it writes one `gateway.jsonl` row per request and one per breaker transition, and
 answers with the same headers (`x-backend`, `x-gateway-request-id`, the token-limit headers).
+
+`gateway.replicas` runs several of them behind a load balancer (`SimReplicas`). With `shared_state: none`
+each replica has its own token limiter and breakers, as APIM's gateway units do, so an app can get up to
+`replicas` times its limit through; with `redis` they all read one set, as replicas sharing state do (the
+simulator has no Redis round trip: the shared state is exact).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.aoai.errors import error_body
-from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID
+from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID, GATEWAY_REPLICA
 from harness.aoai.refusals import REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.sse import COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
@@ -77,11 +82,38 @@ class GatewayReply:
     streamed_tokens: int = 0  # completion tokens a stream carried
 
 
+class GatewayState:
+    """The breakers (with the routes over them) and token limiter one replica reads, or all when shared."""
+
+    def __init__(self, scenario: Scenario, clock: Clock, log: GatewayLog, wall: Clock, replica: str | None) -> None:
+        config = scenario.gateway
+        members = config.pool_members(b.name for b in scenario.backends)
+        self.breakers = build_breakers(config, members, clock, self._on_transition)
+        self.routes = deployment_routes(scenario, members, self.breakers)
+        policy = config.token_limit
+        self.limiter = TokenLimiter(policy, clock) if policy is not None else None
+        self._log, self._wall, self._replica = log, wall, replica
+
+    def _on_transition(self, transition: Transition) -> None:
+        self._log.breaker(transition, self._wall.wall(), self._replica)
+
+
 class SimGateway:
-    """Pools, breakers and token limiter of the scenario's gateway, in front of `backends`."""
+    """Pools, breakers and token limiter of the scenario's gateway, in front of `backends`.
+
+    `replica` names this one among several (None when it is the only one); `state` is shared with the other
+    replicas, or None for a state of its own.
+    """
 
     def __init__(
-        self, scenario: Scenario, scheduler: Scheduler, backends: dict[str, SimBackend], log: GatewayLog, wall: Clock
+        self,
+        scenario: Scenario,
+        scheduler: Scheduler,
+        backends: dict[str, SimBackend],
+        log: GatewayLog,
+        wall: Clock,
+        replica: int | None = None,
+        state: GatewayState | None = None,
     ) -> None:
         self.config = scenario.gateway
         self.scheduler = scheduler
@@ -89,20 +121,51 @@ class SimGateway:
         self.backends = backends
         self.log = log
         self.wall = wall
-        members = self.config.pool_members(b.name for b in scenario.backends)
-        self.breakers = build_breakers(self.config, members, self.clock, self._on_transition)
-        self.routes = deployment_routes(scenario, members, self.breakers)
-        policy = self.config.token_limit
-        self.limiter = TokenLimiter(policy, self.clock) if policy is not None else None
+        self.replica = None if replica is None else str(replica)
+        if state is None:
+            state = GatewayState(scenario, self.clock, log, wall, self.replica)
+        self.breakers = state.breakers
+        self.routes = state.routes
+        self.limiter = state.limiter
         self.identifier = Identifier(self.config.auth, self.clock)
+        self._id_prefix = "gw-" if replica is None else f"gw{replica}-"
         self._handled = 0
-
-    def _on_transition(self, transition: Transition) -> None:
-        self.log.breaker(transition, self.wall.wall())
 
     def handle(self, call: GatewayCall, reply: Callable[[GatewayReply], None]) -> None:
         self._handled += 1
-        SimExchange(self, call, f"gw-{self._handled}", reply).run()
+        SimExchange(self, call, f"{self._id_prefix}{self._handled}", reply).run()
+
+
+class SimReplicas:
+    """`gateway.replicas` gateways behind a load balancer that spreads requests round-robin or sticky per user."""
+
+    def __init__(
+        self, scenario: Scenario, scheduler: Scheduler, backends: dict[str, SimBackend], log: GatewayLog, wall: Clock
+    ) -> None:
+        config = scenario.gateway
+        count = config.replicas
+        if count == 1:
+            self.replicas = [SimGateway(scenario, scheduler, backends, log, wall)]
+        else:
+            shared = GatewayState(scenario, scheduler.clock, log, wall, None) if config.shared_state != "none" else None
+            self.replicas = [SimGateway(scenario, scheduler, backends, log, wall, i, shared) for i in range(count)]
+        self.sticky = config.spread == "sticky"
+        self._next = 0
+        self._by_user: dict[str, SimGateway] = {}
+
+    def handle(self, call: GatewayCall, reply: Callable[[GatewayReply], None], user: str) -> None:
+        if self.sticky:
+            replica = self._by_user.get(user)
+            if replica is None:
+                replica = self._by_user[user] = self._pick()
+        else:
+            replica = self._pick()
+        replica.handle(call, reply)
+
+    def _pick(self) -> SimGateway:
+        replica = self.replicas[self._next % len(self.replicas)]
+        self._next += 1
+        return replica
 
 
 class SimExchange:
@@ -129,6 +192,7 @@ class SimExchange:
             operation=call.operation,
             stream=call.stream,
             attempts=self.walk.tried,
+            replica=gateway.replica,
         )
 
     def run(self) -> None:
@@ -273,6 +337,8 @@ class SimExchange:
 
     def _identity(self, headers: dict[str, str]) -> dict[str, str]:
         add_identity_headers(headers, self.id, self.row["client_request_id"])
+        if self.gateway.replica is not None:
+            headers[GATEWAY_REPLICA] = self.gateway.replica
         return headers
 
     def _settle(self, usage: Usage | None) -> None:

@@ -30,7 +30,7 @@ from harness.scenario import Scenario, load_scenario
 from harness.sim.backend import SimBackend
 from harness.sim.client import Callers, start_users
 from harness.sim.engine import Scheduler
-from harness.sim.gateway import SimGateway
+from harness.sim.gateway import SimReplicas
 
 ENGINE = "sim"
 # Simulated runs start at 2026-01-01T00:00:00Z: the same scenario time in every run, so calendar quotas
@@ -99,7 +99,7 @@ def _run(scenario: Scenario, scenario_file: str, run_dir: Path, wall: RealClock)
     writer = RecordWriter(run_dir / RECORDS_FILE, wall)
     try:
         backends = {b.name: SimBackend(b, scheduler, backend_log, wall, seed) for b in scenario.backends}
-        gateway = SimGateway(scenario, scheduler, backends, gateway_log, wall)
+        gateway = SimReplicas(scenario, scheduler, backends, gateway_log, wall)
         settings = RunSettings(
             run_id=run_dir.name,
             clock=scheduler.clock,
