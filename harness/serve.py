@@ -101,25 +101,44 @@ def gateway_upstreams(scenario: Scenario, mocks: list[Listener], only_gateway: b
     return upstreams
 
 
-def gateway_listener(
+def gateway_listeners(
     scenario: Scenario, clock: Clock, upstreams: dict[str, str], log_dir: Path | None, host: str
-) -> Listener:
-    """The reference gateway, built by `harness.gateway.build_gateway_app` (imported only when needed)."""
+) -> list[Listener]:
+    """The reference gateway, built by `harness.gateway.build_gateway_app` (imported only when needed): one
+    per `gateway.replicas`, each on its own port with its own counters and breakers, all logging to one file."""
     try:
         build_gateway_app = import_module("harness.gateway").build_gateway_app
     except (ImportError, AttributeError):
         raise ServeError("the reference gateway is not available; start the mock pool alone with --only mock") from None
     config = scenario.gateway
-    if config.replicas > 1 or config.shared_state != "none":
-        # Refused rather than run as one replica with per-replica state, which would answer another question
+    if config.shared_state != "none":
+        # Refused rather than run with per-replica state, which would answer another question
         raise ServeError(
-            "gateway.replicas and gateway.shared_state are modelled by `harness simulate` only so far; "
-            "a live run starts one gateway (set gateway.replicas=1 and gateway.shared_state=none)"
+            "gateway.shared_state: redis is modelled by `harness simulate` only so far; "
+            "a live run keeps state per replica (set gateway.shared_state=none)"
         )
-    app = build_gateway_app(scenario, clock, upstreams, log_dir)
-    sock = bind(host, scenario.gateway.port or 0, "gateway")
-    ready = {"role": "gateway", "name": "gateway", "url": url_of(sock), "backends": list(upstreams)}
-    return Listener(app, sock, ready)
+    count = config.replicas
+    listeners: list[Listener] = []
+    try:
+        for i in range(count):
+            replica = i if count > 1 else None
+            app = build_gateway_app(scenario, clock, upstreams, log_dir, replica=replica)
+            # a fixed port is the first replica's; the others take the ports after it
+            sock = bind(host, config.port + i if config.port else 0, "gateway")
+            ready: dict[str, Any] = {
+                "role": "gateway",
+                "name": "gateway",
+                "url": url_of(sock),
+                "backends": list(upstreams),
+            }
+            if replica is not None:
+                ready.update(name=f"gateway-{i}", replica=i)
+            listeners.append(Listener(app, sock, ready))
+    except BaseException:
+        for listener in listeners:
+            listener.sock.close()
+        raise
+    return listeners
 
 
 class _Server(uvicorn.Server):
@@ -225,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             listeners += mock_listeners(scenario, clock, log, args.host)
         if args.only != "mock":
             upstreams = gateway_upstreams(scenario, listeners, args.only == "gateway")
-            listeners.append(gateway_listener(scenario, clock, upstreams, log_dir, args.host))
+            listeners += gateway_listeners(scenario, clock, upstreams, log_dir, args.host)
         _run_loop(serve(listeners, clock, log, ready_file))
     finally:
         for listener in listeners:

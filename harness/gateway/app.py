@@ -44,13 +44,15 @@ def build_gateway_app(
     upstream_client: httpx.AsyncClient | None = None,
     *,
     keep_log_rows: bool = False,
+    replica: int | None = None,
 ) -> Starlette:
     """The gateway of `scenario`, forwarding to `upstreams` (backend name -> base URL) on `clock`.
 
     `upstream_client` replaces the gateway's own httpx client (tests wire it to in-process mocks);
-    `keep_log_rows` keeps the log rows in `app.state.gateway.log.rows` as well.
+    `keep_log_rows` keeps the log rows in `app.state.gateway.log.rows` as well; `replica` names this gateway
+    among `gateway.replicas` (in the x-gateway-replica header and its log rows).
     """
-    gateway = Gateway(scenario, clock, upstreams, log_dir, upstream_client, keep_log_rows)
+    gateway = Gateway(scenario, clock, upstreams, log_dir, upstream_client, keep_log_rows, replica)
 
     def route(path: str, operation: str, by_path: bool) -> Route:
         async def endpoint(request: Request) -> Response:

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from harness import telemetry
 from harness.aoai.errors import JSON, error_body
-from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID
+from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID, GATEWAY_REPLICA
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
@@ -77,6 +77,7 @@ class Exchange:
             client_request_id=headers.get(CLIENT_REQUEST_ID),
             client_ip=self.client_ip,
             operation=operation,
+            replica=gateway.replica,
         )
         self.span = telemetry.ServerSpan("harness-gateway", f"gateway {telemetry.operation_name(operation)}", headers)
 
@@ -293,6 +294,8 @@ class Exchange:
 
     def _add_identity_headers(self, headers: dict[str, str]) -> None:
         add_identity_headers(headers, self.id, self.row["client_request_id"])
+        if self.gateway.replica is not None:
+            headers[GATEWAY_REPLICA] = self.gateway.replica
 
     def _finish_error(
         self, status: int, code: str, message: str, outcome: str, headers: dict[str, str] | None = None

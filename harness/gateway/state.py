@@ -1,7 +1,8 @@
 """The reference gateway's state for a run: pools, breakers, token limiter, metrics, log and upstream client.
 
-Built once per gateway process from the scenario; every request's `Exchange` (harness.gateway.exchange)
-reads and updates it.
+Built once per gateway (per replica with `gateway.replicas`: each keeps its own counters and breakers, as
+APIM's gateway units do) from the scenario; every request's `Exchange` (harness.gateway.exchange) reads and
+updates it.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ class Gateway:
         log_dir: Path | None,
         upstream_client: httpx.AsyncClient | None = None,
         keep_log_rows: bool = False,
+        replica: int | None = None,
     ) -> None:
         config = scenario.gateway
+        # which of `gateway.replicas` this is, named in its answers and log rows; None when it is the only one
+        self.replica = None if replica is None else str(replica)
         self.config = config
         self.clock = clock
         self.log = GatewayLog(log_dir / GATEWAY_LOG_NAME if log_dir is not None else None, keep=keep_log_rows)
@@ -77,7 +81,7 @@ class Gateway:
         return url
 
     def _on_transition(self, transition: Transition) -> None:
-        self.log.breaker(transition, self.clock.wall())
+        self.log.breaker(transition, self.clock.wall(), self.replica)
         self.throttling.transition(transition)
 
     async def aclose(self) -> None:

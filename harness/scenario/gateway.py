@@ -339,7 +339,12 @@ class Auth(Section):
 class GatewayConfig(Section):
     """The reference gateway. Field names follow Azure API Management's policies where APIM has them."""
 
-    port: int | None = Field(None, ge=0, le=65535, description="fixed port; a free one when unset")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="fixed port (of the first replica; the others take the next ones); free when unset",
+    )
     pool: Pool = Field(default_factory=Pool, description="backend pool: members, priorities, weights")
     circuit_breaker: CircuitBreakerRule | None = Field(
         None, description="breaker rule applied to every pool member; null for none"
@@ -380,6 +385,8 @@ class GatewayConfig(Section):
     def _redis_url_needs_redis(self) -> GatewayConfig:
         if self.redis_url is not None and self.shared_state != "redis":
             raise FieldError("redis_url", "is read only with shared_state: redis")
+        if self.port and self.port + self.replicas - 1 > 65535:
+            raise FieldError("port", f"leaves no room for {self.replicas} replicas on the ports after it")
         return self
 
     def pool_members(self, backends: Iterable[str]) -> list[PoolMember]:
