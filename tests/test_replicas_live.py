@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
 import httpx
 import pytest
 
+from harness.records import read_records
+
 pytestmark = pytest.mark.e2e
 
+ROOT = Path(__file__).resolve().parents[1]
+LOCUST = str(Path(sys.executable).with_name("locust"))
 API = "?api-version=2024-10-21"
 SCENARIO = """
 backends: [{name: east, deployments: {gpt-4o: {tpm: 1000000, latency: {ttft: 0, per_token: 0}}}}]
@@ -43,3 +52,36 @@ def test_each_replica_listens_on_its_own_port_and_counts_on_its_own(serve_stack)
     assert stack.stop() == 0
     rows = [row for row in stack.log_rows("gateway.jsonl") if row.get("kind") == "request"]
     assert {row["replica"] for row in rows} == {"0", "1", "2"}
+
+
+def locust_run(run_dir: Path, *overrides: str) -> list[dict]:
+    """A headless Locust run of the shipped gateway-replicas scenario against its embedded stack; its records."""
+    sets = [arg for value in ("run.time_scale=30", *overrides) for arg in ("--set", value)]
+    command = [
+        LOCUST, "-f", str(ROOT / "locustfiles" / "gateway.py"), "--headless", "-u", "6", "-r", "6", "-t", "6s",
+        "--scenario", str(ROOT / "scenarios" / "gateway-replicas.yaml"), *sets, "--run-dir", str(run_dir),
+        "--only-summary",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=run_dir.parent)
+    assert result.returncode in (0, 3), result.stderr[-2000:]  # 3: a check failed, not a crash
+    return read_records(run_dir / "records.csv")
+
+
+def test_locust_users_spread_round_robin_over_the_replicas(tmp_path: Path) -> None:
+    records = locust_run(tmp_path / "rr")
+    by_user: dict[str, set[str]] = {}
+    for r in records:
+        by_user.setdefault(r["user"], set()).add(r["replica"])
+    shares = Counter(r["replica"] for r in records)
+    assert set(shares) == {"0", "1", "2"}
+    assert all(replicas == {"0", "1", "2"} for replicas in by_user.values())  # every user over every replica
+    assert min(shares.values()) > 0.25 * len(records)
+
+
+def test_sticky_spread_keeps_each_locust_user_on_one_replica(tmp_path: Path) -> None:
+    records = locust_run(tmp_path / "sticky", "gateway.spread=sticky")
+    by_user: dict[str, set[str]] = {}
+    for r in records:
+        by_user.setdefault(r["user"], set()).add(r["replica"])
+    assert len(by_user) == 6 and all(len(replicas) == 1 for replicas in by_user.values())
+    assert set().union(*by_user.values()) == {"0", "1", "2"}

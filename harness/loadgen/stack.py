@@ -64,6 +64,11 @@ class EmbeddedStack:
         return next((line["url"] for line in self.ready if line.get("role") == "gateway"), None)
 
     @property
+    def gateway_urls(self) -> list[str]:
+        """Every gateway replica's URL, in replica order (one URL without `gateway.replicas`)."""
+        return [line["url"] for line in self.ready if line.get("role") == "gateway"]
+
+    @property
     def target_url(self) -> str:
         """Where users send requests: the gateway, or the first mock instance when no gateway runs."""
         return self.gateway_url or next(line["url"] for line in self.ready if line.get("role") == "mock")

@@ -8,6 +8,7 @@ retries that end well would otherwise hide every throttled attempt from Locust's
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -23,6 +24,17 @@ from harness.loadgen.session import execute
 from harness.loadgen.shape import pacing_wait
 from harness.loadgen.state import STATE
 from harness.loadgen.transport import Transport
+
+_USER_NUMBERS = itertools.count()  # spreads users over gateway replicas as they start
+
+
+def replica_urls(host: str) -> list[str]:
+    """The gateway replicas behind `host`: every replica of the embedded stack when `host` is its gateway,
+    else `host` alone (a load balancer of the user's own spreads the load itself)."""
+    stack = STATE.stack
+    if stack is not None and stack.gateway_url == host:
+        return stack.gateway_urls
+    return [host]
 
 
 class RequestFailed(Exception):
@@ -41,6 +53,7 @@ class GatewayUser(User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.transport: Transport | None = None
+        self.transports: list[Transport] = []  # one per gateway replica this user sends to
         self.sequence = 0
         self.last_start: float | None = None
 
@@ -52,11 +65,19 @@ class GatewayUser(User):
         self.app = assign_app(workload.apps, STATE.app_counts)
         self.name = f"{STATE.worker_index}-{id(self) % 1_000_000}"
         self.rng = random.Random(f"{STATE.scenario.run.seed}:{self.name}")
-        self.transport = Transport(self.host or self.environment.host, STATE.clock, STATE.settings.timeout_s)
+        # As a load balancer in front of gateway units: each request to the next replica, or sticky per user
+        urls = replica_urls(self.host or self.environment.host)
+        number = next(_USER_NUMBERS)
+        if STATE.scenario.gateway.spread == "sticky":
+            urls = [urls[number % len(urls)]]
+        else:
+            urls = urls[number % len(urls) :] + urls[: number % len(urls)]  # users start on different replicas
+        self.transports = [Transport(url, STATE.clock, STATE.settings.timeout_s) for url in urls]
+        self.transport = self.transports[0]
 
     def on_stop(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        for transport in self.transports:
+            transport.close()
 
     def wait_time(self) -> float:
         assert STATE.scenario is not None and STATE.clock is not None
@@ -95,6 +116,7 @@ class GatewayUser(User):
 
     def _send(self, plan: RequestPlan) -> None:
         assert STATE.settings is not None and self.transport is not None and STATE.clock is not None
+        self.transport = self.transports[self.sequence % len(self.transports)]
         attempts = [0]
         started = STATE.clock.now()
 
