@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -76,6 +77,10 @@ def test_locust_users_spread_round_robin_over_the_replicas(tmp_path: Path) -> No
     assert set(shares) == {"0", "1", "2"}
     assert all(replicas == {"0", "1", "2"} for replicas in by_user.values())  # every user over every replica
     assert min(shares.values()) > 0.25 * len(records)
+    # per-gateway counters: the app gets about 3 times its 10,000 tokens per minute through, as simulated
+    minutes = json.loads((tmp_path / "rr" / "run.json").read_text())["scenario_seconds"] / 60
+    served = sum(r["usage_total"] for r in records if r["status"] == 200)
+    assert served / minutes == pytest.approx(30_000, rel=0.15)
 
 
 def test_sticky_spread_keeps_each_locust_user_on_one_replica(tmp_path: Path) -> None:
