@@ -84,8 +84,16 @@ def _records_text(full_run: Path) -> list[str]:
     [
         (lambda lines: [], 1, "the file is empty"),
         (lambda lines: lines[:1], 2, "no records after the header"),
-        (lambda lines: [*lines[:5], lines[5].rstrip("\n") + ",extra\n", *lines[6:]], 6, "expected 44 fields, found 45"),
-        (lambda lines: [*lines[:7], "synthetic,1700000000.5\n", *lines[8:]], 8, "expected 44 fields, found 2"),
+        (
+            lambda lines: [*lines[:5], lines[5].rstrip("\n") + ",extra\n", *lines[6:]],
+            6,
+            f"expected {len(RECORD_FIELDS)} fields, found {len(RECORD_FIELDS) + 1}",
+        ),
+        (
+            lambda lines: [*lines[:7], "synthetic,1700000000.5\n", *lines[8:]],
+            8,
+            f"expected {len(RECORD_FIELDS)} fields, found 2",
+        ),
         (lambda lines: [*lines[:-1], lines[-1][: len(lines[-1]) // 2]], None, "truncated"),
         (
             lambda lines: [lines[0].replace("t_scenario", "t_start"), *lines[1:]],
