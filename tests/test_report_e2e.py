@@ -45,7 +45,7 @@ def test_duration_is_the_planned_run_and_splits_add_up(token_limit_run: Path) ->
     assert summary["run"]["cut_short_s"] == 0.0
     total = summary["requests"]["attempts"]
     assert total == len(read_rows(token_limit_run))
-    for split in ("by_app", "by_client_profile", "by_backend"):
+    for split in ("by_app", "by_client_profile", "by_backend", "by_replica"):
         assert sum(v["attempts"] for v in summary[split].values()) == total, split
     assert set(summary["by_app"]) == {"noisy", "polite"}
 

@@ -291,7 +291,7 @@ def expected_split(records: list[dict[str, Any]], key: str, minutes: float) -> d
         counts = {o: sum(1 for r in mine if outcome_of(r) == o) for o in OUTCOME_NAMES}
         finished = finished_requests(mine)
         failed = sum(1 for rows in finished if not any(outcome_of(r) == "success" for r in rows))
-        per_request = key != "backend"
+        per_request = key not in ("backend", "replica")
         goodput = float(sum(r["usage_total"] for r in ok))
         out[name] = {
             "attempts": n,
@@ -541,6 +541,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "by_app": expected_split(records, "app_id", end / 60),
         "by_client_profile": expected_split(records, "client_profile", end / 60),
         "by_backend": expected_split(records, "backend", end / 60),
+        "by_replica": expected_split(records, "replica", end / 60),
         "breaker": breaker,
         "drain": {**drain_block, "by_deployment": {"gpt-4o": drain_block}},
         "lockout": lockout,

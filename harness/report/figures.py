@@ -150,7 +150,7 @@ def outcomes_by(records: pd.DataFrame) -> Drawn | None:
     """Share of attempts by outcome per app, per client profile and per backend: the splits with two or more."""
     splits = []
     for split, key in metrics.SPLITS.items():
-        names = records[key].astype(object).fillna(metrics.NO_BACKEND if key == "backend" else "(unknown)")
+        names = records[key].astype(object).fillna(metrics.missing_label(key))
         if names.nunique() > 1:
             splits.append((split.removeprefix("by_").replace("_", " "), names))
     if not splits:
@@ -175,7 +175,7 @@ def outcomes_by(records: pd.DataFrame) -> Drawn | None:
     figure.legend(handles, labels, loc="outside lower center", ncols=6, fontsize="small")
     return Drawn(
         "outcomes_by",
-        "Outcomes by app, client profile and backend",
+        "Outcomes by app, client profile, backend and gateway replica",
         "Each bar is one app, client profile or backend (attempts in brackets), split by outcome; attempts "
         "no backend answered (refused at the gateway, connection errors) are under (none).",
         figure,

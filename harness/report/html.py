@@ -284,7 +284,9 @@ def _split_tables(summary: dict[str, Any]) -> str:
         "requests failed", "retries per request", "goodput (tokens/min)", "latency p95 (s)", "tokens",
     )  # fmt: skip
     parts = []
-    for split, what in (("by_app", "app"), ("by_client_profile", "client profile"), ("by_backend", "backend")):
+    splits = (("by_app", "app"), ("by_client_profile", "client profile"), ("by_backend", "backend"),
+              ("by_replica", "gateway replica"))  # fmt: skip
+    for split, what in splits:
         values = summary[split]
         if len(values) < 2:
             continue
@@ -309,7 +311,7 @@ def _split_tables(summary: dict[str, Any]) -> str:
     if parts:
         parts.append(
             "<p>Shares are of each row's attempts. Requests failed and retries per request are per logical "
-            "request, which can reach several backends: – per backend.</p>"
+            "request, which can reach several backends and replicas: – per backend and per replica.</p>"
         )
     return "".join(parts)
 

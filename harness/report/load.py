@@ -46,12 +46,12 @@ REPORT_COLUMNS = (
     "run_id", "t_scenario", "app_id", "client_profile", "logical_id", "attempt", "operation", "deployment",
     "stream", "max_tokens", "status", "error_kind", "retry_after_s", "retry_after_ms", "backend", "region",
     "ttft_s", "latency_s", "usage_prompt", "usage_completion", "usage_total", "decision", "retry_wait_s",
-    "retry_wait_source",
+    "retry_wait_source", "replica",
 )  # fmt: skip
 # Few distinct values: held as categories (a small integer per row) instead of one string per row.
 CATEGORICAL = {
     "run_id", "app_id", "client_profile", "operation", "deployment", "error_kind", "backend", "region",
-    "decision", "retry_wait_source", "kind", "model", "to",
+    "decision", "retry_wait_source", "kind", "model", "to", "replica",
 }  # fmt: skip
 _CATEGORY = pa.dictionary(pa.int32(), pa.string())
 

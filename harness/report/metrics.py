@@ -22,11 +22,12 @@ Definitions (the report and summary.json use these, and only these):
   `appid` claim without validating the token (no `gateway.auth.jwt`); `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
   stages that do not repeat); `cut_short_s` the planned scenario seconds that did not run, as run.json states
   it (`scenario_time_missing_s`, with `ended_by`) or else planned minus duration when that exceeds 1 s;
-- splits (`by_app`, `by_client_profile`, `by_backend`): the same attempt-level figures over each value's
-  attempts, whose counts add up to the run's. Apps and client profiles are fixed per logical request, so
-  they also get the request-level figures (finished requests, client failure rate, retries per request);
-  a request's attempts can reach several backends, so `by_backend` leaves those None. Attempts no backend
-  answered (refused by the gateway, connection errors) are under `(none)`;
+- splits (`by_app`, `by_client_profile`, `by_backend`, `by_replica`): the same attempt-level figures over each
+  value's attempts, whose counts add up to the run's. Apps and client profiles are fixed per logical request,
+  so they also get the request-level figures (finished requests, client failure rate, retries per request);
+  a request's attempts can reach several backends and gateway replicas, so `by_backend` and `by_replica`
+  leave those None. Attempts no backend answered (refused by the gateway, connection errors) are under
+  `(none)`, as are attempts of a run with one gateway (no replica stated);
 - Retry-After of an attempt: retry-after-ms / 1000 when present, else Retry-After;
 - percentiles interpolate linearly between order statistics;
 - a backend's `answered` and `rate_429` (`backends.<name>`): requests its own log shows it answered, and the
@@ -92,8 +93,8 @@ MAX_TOKENS_EDGES = (0, 256, 1024, 4096, math.inf)
 MAX_TOKENS_LABELS = ("<=256", "257-1024", "1025-4096", ">4096")
 PERCENTILES = (50, 95, 99)
 TPM_WINDOW_S = 60.0  # the window of every per-minute limit: AOAI's TPM and the gateway's token limit
-SPLITS = {"by_app": "app_id", "by_client_profile": "client_profile", "by_backend": "backend"}
-NO_BACKEND = "(none)"  # by_backend's key for attempts no backend answered
+SPLITS = {"by_app": "app_id", "by_client_profile": "client_profile", "by_backend": "backend", "by_replica": "replica"}
+NO_BACKEND = "(none)"  # by_backend's key for attempts no backend answered; by_replica's for no replica stated
 _NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 
 
@@ -500,10 +501,15 @@ def _per_key(records: pd.DataFrame, key: str, minutes: float, limits: dict[str, 
     return out
 
 
+def missing_label(key: str) -> str:
+    """A split's name for attempts without a value: no backend or replica answered, or not recorded."""
+    return NO_BACKEND if key in ("backend", "replica") else "(unknown)"
+
+
 def _split(records: pd.DataFrame, key: str, minutes: float) -> dict[str, Any]:
     """The attempt-level figures per value of `key`; request-level ones where a request has one value."""
-    per_request = key != "backend"
-    keys = records[key].astype(object).where(records[key].notna(), NO_BACKEND if key == "backend" else "(unknown)")
+    per_request = key not in ("backend", "replica")
+    keys = records[key].astype(object).where(records[key].notna(), missing_label(key))
     out: dict[str, Any] = {}
     for name, rows in records.groupby(keys, sort=True):
         requests = _requests(rows)
