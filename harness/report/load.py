@@ -51,7 +51,7 @@ REPORT_COLUMNS = (
 # Few distinct values: held as categories (a small integer per row) instead of one string per row.
 CATEGORICAL = {
     "run_id", "app_id", "client_profile", "operation", "deployment", "error_kind", "backend", "region",
-    "decision", "retry_wait_source", "kind", "model", "to", "replica",
+    "decision", "retry_wait_source", "kind", "model", "to",
 }  # fmt: skip
 _CATEGORY = pa.dictionary(pa.int32(), pa.string())
 
