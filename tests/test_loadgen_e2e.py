@@ -9,22 +9,17 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from loadgen_helpers import LOCUST, LOCUSTFILE, ROOT, RUN_TIMEOUT_S, free_port
 
 from harness.loadgen.live import RETRIED_SUFFIX
 from harness.records import read_records
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[1]
-LOCUSTFILE = ROOT / "locustfiles" / "gateway.py"
-LOCUST = str(Path(sys.executable).with_name("locust"))
-RUN_TIMEOUT_S = 90
 
 
 def run_locust(
@@ -151,12 +146,6 @@ def test_bad_scenario_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "workload.mixes[0].deployment: unknown deployment 'gpt-5' (the backends have: gpt-4o)" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_master_and_two_workers_write_every_record(tmp_path: Path) -> None:

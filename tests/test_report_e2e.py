@@ -6,16 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from loadgen_helpers import LOCUST, LOCUSTFILE, ROOT
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCUST = str(Path(sys.executable).with_name("locust"))
 THROTTLED = {"gateway_token_limit", "gateway_quota", "backend_429", "breaker_open"}
 
 
@@ -25,7 +23,7 @@ def token_limit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     streams half its requests, so TTFT has streams and non-streams to tell apart."""
     run_dir = tmp_path_factory.mktemp("e2e") / "token-limit-per-app"
     command = [
-        LOCUST, "-f", str(ROOT / "locustfiles" / "gateway.py"), "--headless", "--only-summary",
+        LOCUST, "-f", str(LOCUSTFILE), "--headless", "--only-summary",
         "--scenario", str(ROOT / "scenarios" / "token-limit-per-app.yaml"), "--set", "run.time_scale=60",
         "--set", "workload.mixes[1].stream_share=0.5", "--run-dir", str(run_dir),
     ]  # fmt: skip

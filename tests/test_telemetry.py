@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from loadgen_helpers import LOCUST, LOCUSTFILE, ROOT
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from harness import telemetry
@@ -19,9 +19,6 @@ from harness.records import read_records
 from harness.report.load import read_json_lines
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[1]
-LOCUST = str(Path(sys.executable).with_name("locust"))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,7 @@ def traced_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Rec
             "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         }
         command = [
-            LOCUST, "-f", str(ROOT / "locustfiles" / "gateway.py"), "--headless", "--only-summary",
+            LOCUST, "-f", str(LOCUSTFILE), "--headless", "--only-summary",
             "-u", "3", "-r", "3", "-t", "4s", "--scenario", str(ROOT / "scenarios" / "max-tokens-drain.yaml"),
             "--set", "run.time_scale=30", "--run-dir", str(run_dir),
         ]  # fmt: skip
