@@ -177,6 +177,18 @@ class Run:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
 
+async def timed_send(pool: Connections, run: Run, since: float) -> None:
+    """Send one request; count an error (a failed exchange or a non-200), else its latency from `since`."""
+    try:
+        status = await pool.send()
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        run.errors += 1
+        return
+    if status != 200:
+        run.errors += 1
+    run.latencies.append(time.perf_counter() - since)
+
+
 async def open_loop(
     server: Served, rate: float, seconds: float, cpu_of: Served | None = None, callers: Callers | None = None
 ) -> Run:
@@ -186,14 +198,7 @@ async def open_loop(
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(due: float) -> None:
-        try:
-            status = await pool.send()
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            run.errors += 1
-            return
-        if status != 200:
-            run.errors += 1
-        run.latencies.append(time.perf_counter() - due)
+        await timed_send(pool, run, due)
 
     cpu_before = cpu_of.cpu_seconds() if cpu_of else 0.0
     # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
@@ -226,15 +231,7 @@ async def closed_loop(
 
     async def worker() -> None:
         while time.perf_counter() < stop:
-            sent = time.perf_counter()
-            try:
-                status = await pool.send()
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                run.errors += 1
-                continue
-            if status != 200:
-                run.errors += 1
-            run.latencies.append(time.perf_counter() - sent)
+            await timed_send(pool, run, time.perf_counter())
 
     cpu_before = cpu_of.cpu_seconds() if cpu_of else 0.0
     await asyncio.gather(*(worker() for _ in range(concurrency)))
