@@ -13,6 +13,7 @@ from typing import Any
 import gevent
 
 from harness.loadgen.run_end import note_cause
+from harness.loadgen.scenario_shape import run_time_given
 from harness.loadgen.state import STATE
 from harness.records import EndedBy
 
@@ -24,8 +25,7 @@ def arm(runner: Any) -> None:
     disarm()
     assert STATE.scenario is not None and STATE.clock is not None
     scale = STATE.clock.scale
-    options = getattr(runner.environment, "parsed_options", None)
-    run_time = float(getattr(options, "run_time", None) or 0)
+    run_time = run_time_given(runner)
     planned = STATE.scenario.load_duration()
     limit = min(planned, run_time * scale) if run_time else planned
     STATE.planned_s = limit

@@ -20,6 +20,10 @@ class RequestTrace:
 
     def __init__(self, operation: str, deployment: str, attributes: dict[str, Any]) -> None:
         self._tracer = telemetry.tracer("harness-loadgen")
+        self._root: Span | None = None
+        self._attempts: dict[int, Span] = {}
+        if self._tracer is None:
+            return  # telemetry off: nothing to build on every request
         self._name = f"{telemetry.OPERATION_NAMES.get(operation, operation)} {deployment}"
         self._attributes = {
             telemetry.GEN_AI_OPERATION: telemetry.OPERATION_NAMES.get(operation, operation),
@@ -27,10 +31,7 @@ class RequestTrace:
             telemetry.GEN_AI_REQUEST_MODEL: deployment,
             **{k: v for k, v in attributes.items() if v is not None},
         }
-        self._root: Span | None = None
-        self._attempts: dict[int, Span] = {}
-        if self._tracer is not None:
-            self._root = self._tracer.start_span(self._name, kind=SpanKind.INTERNAL, attributes=self._attributes)
+        self._root = self._tracer.start_span(self._name, kind=SpanKind.INTERNAL, attributes=self._attributes)
 
     def start_attempt(self, attempt: int, headers: dict[str, str]) -> None:
         """Open the attempt's span and put its traceparent in the request's headers."""

@@ -22,14 +22,14 @@ class ScenarioShape(LoadTestShape):
         workload = STATE.scenario.workload
         if STATE.plan is not None:
             stage = STATE.plan.at(elapsed)
-            run_time = _run_time_given(self.runner)
+            run_time = run_time_given(self.runner)
             if stage is None or (run_time and elapsed >= run_time * scale):
                 return None
             if STATE.plan.repeat and elapsed >= STATE.scenario.run.duration:
                 return None  # repeated stages never run out: run.duration ends the run
             return stage.users, stage.spawn_rate * scale
         # With a shape Locust only starts its --run-time clock after the shape ends, so the shape obeys it.
-        run_time = _run_time_given(self.runner)
+        run_time = run_time_given(self.runner)
         limit = run_time * scale if run_time else STATE.scenario.run.duration
         if elapsed >= limit:
             return None
@@ -38,7 +38,7 @@ class ScenarioShape(LoadTestShape):
         return int(users), float(spawn_rate)
 
 
-def _run_time_given(runner: Any) -> float:
+def run_time_given(runner: Any) -> float:
     """Locust's --run-time in wall seconds (0 when not given)."""
     options = getattr(getattr(runner, "environment", None), "parsed_options", None)
     return float(getattr(options, "run_time", None) or 0)
