@@ -107,20 +107,30 @@ class CircuitBreaker:
         if not failed:
             return False
         self._failures.charge(1)
-        condition = self.rule.failureCondition
-        failures = self._failures.used
-        if condition.percentage is not None and self._requests is not None:
-            tripped = 100.0 * failures / max(1, self._requests.used) >= condition.percentage
-            why = f"{failures} of {self._requests.used} requests failed within {condition.interval:g}s"
-        else:
-            tripped = failures >= (condition.count or 1)
-            why = f"{failures} failure(s) within {condition.interval:g}s"
+        tripped, why = self.condition_met(self._failures.used, self._requests.used if self._requests else 0)
         if tripped:
             self._trip(status, reason, retry_after, why)
         return tripped
 
+    def condition_met(self, failures: int, requests: int) -> tuple[bool, str]:
+        """Whether `failures` (of `requests`, for a percentage) within the interval trip it, and why in words."""
+        condition = self.rule.failureCondition
+        if condition.percentage is not None:
+            why = f"{failures} of {requests} requests failed within {condition.interval:g}s"
+            return 100.0 * failures / max(1, requests) >= condition.percentage, why
+        return failures >= (condition.count or 1), f"{failures} failure(s) within {condition.interval:g}s"
+
     def _trip(self, status: int | None, reason: str | None, retry_after: float | None, why: str) -> None:
         now = self.clock.now()
+        duration, source = self.trip_duration(retry_after)
+        self._open_until = now + duration
+        self._failures = SlidingWindow(_UNBOUNDED, self.rule.failureCondition.interval, self.clock)
+        if self._requests is not None:
+            self._requests = SlidingWindow(_UNBOUNDED, self.rule.failureCondition.interval, self.clock)
+        self._notify(self.opened(now, status, reason, why, duration, source))
+
+    def trip_duration(self, retry_after: float | None) -> tuple[float, str]:
+        """How long a trip now lasts, and what set it: tripDuration, the backend's Retry-After, or the cap."""
         duration = self.rule.tripDuration
         source = "tripDuration"
         if self.rule.acceptRetryAfter and retry_after is not None and retry_after > 0:
@@ -129,20 +139,15 @@ class CircuitBreaker:
         if cap is not None and duration > cap:
             # A day-long Retry-After would take the member out for a day; the cap brings it back to be probed.
             duration, source = cap, f"maxTripDuration (asked {duration:g}s by {source})"
-        self._open_until = now + duration
-        self._failures = SlidingWindow(_UNBOUNDED, self.rule.failureCondition.interval, self.clock)
-        if self._requests is not None:
-            self._requests = SlidingWindow(_UNBOUNDED, self.rule.failureCondition.interval, self.clock)
+        return duration, source
+
+    def opened(
+        self, now: float, status: int | None, reason: str | None, why: str, duration: float, source: str
+    ) -> Transition:
+        """The transition of a trip at `now`, its reason naming the last outcome and what set the duration."""
         last = f"status {status}" if status is not None else reason or "failure"
-        self._notify(
-            Transition(
-                now,
-                self.backend,
-                "closed",
-                "open",
-                f"{why} (last: {last}); open {duration:g}s by {source}",
-                self._open_until,
-            )
+        return Transition(
+            now, self.backend, "closed", "open", f"{why} (last: {last}); open {duration:g}s by {source}", now + duration
         )
 
     def _notify(self, transition: Transition) -> None:

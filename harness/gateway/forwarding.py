@@ -25,7 +25,7 @@ from harness.gateway.breaker import BreakerListener, CircuitBreaker
 from harness.gateway.pool import Member, Pool
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.scenario import Scenario
-from harness.scenario.gateway import GatewayConfig, GatewayRetry, PoolMember, TokenLimit
+from harness.scenario.gateway import CircuitBreakerRule, GatewayConfig, GatewayRetry, PoolMember, TokenLimit
 
 # the outcome a gateway log row names (the report and the metrics read these): the gateway's own refusals
 # are the wire's refusal kinds, sent to the client in a header as well
@@ -43,13 +43,17 @@ class DeploymentRoute:
 
 
 def build_breakers(
-    config: GatewayConfig, members: list[PoolMember], clock: Clock, listener: BreakerListener | None
+    config: GatewayConfig,
+    members: list[PoolMember],
+    clock: Clock,
+    listener: BreakerListener | None,
+    make: Callable[[str, CircuitBreakerRule, Clock, BreakerListener | None], CircuitBreaker] = CircuitBreaker,
 ) -> dict[str, CircuitBreaker]:
-    """One breaker per pool member when the scenario has a rule (none otherwise)."""
+    """One breaker per pool member when the scenario has a rule (none otherwise); `make` builds each."""
     rule = config.circuit_breaker
     if rule is None:
         return {}
-    return {m.backend: CircuitBreaker(m.backend, rule, clock, listener) for m in members}
+    return {m.backend: make(m.backend, rule, clock, listener) for m in members}
 
 
 def deployment_routes(

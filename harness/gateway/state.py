@@ -1,8 +1,9 @@
 """The reference gateway's state for a run: pools, breakers, token limiter, metrics, log and upstream client.
 
 Built once per gateway (per replica with `gateway.replicas`: each keeps its own counters and breakers, as
-APIM's gateway units do) from the scenario; every request's `Exchange` (harness.gateway.exchange) reads and
-updates it.
+APIM's gateway units do, unless `gateway.shared_state: redis` shares them through
+`harness.gateway.shared_state`) from the scenario; every request's `Exchange` (harness.gateway.exchange)
+reads and updates it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from harness.gateway.forwarding import build_breakers, deployment_routes
 from harness.gateway.identity import Identifier
 from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
+from harness.gateway.shared_state import SharedCircuitBreaker, SharedState, SharedStateMetrics, SharedTokenLimiter
 from harness.gateway.throttle_metrics import ThrottleMetrics
 from harness.gateway.token_limit import TokenLimiter
 from harness.gateway.transport import LoopbackTransport
 from harness.gateway.transport import upstream_client as upstream_client_for
-from harness.records import GATEWAY_LOG
+from harness.records import GATEWAY_LOG, shared_state_row
 from harness.scenario import Scenario
 
 GATEWAY_LOG_NAME = GATEWAY_LOG
@@ -42,7 +44,9 @@ class Gateway:
         upstream_client: httpx.AsyncClient | None = None,
         keep_log_rows: bool = False,
         replica: int | None = None,
+        shared_prefix: str = "harness:",
     ) -> None:
+        """`shared_prefix` names the run's keys on Redis with `shared_state: redis` (every replica the same)."""
         config = scenario.gateway
         # which of `gateway.replicas` this is, named in its answers and log rows; None when it is the only one
         self.replica = None if replica is None else str(replica)
@@ -55,12 +59,25 @@ class Gateway:
                 raise ScenarioError("gateway.pool", f"backend '{member.backend}' has no URL to forward to")
         self.upstreams = {name: httpx.URL(url.rstrip("/")) for name, url in upstreams.items()}
         self.backends = {b.name: b for b in scenario.backends}
-        self.breakers = build_breakers(config, members, clock, self._on_transition)
+        self.shared: SharedState | None = None
+        self.limiter: TokenLimiter | None = None
+        if config.shared_state == "redis":
+            if config.redis_url is None:
+                raise ScenarioError("gateway.redis_url", "is needed by a gateway started on its own")
+            shared = self.shared = SharedState(config.redis_url, shared_prefix, clock, self._on_shared_state)
+            self.breakers = build_breakers(config, members, clock, self._on_transition, shared.breaker)
+            if config.token_limit is not None:
+                self.limiter = SharedTokenLimiter(config.token_limit, clock, shared)
+        else:
+            self.breakers = build_breakers(config, members, clock, self._on_transition)
+            if config.token_limit is not None:
+                self.limiter = TokenLimiter(config.token_limit, clock)
         self.deployments = deployment_routes(scenario, members, self.breakers)
-        self.limiter = TokenLimiter(config.token_limit, clock) if config.token_limit is not None else None
         self.metrics = TokenMetrics(config.metrics.dimensions, clock, config.metrics.max_series)
         self.throttling = ThrottleMetrics(self.breakers, self.limiter, clock, config.metrics.max_series)
         self.metrics.registry.register(self.throttling)
+        if self.shared is not None:
+            self.metrics.registry.register(SharedStateMetrics(self.shared))
         self.log.add_source(self.metrics.drain)
         self._urls: dict[tuple[str, bytes], httpx.URL] = {}
         self.timeout = config.timeout / clock.scale  # httpx waits in wall seconds
@@ -80,6 +97,29 @@ class Gateway:
             url = self._urls[(member, target)] = self.upstreams[member].copy_with(raw_path=target)
         return url
 
+    def read_shared_trips(self) -> None:
+        """Open the breakers of members another replica tripped (one Redis read; nothing without shared state)."""
+        if self.shared is None or not self.breakers:
+            return
+        names = list(self.breakers)
+        until = self.shared.open_until(names)
+        for name, ends in zip(names, until or (), strict=False):
+            breaker = self.breakers[name]
+            if isinstance(breaker, SharedCircuitBreaker):
+                breaker.adopt(ends)
+
+    def _on_shared_state(self, lost: bool, reason: str, fallbacks: int) -> None:
+        self.log.write(
+            shared_state_row(
+                t=self.clock.now(),
+                t_wall=self.clock.wall(),
+                replica=self.replica,
+                shared_state="lost" if lost else "restored",
+                reason=reason,
+                fallbacks=fallbacks,
+            )
+        )
+
     def _on_transition(self, transition: Transition) -> None:
         self.log.breaker(transition, self.clock.wall(), self.replica)
         self.throttling.transition(transition)
@@ -88,6 +128,8 @@ class Gateway:
         """Flush the log and close the upstream client (when the gateway made it)."""
         if self._own_client:
             await self.client.aclose()
+        if self.shared is not None:
+            self.shared.close()
         await self.log.aclose()
 
     async def metrics_endpoint(self, request: Request) -> Response:

@@ -48,6 +48,7 @@ class Ticket:
     remaining_quota: int | None = None
     # the key's windows as they were at admission: settling charges them even if the key was forgotten since
     counters: _Counters | None = field(default=None, repr=False, compare=False)
+    shared: bool = False  # admitted by the replicas' shared counters (harness.gateway.shared_state)
 
 
 @dataclass(slots=True)
@@ -101,9 +102,7 @@ class TokenLimiter:
         `estimate` overrides the policy's `estimate-prompt-tokens` (APIM always estimates streams).
         """
         counters = self._counters(key)
-        estimating = self.policy.estimate_prompt_tokens if estimate is None else estimate
-        # Estimating: the prompt must fit. Not estimating: only a key already at its limit is refused.
-        estimate_tokens = max(1, prompt_tokens) if estimating else 0
+        estimate_tokens = self.admission_charge(prompt_tokens, estimate)
         need = max(1, estimate_tokens)
         if counters.quota is not None:
             decision = counters.quota.peek(need)
@@ -118,6 +117,12 @@ class TokenLimiter:
                 if window is not None:
                     window.charge(estimate_tokens)
         return Ticket(key, True, charged=estimate_tokens, counters=counters, **self._remaining(counters))
+
+    def admission_charge(self, prompt_tokens: int, estimate: bool | None) -> int:
+        """Tokens charged at admission: the prompt when estimating, else none (the key must then have room for 1)."""
+        # Estimating: the prompt must fit. Not estimating: only a key already at its limit is refused.
+        estimating = self.policy.estimate_prompt_tokens if estimate is None else estimate
+        return max(1, prompt_tokens) if estimating else 0
 
     def settle(self, ticket: Ticket, total_tokens: int) -> Ticket:
         """Correct the admission charge to the request's actual `total_tokens`; returns the updated ticket."""
@@ -137,9 +142,7 @@ class TokenLimiter:
         return ticket
 
     def _refused(self, key: str, status: int, retry_after: float, reset_after: float, counters: _Counters) -> Ticket:
-        # A prompt larger than the whole limit never fits: point at the window's length rather than at 0.
-        wait = retry_after if math.isfinite(retry_after) else max(reset_after, MINUTE)
-        return Ticket(key, False, status, max(1.0, math.ceil(wait)), counters=counters, **self._remaining(counters))
+        return refused(key, status, retry_after, reset_after, counters=counters, **self._remaining(counters))
 
     @staticmethod
     def _remaining(counters: _Counters) -> dict[str, Any]:
@@ -147,3 +150,10 @@ class TokenLimiter:
             "remaining_tokens": counters.minute.remaining() if counters.minute is not None else None,
             "remaining_quota": counters.quota.remaining() if counters.quota is not None else None,
         }
+
+
+def refused(key: str, status: int, retry_after: float, reset_after: float, **fields: Any) -> Ticket:
+    """A refused ticket: 429 (tokens per minute) or 403 (quota), with whole seconds of Retry-After."""
+    # A prompt larger than the whole limit never fits: point at the window's length rather than at 0.
+    wait = retry_after if math.isfinite(retry_after) else max(reset_after, MINUTE)
+    return Ticket(key, False, status, max(1.0, math.ceil(wait)), **fields)

@@ -31,6 +31,7 @@ from harness.records.logs import (
     backend_row,
     breaker_row,
     gateway_request_row,
+    shared_state_row,
 )
 from harness.records.run_info import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING, EndedBy
 from harness.records.trace_columns import TRACE_COLUMNS
@@ -63,4 +64,5 @@ __all__ = [
     "read_records",
     "record_cells",
     "records_to_csv_text",
+    "shared_state_row",
 ]

@@ -1,7 +1,8 @@
 """The run directory's files and the rows of its two server logs, declared once for writers and readers.
 
-gateway.jsonl holds rows of `kind` request (one per client request), breaker (one per transition) and
-metric (token metrics, aggregated by `harness.gateway.metrics`); backend.jsonl one row per request a mock
+gateway.jsonl holds rows of `kind` request (one per client request), breaker (one per transition),
+metric (token metrics, aggregated by `harness.gateway.metrics`) and shared_state (a replica lost or got back
+the Redis its shared state lives on); backend.jsonl one row per request a mock
 resource answered. The ASGI servers and the simulator build their rows with `gateway_request_row`,
 `breaker_row` and `backend_row`, so both write the same fields in the same order; the report reads them
 with the kinds declared here.
@@ -25,7 +26,7 @@ RUN_INFO_FILE = "run.json"
 
 # kinds: "str", "int", "float", "bool" (as in records.csv) and "list" (a JSON list of strings)
 GATEWAY_LOG_COLUMNS: tuple[Column, ...] = (
-    Column("kind", "str", "request, breaker or metric"),
+    Column("kind", "str", "request, breaker, metric or shared_state"),
     Column("t", "float", "scenario time the request arrived (breaker: of the transition)"),
     Column("t_wall", "float", "wall-clock time the row was written"),
     Column("gateway_request_id", "str", "the gateway's own id of the request (x-gateway-request-id)"),
@@ -56,9 +57,14 @@ GATEWAY_LOG_COLUMNS: tuple[Column, ...] = (
     Column("to", "str", "breaker state after it: open or closed"),
     Column("reason", "str", "why the breaker changed state"),
     Column("until", "float", "scenario time an open breaker closes"),
+    # shared_state rows (reason: why)
+    Column("shared_state", "str", "lost (Redis stopped answering: this replica's own counters decide) or restored"),
+    Column("fallbacks", "int", "decisions this replica made without Redis so far"),
 )
 _BREAKER_FIELDS = ("kind", "t", "t_wall", "backend", "from", "to", "reason", "until", "replica")
-_REQUEST_FIELDS = tuple(c.name for c in GATEWAY_LOG_COLUMNS if c.name not in ("from", "to", "reason", "until"))
+_SHARED_STATE_FIELDS = ("kind", "t", "t_wall", "replica", "shared_state", "reason", "fallbacks")
+_NOT_REQUEST_FIELDS = ("from", "to", "reason", "until", "shared_state", "fallbacks")
+_REQUEST_FIELDS = tuple(c.name for c in GATEWAY_LOG_COLUMNS if c.name not in _NOT_REQUEST_FIELDS)
 
 BACKEND_LOG_COLUMNS: tuple[Column, ...] = (
     Column("t", "float", "scenario time the request arrived"),
@@ -109,6 +115,11 @@ def gateway_request_row(**values: Any) -> dict[str, Any]:
 def breaker_row(**values: Any) -> dict[str, Any]:
     """A gateway.jsonl breaker row (a transition)."""
     return _row(_BREAKER_FIELDS, {"kind": "breaker"}, values)
+
+
+def shared_state_row(**values: Any) -> dict[str, Any]:
+    """A gateway.jsonl shared_state row: a replica lost Redis, or got it back."""
+    return _row(_SHARED_STATE_FIELDS, {"kind": "shared_state"}, values)
 
 
 def backend_row(**values: Any) -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""A `redis-server` for one run: started from the PATH on a free loopback port, with nothing saved to disk.
+
+`harness serve` starts one when `gateway.shared_state: redis` has no `redis_url`, and stops it when the run
+ends; on Linux it also stops if the harness dies without cleaning up.
+
+    with RedisServer() as url:
+        ...  # redis://127.0.0.1:PORT/0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from types import TracebackType
+
+import redis
+
+from harness.errors import ServeError
+
+START_TIMEOUT_S = 10.0
+MISSING = (
+    "gateway.shared_state: redis needs redis-server on the PATH (Debian/Ubuntu: apt-get install redis-server) "
+    "or gateway.redis_url pointing at a running server"
+)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux: the kernel sends SIGTERM when the harness ends, even by SIGKILL; elsewhere stop() does it
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class RedisServer:
+    """One redis-server child process; `start()` returns its URL once it answers PING."""
+
+    def __init__(self, host: str = "127.0.0.1", executable: str = "redis-server") -> None:
+        self.host = host
+        self.executable = executable
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def start(self) -> str:
+        path = shutil.which(self.executable)
+        if path is None:
+            raise ServeError(MISSING)
+        self._dir = tempfile.TemporaryDirectory(prefix="harness-redis-")
+        port = _free_port(self.host)
+        # no RDB snapshots or AOF: a run's counters are thrown away with the server
+        command = [path, "--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no"]
+        command += ["--dir", self._dir.name, "--loglevel", "warning", "--daemonize", "no"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+        )
+        self.url = f"redis://{self.host}:{port}/0"
+        client = redis.Redis(host=self.host, port=port, socket_connect_timeout=0.2, socket_timeout=0.2)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    error = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
+                    last = error.strip().splitlines()[-1] if error.strip() else f"exit code {self.process.returncode}"
+                    raise ServeError(f"redis-server did not start on {self.host}:{port}: {last}")
+                with contextlib.suppress(redis.RedisError, OSError):
+                    if client.ping():
+                        return self.url
+                if time.monotonic() > deadline:
+                    raise ServeError(f"redis-server did not answer on {self.host}:{port} within {START_TIMEOUT_S:g}s")
+                time.sleep(0.02)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
