@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from gateway_helpers import gateway_stack
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.clock import VirtualClock
+from harness.gateway.log import GatewayLog, SerializedRow
 from harness.gateway.metrics import TokenMetrics
 
 
@@ -136,3 +140,31 @@ async def test_metrics_count_throttling_by_source_and_show_breakers_and_remainin
         assert samples[("gateway_breaker_closes_at_timestamp_seconds", east)] == 0
     finally:
         await stack.aclose()
+
+
+def test_metric_rows_carry_the_json_line_json_dumps_would_write() -> None:
+    metrics = TokenMetrics(["model", "app_id", "header:x-team"], VirtualClock(5.123456789))
+    metrics.record({"model": "gpt-4o", "app_id": 'quote" \u00e9\n'}, prompt=10, completion=5)
+    metrics.record({"model": "gpt-4o", "app_id": "b"}, prompt=3, completion=0)
+    metrics.record({"model": "gpt-4o", "app_id": "b"}, prompt=0, completion=4)
+    rows = metrics.drain()
+    assert len(rows) == 6
+    for row in rows:
+        assert isinstance(row, SerializedRow)
+        assert row.line == json.dumps(dict(row), separators=(",", ":"), default=str)
+
+
+async def test_the_log_writes_drained_rows_in_slices_in_order(tmp_path: Path) -> None:
+    metrics = TokenMetrics(["app_id"], VirtualClock(1))
+    log = GatewayLog(tmp_path / "gateway.jsonl")
+    log.add_source(metrics.drain)
+    for i in range(1_000):  # many slices of rows, metric and request
+        metrics.record({"app_id": f"app-{i}"}, prompt=i, completion=1)
+        log.write({"kind": "request", "i": i})
+    await log._flush_in_slices()
+    log.close()
+    rows = [json.loads(line) for line in (tmp_path / "gateway.jsonl").read_text().splitlines()]
+    assert [r["i"] for r in rows if r["kind"] == "request"] == list(range(1_000))
+    prompts = [r for r in rows if r["kind"] == "metric" and r["name"] == "prompt_tokens"]
+    assert [r["value"] for r in prompts] == list(range(1_000))
+    assert metrics.drain() == []

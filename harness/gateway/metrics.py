@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from harness import telemetry
 from harness.clock import Clock
+from harness.gateway.log import SerializedRow, encode_row
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "TokenMetrics", "label_name"]
 
@@ -59,7 +60,9 @@ class TokenMetrics:
         # values -> (prompt, completion) in an array the garbage collector never walks, counted without
         # prometheus_client's per-child objects and locks (the server is single-threaded asyncio)
         self._series: OrderedDict[tuple[str, ...], array[int]] = OrderedDict()
-        self._pending: dict[tuple[str, ...], list[int]] = {}  # values -> [prompt, completion, requests]
+        # values -> (prompt, completion, requests) since the last drain; an array too, as with many callers
+        # nearly every request adds one and the collector would otherwise walk them all until the drain
+        self._pending: dict[tuple[str, ...], array[int]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         # the same counts as OpenTelemetry metrics when telemetry is on (harness.telemetry)
@@ -86,7 +89,7 @@ class TokenMetrics:
             self._otel.add(completion, {**attributes, telemetry.GEN_AI_TOKEN_TYPE: "output"})
         pending = self._pending.get(key)
         if pending is None:
-            self._pending[key] = [prompt, completion, 1]
+            self._pending[key] = array("q", (prompt, completion, 1))
         else:
             pending[0] += prompt
             pending[1] += completion
@@ -94,26 +97,33 @@ class TokenMetrics:
 
     def drain(self) -> list[dict[str, Any]]:
         """`kind: metric` log rows for the tokens counted since the last drain."""
+        return list(self.drain_lazily())
+
+    def drain_lazily(self) -> Iterator[dict[str, Any]]:
+        """The rows of `drain()`: the counts are taken now, each row is built as it is iterated.
+
+        With a caller as a dimension there are three rows a second per caller: the log (which drains through
+        this, see GatewayLog.add_source) builds and writes them a slice at a time between requests, rather than
+        hold every request up while thousands are built at once.
+        """
         if not self._pending:
-            return []
-        t, t_wall = self.clock.now(), self.clock.wall()
-        rows = []
-        for key, (prompt, completion, requests) in self._pending.items():
+            return iter(())
+        pending, self._pending = self._pending, {}
+        return self._rows(pending, self.clock.now(), self.clock.wall())
+
+    def _rows(self, pending: dict[tuple[str, ...], array[int]], t: float, t_wall: float) -> Iterator[dict[str, Any]]:
+        # Each row carries its JSON line (harness.gateway.log.SerializedRow), built from parts encoded once per
+        # drain and once per set of values: json.dumps of each row cost several times more.
+        head = f'{{"kind":"metric","t":{encode_row(t)},"t_wall":{encode_row(t_wall)},"name":"'
+        for key, (prompt, completion, requests) in pending.items():
             dims = dict(zip(self.dimensions, key, strict=True))
+            tail = f',"requests":{requests},"dimensions":{encode_row(dims)}}}'
             for name, value in zip(METRIC_NAMES, (prompt, completion, prompt + completion), strict=True):
-                rows.append(
-                    {
-                        "kind": "metric",
-                        "t": t,
-                        "t_wall": t_wall,
-                        "name": name,
-                        "value": value,
-                        "requests": requests,
-                        "dimensions": dims,
-                    }
+                row = SerializedRow(
+                    kind="metric", t=t, t_wall=t_wall, name=name, value=value, requests=requests, dimensions=dims
                 )
-        self._pending = {}
-        return rows
+                row.line = f'{head}{name}","value":{value}{tail}'
+                yield row
 
     def collect(self) -> Iterator[Metric]:
         """The Prometheus families (a custom collector of `registry`)."""
