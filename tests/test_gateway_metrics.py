@@ -9,7 +9,7 @@ from gateway_helpers import gateway_stack
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.clock import VirtualClock
-from harness.gateway.log import GatewayLog, SerializedRow
+from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import TokenMetrics
 
 
@@ -142,16 +142,15 @@ async def test_metrics_count_throttling_by_source_and_show_breakers_and_remainin
         await stack.aclose()
 
 
-def test_metric_rows_carry_the_json_line_json_dumps_would_write() -> None:
-    metrics = TokenMetrics(["model", "app_id", "header:x-team"], VirtualClock(5.123456789))
-    metrics.record({"model": "gpt-4o", "app_id": 'quote" \u00e9\n'}, prompt=10, completion=5)
-    metrics.record({"model": "gpt-4o", "app_id": "b"}, prompt=3, completion=0)
-    metrics.record({"model": "gpt-4o", "app_id": "b"}, prompt=0, completion=4)
-    rows = metrics.drain()
-    assert len(rows) == 6
-    for row in rows:
-        assert isinstance(row, SerializedRow)
-        assert row.line == json.dumps(dict(row), separators=(",", ":"), default=str)
+def test_metric_lines_are_the_json_of_the_metric_rows() -> None:
+    one, two = (TokenMetrics(["model", "app_id", "header:x-team"], VirtualClock(5.123456789)) for _ in range(2))
+    for metrics in (one, two):
+        metrics.record({"model": "gpt-4o", "app_id": 'quote" \u00e9\n'}, prompt=10, completion=5)
+        metrics.record({"model": "gpt-4o", "app_id": "b"}, prompt=3, completion=0)
+        metrics.record({"model": "gpt-4o", "app_id": "b"}, prompt=0, completion=4)
+    lines = list(one.drain_lines())
+    assert lines == [json.dumps(row, separators=(",", ":"), default=str) for row in two.drain()]
+    assert len(lines) == 6 and list(one.drain_lines()) == []
 
 
 async def test_the_log_writes_drained_rows_in_slices_in_order(tmp_path: Path) -> None:

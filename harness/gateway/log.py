@@ -13,7 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -27,17 +27,6 @@ FLUSH_SLICE_ROWS = 128
 
 # One encoder for every row: json.dumps with options builds a new JSONEncoder at each call.
 encode_row = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-class SerializedRow(dict[str, Any]):
-    """A row that carries its JSON `line`, equal to `encode_row(row)` but built by its source more cheaply.
-
-    Aggregated metric rows come by thousands a second when callers are many (one set of dimension values
-    per caller): their source builds the shared parts of the line once, rather than json.dumps each row.
-    """
-
-    __slots__ = ("line",)
-    line: str
 
 
 class GatewayLog:
@@ -55,21 +44,24 @@ class GatewayLog:
             # Servers may run without ASGI lifespan events: the last rows still reach disk when the process ends.
             atexit.register(self.close)
         self._flusher: asyncio.Task[None] | None = None
-        self._sources: list[Callable[[], Iterable[dict[str, Any]]]] = []
+        # (drain, drain_lines or None)
+        self._sources: list[tuple[Callable[[], list[dict[str, Any]]], Callable[[], Iterator[str]] | None]] = []
 
-    def add_source(self, drain: Callable[[], Iterable[dict[str, Any]]]) -> None:
+    def add_source(self, drain: Callable[[], list[dict[str, Any]]]) -> None:
         """Rows produced in batches (aggregated metrics): taken and written at every flush.
 
-        A bound `drain` whose object also has `drain_lazily` (harness.gateway.metrics.TokenMetrics) is read
-        through the latter, which takes the rows at once but builds them as they are written.
+        When `drain` is a method of an object that also has `drain_lines` (harness.gateway.metrics.TokenMetrics),
+        a log that only writes a file takes the rows as their JSON lines, built by the source more cheaply and
+        only as they are written.
         """
-        self._sources.append(getattr(getattr(drain, "__self__", None), "drain_lazily", drain))
+        lines = getattr(getattr(drain, "__self__", None), "drain_lines", None)
+        self._sources.append((drain, lines if self._file is not None and not self.keep else None))
 
     def write(self, row: dict[str, Any]) -> None:
         if self.keep:
             self.rows.append(row)
         if self._file is not None:
-            self._pending.append(row.line if isinstance(row, SerializedRow) else encode_row(row))
+            self._pending.append(encode_row(row))
 
     def breaker(self, transition: Transition, wall: float, replica: str | None = None) -> None:
         self.write(
@@ -86,13 +78,27 @@ class GatewayLog:
         )
 
     def flush(self) -> None:
-        for drain in self._sources:
-            for row in drain():
-                self.write(row)
+        for _ in self._take_sources():
+            pass
         if self._file is not None and self._pending:
             self._file.write("\n".join(self._pending) + "\n")
             self._pending.clear()
             self._file.flush()
+
+    def _take_sources(self) -> Iterator[None]:
+        """Take every source's rows into the log, a slice at a time: yields after each slice."""
+        for drain, drain_lines in self._sources:
+            if drain_lines is not None:
+                lines = drain_lines()
+                while batch := list(islice(lines, FLUSH_SLICE_ROWS)):
+                    self._pending.extend(batch)
+                    yield
+                continue
+            rows = drain()
+            for start in range(0, len(rows), FLUSH_SLICE_ROWS):
+                for row in rows[start : start + FLUSH_SLICE_ROWS]:
+                    self.write(row)
+                yield
 
     def start(self) -> None:
         """Flush in the background while the server runs."""
@@ -109,12 +115,8 @@ class GatewayLog:
         # Aggregated metric rows can number thousands a second (a caller as a dimension, many callers), and
         # request rows as many: build, serialize and write them a slice at a time and let requests run in
         # between, rather than stall them all once a second for the whole batch.
-        for drain in self._sources:
-            rows = iter(drain())
-            while batch := list(islice(rows, FLUSH_SLICE_ROWS)):
-                for row in batch:
-                    self.write(row)
-                await asyncio.sleep(0)
+        for _ in self._take_sources():
+            await asyncio.sleep(0)
         if self._file is not None:
             while len(self._pending) > FLUSH_SLICE_ROWS:  # oldest first: rows keep their order
                 self._file.write("\n".join(self._pending[:FLUSH_SLICE_ROWS]) + "\n")

@@ -17,7 +17,6 @@ as the end of that series, and `gateway_metric_series_evicted_total` counts the 
 from __future__ import annotations
 
 import re
-from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -28,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from harness import telemetry
 from harness.clock import Clock
-from harness.gateway.log import SerializedRow, encode_row
+from harness.gateway.log import encode_row
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "TokenMetrics", "label_name"]
 
@@ -57,12 +56,13 @@ class TokenMetrics:
         self.max_series = max_series
         self.evicted = 0
         self._labels = [label_name(d) for d in self.dimensions]
-        # values -> (prompt, completion) in an array the garbage collector never walks, counted without
-        # prometheus_client's per-child objects and locks (the server is single-threaded asyncio)
-        self._series: OrderedDict[tuple[str, ...], array[int]] = OrderedDict()
-        # values -> (prompt, completion, requests) since the last drain; an array too, as with many callers
-        # nearly every request adds one and the collector would otherwise walk them all until the drain
-        self._pending: dict[tuple[str, ...], array[int]] = {}
+        # Counts are tuples of ints, replaced at each count: the collector stops tracking such a tuple (and the
+        # key, a tuple of strings) at its first pass, so with one set of values per caller, thousands of sets add
+        # nothing to its full passes (an array, or a list, is tracked as long as it lives). Counted without
+        # prometheus_client's per-child objects and locks (the server is single-threaded asyncio).
+        self._series: OrderedDict[tuple[str, ...], tuple[int, int]] = OrderedDict()  # values -> (prompt, completion)
+        # values -> (prompt, completion, requests) since the last drain
+        self._pending: dict[tuple[str, ...], tuple[int, int, int]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         # the same counts as OpenTelemetry metrics when telemetry is on (harness.telemetry)
@@ -75,55 +75,67 @@ class TokenMetrics:
         series = self._series
         counts = series.get(key)
         if counts is None:
-            series[key] = array("q", (prompt, completion))
+            series[key] = (prompt, completion)
             if len(series) > self.max_series:
                 series.popitem(last=False)
                 self.evicted += 1
         else:
             series.move_to_end(key)
-            counts[0] += prompt
-            counts[1] += completion
+            series[key] = (counts[0] + prompt, counts[1] + completion)
         if self._otel is not None:
             attributes = dict(zip(self.dimensions, key, strict=True))
             self._otel.add(prompt, {**attributes, telemetry.GEN_AI_TOKEN_TYPE: "input"})
             self._otel.add(completion, {**attributes, telemetry.GEN_AI_TOKEN_TYPE: "output"})
         pending = self._pending.get(key)
         if pending is None:
-            self._pending[key] = array("q", (prompt, completion, 1))
+            self._pending[key] = (prompt, completion, 1)
         else:
-            pending[0] += prompt
-            pending[1] += completion
-            pending[2] += 1
+            self._pending[key] = (pending[0] + prompt, pending[1] + completion, pending[2] + 1)
 
     def drain(self) -> list[dict[str, Any]]:
         """`kind: metric` log rows for the tokens counted since the last drain."""
-        return list(self.drain_lazily())
+        if not self._pending:
+            return []
+        t, t_wall = self.clock.now(), self.clock.wall()
+        rows = []
+        for key, (prompt, completion, requests) in self._pending.items():
+            dims = dict(zip(self.dimensions, key, strict=True))
+            for name, value in zip(METRIC_NAMES, (prompt, completion, prompt + completion), strict=True):
+                rows.append(
+                    {
+                        "kind": "metric",
+                        "t": t,
+                        "t_wall": t_wall,
+                        "name": name,
+                        "value": value,
+                        "requests": requests,
+                        "dimensions": dims,
+                    }
+                )
+        self._pending = {}
+        return rows
 
-    def drain_lazily(self) -> Iterator[dict[str, Any]]:
-        """The rows of `drain()`: the counts are taken now, each row is built as it is iterated.
+    def drain_lines(self) -> Iterator[str]:
+        """The rows of `drain()` as the JSON lines the log writes (`encode_row` of each): the counts are taken
+        now, each line is built as it is iterated.
 
-        With a caller as a dimension there are three rows a second per caller: the log (which drains through
-        this, see GatewayLog.add_source) builds and writes them a slice at a time between requests, rather than
-        hold every request up while thousands are built at once.
+        With a caller as a dimension there are three rows a second per caller: the log (GatewayLog.add_source)
+        takes them through this, a slice at a time between requests, rather than hold every request up while
+        thousands of rows are built and passed to json.dumps at once.
         """
         if not self._pending:
             return iter(())
         pending, self._pending = self._pending, {}
-        return self._rows(pending, self.clock.now(), self.clock.wall())
+        return self._lines(pending, self.clock.now(), self.clock.wall())
 
-    def _rows(self, pending: dict[tuple[str, ...], array[int]], t: float, t_wall: float) -> Iterator[dict[str, Any]]:
-        # Each row carries its JSON line (harness.gateway.log.SerializedRow), built from parts encoded once per
-        # drain and once per set of values: json.dumps of each row cost several times more.
+    def _lines(self, pending: dict[tuple[str, ...], tuple[int, int, int]], t: float, t_wall: float) -> Iterator[str]:
+        # The parts every line shares are encoded once per drain, the dimensions once per set of values.
         head = f'{{"kind":"metric","t":{encode_row(t)},"t_wall":{encode_row(t_wall)},"name":"'
         for key, (prompt, completion, requests) in pending.items():
-            dims = dict(zip(self.dimensions, key, strict=True))
-            tail = f',"requests":{requests},"dimensions":{encode_row(dims)}}}'
-            for name, value in zip(METRIC_NAMES, (prompt, completion, prompt + completion), strict=True):
-                row = SerializedRow(
-                    kind="metric", t=t, t_wall=t_wall, name=name, value=value, requests=requests, dimensions=dims
-                )
-                row.line = f'{head}{name}","value":{value}{tail}'
-                yield row
+            tail = f',"requests":{requests},"dimensions":{encode_row(dict(zip(self.dimensions, key, strict=True)))}}}'
+            yield f'{head}prompt_tokens","value":{prompt}{tail}'
+            yield f'{head}completion_tokens","value":{completion}{tail}'
+            yield f'{head}total_tokens","value":{prompt + completion}{tail}'
 
     def collect(self) -> Iterator[Metric]:
         """The Prometheus families (a custom collector of `registry`)."""
