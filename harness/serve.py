@@ -1,8 +1,11 @@
-"""`harness serve`: start the mock AOAI pool and the reference gateway on loopback, in one asyncio loop.
+"""`harness serve`: start the mock AOAI pool and the reference gateway on loopback.
 
-Every server binds its port first; once all listen, one JSON ready line per server goes to stdout (and,
-atomically, to `--ready-file`), mock instances first, then the gateway. SIGTERM or Ctrl-C stops all of
-them, flushes the logs and exits 0.
+The mock instances (and a single gateway) run in one asyncio loop. With `gateway.replicas` N > 1, each
+replica is a process of its own, as gateway units are: it owns its counters and breakers, or shares them on
+Redis with `gateway.shared_state: redis` (a `redis-server` is started for the run when no `redis_url` is
+given). Every server binds its port first; once all listen, one JSON ready line per server goes to stdout
+(and, atomically, to `--ready-file`), mock instances first, then the gateway(s). SIGTERM or Ctrl-C stops all
+of them, flushes the logs and exits 0; a replica that dies stops the others with a one-line error.
 
     harness serve --scenario scenarios/quickstart.yaml --only mock --ready-file /tmp/ready.jsonl
 """
@@ -14,25 +17,29 @@ import asyncio
 import contextlib
 import errno
 import json
+import multiprocessing
 import os
 import signal
 import socket
 import sys
-from collections.abc import Generator
+import uuid
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from importlib import import_module
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from harness.clock import Clock, ScaledClock
-from harness.errors import ServeError
+from harness.errors import HarnessError, ServeError
 from harness.mock import BACKEND_LOG_NAME, BackendLog, JsonlLog, NullLog, build_mock_app, mock_instances
 from harness.scenario import Scenario, load_scenario
 
 # Wall seconds an open stream may take to finish once asked to stop, before it is cut.
 GRACEFUL_SHUTDOWN_S = 3
+REPLICA_STOP_S = GRACEFUL_SHUTDOWN_S + 5  # wall seconds a replica process has to finish before it is killed
 KEEP_ALIVE_S = 240  # wall seconds an idle keep-alive connection stays open (Azure load balancers: 4 min)
 
 
@@ -101,44 +108,193 @@ def gateway_upstreams(scenario: Scenario, mocks: list[Listener], only_gateway: b
     return upstreams
 
 
-def gateway_listeners(
-    scenario: Scenario, clock: Clock, upstreams: dict[str, str], log_dir: Path | None, host: str
-) -> list[Listener]:
-    """The reference gateway, built by `harness.gateway.build_gateway_app` (imported only when needed): one
-    per `gateway.replicas`, each on its own port with its own counters and breakers, all logging to one file."""
+def _build_gateway_app() -> Callable[..., Any]:
     try:
-        build_gateway_app = import_module("harness.gateway").build_gateway_app
+        build: Callable[..., Any] = import_module("harness.gateway").build_gateway_app
+        return build
     except (ImportError, AttributeError):
         raise ServeError("the reference gateway is not available; start the mock pool alone with --only mock") from None
+
+
+def gateway_listeners(
+    scenario: Scenario, clock: Clock, upstreams: dict[str, str], log_dir: Path | None, host: str, shared_prefix: str
+) -> list[Listener]:
+    """The reference gateway alone (`gateway.replicas: 1`), served in this process's loop."""
+    app = _build_gateway_app()(scenario, clock, upstreams, log_dir, shared_prefix=shared_prefix)
+    sock = bind(host, scenario.gateway.port or 0, "gateway")
+    ready = {"role": "gateway", "name": "gateway", "url": url_of(sock), "backends": list(upstreams)}
+    return [Listener(app, sock, ready)]
+
+
+@dataclass
+class Replica:
+    """A gateway replica served by a process of its own: its socket, ready line and the pipes to it."""
+
+    index: int
+    sock: socket.socket
+    ready: dict[str, Any]
+    process: BaseProcess | None = None
+    started: int = -1  # read end: the replica writes "ok" once it listens, or "error: <why>"
+    lifeline: int = -1  # the parent's write end of a pipe whose closing tells the replicas the parent is gone
+
+
+def start_replicas(
+    scenario: Scenario,
+    clock: Clock,
+    upstreams: dict[str, str],
+    log_dir: Path | None,
+    host: str,
+    shared_prefix: str,
+    parent_sockets: list[socket.socket],
+) -> list[Replica]:
+    """Bind a port per `gateway.replicas` and fork a process serving each (before any event loop runs here)."""
     config = scenario.gateway
-    if config.shared_state != "none":
-        # Refused rather than run with per-replica state, which would answer another question
-        raise ServeError(
-            "gateway.shared_state: redis is modelled by `harness simulate` only so far; "
-            "a live run keeps state per replica (set gateway.shared_state=none)"
-        )
-    count = config.replicas
-    listeners: list[Listener] = []
+    build = _build_gateway_app()
+    replicas: list[Replica] = []
+    lifeline_read, lifeline_write = os.pipe()
+    context = multiprocessing.get_context("fork")  # the child inherits the bound socket and the scenario
     try:
-        for i in range(count):
-            replica = i if count > 1 else None
-            app = build_gateway_app(scenario, clock, upstreams, log_dir, replica=replica)
+        for i in range(config.replicas):
             # a fixed port is the first replica's; the others take the ports after it
-            sock = bind(host, config.port + i if config.port else 0, "gateway")
-            ready: dict[str, Any] = {
+            sock = bind(host, config.port + i if config.port else 0, f"gateway replica {i}")
+            ready = {
                 "role": "gateway",
-                "name": "gateway",
+                "name": f"gateway-{i}",
                 "url": url_of(sock),
                 "backends": list(upstreams),
+                "replica": i,
             }
-            if replica is not None:
-                ready.update(name=f"gateway-{i}", replica=i)
-            listeners.append(Listener(app, sock, ready))
+            replicas.append(Replica(i, sock, ready))
+        for replica in replicas:
+            started_read, started_write = os.pipe()
+            others = [s.fileno() for s in parent_sockets] + [r.sock.fileno() for r in replicas if r is not replica]
+            others += [r.started for r in replicas if r.started >= 0] + [lifeline_write, started_read]
+            app_args = (scenario, clock, upstreams, log_dir)
+            replica.process = context.Process(
+                target=_replica_main,
+                args=(
+                    build,
+                    app_args,
+                    replica.index,
+                    shared_prefix,
+                    replica.sock,
+                    started_write,
+                    lifeline_read,
+                    others,
+                ),
+                name=f"harness-gateway-{replica.index}",
+            )
+            replica.process.start()
+            os.close(started_write)
+            replica.started = started_read
+            replica.ready["pid"] = replica.process.pid
     except BaseException:
-        for listener in listeners:
-            listener.sock.close()
+        os.close(lifeline_write)
+        stop_replicas(replicas)
         raise
-    return listeners
+    finally:
+        os.close(lifeline_read)
+    for replica in replicas:
+        replica.lifeline = lifeline_write  # kept open by the parent for as long as it lives
+    return replicas
+
+
+def _replica_main(
+    build: Callable[..., Any],
+    app_args: tuple[Any, ...],
+    index: int,
+    shared_prefix: str,
+    sock: socket.socket,
+    started: int,
+    lifeline: int,
+    closes: list[int],
+) -> None:
+    """A replica process: build its gateway (its own counters, its own Redis client) and serve until told."""
+    for fd in closes:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        app = build(*app_args, replica=index, shared_prefix=shared_prefix)
+    except HarnessError as exc:
+        os.write(started, f"error: {exc}".encode())
+        sys.exit(2)
+    _run_loop(_serve_replica(app, sock, started, lifeline))
+
+
+async def _serve_replica(app: Any, sock: socket.socket, started: int, lifeline: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_reader(lifeline, stop.set)  # end of file: the parent died without stopping this replica
+    server = _server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait([listening, task], return_when=asyncio.FIRST_COMPLETED)
+    if listening.done():
+        os.write(started, b"ok")
+    os.close(started)
+    await asyncio.wait([asyncio.create_task(stop.wait()), task], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+
+
+def stop_replicas(replicas: list[Replica]) -> None:
+    """SIGTERM every replica process and wait for it to flush its log; kill one that does not finish."""
+    running = [r.process for r in replicas if r.process is not None and r.process.is_alive()]
+    for process in running:
+        process.terminate()
+    for process in running:
+        process.join(REPLICA_STOP_S)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    for fd in {r.lifeline for r in replicas if r.lifeline >= 0}:
+        os.close(fd)
+    for replica in replicas:
+        replica.sock.close()
+        replica.lifeline = -1
+        if replica.started >= 0:
+            with contextlib.suppress(OSError):
+                os.close(replica.started)
+            replica.started = -1
+
+
+def _readable(fd: int) -> asyncio.Future[None]:
+    """A future done once `fd` can be read (data, end of file, or a process sentinel that ended)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        loop.remove_reader(fd)
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, ready)
+    return done
+
+
+async def _replicas_started(replicas: list[Replica]) -> None:
+    for replica in replicas:
+        await _readable(replica.started)
+        answer = os.read(replica.started, 4096).decode(errors="replace")
+        if answer != "ok":
+            why = answer.removeprefix("error: ") if answer else "it exited while starting"
+            raise ServeError(f"gateway replica {replica.index}: {why}")
+
+
+async def _replica_died(replicas: list[Replica]) -> None:
+    processes = {r.process.sentinel: r for r in replicas if r.process is not None}
+    if not processes:
+        await asyncio.Event().wait()  # never
+    waits = {asyncio.ensure_future(_readable(fd)): r for fd, r in processes.items()}
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for future in pending:
+        future.cancel()
+    replica = waits[done.pop()]
+    assert replica.process is not None
+    replica.process.join()
+    raise ServeError(f"gateway replica {replica.index} exited with code {replica.process.exitcode}")
 
 
 class _Server(uvicorn.Server):
@@ -182,8 +338,17 @@ def write_ready_file(path: Path, lines: list[str]) -> None:
     os.replace(temp, path)
 
 
-async def serve(listeners: list[Listener], clock: Clock, log: BackendLog, ready_file: Path | None) -> None:
-    """Run every listener until SIGTERM/SIGINT; announce them once all listen."""
+async def serve(
+    listeners: list[Listener],
+    clock: Clock,
+    log: BackendLog,
+    ready_file: Path | None,
+    replicas: list[Replica] | None = None,
+    extra_ready: list[dict[str, Any]] | None = None,
+) -> None:
+    """Run every listener until SIGTERM/SIGINT; announce them, the replica processes and `extra_ready` (a
+    redis-server started for the run) once all listen."""
+    replicas = replicas or []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -196,21 +361,30 @@ async def serve(listeners: list[Listener], clock: Clock, log: BackendLog, ready_
     flusher = asyncio.create_task(_flush_every_second(log, clock))
     try:
         started: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(server.listening.wait() for server in servers))
+            asyncio.gather(*(server.listening.wait() for server in servers), _replicas_started(replicas))
         )
         starting: list[asyncio.Future[Any]] = [started, *tasks]
         await asyncio.wait(starting, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():  # a server died while starting
             started.cancel()
             raise ServeError("a server stopped while starting")
+        started.result()  # a replica's reason for not starting
         lines = [json.dumps(listener.ready) for listener in listeners]
+        lines += [json.dumps(replica.ready) for replica in replicas]
+        lines += [json.dumps(line) for line in extra_ready or ()]
         if ready_file is not None:
             write_ready_file(ready_file, lines)
         sys.stdout.write("".join(line + "\n" for line in lines))
         sys.stdout.flush()
-        running: list[asyncio.Future[Any]] = [asyncio.create_task(stop.wait()), *tasks]
+        died = asyncio.create_task(_replica_died(replicas))
+        running: list[asyncio.Future[Any]] = [asyncio.create_task(stop.wait()), died, *tasks]
         await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        if died.done():
+            died.result()
+        died.cancel()
     finally:
+        # replicas first: their streams finish while the mocks still answer
+        await asyncio.to_thread(stop_replicas, replicas)
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -237,6 +411,9 @@ def run(args: argparse.Namespace) -> int:
     ready_file = Path(args.ready_file) if args.ready_file else None
     log: BackendLog = NullLog()
     listeners: list[Listener] = []
+    replicas: list[Replica] = []
+    redis_server = None
+    extra_ready: list[dict[str, Any]] = []
     try:
         if args.only != "gateway":
             if log_dir is not None:
@@ -244,9 +421,25 @@ def run(args: argparse.Namespace) -> int:
             listeners += mock_listeners(scenario, clock, log, args.host)
         if args.only != "mock":
             upstreams = gateway_upstreams(scenario, listeners, args.only == "gateway")
-            listeners += gateway_listeners(scenario, clock, upstreams, log_dir, args.host)
-        _run_loop(serve(listeners, clock, log, ready_file))
+            config = scenario.gateway
+            if config.shared_state == "redis" and config.redis_url is None:
+                redis_server = import_module("harness.gateway.redis_server").RedisServer()
+                url = redis_server.start()
+                scenario = scenario.model_copy(update={"gateway": config.model_copy(update={"redis_url": url})})
+                # announced with the servers: a user can watch the counters with redis-cli, a test can stop it
+                extra_ready.append({"role": "redis", "name": "redis", "url": url, "pid": redis_server.process.pid})
+            # the run's keys on Redis: its replicas share them, another run on the same server does not
+            shared_prefix = f"harness:{uuid.uuid4().hex[:12]}:"
+            if config.replicas == 1:
+                listeners += gateway_listeners(scenario, clock, upstreams, log_dir, args.host, shared_prefix)
+            else:
+                sockets = [listener.sock for listener in listeners]
+                replicas = start_replicas(scenario, clock, upstreams, log_dir, args.host, shared_prefix, sockets)
+        _run_loop(serve(listeners, clock, log, ready_file, replicas, extra_ready))
     finally:
+        stop_replicas(replicas)
+        if redis_server is not None:
+            redis_server.stop()
         for listener in listeners:
             listener.sock.close()
         close = getattr(log, "close", None)

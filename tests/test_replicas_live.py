@@ -1,4 +1,5 @@
-"""`harness serve` with `gateway.replicas`: one gateway per port, each with its own counters (APIM's units)."""
+"""`harness serve` with `gateway.replicas`: one gateway process per port, each with its own counters (APIM's
+units), or sharing them on a real redis-server with `gateway.shared_state: redis`."""
 
 from __future__ import annotations
 
@@ -55,17 +56,27 @@ def test_each_replica_listens_on_its_own_port_and_counts_on_its_own(serve_stack)
     assert {row["replica"] for row in rows} == {"0", "1", "2"}
 
 
-def locust_run(run_dir: Path, *overrides: str) -> list[dict]:
-    """A headless Locust run of the shipped gateway-replicas scenario against its embedded stack; its records."""
+def locust_command(run_dir: Path, *overrides: str, seconds: int = 6) -> list[str]:
+    """A headless Locust run of the shipped gateway-replicas scenario against its embedded stack."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     sets = [arg for value in ("run.time_scale=30", *overrides) for arg in ("--set", value)]
-    command = [
-        LOCUST, "-f", str(ROOT / "locustfiles" / "gateway.py"), "--headless", "-u", "6", "-r", "6", "-t", "6s",
+    return [
+        LOCUST, "-f", str(ROOT / "locustfiles" / "gateway.py"), "--headless", "-u", "6", "-r", "6", "-t", f"{seconds}s",
         "--scenario", str(ROOT / "scenarios" / "gateway-replicas.yaml"), *sets, "--run-dir", str(run_dir),
         "--only-summary",
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=run_dir.parent)
+
+
+def locust_run(run_dir: Path, *overrides: str) -> list[dict]:
+    """The records of a finished `locust_command` run."""
+    result = subprocess.run(locust_command(run_dir, *overrides), capture_output=True, text=True, timeout=90)
     assert result.returncode in (0, 3), result.stderr[-2000:]  # 3: a check failed, not a crash
     return read_records(run_dir / "records.csv")
+
+
+def tokens_per_minute(run_dir: Path, records: list[dict]) -> float:
+    minutes = json.loads((run_dir / "run.json").read_text())["scenario_seconds"] / 60
+    return sum(r["usage_total"] for r in records if r["status"] == 200) / minutes
 
 
 def test_locust_users_spread_round_robin_over_the_replicas(tmp_path: Path) -> None:
@@ -78,9 +89,14 @@ def test_locust_users_spread_round_robin_over_the_replicas(tmp_path: Path) -> No
     assert all(replicas == {"0", "1", "2"} for replicas in by_user.values())  # every user over every replica
     assert min(shares.values()) > 0.25 * len(records)
     # per-gateway counters: the app gets about 3 times its 10,000 tokens per minute through, as simulated
-    minutes = json.loads((tmp_path / "rr" / "run.json").read_text())["scenario_seconds"] / 60
-    served = sum(r["usage_total"] for r in records if r["status"] == 200)
-    assert served / minutes == pytest.approx(30_000, rel=0.15)
+    assert tokens_per_minute(tmp_path / "rr", records) == pytest.approx(30_000, rel=0.15)
+
+
+def test_three_replicas_sharing_state_on_redis_hold_the_app_within_ten_percent_of_its_limit(tmp_path: Path) -> None:
+    records = locust_run(tmp_path / "redis", "gateway.shared_state=redis")
+    assert tokens_per_minute(tmp_path / "redis", records) == pytest.approx(10_000, rel=0.10)
+    assert {r["replica"] for r in records} == {"0", "1", "2"}  # spread over three processes all the same
+    assert Counter(r["error_kind"] for r in records)["gateway_token_limit"] > 0
 
 
 def test_sticky_spread_keeps_each_locust_user_on_one_replica(tmp_path: Path) -> None:

@@ -89,17 +89,3 @@ def test_bad_replica_settings_are_one_clear_error(tmp_path: Path) -> None:
         simulate(REPLICAS, ["gateway.replicas=0"], tmp_path / "a")
     with pytest.raises(HarnessError, match=r"redis_url.*shared_state"):
         simulate(REPLICAS, ["gateway.redis_url=redis://127.0.0.1:6379"], tmp_path / "b")
-
-
-def test_a_live_gateway_refuses_shared_state_until_it_can_share_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    """`harness serve` says the live stack does not share state yet, rather than run per replica and mislead."""
-    from harness.cli import main
-
-    ready = tmp_path / "ready"
-    args = ["serve", "--scenario", REPLICAS, "--ready-file", str(ready), "--set", "gateway.shared_state=redis"]
-    code = main(args)
-    error = capsys.readouterr().err
-    assert code != 0 and not ready.exists()
-    assert error.count("\n") == 1 and "gateway.shared_state" in error and "harness simulate" in error

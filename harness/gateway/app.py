@@ -45,14 +45,16 @@ def build_gateway_app(
     *,
     keep_log_rows: bool = False,
     replica: int | None = None,
+    shared_prefix: str = "harness:",
 ) -> Starlette:
     """The gateway of `scenario`, forwarding to `upstreams` (backend name -> base URL) on `clock`.
 
     `upstream_client` replaces the gateway's own httpx client (tests wire it to in-process mocks);
     `keep_log_rows` keeps the log rows in `app.state.gateway.log.rows` as well; `replica` names this gateway
-    among `gateway.replicas` (in the x-gateway-replica header and its log rows).
+    among `gateway.replicas` (in the x-gateway-replica header and its log rows); `shared_prefix` names the
+    run's keys with `gateway.shared_state: redis`.
     """
-    gateway = Gateway(scenario, clock, upstreams, log_dir, upstream_client, keep_log_rows, replica)
+    gateway = Gateway(scenario, clock, upstreams, log_dir, upstream_client, keep_log_rows, replica, shared_prefix)
 
     def route(path: str, operation: str, by_path: bool) -> Route:
         async def endpoint(request: Request) -> Response:

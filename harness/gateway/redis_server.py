@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from types import TracebackType
 
 import redis
@@ -60,9 +61,16 @@ class RedisServer:
         port = _free_port(self.host)
         # no RDB snapshots or AOF: a run's counters are thrown away with the server
         command = [path, "--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no"]
-        command += ["--dir", self._dir.name, "--loglevel", "warning", "--daemonize", "no"]
+        log = Path(self._dir.name) / "redis.log"  # read back only to say why it did not start
+        command += ["--dir", self._dir.name, "--logfile", str(log), "--loglevel", "warning", "--daemonize", "no"]
+        # a session of its own: a signal to the harness's process group (Ctrl-C, a stack being stopped) must not
+        # take Redis away before the replicas have finished their last requests; stop() ends it after them
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         self.url = f"redis://{self.host}:{port}/0"
         client = redis.Redis(host=self.host, port=port, socket_connect_timeout=0.2, socket_timeout=0.2)
@@ -70,8 +78,8 @@ class RedisServer:
         try:
             while True:
                 if self.process.poll() is not None:
-                    error = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
-                    last = error.strip().splitlines()[-1] if error.strip() else f"exit code {self.process.returncode}"
+                    error = log.read_text(errors="replace").strip() if log.exists() else ""
+                    last = error.splitlines()[-1] if error else f"exit code {self.process.returncode}"
                     raise ServeError(f"redis-server did not start on {self.host}:{port}: {last}")
                 with contextlib.suppress(redis.RedisError, OSError):
                     if client.ping():
@@ -93,8 +101,6 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None

@@ -108,13 +108,13 @@ class Gateway:
             if isinstance(breaker, SharedCircuitBreaker):
                 breaker.adopt(ends)
 
-    def _on_shared_state(self, lost: bool, reason: str, fallbacks: int) -> None:
+    def _on_shared_state(self, lost: bool, reason: str, fallbacks: int, state: str | None = None) -> None:
         self.log.write(
             shared_state_row(
                 t=self.clock.now(),
                 t_wall=self.clock.wall(),
                 replica=self.replica,
-                shared_state="lost" if lost else "restored",
+                shared_state=state or ("lost" if lost else "restored"),
                 reason=reason,
                 fallbacks=fallbacks,
             )
@@ -129,6 +129,9 @@ class Gateway:
         if self._own_client:
             await self.client.aclose()
         if self.shared is not None:
+            fallbacks = sum(self.shared.fallbacks.values())
+            if fallbacks:  # the replica's last count, for the report
+                self._on_shared_state(not self.shared.up, "run ended", fallbacks, "ended")
             self.shared.close()
         await self.log.aclose()
 

@@ -58,7 +58,11 @@ GATEWAY_LOG_COLUMNS: tuple[Column, ...] = (
     Column("reason", "str", "why the breaker changed state"),
     Column("until", "float", "scenario time an open breaker closes"),
     # shared_state rows (reason: why)
-    Column("shared_state", "str", "lost (Redis stopped answering: this replica's own counters decide) or restored"),
+    Column(
+        "shared_state",
+        "str",
+        "lost (Redis stopped answering: this replica's own counters decide), restored, or ended (its last count)",
+    ),
     Column("fallbacks", "int", "decisions this replica made without Redis so far"),
 )
 _BREAKER_FIELDS = ("kind", "t", "t_wall", "backend", "from", "to", "reason", "until", "replica")

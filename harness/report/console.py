@@ -12,6 +12,7 @@ import textwrap
 from typing import Any
 
 from harness.report.units import percent
+from harness.report.verdict import shared_state_lost
 
 # throttled attempts by who refused them: (label, outcome); a 403 of the gateway's quota is counted apart
 _REFUSALS = (
@@ -56,6 +57,8 @@ def format_console_summary(summary: dict[str, Any]) -> str:
         ("client profile(s)", ", ".join(run["client_profiles"]) or "unknown"),
         ("scenario time", f"{_seconds(run['duration_s'])} {_how(run.get('engine'), scale)}"),
     ]
+    if run.get("shared_state_lost"):
+        rows.append(("shared state", shared_state_lost(run["shared_state_lost"])))
     if run.get("cut_short_s"):
         why = f" ({run['ended_by']})" if run.get("ended_by") else ""
         rows.append(("cut short", f"{run['cut_short_s']:.1f} s of planned scenario time did not run{why}"))

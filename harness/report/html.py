@@ -19,6 +19,7 @@ from typing import Any
 from harness.report import figures, metrics
 from harness.report.load import RunData, load_run
 from harness.report.units import percent
+from harness.report.verdict import shared_state_lost
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
@@ -185,6 +186,9 @@ def _run_facts(run: dict[str, Any]) -> str:
             "<li>apps are told apart by their token's <code>appid</code> claim, taken on trust: the gateway did not "
             "validate tokens (<code>gateway.auth.jwt</code>), so a caller could have claimed another app</li>"
         )
+    lost = run.get("shared_state_lost")
+    if lost:
+        items.append(f'<li class="missing"><b>Shared state lost:</b> {html.escape(shared_state_lost(lost))}</li>')
     cut = run.get("cut_short_s")
     if cut:
         why = f" ({html.escape(str(run['ended_by']))})" if run.get("ended_by") else ""

@@ -60,7 +60,8 @@ _CATEGORY = pa.dictionary(pa.int32(), pa.string())
 _LOG_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
 _GATEWAY_USED = (
     "kind", "t", "gateway_request_id", "app_id", "deployment", "model", "stream", "backend", "status",
-    "retry_after", "prompt_tokens", "completion_tokens", "total_tokens", "duration_s", "to", "until",
+    "retry_after", "prompt_tokens", "completion_tokens", "total_tokens", "duration_s", "to", "until", "replica",
+    "shared_state", "fallbacks",
 )  # fmt: skip
 _BACKEND_USED = (
     "t", "backend", "gateway_request_id", "deployment", "model", "stream", "status", "decision", "estimate",
@@ -86,6 +87,7 @@ class RunData:
     records: pd.DataFrame
     gateway: pd.DataFrame | None = None  # gateway log rows of kind "request"
     breakers: pd.DataFrame | None = None  # gateway log rows of kind "breaker"
+    shared_state: pd.DataFrame | None = None  # gateway log rows of kind "shared_state" (Redis lost or back)
     backend: pd.DataFrame | None = None
     scenario: Scenario | None = None
     scenario_data: dict[str, Any] = field(default_factory=dict)  # scenario.yaml as written, for diffs
@@ -110,6 +112,7 @@ def load_run(run_dir: str | Path) -> RunData:
         log = read_json_lines(gateway_path, GATEWAY_SCHEMA, run.missing)
         run.gateway = log[log["kind"] == "request"].reset_index(drop=True)
         run.breakers = log[log["kind"] == "breaker"].sort_values("t", kind="stable").reset_index(drop=True)
+        run.shared_state = log[log["kind"] == "shared_state"].sort_values("t", kind="stable").reset_index(drop=True)
     else:
         run.missing.append(
             f"no gateway log ({GATEWAY_LOG}): no breaker bands, no gateway token counts, no chargeback table"

@@ -22,6 +22,8 @@ Definitions (the report and summary.json use these, and only these):
   `appid` claim without validating the token (no `gateway.auth.jwt`); `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
   stages that do not repeat); `cut_short_s` the planned scenario seconds that did not run, as run.json states
   it (`scenario_time_missing_s`, with `ended_by`) or else planned minus duration when that exceeds 1 s;
+  `shared_state_lost` (None when Redis never failed) counts the times a replica lost the Redis its shared state
+  lives on, the replicas that did, and the decisions they made on their own counters meanwhile;
 - splits (`by_app`, `by_client_profile`, `by_backend`, `by_replica`): the same attempt-level figures over each
   value's attempts, whose counts add up to the run's. Apps and client profiles are fixed per logical request,
   so they also get the request-level figures (finished requests, client failure rate, retries per request);
@@ -316,7 +318,22 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
         "ended_by": info.get(ENDED_BY),
         "cut_short_s": _cut_short(info, planned, span),
         "appid_on_trust": _appid_on_trust(run.scenario),
+        "shared_state_lost": _shared_state_lost(run),
         "missing": list(run.missing),
+    }
+
+
+def _shared_state_lost(run: RunData) -> dict[str, Any] | None:
+    """How often replicas lost Redis, which ones, and how many decisions they made on their own meanwhile."""
+    rows = run.shared_state
+    if rows is None or rows.empty:
+        return None
+    lost = rows[rows["shared_state"] == "lost"]
+    fallbacks = rows.groupby(rows["replica"].fillna("").astype(str))["fallbacks"].max()
+    return {
+        "losses": len(lost),
+        "replicas": sorted(str(r) for r in lost["replica"].dropna().unique()),
+        "fallbacks": int(fallbacks.fillna(0).sum()),
     }
 
 

@@ -170,6 +170,16 @@ def lockout(summary: dict[str, Any]) -> str:
     )
 
 
+def shared_state_lost(lost: dict[str, Any]) -> str:
+    """The run fact of replicas that lost the Redis their shared state lives on (summary `run.shared_state_lost`)."""
+    replicas = ", ".join(lost["replicas"]) or "?"
+    return (
+        f"Redis stopped answering {count(lost['losses'])} time(s) (replica(s) {replicas}); "
+        f"{count(lost['fallbacks'])} decisions fell back to each replica's own counters, so limits and breakers "
+        "held per replica only while it was away."
+    )
+
+
 def _sources(split: dict[str, Any]) -> str:
     attempts = split["attempts"]
     outcomes = split["attempt_outcomes"]
