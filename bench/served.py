@@ -41,7 +41,9 @@ class Served:
                 errors = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise SystemExit(f"the {role} did not start: {errors}")
             time.sleep(0.05)
-        self.url = json.loads(ready.read_text().splitlines()[-1])["url"]
+        self.ready = [json.loads(line) for line in ready.read_text().splitlines()]
+        gateways = [line for line in self.ready if line["role"] != "redis"]
+        self.url = gateways[-1]["url"]
         host, port = self.url.removeprefix("http://").rsplit(":", 1)
         self.host, self.port = host, int(port)
 

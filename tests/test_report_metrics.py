@@ -157,6 +157,15 @@ BREAKER_ROWS = [
     {"kind": "breaker", "t": T0 + 150, "backend": "aoai-east", "from": "closed", "to": "open", "until": T0 + 170},
     {"kind": "breaker", "t": T0 + 200, "backend": "aoai-east", "from": "closed", "to": "open", "until": T0 + 260},
 ]
+# two replicas lost Redis; replica 1 got it back and lost it again; each logs its running count of fallbacks
+SHARED_STATE_ROWS = [
+    {"kind": "shared_state", "t": T0 + 30, "replica": "0", "shared_state": "lost", "fallbacks": 1},
+    {"kind": "shared_state", "t": T0 + 31, "replica": "1", "shared_state": "lost", "fallbacks": 1},
+    {"kind": "shared_state", "t": T0 + 40, "replica": "1", "shared_state": "restored", "fallbacks": 12},
+    {"kind": "shared_state", "t": T0 + 50, "replica": "1", "shared_state": "lost", "fallbacks": 13},
+    {"kind": "shared_state", "t": T0 + 99, "replica": "0", "shared_state": "ended", "fallbacks": 40},
+    {"kind": "shared_state", "t": T0 + 99, "replica": "1", "shared_state": "ended", "fallbacks": 20},
+]
 
 
 def backend_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -216,7 +225,7 @@ def write_synthetic_run(run_dir: Path, with_gateway: bool = True, with_backend: 
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO), encoding="utf-8")
     (run_dir / "run.json").write_text(json.dumps(RUN_INFO), encoding="utf-8")
     if with_gateway:
-        lines = [*gateway_rows(records), *BREAKER_ROWS]
+        lines = [*gateway_rows(records), *BREAKER_ROWS, *SHARED_STATE_ROWS]
         (run_dir / "gateway.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     if with_backend:
         lines = backend_rows(records)
@@ -485,6 +494,8 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "ended_by": None,
             "cut_short_s": 60.0,  # run.json says it ran 240 of 300 s
             "appid_on_trust": True,  # counted per appid, no jwt validation
+            # 3 losses (replica 1 twice); fallbacks: each replica's last count, 40 + 20
+            "shared_state_lost": {"losses": 3, "replicas": ["0", "1"], "fallbacks": 60},
             "question": SCENARIO["question"]["ask"],
         },
         "requests": {
@@ -645,3 +656,4 @@ def test_the_page_says_what_ran_and_that_it_was_cut_short(reported: Any) -> None
     assert "load ran 240 scenario s of 300 planned" in page
     assert "<b>Cut short:</b> 60 scenario s of the planned load did not run" in page
     assert "taken on trust" in page
+    assert "<b>Shared state lost:</b> Redis stopped answering 3 time(s) (replica(s) 0, 1); 60 decisions fell" in page

@@ -1,0 +1,184 @@
+"""Benchmark gateway replicas: requests per second through 1 and 2 gateway processes, and what Redis adds.
+
+Layout on this 2-core machine (taskset): the mock pool and this load generator on core 0; the gateway
+replica processes on core 1, or one per core. The mock answers at once, so what is measured is the gateways'.
+
+1. Throughput, closed loop (`--concurrency` keep-alive connections spread round-robin over the replicas, each
+   sending its next request once answered), alternating in the same run:
+   - 1 gateway process on core 1;
+   - 2 gateway processes sharing core 1 (the same CPU: what a second process costs);
+   - 2 gateway processes, one on core 1 and one on core 0 (beside the load generator and the mock).
+2. Latency Redis adds: one gateway on core 1 with `shared_state: none` against `redis` (redis-server on
+   core 0), open loop at a fixed rate; p50/p99 per run and the difference.
+
+    python bench/bench_replicas.py
+    python bench/bench_replicas.py --seconds 5 --repeats 5 --rate 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench_gateway import MOCK_SCENARIO, Connections, Run, _run, med, timed_send
+from served import Served
+
+LOAD_CORE, GATEWAY_CORE = 0, 1
+SCENARIO = """
+run: {time_scale: 20}
+backends:
+  - {name: bench, url: "%(url)s", deployments: {gpt-4o: {}}}
+gateway:
+  replicas: %(replicas)d
+  shared_state: %(shared)s
+  circuit_breaker: {failureCondition: {count: 5, interval: PT1M}, tripDuration: PT1M}
+  token_limit:
+    counter-key: subscription
+    tokens-per-minute: 1000000000
+    remaining-tokens-header-name: x-remaining-tokens
+"""
+
+
+class Replicas:
+    """The gateway processes of one `harness serve`, each pinned to the core `cores[i % len(cores)]`."""
+
+    def __init__(self, mock: Served, replicas: int, shared: str, cores: list[int], workdir: Path) -> None:
+        text = SCENARIO % {"url": mock.url, "replicas": replicas, "shared": shared}
+        self.served = Served("gateway", text, str(GATEWAY_CORE), workdir)
+        self.gateways = [line for line in self.served.ready if line["role"] == "gateway"]
+        for i, line in enumerate(self.gateways):
+            if "pid" in line:  # a process of its own: pin it where asked
+                os.sched_setaffinity(line["pid"], {cores[i % len(cores)]})
+        for line in self.served.ready:
+            if line["role"] == "redis":
+                os.sched_setaffinity(line["pid"], {LOAD_CORE})
+        self.pools: list[Connections] = []
+        for line in self.gateways:
+            host, port = line["url"].removeprefix("http://").rsplit(":", 1)
+            target = _Target(host, int(port))
+            self.pools.append(Connections(target))  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        for pool in self.pools:
+            pool.close()
+        self.served.stop()
+
+
+class _Target:
+    """What `Connections` needs of a server: its host and port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+
+async def closed(replicas: Replicas, seconds: float, concurrency: int) -> Run:
+    run = Run()
+    start = time.perf_counter()
+    stop = start + seconds
+
+    async def worker(pool: Connections) -> None:
+        while time.perf_counter() < stop:
+            await timed_send(pool, run, time.perf_counter())
+
+    # connections spread round-robin over the replicas, as a load balancer in front of them would
+    await asyncio.gather(*(worker(replicas.pools[i % len(replicas.pools)]) for i in range(concurrency)))
+    run.elapsed = time.perf_counter() - start
+    run.scheduled = len(run.latencies) + run.errors
+    return run
+
+
+async def fixed_rate(replicas: Replicas, rate: float, seconds: float) -> Run:
+    run = Run(scheduled=int(rate * seconds))
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter() + 0.05
+    for i in range(run.scheduled):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(timed_send(replicas.pools[i % len(replicas.pools)], run, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+    run.elapsed = time.perf_counter() - start
+    return run
+
+
+async def throughput_part(setups: dict[str, Replicas], seconds: float, repeats: int, concurrency: int) -> None:
+    print(f"\n1. throughput, closed loop of {concurrency} connections, {seconds:.0f} s per run, {repeats} runs")
+    runs: dict[str, list[Run]] = {name: [] for name in setups}
+    for _ in range(repeats):
+        for name, replicas in setups.items():
+            await closed(replicas, 1, concurrency)  # warm the connections and the code paths
+            runs[name].append(await closed(replicas, seconds, concurrency))
+    base = [r.completed_rate for r in next(iter(runs.values()))]
+    print(f"   {'':44}{'requests/s':>22}{'x of 1 process':>22}{'p99 ms':>22}  errors")
+    for name, measured in runs.items():
+        rates = [r.completed_rate for r in measured]
+        ratio = [r / b for r, b in zip(rates, base, strict=True)]
+        p99 = [r.pct(0.99) * 1000 for r in measured]
+        errors = sum(r.errors for r in measured)
+        print(f"   {name:44}{med(rates, '{:.0f}'):>22}{med(ratio):>22}{med(p99, '{:.1f}'):>22}  {errors}")
+
+
+async def redis_part(setups: dict[str, Replicas], rate: float, seconds: float, repeats: int) -> None:
+    print(f"\n2. latency Redis adds: one gateway on core {GATEWAY_CORE}, open loop at {rate:.0f} requests/s")
+    runs: dict[str, list[Run]] = {name: [] for name in setups}
+    for _ in range(repeats):
+        for name, replicas in setups.items():
+            runs[name].append(await fixed_rate(replicas, rate, seconds))
+    print(f"   {'':30}{'p50 ms':>22}{'p99 ms':>22}  errors")
+    for name, measured in runs.items():
+        cells = [med([r.pct(q) * 1000 for r in measured], "{:.2f}") for q in (0.5, 0.99)]
+        print(f"   {name:30}{cells[0]:>22}{cells[1]:>22}  {sum(r.errors for r in measured)}")
+    (none, redis) = runs.values()
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        added = [(b.pct(q) - a.pct(q)) * 1000 for a, b in zip(none, redis, strict=True)]
+        print(f"   added by Redis, {label}: {med(added)} ms (median of the runs' differences, range)")
+    print(f"   (median of {repeats} runs; run-to-run spread in brackets)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=300, help="open-loop rate of the Redis latency part")
+    parser.add_argument("--parts", default="throughput,redis")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {LOAD_CORE})
+    print(f"{os.cpu_count()} cores; load generator and mock on core {LOAD_CORE}; figures: median (min-max)")
+    with tempfile.TemporaryDirectory(prefix="bench-replicas-") as root:
+        mock = Served("mock", MOCK_SCENARIO, str(LOAD_CORE), Path(root) / "mock")
+        setups: dict[str, Replicas] = {}
+        try:
+            parts = args.parts.split(",")
+            if "throughput" in parts:
+                setups = {
+                    "1 process (core 1)": Replicas(mock, 1, "none", [1], Path(root) / "a"),
+                    "2 processes (both on core 1)": Replicas(mock, 2, "none", [1], Path(root) / "b"),
+                    "2 processes (cores 1 and 0)": Replicas(mock, 2, "none", [1, 0], Path(root) / "c"),
+                }
+                _run(throughput_part(setups, args.seconds, args.repeats, args.concurrency))
+                for replicas in setups.values():
+                    replicas.stop()
+                setups = {}
+            if "redis" in parts:
+                setups = {
+                    "shared_state: none": Replicas(mock, 1, "none", [1], Path(root) / "d"),
+                    "shared_state: redis": Replicas(mock, 1, "redis", [1], Path(root) / "e"),
+                }
+                _run(redis_part(setups, args.rate, args.seconds, args.repeats))
+        finally:
+            for replicas in setups.values():
+                replicas.stop()
+            mock.stop()
+
+
+if __name__ == "__main__":
+    main()
