@@ -1,11 +1,32 @@
 #!/usr/bin/env bash
 # Rebuild the committed example reports: one headless run of every shipped scenario (each at its own
 # time scale and duration), keeping report.html, summary.json and the figures, plus the trip-duration sweep.
-# Usage: reports/examples/regenerate.sh   (from the repository root, in the project's virtualenv)
+# Usage: reports/examples/regenerate.sh [gateway-replicas]   (from the repository root, in the project's
+# virtualenv; with gateway-replicas, only that scenario's three-way comparison)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+replicas_example() {
+  local runs=() variant name
+  for variant in "1-replica:gateway.replicas=1" "3-per-gateway:gateway.shared_state=none" \
+      "3-on-redis:gateway.shared_state=redis"; do
+    name=${variant%%:*}
+    locust -f locustfiles/gateway.py --headless --only-summary --scenario scenarios/gateway-replicas.yaml \
+      --set "${variant#*:}" --run-dir "$work/replicas/$name" > "$work/replicas-$name.out" 2>&1 || true
+    runs+=("$work/replicas/$name")
+  done
+  harness compare "${runs[@]}" --out "$work/replicas/compare"
+  cp "$work/replicas/compare"/compare.html "$work/replicas/compare"/*.png "$work/replicas/compare"/comparison.json \
+    reports/examples/gateway-replicas/
+  sed -i "s#$work/replicas/##g" reports/examples/gateway-replicas/compare.html \
+    reports/examples/gateway-replicas/comparison.json
+}
+if [ "${1:-}" = "gateway-replicas" ]; then  # the replicas comparison alone
+  mkdir -p reports/examples/gateway-replicas
+  replicas_example
+  exit 0
+fi
 for scenario in scenarios/*.yaml; do
   name=$(basename "$scenario" .yaml)
   echo "== $name"
@@ -15,6 +36,8 @@ for scenario in scenarios/*.yaml; do
   mkdir -p "reports/examples/$name"
   cp "$work/$name"/{report.html,summary.json,*.png} "reports/examples/$name/"
 done
+echo "== gateway-replicas compared live: 1 replica, 3 with per-gateway state, 3 sharing state on Redis"
+replicas_example
 echo "== breaker-trip-duration sweep (the scenario's sweep block: 5 trip durations x 10 seeds, simulated)"
 harness sweep --scenario scenarios/breaker-trip-duration.yaml --out "$work/sweep"
 rm -f reports/examples/breaker-trip-duration/compare*.png reports/examples/breaker-trip-duration/tradeoff_*.png
