@@ -17,10 +17,9 @@ replicas_example() {
     runs+=("$work/replicas/$name")
   done
   harness compare "${runs[@]}" --out "$work/replicas/compare"
-  cp "$work/replicas/compare"/compare.html "$work/replicas/compare"/*.png "$work/replicas/compare"/comparison.json \
+  cp "$work/replicas/compare"/compare.html "$work/replicas/compare"/*.png \
     reports/examples/gateway-replicas/
-  sed -i "s#$work/replicas/##g" reports/examples/gateway-replicas/compare.html \
-    reports/examples/gateway-replicas/comparison.json
+  sed -i "s#$work/replicas/##g" reports/examples/gateway-replicas/compare.html
 }
 if [ "${1:-}" = "gateway-replicas" ]; then  # the replicas comparison alone
   mkdir -p reports/examples/gateway-replicas
