@@ -90,11 +90,17 @@ def test_locust_users_spread_round_robin_over_the_replicas(tmp_path: Path) -> No
     assert min(shares.values()) > 0.25 * len(records)
     # per-gateway counters: the app gets about 3 times its 10,000 tokens per minute through, as simulated
     assert tokens_per_minute(tmp_path / "rr", records) == pytest.approx(30_000, rel=0.15)
+    opening = json.loads((tmp_path / "rr" / "summary.json").read_text())["verdict"][0]
+    assert "through 3 gateway replicas, each counting on its own" in opening
 
 
 def test_three_replicas_sharing_state_on_redis_hold_the_app_within_ten_percent_of_its_limit(tmp_path: Path) -> None:
     records = locust_run(tmp_path / "redis", "gateway.shared_state=redis")
-    assert tokens_per_minute(tmp_path / "redis", records) == pytest.approx(10_000, rel=0.10)
+    rate = tokens_per_minute(tmp_path / "redis", records)
+    assert rate == pytest.approx(10_000, rel=0.10)
+    opening = json.loads((tmp_path / "redis" / "summary.json").read_text())["verdict"][0]
+    assert f"App app got {rate:,.0f} tokens per scenario minute through" in opening
+    assert "(10,000 tokens per minute per appid, through 3 gateway replicas sharing their counters (redis))" in opening
     assert {r["replica"] for r in records} == {"0", "1", "2"}  # spread over three processes all the same
     assert Counter(r["error_kind"] for r in records)["gateway_token_limit"] > 0
 

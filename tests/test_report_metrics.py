@@ -496,6 +496,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "appid_on_trust": True,  # counted per appid, no jwt validation
             # 3 losses (replica 1 twice); fallbacks: each replica's last count, 40 + 20
             "shared_state_lost": {"losses": 3, "replicas": ["0", "1"], "fallbacks": 60},
+            "gateway": {"replicas": 1, "shared_state": "none", "tokens_per_minute": 20000, "counter_key": "appid"},
             "question": SCENARIO["question"]["ask"],
         },
         "requests": {

@@ -22,6 +22,7 @@ Definitions (the report and summary.json use these, and only these):
   `appid` claim without validating the token (no `gateway.auth.jwt`); `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
   stages that do not repeat); `cut_short_s` the planned scenario seconds that did not run, as run.json states
   it (`scenario_time_missing_s`, with `ended_by`) or else planned minus duration when that exceeds 1 s;
+  `gateway` the replicas, whether they share state, and the token limit per minute and its counter key;
   `shared_state_lost` (None when Redis never failed) counts the times a replica lost the Redis its shared state
   lives on, the replicas that did, and the decisions they made on their own counters meanwhile;
 - splits (`by_app`, `by_client_profile`, `by_backend`, `by_replica`): the same attempt-level figures over each
@@ -319,7 +320,22 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
         "cut_short_s": _cut_short(info, planned, span),
         "appid_on_trust": _appid_on_trust(run.scenario),
         "shared_state_lost": _shared_state_lost(run),
+        "gateway": _gateway_facts(run.scenario),
         "missing": list(run.missing),
+    }
+
+
+def _gateway_facts(scenario: Scenario | None) -> dict[str, Any] | None:
+    """The gateway settings a finding names: replicas, whether they share state, the token limit."""
+    if scenario is None:
+        return None
+    gateway = scenario.gateway
+    limit = gateway.token_limit
+    return {
+        "replicas": gateway.replicas,
+        "shared_state": gateway.shared_state,
+        "tokens_per_minute": limit.tokens_per_minute if limit is not None else None,
+        "counter_key": limit.counter_key if limit is not None else None,
     }
 
 

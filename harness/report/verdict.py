@@ -170,6 +170,28 @@ def lockout(summary: dict[str, Any]) -> str:
     )
 
 
+def token_limit(summary: dict[str, Any]) -> str:
+    gateway = summary["run"].get("gateway") or {}
+    limit = gateway.get("tokens_per_minute")
+    replicas = gateway.get("replicas") or 1
+    if replicas == 1:
+        where = "through one gateway"
+    elif gateway.get("shared_state") == "none":
+        where = f"through {replicas} gateway replicas, each counting on its own"
+    else:
+        where = f"through {replicas} gateway replicas sharing their counters ({gateway.get('shared_state')})"
+    if not limit:
+        return f"The gateway had no tokens-per-minute limit ({where})."
+    parts = [
+        f"{'App' if i == 0 else 'app'} {name} got {count(app['goodput_tpm'])} tokens per scenario minute through, "
+        f"{app['goodput_tpm'] / limit:.2f} x the limit"
+        for i, (name, app) in enumerate(summary["by_app"].items())
+        if app["goodput_tpm"] is not None
+    ]
+    limit_text = f"{count(limit)} tokens per minute per {gateway.get('counter_key')}"
+    return "; ".join(parts or ["No app got tokens through"]) + f" ({limit_text}, {where})."
+
+
 def shared_state_lost(lost: dict[str, Any]) -> str:
     """The run fact of replicas that lost the Redis their shared state lives on (summary `run.shared_state_lost`)."""
     replicas = ", ".join(lost["replicas"]) or "?"
@@ -194,6 +216,7 @@ def _signed_percent(value: float | None) -> str:
 
 
 FINDINGS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "token_limit": token_limit,
     "outcomes": outcomes,
     "by_app": by_app,
     "by_client_profile": by_client_profile,

@@ -27,10 +27,11 @@ FINDINGS = {
     "chargeback": "tokens the gateway counted per app against the backends' usage",
     "cost": "the run's cost and cost per 1M tokens of goodput",
     "lockout": "request-limit 429s that came while the token window had room",
+    "token_limit": "tokens per minute each app got through against the gateway's limit, and over how many replicas",
 }
 Finding = Literal[
     "outcomes", "by_app", "by_client_profile", "by_backend", "ptu_utilization", "breaker", "drain", "chargeback",
-    "cost", "lockout",
+    "cost", "lockout", "token_limit",
 ]  # fmt: skip
 
 
