@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from served import Served
 
@@ -82,6 +82,25 @@ CALLER_KINDS = {  # kind -> counter key and metric dimension that tell callers a
 }
 COLUMN_WIDTHS = (22, 18, 20, 20, 20)  # requests/s, CPU, p50, p99, max
 JWT_SIGNING_KEY = "bench-signing-key-long-enough-for-hs256"
+
+
+class OtherWork:
+    """How busy the rest of the machine was meanwhile: CPU of every process but the servers in `servers` and this
+    one (from /proc/stat), in cores. The machine is shared: a run that other work disturbed shows here."""
+
+    servers: ClassVar[list[Served]] = []  # the live servers this benchmark started
+
+    def __init__(self) -> None:
+        self.start, self.at = self._others(), time.perf_counter()
+
+    @classmethod
+    def _others(cls) -> float:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        return busy - sum(s.cpu_seconds() for s in cls.servers) - time.process_time()
+
+    def cores(self) -> float:
+        return (self._others() - self.start) / (time.perf_counter() - self.at)
 
 
 def request_bytes(host: str, port: int, extra_headers: str = "") -> bytes:
@@ -167,6 +186,7 @@ class Run:
     scheduled: int = 0
     elapsed: float = 0.0
     cpu_per_request_us: float | None = None
+    other_cores: float = 0.0  # CPU other work used meanwhile (OtherWork), in cores
 
     def pct(self, q: float) -> float:
         values = sorted(self.latencies)
@@ -201,6 +221,7 @@ async def open_loop(
         await timed_send(pool, run, due)
 
     cpu_before = cpu_of.cpu_seconds() if cpu_of else 0.0
+    others = OtherWork()
     # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
     start = time.perf_counter() + 0.05
     for i in range(run.scheduled):
@@ -214,6 +235,7 @@ async def open_loop(
     if tasks:
         await asyncio.wait(tasks, timeout=5)
     run.elapsed = time.perf_counter() - start
+    run.other_cores = others.cores()
     if cpu_of is not None and run.latencies:
         run.cpu_per_request_us = (cpu_of.cpu_seconds() - cpu_before) / len(run.latencies) * 1e6
     pool.close()
@@ -234,8 +256,10 @@ async def closed_loop(
             await timed_send(pool, run, time.perf_counter())
 
     cpu_before = cpu_of.cpu_seconds() if cpu_of else 0.0
+    others = OtherWork()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     run.elapsed = time.perf_counter() - start
+    run.other_cores = others.cores()
     run.scheduled = len(run.latencies) + run.errors
     if cpu_of is not None and run.latencies:
         run.cpu_per_request_us = (cpu_of.cpu_seconds() - cpu_before) / len(run.latencies) * 1e6
@@ -326,6 +350,7 @@ async def callers_part(
     for kind, (counter_key, dimension) in CALLER_KINDS.items():
         scenario = CALLER_SCENARIO % {"url": mock.url, "counter_key": counter_key, "dimension": dimension}
         gateway = Served("gateway", scenario, GATEWAY_CORE, root / f"gateway-{kind}")
+        OtherWork.servers.append(gateway)
         try:
             sets = {n: Callers(gateway, kind, n) for n in counts}
             for n in counts:  # warm up past one full token window (60 scenario s = 3 wall s) and the caps
@@ -341,6 +366,7 @@ async def callers_part(
                     paced[n].append(await open_loop(gateway, rate, seconds, cpu_of=gateway, callers=sets[n]))
             rss = gateway.rss_mib()
         finally:
+            OtherWork.servers.remove(gateway)
             gateway.stop()
         for n in counts:
             cpu = [r.cpu_per_request_us for r in loaded[n] if r.cpu_per_request_us is not None]
@@ -370,6 +396,8 @@ async def callers_part(
             f"{rate:.0f} requests/s (target <= 2: {'met' if statistics.median(p99) <= 2 else 'MISSED'}); "
             f"gateway CPU per request x{med(cpu_ratio)}; gateway RSS at the end {rss:.0f} MiB"
         )
+        others = [r.other_cores for r in loaded[few] + loaded[many] + paced[few] + paced[many]]
+        print(f"   other work on the machine during these runs: {med(others)} cores (loopback softirq included)")
 
 
 async def warm_up(mock: Served, gateway: Served) -> None:
@@ -405,6 +433,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as root:
         mock = Served("mock", MOCK_SCENARIO, MOCK_CORE, Path(root) / "mock")
+        OtherWork.servers.append(mock)
         gateway = None
         try:
             parts = args.parts.split(",")
