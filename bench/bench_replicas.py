@@ -129,18 +129,59 @@ async def throughput_part(setups: dict[str, Replicas], seconds: float, repeats: 
 async def redis_part(setups: dict[str, Replicas], rate: float, seconds: float, repeats: int) -> None:
     print(f"\n2. latency Redis adds: one gateway on core {GATEWAY_CORE}, open loop at {rate:.0f} requests/s")
     runs: dict[str, list[Run]] = {name: [] for name in setups}
+    for replicas in setups.values():  # connections, tokenizer and code paths warm before anything is timed
+        await fixed_rate(replicas, rate, 1)
     for _ in range(repeats):
         for name, replicas in setups.items():
             runs[name].append(await fixed_rate(replicas, rate, seconds))
-    print(f"   {'':30}{'p50 ms':>22}{'p99 ms':>22}  errors")
+    print(f"   {'':30}{'p50 ms':>24}{'p99 ms':>24}  errors")
     for name, measured in runs.items():
         cells = [med([r.pct(q) * 1000 for r in measured], "{:.2f}") for q in (0.5, 0.99)]
-        print(f"   {name:30}{cells[0]:>22}{cells[1]:>22}  {sum(r.errors for r in measured)}")
+        print(f"   {name:30}{cells[0]:>24}{cells[1]:>24}  {sum(r.errors for r in measured)}")
     (none, redis) = runs.values()
     for q, label in ((0.5, "p50"), (0.99, "p99")):
         added = [(b.pct(q) - a.pct(q)) * 1000 for a, b in zip(none, redis, strict=True)]
         print(f"   added by Redis, {label}: {med(added)} ms (median of the runs' differences, range)")
     print(f"   (median of {repeats} runs; run-to-run spread in brackets)")
+
+
+def calls_part(requests: int, repeats: int) -> None:
+    """The Redis work of one request, timed in-process: read the trips, admit, record the outcome, settle."""
+    from harness.clock import ScaledClock
+    from harness.gateway.redis_server import RedisServer
+    from harness.gateway.shared_state import SharedState, SharedTokenLimiter
+    from harness.scenario.gateway import CircuitBreakerRule, TokenLimit
+
+    print(
+        f"\n3. the Redis work of one request, in-process (redis-server on core {LOAD_CORE}, caller on core "
+        f"{GATEWAY_CORE}): token admission with the pool's trips, a successful outcome (nothing to send), settlement; "
+        f"{requests:,} requests"
+    )
+    os.sched_setaffinity(0, {GATEWAY_CORE})
+    clock = ScaledClock(20.0)
+    policy = TokenLimit.model_validate({"tokens-per-minute": 1_000_000_000})
+    rule = CircuitBreakerRule.model_validate({"failureCondition": {"count": 5, "interval": 60}, "tripDuration": 60})
+    server = RedisServer()
+    with server as url:
+        assert server.process is not None
+        os.sched_setaffinity(server.process.pid, {LOAD_CORE})
+        shared = SharedState(url, "bench:", clock)
+        limiter = SharedTokenLimiter(policy, clock, shared)
+        breaker = shared.breaker("bench", rule, clock, None)
+        p50s, p99s = [], []
+        for _ in range(repeats):
+            times = []
+            for i in range(requests):
+                start = time.perf_counter()
+                ticket = limiter.admit(f"caller-{i % 100}", 20, True)  # reads the pool's trips as well
+                breaker.record(200)
+                limiter.settle(ticket, 40)
+                times.append(time.perf_counter() - start)
+            times.sort()
+            p50s.append(times[len(times) // 2] * 1e6)
+            p99s.append(times[int(len(times) * 0.99)] * 1e6)
+        shared.close()
+    print(f"   per request: p50 {med(p50s, '{:.0f}')} us, p99 {med(p99s, '{:.0f}')} us (2 round trips)")
 
 
 def main() -> None:
@@ -149,7 +190,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=300, help="open-loop rate of the Redis latency part")
-    parser.add_argument("--parts", default="throughput,redis")
+    parser.add_argument("--parts", default="throughput,redis,calls")
+    parser.add_argument("--requests", type=int, default=20_000, help="requests of the in-process Redis part")
     args = parser.parse_args()
     os.sched_setaffinity(0, {LOAD_CORE})
     print(f"{os.cpu_count()} cores; load generator and mock on core {LOAD_CORE}; figures: median (min-max)")
@@ -178,6 +220,8 @@ def main() -> None:
             for replicas in setups.values():
                 replicas.stop()
             mock.stop()
+    if "calls" in args.parts.split(","):
+        calls_part(args.requests, args.repeats)
 
 
 if __name__ == "__main__":

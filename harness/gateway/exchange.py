@@ -160,7 +160,7 @@ class Exchange:
 
     async def _forward(self, raw: bytes) -> Response:
         gateway = self.gateway
-        gateway.read_shared_trips()  # a member another replica tripped is skipped from this request on
+        gateway.read_shared_trips(self.ticket)  # a member another replica tripped is skipped from this request on
         walk = Forwarding(self.route.pool, gateway.breakers, gateway.config.retry)
         self.row["attempts"] = walk.tried
         scope = self.request.scope

@@ -98,12 +98,20 @@ local function quota_used(key, period_end, ttl_ms)
 end
 """
 
-# KEYS: minute buckets, minute total, quota. ARGV: now, need, charge, tpm, seconds, granularity, ttl_ms, quota,
-# quota_end, quota_ttl_ms (tpm or quota 0: not limited). Returns status, retry_after (-1: never),
-# reset_after, minute used, quota used.
+# KEYS: minute buckets, minute total, quota, then the open-until keys of the pool's breakers. ARGV: now, need,
+# charge, tpm, seconds, granularity, ttl_ms, quota, quota_end, quota_ttl_ms (tpm or quota 0: not limited).
+# Returns status, retry_after (-1: never), reset_after, minute used, quota used, then each breaker's open-until
+# ('' when never tripped): the request reads the pool's trips in the same round trip.
 TOKEN_ADMIT = (
     _WINDOW
     + """
+local trips = {}
+for i = 4, #KEYS do trips[#trips + 1] = redis.call('GET', KEYS[i]) or '' end
+local function answer(...)
+  local out = {...}
+  for _, until_ in ipairs(trips) do out[#out + 1] = until_ end
+  return out
+end
 local now, need, charge = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tpm, seconds, granularity, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local quota, quota_end, quota_ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -114,14 +122,14 @@ if quota > 0 then
     local retry = quota_end - now
     if need > quota then retry = -1 end
     if tpm > 0 then used = expire(KEYS[1], KEYS[2], now, seconds) end
-    return {'403', fmt(retry), fmt(quota_end - now), fmt(used), fmt(q_used)}
+    return answer('403', fmt(retry), fmt(quota_end - now), fmt(used), fmt(q_used))
   end
 end
 if tpm > 0 then
   used = expire(KEYS[1], KEYS[2], now, seconds)
   if used + need > tpm then
     local retry, reset = waits(KEYS[1], used, need, tpm, now, seconds)
-    return {'429', fmt(retry), fmt(reset), fmt(used), fmt(q_used)}
+    return answer('429', fmt(retry), fmt(reset), fmt(used), fmt(q_used))
   end
 end
 if charge > 0 then
@@ -131,7 +139,7 @@ if charge > 0 then
     redis.call('HSET', KEYS[3], 'used', fmt(q_used))
   end
 end
-return {'200', '0', '0', fmt(used), fmt(q_used)}
+return answer('200', '0', '0', fmt(used), fmt(q_used))
 """
 )
 

@@ -5,8 +5,11 @@ one gateway would: an app gets its limit, not `replicas` times it. Breaker trips
 whose outcome trips a member writes when it closes, and every replica reads the pool's trips once per request
 (one MGET) before choosing a member, so no replica sends a request to a member tripped elsewhere.
 
-The client is synchronous on purpose: the token limiter and the breakers are the synchronous cores the
-simulator also drives, and a loopback round trip (~50 µs) costs less than the event loop's own turn.
+A request costs two round trips: its admission (which reads the pool's trips too) and its settlement, plus one
+per failed attempt (a success changes nothing a count-based breaker keeps), or one MGET of the trips when the
+gateway has no token limit. The client is synchronous on purpose: the token limiter and the breakers are the synchronous cores the
+simulator also drives, and a loopback round trip (~50 µs for a PING, 100-250 µs for a script) costs less than
+a turn of the event loop would.
 
 **When Redis fails** the gateway fails open, as LiteLLM and Envoy's global rate limit do: a decision Redis
 cannot make is made by this replica's own counters (APIM's behaviour), the call is not tried again for
@@ -20,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -66,6 +69,7 @@ class SharedState:
         self._admit = self.client.register_script(TOKEN_ADMIT)
         self._settle = self.client.register_script(TOKEN_SETTLE)
         self._breaker = self.client.register_script(BREAKER_RECORD)
+        self.breakers: dict[str, SharedCircuitBreaker] = {}  # the pool's, whose trips each admission reads
         self.up = True
         self.fallbacks: Counter[str] = Counter()
         self.losses = 0
@@ -75,7 +79,8 @@ class SharedState:
         self, backend: str, rule: CircuitBreakerRule, clock: Clock, listener: BreakerListener | None
     ) -> SharedCircuitBreaker:
         """A breaker of `backend` shared through this state (the `make` of build_breakers)."""
-        return SharedCircuitBreaker(backend, rule, clock, listener, self)
+        breaker = self.breakers[backend] = SharedCircuitBreaker(backend, rule, clock, listener, self)
+        return breaker
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -114,10 +119,32 @@ class SharedState:
     # -- the scripts ------------------------------------------------------------------------------------------
 
     def admit_tokens(self, key: str, policy: TokenLimit, need: int, charge: int) -> list[str] | None:
+        """The admission's status, waits and counts; the pool's trips it read are adopted by the breakers."""
         now = self.clock.now()
         keys, limits = self._token_args(key, policy, now)
+        keys += [self._until_key(backend) for backend in self.breakers]
         args = [now, need, charge, *limits]
-        return self.call(TOKEN_ADMISSION, lambda: self._admit(keys=keys, args=args))
+        answer: list[str] | None = self.call(TOKEN_ADMISSION, lambda: self._admit(keys=keys, args=args))
+        if answer is None:
+            return None
+        self._adopt([float(until) if until else None for until in answer[5:]])
+        return answer[:5]
+
+    def read_trips(self) -> None:
+        """Open the breakers of members another replica tripped, in one MGET."""
+        if not self.breakers:
+            return
+        keys = [self._until_key(backend) for backend in self.breakers]
+        values = self.call(BREAKER_READ, lambda: self.client.mget(keys))
+        if values is not None:
+            self._adopt([float(until) if until is not None else None for until in values])
+
+    def _adopt(self, until: list[float | None]) -> None:
+        for breaker, ends in zip(self.breakers.values(), until, strict=True):
+            breaker.adopt(ends)
+
+    def _until_key(self, backend: str) -> str:
+        return self.key("breaker", backend, "until")
 
     def settle_tokens(self, key: str, policy: TokenLimit, delta: int) -> list[str] | None:
         now = self.clock.now()
@@ -149,8 +176,8 @@ class SharedState:
         now = self.clock.now()
         condition = rule.failureCondition
         interval = condition.interval
-        parts = ("failures", "failures-used", "requests", "requests-used", "until")
-        keys = [self.key("breaker", backend, part) for part in parts]
+        parts = ("failures", "failures-used", "requests", "requests-used")
+        keys = [self.key("breaker", backend, part) for part in parts] + [self._until_key(backend)]
         percentage = condition.percentage if condition.percentage is not None else -1
         args = [
             now,
@@ -164,14 +191,6 @@ class SharedState:
             self.wall_ms(duration),
         ]
         return self.call(BREAKER_OUTCOME, lambda: self._breaker(keys=keys, args=args))
-
-    def open_until(self, backends: Sequence[str]) -> list[float | None] | None:
-        """When each backend's shared trip ends (None: never tripped, or expired), in one round trip."""
-        keys = [self.key("breaker", backend, "until") for backend in backends]
-        values = self.call(BREAKER_READ, lambda: self.client.mget(keys))
-        if values is None:
-            return None
-        return [float(v) if v is not None else None for v in values]
 
 
 class SharedTokenLimiter(TokenLimiter):
@@ -251,6 +270,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         if self.is_open():
             return False
         failed = self.is_failure(status, reason)
+        if not failed and self.rule.failureCondition.percentage is None:
+            return False  # a count-based breaker keeps failures only: a success changes nothing, on Redis or here
         duration, source = self.trip_duration(retry_after if failed else None)
         answer = self.shared.record_outcome(self.backend, self.rule, failed, duration)
         if answer is None:

@@ -21,9 +21,9 @@ from harness.gateway.forwarding import build_breakers, deployment_routes
 from harness.gateway.identity import Identifier
 from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
-from harness.gateway.shared_state import SharedCircuitBreaker, SharedState, SharedStateMetrics, SharedTokenLimiter
+from harness.gateway.shared_state import SharedState, SharedStateMetrics, SharedTokenLimiter
 from harness.gateway.throttle_metrics import ThrottleMetrics
-from harness.gateway.token_limit import TokenLimiter
+from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.gateway.transport import LoopbackTransport
 from harness.gateway.transport import upstream_client as upstream_client_for
 from harness.records import GATEWAY_LOG, shared_state_row
@@ -97,16 +97,11 @@ class Gateway:
             url = self._urls[(member, target)] = self.upstreams[member].copy_with(raw_path=target)
         return url
 
-    def read_shared_trips(self) -> None:
-        """Open the breakers of members another replica tripped (one Redis read; nothing without shared state)."""
-        if self.shared is None or not self.breakers:
-            return
-        names = list(self.breakers)
-        until = self.shared.open_until(names)
-        for name, ends in zip(names, until or (), strict=False):
-            breaker = self.breakers[name]
-            if isinstance(breaker, SharedCircuitBreaker):
-                breaker.adopt(ends)
+    def read_shared_trips(self, ticket: Ticket | None) -> None:
+        """Open the breakers of members another replica tripped: already done by a shared admission (`ticket`),
+        else one Redis read; nothing without shared state."""
+        if self.shared is not None and (ticket is None or not ticket.shared):
+            self.shared.read_trips()
 
     def _on_shared_state(self, lost: bool, reason: str, fallbacks: int, state: str | None = None) -> None:
         self.log.write(
