@@ -422,7 +422,9 @@ def run(args: argparse.Namespace) -> int:
         if args.only != "mock":
             upstreams = gateway_upstreams(scenario, listeners, args.only == "gateway")
             config = scenario.gateway
-            if config.shared_state == "redis" and config.redis_url is None:
+            if config.redis_url is not None:
+                import_module("harness.gateway.redis_server").check_reachable(config.redis_url)
+            elif config.shared_state == "redis":
                 redis_server = import_module("harness.gateway.redis_server").RedisServer()
                 url = redis_server.start()
                 scenario = scenario.model_copy(update={"gateway": config.model_copy(update={"redis_url": url})})

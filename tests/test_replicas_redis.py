@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from harness.aoai.refusals import BREAKER_OPEN, REFUSAL_HEADER
 from harness.records import read_records
@@ -128,3 +129,29 @@ def test_redis_killed_mid_run_the_run_completes_and_the_report_says_so(tmp_path:
     lost = summary["run"]["shared_state_lost"]
     assert lost["losses"] >= 1 and lost["fallbacks"] > 0
     assert "Shared state lost" in (run_dir / "report.html").read_text()
+
+
+def test_an_existing_redis_is_used_under_keys_of_the_run(serve_stack) -> None:
+    with redis_server_or_skip() as url:
+        scenario = f"""
+backends: [{{name: east, deployments: {{gpt-4o: {{tpm: 1000000, latency: {{ttft: 0, per_token: 0}}}}}}}}]
+gateway: {{replicas: 2, shared_state: redis, redis_url: "{url}", token_limit: {{tokens-per-minute: 100000}}}}
+"""
+        stack = serve_stack(scenario, only=None)
+        assert all(line["role"] != "redis" for line in stack.ready)  # none started: the given one is used
+        assert chat(stack.ready[-1]["url"]).status_code == 200
+        keys = redis.Redis.from_url(url, decode_responses=True).keys("harness:*")
+        assert keys and len({key.split(":")[1] for key in keys}) == 1  # one run, one prefix
+        assert stack.stop() == 0
+
+
+def test_a_redis_url_that_does_not_answer_is_one_line_at_start(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from harness.cli import main
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(BREAKER % "redis" + "  redis_url: redis://127.0.0.1:1/0\n")
+    ready = tmp_path / "ready"
+    code = main(["serve", "--scenario", str(scenario), "--ready-file", str(ready)])
+    error = capsys.readouterr().err
+    assert code == 2 and not ready.exists()
+    assert error.count("\n") == 1 and "gateway.redis_url: redis://127.0.0.1:1/0 does not answer" in error

@@ -43,6 +43,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def check_reachable(url: str) -> None:
+    """A ServeError naming `url` unless a Redis server answers PING there (a run must not quietly fall back)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise ServeError(f"gateway.redis_url: {url} does not answer: {exc}") from None
+    finally:
+        client.close()
+
+
 class RedisServer:
     """One redis-server child process; `start()` returns its URL once it answers PING."""
 

@@ -2,14 +2,14 @@
 
 Each decision is one Lua script (`harness.gateway.shared_lua`), so concurrent replicas cannot admit more than
 one gateway would: an app gets its limit, not `replicas` times it. Breaker trips are shared too: the replica
-whose outcome trips a member writes when it closes, and every replica reads the pool's trips once per request
-(one MGET) before choosing a member, so no replica sends a request to a member tripped elsewhere.
+whose outcome trips a member writes when it closes, and every replica reads the pool's trips before choosing
+a member, so no replica sends a request to a member tripped elsewhere.
 
 A request costs two round trips: its admission (which reads the pool's trips too) and its settlement, plus one
-per failed attempt (a success changes nothing a count-based breaker keeps), or one MGET of the trips when the
-gateway has no token limit. The client is synchronous on purpose: the token limiter and the breakers are the synchronous cores the
-simulator also drives, and a loopback round trip (~50 µs for a PING, 100-250 µs for a script) costs less than
-a turn of the event loop would.
+per failed attempt (a success changes nothing a count-based breaker keeps), or one MGET of the trips instead
+of the admission when the gateway has no token limit. The client is synchronous on purpose: the token limiter
+and the breakers are the synchronous cores the simulator also drives, and a loopback round trip (~50 µs for a
+PING, 100-250 µs for a script) costs less than a turn of the event loop would.
 
 **When Redis fails** the gateway fails open, as LiteLLM and Envoy's global rate limit do: a decision Redis
 cannot make is made by this replica's own counters (APIM's behaviour), the call is not tried again for
