@@ -61,7 +61,9 @@ def test_the_shared_limiter_decides_as_the_in_memory_one(redis_url: str) -> None
             assert theirs.remaining_tokens == ours.remaining_tokens
             assert theirs.remaining_quota == ours.remaining_quota
     assert statuses == {200, 429, 403}  # the sequence met both limits (and crossed into a new hour)
-    assert any(True for _ in remote.remaining_by_key(10))
+    # /metrics: the keys this replica saw through Redis, newest first, with what Redis said was left
+    shown = list(remote.remaining_by_key(10))
+    assert len(remote) == 2 and sorted(key for key, _, _ in shown) == ["a", "b"]
 
 
 def test_replicas_sharing_a_counter_admit_no_more_than_one_gateway(redis_url: str) -> None:

@@ -240,6 +240,10 @@ class SharedTokenLimiter(TokenLimiter):
             last.popitem(last=False)
         return {"remaining_tokens": tokens, "remaining_quota": quota}
 
+    def __len__(self) -> int:
+        # the keys this replica has seen, counted on Redis or (while it was away) here
+        return len(self._last.keys() | self._keys.keys())
+
     def remaining_by_key(self, most_recent: int) -> Iterator[tuple[str, int | None, int | None]]:
         for i, (key, (tokens, quota)) in enumerate(reversed(self._last.items())):
             if i >= most_recent:
