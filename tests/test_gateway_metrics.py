@@ -156,7 +156,7 @@ def test_metric_lines_are_the_json_of_the_metric_rows() -> None:
 async def test_the_log_writes_drained_rows_in_slices_in_order(tmp_path: Path) -> None:
     metrics = TokenMetrics(["app_id"], VirtualClock(1))
     log = GatewayLog(tmp_path / "gateway.jsonl")
-    log.add_source(metrics.drain)
+    log.add_source(metrics.drain, metrics.drain_lines)
     for i in range(1_000):  # many slices of rows, metric and request
         metrics.record({"app_id": f"app-{i}"}, prompt=i, completion=1)
         log.write({"kind": "request", "i": i})

@@ -47,14 +47,15 @@ class GatewayLog:
         # (drain, drain_lines or None)
         self._sources: list[tuple[Callable[[], list[dict[str, Any]]], Callable[[], Iterator[str]] | None]] = []
 
-    def add_source(self, drain: Callable[[], list[dict[str, Any]]]) -> None:
+    def add_source(
+        self, drain: Callable[[], list[dict[str, Any]]], lines: Callable[[], Iterator[str]] | None = None
+    ) -> None:
         """Rows produced in batches (aggregated metrics): taken and written at every flush.
 
-        When `drain` is a method of an object that also has `drain_lines` (harness.gateway.metrics.TokenMetrics),
-        a log that only writes a file takes the rows as their JSON lines, built by the source more cheaply and
-        only as they are written.
+        `lines`, when given, takes the same rows as their JSON lines, built by the source more cheaply and only
+        as they are written (harness.gateway.metrics.TokenMetrics.drain_lines): a log that only writes a file
+        uses it.
         """
-        lines = getattr(getattr(drain, "__self__", None), "drain_lines", None)
         self._sources.append((drain, lines if self._file is not None and not self.keep else None))
 
     def write(self, row: dict[str, Any]) -> None:

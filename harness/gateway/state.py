@@ -78,7 +78,7 @@ class Gateway:
         self.metrics.registry.register(self.throttling)
         if self.shared is not None:
             self.metrics.registry.register(SharedStateMetrics(self.shared))
-        self.log.add_source(self.metrics.drain)
+        self.log.add_source(self.metrics.drain, self.metrics.drain_lines)
         self._urls: dict[tuple[str, bytes], httpx.URL] = {}
         self.timeout = config.timeout / clock.scale  # httpx waits in wall seconds
         self._own_client = upstream_client is None
