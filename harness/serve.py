@@ -266,11 +266,11 @@ def _readable(fd: int) -> asyncio.Future[None]:
     done: asyncio.Future[None] = loop.create_future()
 
     def ready() -> None:
-        loop.remove_reader(fd)
         if not done.done():
             done.set_result(None)
 
     loop.add_reader(fd, ready)
+    done.add_done_callback(lambda _: loop.remove_reader(fd))  # once read, or when the wait is cancelled
     return done
 
 
@@ -287,10 +287,12 @@ async def _replica_died(replicas: list[Replica]) -> None:
     processes = {r.process.sentinel: r for r in replicas if r.process is not None}
     if not processes:
         await asyncio.Event().wait()  # never
-    waits = {asyncio.ensure_future(_readable(fd)): r for fd, r in processes.items()}
-    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for future in pending:
-        future.cancel()
+    waits = {_readable(fd): r for fd, r in processes.items()}
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in waits:
+            future.cancel()
     replica = waits[done.pop()]
     assert replica.process is not None
     replica.process.join()

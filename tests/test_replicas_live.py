@@ -4,8 +4,11 @@ units), or sharing them on a real redis-server with `gateway.shared_state: redis
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -112,3 +115,17 @@ def test_sticky_spread_keeps_each_locust_user_on_one_replica(tmp_path: Path) -> 
         by_user.setdefault(r["user"], set()).add(r["replica"])
     assert len(by_user) == 6 and all(len(replicas) == 1 for replicas in by_user.values())
     assert set().union(*by_user.values()) == {"0", "1", "2"}
+
+
+def test_a_replica_that_dies_stops_the_stack_with_one_line(serve_stack) -> None:
+    stack = serve_stack(SCENARIO, only=None)
+    replica = next(line for line in stack.ready if line.get("replica") == 1)
+    os.kill(replica["pid"], signal.SIGKILL)
+    assert stack.proc.wait(timeout=30) == 2
+    lines = stack.stderr.strip().splitlines()
+    assert lines[-1] == "harness serve: error: gateway replica 1 exited with code -9"
+    others = [line["pid"] for line in stack.ready if line.get("replica") in (0, 2)]
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in others) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in others)  # the other replicas stopped with it
