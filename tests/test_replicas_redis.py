@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from harness.aoai.refusals import BREAKER_OPEN, REFUSAL_HEADER
-from harness.records import read_records
+from harness.records import SHARED_STATE_LOST, read_records
 from tests.redis_helpers import redis_server_or_skip
 from tests.test_replicas_live import chat, locust_command
 
@@ -64,7 +64,7 @@ def test_a_breaker_tripped_on_one_replica_is_open_on_the_others_at_their_next_re
     assert stack.stop() == 0
     rows = stack.log_rows("gateway.jsonl")
     assert [r["to"] for r in rows if r["kind"] == "breaker"] == ["open"]  # one trip, logged once
-    assert any(r["kind"] == "shared_state" and r["shared_state"] == "lost" for r in rows)
+    assert any(r["kind"] == "shared_state" and r["shared_state"] == SHARED_STATE_LOST for r in rows)
 
 
 def test_without_shared_state_each_replica_learns_of_a_tripped_backend_on_its_own(serve_stack) -> None:

@@ -17,6 +17,7 @@ from harness.gateway.breaker import CircuitBreaker, Transition
 from harness.gateway.redis_server import RedisServer
 from harness.gateway.shared_state import TOKEN_ADMISSION, SharedState, SharedTokenLimiter
 from harness.gateway.token_limit import TokenLimiter
+from harness.records import SHARED_STATE_LOST
 from harness.scenario.gateway import CircuitBreakerRule, TokenLimit
 from tests.redis_helpers import redis_server_or_skip
 
@@ -29,10 +30,8 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
-def shared(
-    url: str, clock: VirtualClock, prefix: str, events: list[tuple[bool, str, int]] | None = None
-) -> SharedState:
-    listener = None if events is None else lambda lost, reason, n: events.append((lost, reason, n))
+def shared(url: str, clock: VirtualClock, prefix: str, events: list[tuple[str, str, int]] | None = None) -> SharedState:
+    listener = None if events is None else lambda state, reason, n: events.append((state, reason, n))
     return SharedState(url, prefix, clock, listener)
 
 
@@ -135,7 +134,7 @@ def test_redis_gone_fails_open_to_the_replicas_own_counters() -> None:
     server = RedisServer()
     with redis_server_or_skip(server) as url:
         clock = VirtualClock(START)
-        events: list[tuple[bool, str, int]] = []
+        events: list[tuple[str, str, int]] = []
         state = shared(url, clock, "gone:", events)
         limiter = SharedTokenLimiter(TokenLimit.model_validate({"tokens-per-minute": 1_000}), clock, state)
         assert limiter.admit("app", 600, True).shared
@@ -143,5 +142,5 @@ def test_redis_gone_fails_open_to_the_replicas_own_counters() -> None:
         first = limiter.admit("app", 600, True)
         assert first.allowed and not first.shared  # this replica's own (empty) counter decides: fail open
         assert limiter.admit("app", 600, True).status == 429  # ...and it still limits on its own
-        assert events[0][0] is True and "Error" in events[0][1]
+        assert events[0][0] == SHARED_STATE_LOST and "Error" in events[0][1]
         assert state.fallbacks[TOKEN_ADMISSION] == 2 and state.losses == 1 and not state.up

@@ -36,6 +36,7 @@ from harness.gateway.breaker import BreakerListener, CircuitBreaker, Transition
 from harness.gateway.shared_lua import BREAKER_RECORD, TOKEN_ADMIT, TOKEN_SETTLE
 from harness.gateway.token_limit import MINUTE, Ticket, TokenLimiter, refused
 from harness.limits import calendar_window
+from harness.records import SHARED_STATE_LOST, SHARED_STATE_RESTORED
 from harness.scenario.gateway import CircuitBreakerRule, TokenLimit
 
 TIMEOUT_WALL_S = 0.25  # a Redis call that takes longer fails open
@@ -48,8 +49,8 @@ TOKEN_SETTLEMENT = "token_settlement"
 BREAKER_OUTCOME = "breaker_outcome"
 BREAKER_READ = "breaker_read"
 
-# a state-change listener: (lost, reason, fallbacks so far)
-StateListener = Callable[[bool, str, int], None]
+# told when Redis is lost or answers again: (SHARED_STATE_LOST or SHARED_STATE_RESTORED, why, fallbacks so far)
+StateListener = Callable[[str, str, int], None]
 
 
 class SharedState:
@@ -102,16 +103,16 @@ class SharedState:
             if self.up:
                 self.up = False
                 self.losses += 1
-                self._tell(True, f"{type(exc).__name__}: {exc}")
+                self._tell(SHARED_STATE_LOST, f"{type(exc).__name__}: {exc}")
             return None
         if not self.up:
             self.up = True
-            self._tell(False, "answering again")
+            self._tell(SHARED_STATE_RESTORED, "answering again")
         return answer
 
-    def _tell(self, lost: bool, reason: str) -> None:
+    def _tell(self, state: str, reason: str) -> None:
         if self.listener is not None:
-            self.listener(lost, reason, sum(self.fallbacks.values()))
+            self.listener(state, reason, sum(self.fallbacks.values()))
 
     def close(self) -> None:
         self.client.close()

@@ -26,7 +26,7 @@ from harness.gateway.throttle_metrics import ThrottleMetrics
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.gateway.transport import LoopbackTransport
 from harness.gateway.transport import upstream_client as upstream_client_for
-from harness.records import GATEWAY_LOG, shared_state_row
+from harness.records import GATEWAY_LOG, SHARED_STATE_ENDED, shared_state_row
 from harness.scenario import Scenario
 
 GATEWAY_LOG_NAME = GATEWAY_LOG
@@ -103,13 +103,13 @@ class Gateway:
         if self.shared is not None and (ticket is None or not ticket.shared):
             self.shared.read_trips()
 
-    def _on_shared_state(self, lost: bool, reason: str, fallbacks: int, state: str | None = None) -> None:
+    def _on_shared_state(self, state: str, reason: str, fallbacks: int) -> None:
         self.log.write(
             shared_state_row(
                 t=self.clock.now(),
                 t_wall=self.clock.wall(),
                 replica=self.replica,
-                shared_state=state or ("lost" if lost else "restored"),
+                shared_state=state,
                 reason=reason,
                 fallbacks=fallbacks,
             )
@@ -126,7 +126,7 @@ class Gateway:
         if self.shared is not None:
             fallbacks = sum(self.shared.fallbacks.values())
             if fallbacks:  # the replica's last count, for the report
-                self._on_shared_state(not self.shared.up, "run ended", fallbacks, "ended")
+                self._on_shared_state(SHARED_STATE_ENDED, "run ended", fallbacks)
             self.shared.close()
         await self.log.aclose()
 

@@ -66,6 +66,10 @@ GATEWAY_LOG_COLUMNS: tuple[Column, ...] = (
     Column("fallbacks", "int", "decisions this replica made without Redis so far"),
 )
 _BREAKER_FIELDS = ("kind", "t", "t_wall", "backend", "from", "to", "reason", "until", "replica")
+# what a shared_state row says happened (its `shared_state` field)
+SHARED_STATE_LOST = "lost"
+SHARED_STATE_RESTORED = "restored"
+SHARED_STATE_ENDED = "ended"
 _SHARED_STATE_FIELDS = ("kind", "t", "t_wall", "replica", "shared_state", "reason", "fallbacks")
 _NOT_REQUEST_FIELDS = ("from", "to", "reason", "until", "shared_state", "fallbacks")
 _REQUEST_FIELDS = tuple(c.name for c in GATEWAY_LOG_COLUMNS if c.name not in _NOT_REQUEST_FIELDS)

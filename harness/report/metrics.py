@@ -75,7 +75,7 @@ import numpy as np
 import pandas as pd
 
 from harness.client import THROTTLING_KINDS
-from harness.records import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING
+from harness.records import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, SHARED_STATE_LOST, TIME_MISSING
 from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
 from harness.report.verdict import verdict
@@ -344,7 +344,7 @@ def _shared_state_lost(run: RunData) -> dict[str, Any] | None:
     rows = run.shared_state
     if rows is None or rows.empty:
         return None
-    lost = rows[rows["shared_state"] == "lost"]
+    lost = rows[rows["shared_state"] == SHARED_STATE_LOST]
     fallbacks = rows.groupby(rows["replica"].fillna("").astype(str))["fallbacks"].max()
     return {
         "losses": len(lost),
