@@ -24,7 +24,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -135,7 +135,59 @@ class Replica:
     ready: dict[str, Any]
     process: BaseProcess | None = None
     started: int = -1  # read end: the replica writes "ok" once it listens, or "error: <why>"
-    lifeline: int = -1  # the parent's write end of a pipe whose closing tells the replicas the parent is gone
+
+
+@dataclass
+class Replicas:
+    """A run's replica processes, and the parent's end of the pipe whose closing tells them it is gone."""
+
+    members: list[Replica] = field(default_factory=list)
+    lifeline: int = -1  # write end, held by the parent for as long as it lives
+
+    def stop(self) -> None:
+        """SIGTERM every replica process and wait for it to flush its log; kill one that does not finish."""
+        running = [r.process for r in self.members if r.process is not None and r.process.is_alive()]
+        for process in running:
+            process.terminate()
+        for process in running:
+            process.join(REPLICA_STOP_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        for replica in self.members:
+            replica.sock.close()
+            if replica.started >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(replica.started)
+                replica.started = -1
+
+    async def started(self) -> None:
+        """Return once every replica listens; a ServeError with the reason of one that did not start."""
+        for replica in self.members:
+            await _readable(replica.started)
+            answer = os.read(replica.started, 4096).decode(errors="replace")
+            if answer != "ok":
+                why = answer.removeprefix("error: ") if answer else "it exited while starting"
+                raise ServeError(f"gateway replica {replica.index}: {why}")
+
+    async def died(self) -> None:
+        """Wait until a replica process ends, then raise a ServeError naming it (never returns otherwise)."""
+        processes = {r.process.sentinel: r for r in self.members if r.process is not None}
+        if not processes:
+            await asyncio.Event().wait()  # never
+        waits = {_readable(fd): r for fd, r in processes.items()}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in waits:
+                future.cancel()
+        replica = waits[done.pop()]
+        assert replica.process is not None
+        replica.process.join()
+        raise ServeError(f"gateway replica {replica.index} exited with code {replica.process.exitcode}")
 
 
 def start_replicas(
@@ -146,12 +198,12 @@ def start_replicas(
     host: str,
     shared_prefix: str,
     parent_sockets: list[socket.socket],
-) -> list[Replica]:
+) -> Replicas:
     """Bind a port per `gateway.replicas` and fork a process serving each (before any event loop runs here)."""
     config = scenario.gateway
     build = _build_gateway_app()
-    replicas: list[Replica] = []
     lifeline_read, lifeline_write = os.pipe()
+    replicas = Replicas(lifeline=lifeline_write)
     context = multiprocessing.get_context("fork")  # the child inherits the bound socket and the scenario
     try:
         for i in range(config.replicas):
@@ -164,11 +216,12 @@ def start_replicas(
                 "backends": list(upstreams),
                 "replica": i,
             }
-            replicas.append(Replica(i, sock, ready))
-        for replica in replicas:
+            replicas.members.append(Replica(i, sock, ready))
+        for replica in replicas.members:
             started_read, started_write = os.pipe()
-            others = [s.fileno() for s in parent_sockets] + [r.sock.fileno() for r in replicas if r is not replica]
-            others += [r.started for r in replicas if r.started >= 0] + [lifeline_write, started_read]
+            others = [s.fileno() for s in parent_sockets]
+            others += [r.sock.fileno() for r in replicas.members if r is not replica]
+            others += [r.started for r in replicas.members if r.started >= 0] + [lifeline_write, started_read]
             app_args = (scenario, clock, upstreams, log_dir)
             replica.process = context.Process(
                 target=_replica_main,
@@ -189,13 +242,10 @@ def start_replicas(
             replica.started = started_read
             replica.ready["pid"] = replica.process.pid
     except BaseException:
-        os.close(lifeline_write)
-        stop_replicas(replicas)
+        replicas.stop()
         raise
     finally:
         os.close(lifeline_read)
-    for replica in replicas:
-        replica.lifeline = lifeline_write  # kept open by the parent for as long as it lives
     return replicas
 
 
@@ -239,27 +289,6 @@ async def _serve_replica(app: Any, sock: socket.socket, started: int, lifeline: 
     await task
 
 
-def stop_replicas(replicas: list[Replica]) -> None:
-    """SIGTERM every replica process and wait for it to flush its log; kill one that does not finish."""
-    running = [r.process for r in replicas if r.process is not None and r.process.is_alive()]
-    for process in running:
-        process.terminate()
-    for process in running:
-        process.join(REPLICA_STOP_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
-    for fd in {r.lifeline for r in replicas if r.lifeline >= 0}:
-        os.close(fd)
-    for replica in replicas:
-        replica.sock.close()
-        replica.lifeline = -1
-        if replica.started >= 0:
-            with contextlib.suppress(OSError):
-                os.close(replica.started)
-            replica.started = -1
-
-
 def _readable(fd: int) -> asyncio.Future[None]:
     """A future done once `fd` can be read (data, end of file, or a process sentinel that ended)."""
     loop = asyncio.get_running_loop()
@@ -272,31 +301,6 @@ def _readable(fd: int) -> asyncio.Future[None]:
     loop.add_reader(fd, ready)
     done.add_done_callback(lambda _: loop.remove_reader(fd))  # once read, or when the wait is cancelled
     return done
-
-
-async def _replicas_started(replicas: list[Replica]) -> None:
-    for replica in replicas:
-        await _readable(replica.started)
-        answer = os.read(replica.started, 4096).decode(errors="replace")
-        if answer != "ok":
-            why = answer.removeprefix("error: ") if answer else "it exited while starting"
-            raise ServeError(f"gateway replica {replica.index}: {why}")
-
-
-async def _replica_died(replicas: list[Replica]) -> None:
-    processes = {r.process.sentinel: r for r in replicas if r.process is not None}
-    if not processes:
-        await asyncio.Event().wait()  # never
-    waits = {_readable(fd): r for fd, r in processes.items()}
-    try:
-        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for future in waits:
-            future.cancel()
-    replica = waits[done.pop()]
-    assert replica.process is not None
-    replica.process.join()
-    raise ServeError(f"gateway replica {replica.index} exited with code {replica.process.exitcode}")
 
 
 class _Server(uvicorn.Server):
@@ -345,12 +349,12 @@ async def serve(
     clock: Clock,
     log: BackendLog,
     ready_file: Path | None,
-    replicas: list[Replica] | None = None,
+    replicas: Replicas | None = None,
     extra_ready: list[dict[str, Any]] | None = None,
 ) -> None:
     """Run every listener until SIGTERM/SIGINT; announce them, the replica processes and `extra_ready` (a
     redis-server started for the run) once all listen."""
-    replicas = replicas or []
+    replicas = replicas or Replicas()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -363,7 +367,7 @@ async def serve(
     flusher = asyncio.create_task(_flush_every_second(log, clock))
     try:
         started: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(server.listening.wait() for server in servers), _replicas_started(replicas))
+            asyncio.gather(*(server.listening.wait() for server in servers), replicas.started())
         )
         starting: list[asyncio.Future[Any]] = [started, *tasks]
         await asyncio.wait(starting, return_when=asyncio.FIRST_COMPLETED)
@@ -372,13 +376,13 @@ async def serve(
             raise ServeError("a server stopped while starting")
         started.result()  # a replica's reason for not starting
         lines = [json.dumps(listener.ready) for listener in listeners]
-        lines += [json.dumps(replica.ready) for replica in replicas]
+        lines += [json.dumps(replica.ready) for replica in replicas.members]
         lines += [json.dumps(line) for line in extra_ready or ()]
         if ready_file is not None:
             write_ready_file(ready_file, lines)
         sys.stdout.write("".join(line + "\n" for line in lines))
         sys.stdout.flush()
-        died = asyncio.create_task(_replica_died(replicas))
+        died = asyncio.create_task(replicas.died())
         running: list[asyncio.Future[Any]] = [asyncio.create_task(stop.wait()), died, *tasks]
         await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
         if died.done():
@@ -386,7 +390,7 @@ async def serve(
         died.cancel()
     finally:
         # replicas first: their streams finish while the mocks still answer
-        await asyncio.to_thread(stop_replicas, replicas)
+        await asyncio.to_thread(replicas.stop)
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -413,7 +417,7 @@ def run(args: argparse.Namespace) -> int:
     ready_file = Path(args.ready_file) if args.ready_file else None
     log: BackendLog = NullLog()
     listeners: list[Listener] = []
-    replicas: list[Replica] = []
+    replicas = Replicas()
     redis_server = None
     extra_ready: list[dict[str, Any]] = []
     try:
@@ -441,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
                 replicas = start_replicas(scenario, clock, upstreams, log_dir, args.host, shared_prefix, sockets)
         _run_loop(serve(listeners, clock, log, ready_file, replicas, extra_ready))
     finally:
-        stop_replicas(replicas)
+        replicas.stop()
         if redis_server is not None:
             redis_server.stop()
         for listener in listeners:
