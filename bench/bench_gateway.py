@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from served import Served
 
@@ -197,7 +197,15 @@ class Run:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
 
-async def timed_send(pool: Connections, run: Run, since: float) -> None:
+class Sender(Protocol):
+    """What the loops send through: `Connections` to one server, or a spread over several (bench_replicas)."""
+
+    async def send(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+async def timed_send(pool: Sender, run: Run, since: float) -> None:
     """Send one request; count an error (a failed exchange or a non-200), else its latency from `since`."""
     try:
         status = await pool.send()
@@ -210,10 +218,18 @@ async def timed_send(pool: Connections, run: Run, since: float) -> None:
 
 
 async def open_loop(
-    server: Served, rate: float, seconds: float, cpu_of: Served | None = None, callers: Callers | None = None
+    server: Served,
+    rate: float,
+    seconds: float,
+    cpu_of: Served | None = None,
+    callers: Callers | None = None,
+    through: Sender | None = None,
 ) -> Run:
-    """Send `rate` requests/s for `seconds` on a fixed schedule; wait for the stragglers (at most 5 s)."""
-    pool = Connections(server, callers)
+    """Send `rate` requests/s for `seconds` on a fixed schedule; wait for the stragglers (at most 5 s).
+
+    `through` sends them over connections the caller keeps (and closes); else the loop opens its own to `server`.
+    """
+    pool = through or Connections(server, callers)
     run = Run(scheduled=int(rate * seconds))
     tasks: set[asyncio.Task[None]] = set()
 
@@ -238,15 +254,22 @@ async def open_loop(
     run.other_cores = others.cores()
     if cpu_of is not None and run.latencies:
         run.cpu_per_request_us = (cpu_of.cpu_seconds() - cpu_before) / len(run.latencies) * 1e6
-    pool.close()
+    if through is None:
+        pool.close()
     return run
 
 
 async def closed_loop(
-    server: Served, callers: Callers, seconds: float, concurrency: int, cpu_of: Served | None = None
+    server: Served,
+    callers: Callers | None,
+    seconds: float,
+    concurrency: int,
+    cpu_of: Served | None = None,
+    through: Sender | None = None,
 ) -> Run:
-    """`concurrency` connections each sending its next request as soon as the last is answered, for `seconds`."""
-    pool = Connections(server, callers)
+    """`concurrency` connections each sending its next request as soon as the last is answered, for `seconds`
+    (over `through` when given, as in `open_loop`)."""
+    pool = through or Connections(server, callers)
     run = Run()
     start = time.perf_counter()
     stop = start + seconds
@@ -263,7 +286,8 @@ async def closed_loop(
     run.scheduled = len(run.latencies) + run.errors
     if cpu_of is not None and run.latencies:
         run.cpu_per_request_us = (cpu_of.cpu_seconds() - cpu_before) / len(run.latencies) * 1e6
-    pool.close()
+    if through is None:
+        pool.close()
     return run
 
 

@@ -18,13 +18,12 @@ replica processes on core 1, or one per core. The mock answers at once, so what 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from bench_gateway import MOCK_SCENARIO, Connections, Run, _run, med, timed_send
+from bench_gateway import MOCK_SCENARIO, Connections, Run, _run, closed_loop, med, open_loop
 from served import Served
 
 LOAD_CORE, GATEWAY_CORE = 0, 1
@@ -44,7 +43,8 @@ gateway:
 
 
 class Replicas:
-    """The gateway processes of one `harness serve`, each pinned to the core `cores[i % len(cores)]`."""
+    """The gateway processes of one `harness serve`, each pinned to the core `cores[i % len(cores)]`, and
+    keep-alive connections to each: every request goes to the next replica, as a round-robin load balancer's."""
 
     def __init__(self, mock: Served, replicas: int, shared: str, cores: list[int], workdir: Path) -> None:
         text = SCENARIO % {"url": mock.url, "replicas": replicas, "shared": shared}
@@ -59,12 +59,20 @@ class Replicas:
         self.pools: list[Connections] = []
         for line in self.gateways:
             host, port = line["url"].removeprefix("http://").rsplit(":", 1)
-            target = _Target(host, int(port))
-            self.pools.append(Connections(target))  # type: ignore[arg-type]
+            self.pools.append(Connections(_Target(host, int(port))))  # type: ignore[arg-type]
+        self._next = 0
 
-    def stop(self) -> None:
+    async def send(self) -> int:
+        pool = self.pools[self._next % len(self.pools)]
+        self._next += 1
+        return await pool.send()
+
+    def close(self) -> None:
         for pool in self.pools:
             pool.close()
+
+    def stop(self) -> None:
+        self.close()
         self.served.stop()
 
 
@@ -76,37 +84,11 @@ class _Target:
 
 
 async def closed(replicas: Replicas, seconds: float, concurrency: int) -> Run:
-    run = Run()
-    start = time.perf_counter()
-    stop = start + seconds
-
-    async def worker(pool: Connections) -> None:
-        while time.perf_counter() < stop:
-            await timed_send(pool, run, time.perf_counter())
-
-    # connections spread round-robin over the replicas, as a load balancer in front of them would
-    await asyncio.gather(*(worker(replicas.pools[i % len(replicas.pools)]) for i in range(concurrency)))
-    run.elapsed = time.perf_counter() - start
-    run.scheduled = len(run.latencies) + run.errors
-    return run
+    return await closed_loop(replicas.served, None, seconds, concurrency, through=replicas)
 
 
 async def fixed_rate(replicas: Replicas, rate: float, seconds: float) -> Run:
-    run = Run(scheduled=int(rate * seconds))
-    tasks: set[asyncio.Task[None]] = set()
-    start = time.perf_counter() + 0.05
-    for i in range(run.scheduled):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(timed_send(replicas.pools[i % len(replicas.pools)], run, due))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.wait(tasks, timeout=5)
-    run.elapsed = time.perf_counter() - start
-    return run
+    return await open_loop(replicas.served, rate, seconds, through=replicas)
 
 
 async def throughput_part(setups: dict[str, Replicas], seconds: float, repeats: int, concurrency: int) -> None:
