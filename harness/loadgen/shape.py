@@ -12,6 +12,7 @@ pacing, so both follow the same plan in every process of a distributed run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from harness.scenario.workload import Stage
@@ -46,6 +47,22 @@ class StagePlan:
             if elapsed_s < edge:
                 return StageNow(stage.users, float(stage.spawn_rate or max(1, stage.users)), stage.rate)
         return None
+
+
+def spawn_offsets(count: int, rate: float) -> list[float]:
+    """Scenario seconds after a ramp's start at which each of `count` new users starts, at `rate` users/s.
+
+    Users start in whole batches, the way Locust's dispatcher starts them: max(1, floor(rate)) users at
+    once, one batch every batch/rate seconds. So `spawn_rate` >= the new users starts them all together
+    (a stage's default), and a rate of 2.5 starts two users every 0.8 s.
+
+    >>> spawn_offsets(5, 2.5)
+    [0.0, 0.0, 0.8, 0.8, 1.6]
+    >>> spawn_offsets(3, 14.0)
+    [0.0, 0.0, 0.0]
+    """
+    batch = max(1, math.floor(rate))
+    return [(i // batch) * batch / rate for i in range(count)]
 
 
 def pacing_wait(rate: float | None, users: int, since_last_start_s: float) -> float:

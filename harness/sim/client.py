@@ -20,7 +20,7 @@ from harness.clock import Clock
 from harness.loadgen.prompts import text_of_tokens
 from harness.loadgen.requests import RequestPlan, assign_app, auth_headers, draw_request, pick_mix, replay_request
 from harness.loadgen.session import RunSettings, attempt_record
-from harness.loadgen.shape import StagePlan, pacing_wait
+from harness.loadgen.shape import StagePlan, pacing_wait, spawn_offsets
 from harness.loadgen.trace import TraceRow
 from harness.loadgen.transport import AttemptResult
 from harness.scenario import Scenario
@@ -266,8 +266,8 @@ def start_users(callers: Callers) -> None:
 
 
 def _spawn(callers: Callers, count: int, rate: float, start: float) -> None:
-    for i in range(count):
-        callers.scheduler.at(start + i / rate, _add_user, callers)
+    for offset in spawn_offsets(count, rate):
+        callers.scheduler.at(start + offset, _add_user, callers)
 
 
 def _add_user(callers: Callers) -> None:
