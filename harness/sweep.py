@@ -195,8 +195,6 @@ def locust_command(scenario_file: str, overrides: list[str], run_dir: Path) -> l
         str(run_dir),
         "-u",
         str(workload.users),
-        "-r",
-        f"{workload.spawn_rate:g}",
         "-t",
         f"{wall_s}s",
     ]

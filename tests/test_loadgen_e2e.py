@@ -340,3 +340,41 @@ def test_trace_row_of_an_unknown_app_is_one_line_and_starts_nothing(tmp_path: Pa
     message = f"locust: error: {trace}:3: app 'chat-ap' is not one of the workload's apps (chat-app, batch-app)\n"
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (run_dir / "backend.jsonl").exists(), "the embedded stack was started"
+
+
+SPAWN_SCHEDULE = """
+run: {duration: 8, time_scale: 4, seed: 3}
+backends: [{name: aoai, deployments: {gpt-4o: {tpm: 1000000}}}]
+workload:
+  think_time: 5
+  stages:
+    - {duration: 8, users: 5, spawn_rate: 2.5}
+  apps: [{id: app, client_profile: none}]
+  mixes: [{deployment: gpt-4o, prompt_tokens: 20, max_tokens: 10}]
+"""
+
+
+def test_users_start_on_the_scenarios_spawn_schedule_live_and_simulated(tmp_path: Path) -> None:
+    """`spawn_rate` 2.5 means batches of two users every 0.8 scenario s, at any time scale and in both
+    drivers: Locust's own ramp (batches of floor(2.5 x 4) = 10 per wall second) would start all five at once."""
+    from harness.sim import simulate
+
+    scenario = tmp_path / "spawn.yaml"
+    scenario.write_text(SPAWN_SCHEDULE)
+    expected = [0.0, 0.0, 0.8, 0.8, 1.6]
+
+    def first_sends(run_dir: Path) -> list[float]:
+        records = read_records(run_dir / "records.csv")
+        firsts = sorted(min(r["t_scenario"] for r in records if r["user"] == u) for u in {r["user"] for r in records})
+        return [t - firsts[0] for t in firsts]
+
+    simulated = first_sends(simulate(str(scenario), [], tmp_path / "sim"))
+    assert simulated == pytest.approx(expected, abs=1e-6)
+    command = [
+        LOCUST, "-f", str(LOCUSTFILE), "--headless", "--only-summary", "--scenario", str(scenario),
+        "--run-dir", str(tmp_path / "live"),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # a wall millisecond of scheduling is 4 scenario ms here; batches are 800 ms apart
+    assert first_sends(tmp_path / "live") == pytest.approx(expected, abs=0.12)

@@ -9,6 +9,7 @@ import csv
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,10 +221,12 @@ workload:
 
 def test_network_latency_lets_more_429s_through_per_trip(tmp_path: Path) -> None:
     """While a 429 is on its way back, the gateway keeps sending to the resource: the farther the resource,
-    the more 429s each breaker trip costs (with none, exactly the one that trips it)."""
+    the more 429s each breaker trip costs (with none, exactly the one that trips it). The burst's users start
+    one at a time here (spawn_rate 1.5): a whole batch arriving in the same instant would all be 429s."""
 
     def throttled_per_trip(latency: str) -> float:
-        run_dir = simulate(BREAKER, ["run.duration=600", f"backends[0].network_latency={latency}"], tmp_path / latency)
+        overrides = ["run.duration=600", "workload.stages[0].spawn_rate=1.5", f"backends[0].network_latency={latency}"]
+        run_dir = simulate(BREAKER, overrides, tmp_path / latency)
         summary = json.loads((run_dir / "run.json").read_text())["summary"]
         backend = summary["backends"]["primary"]
         return backend["answered"] * backend["rate_429"] / summary["breaker"]["primary"]["trips"]
@@ -303,8 +306,12 @@ workload:
     start = min(r["t"] for r in rows)
     first_window = [r for r in faults if r["t"] < start + 55]
     assert first_window
+
+    def arrival(r: dict[str, Any]) -> tuple[float, int]:  # users that start together arrive in the same instant
+        return r["t"], int(r["request_id"].rsplit("-", 1)[1])
+
     for row in first_window:
-        charged_before = sum(r["estimate_charged"] for r in rows if r["t"] < row["t"])
+        charged_before = sum(r["estimate_charged"] for r in rows if arrival(r) < arrival(row))
         assert row["remaining_tokens"] == 100_000 - charged_before
 
 

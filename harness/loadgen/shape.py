@@ -23,6 +23,7 @@ class StageNow:
     users: int
     spawn_rate: float  # users per scenario second
     rate: float | None  # requests per scenario second across all users
+    started_s: float = 0.0  # scenario seconds since the run's start at which this stage (this round) began
 
 
 class StagePlan:
@@ -39,13 +40,16 @@ class StagePlan:
         self.total_s = sum(s.duration for s in stages)
 
     def at(self, elapsed_s: float) -> StageNow | None:
+        rounds = 0.0
         if self.repeat and self.total_s > 0:
-            elapsed_s %= self.total_s
+            rounds = (elapsed_s // self.total_s) * self.total_s
+            elapsed_s -= rounds
         edge = 0.0
         for stage in self.stages:
+            if elapsed_s < edge + stage.duration:
+                spawn_rate = float(stage.spawn_rate or max(1, stage.users))
+                return StageNow(stage.users, spawn_rate, stage.rate, rounds + edge)
             edge += stage.duration
-            if elapsed_s < edge:
-                return StageNow(stage.users, float(stage.spawn_rate or max(1, stage.users)), stage.rate)
         return None
 
 

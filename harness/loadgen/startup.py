@@ -17,6 +17,7 @@ from harness.loadgen import options as harness_options
 from harness.loadgen.arrivals import load_arrivals
 from harness.loadgen.live import BreakerLog, LiveThrottling
 from harness.loadgen.preflight import check_ports, check_target
+from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import WriterSink
 from harness.loadgen.requests import token_signer
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
@@ -126,6 +127,7 @@ def open_run(environment: Any, options: Any) -> None:
     STATE.test_started_at = STATE.test_stopped_at = STATE.end_cause = None
     STATE.app_counts.clear()
     STATE.trace_next = 0
+    STATE.ramp, STATE.ramp_target = Ramp(), 0
     STATE.run_open = True
     STATE.ready.set()
 

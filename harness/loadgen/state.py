@@ -13,6 +13,7 @@ from gevent.event import Event
 
 from harness.clock import ScaledClock
 from harness.loadgen.live import LiveThrottling
+from harness.loadgen.ramp import Ramp
 from harness.loadgen.session import RunSettings
 from harness.loadgen.shape import StagePlan
 from harness.loadgen.stack import EmbeddedStack
@@ -62,6 +63,8 @@ class HarnessState:
     last_finished: str | None = None
     embedded_urls: set[str] = field(default_factory=set)
     watchdog: Any = None
+    ramp: Ramp = field(default_factory=Ramp)  # where starting users take their place in the spawn schedule
+    ramp_target: int = 0  # the user count the current ramp leads to
 
     def elapsed(self) -> float:
         assert self.clock is not None

@@ -74,6 +74,9 @@ class GatewayUser(User):
             urls = urls[number % len(urls) :] + urls[: number % len(urls)]  # users start on different replicas
         self.transports = [Transport(url, STATE.clock, STATE.settings.timeout_s) for url in urls]
         self.transport = self.transports[0]
+        start = STATE.ramp.claim()  # this user's place in the scenario's spawn schedule
+        if start is not None and start > STATE.clock.now():
+            STATE.clock.sleep(start - STATE.clock.now())
 
     def on_stop(self) -> None:
         for transport in self.transports:

@@ -48,6 +48,7 @@ class Verdict:
     added: float = 0.0  # fault latency added to this answer (scenario s)
     queued_s: float = 0.0  # time spent queued for room (PAYG queueing fault)
     retry_after: float | None = None
+    network_s: tuple[float, float] = (0.0, 0.0)  # the one-way delays drawn: to the resource, and back
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +102,15 @@ class BackendCore:
         not yet seen a 429 and keeps sending, as it does against a real, distant resource.
         """
         faults, quota = self.faults, deployment.quota
-        one_way = self.backend.network_latency
-        if one_way > 0:
-            yield one_way
-        added = faults.added_latency() + one_way
+        there = self.network_delay()
+        if there > 0:
+            yield there
+        back = self.network_delay()
+        network = (there, back)
+        added = faults.added_latency() + back
         outage = faults.outage_status(self.clock.now())
         if outage is not None:
-            return Verdict(outage, OUTAGE, added=added)
+            return Verdict(outage, OUTAGE, added=added, network_s=network)
         started = self.clock.now()
         admission = quota.admit(estimate, count_rejected=False)
         waited = 0.0
@@ -124,16 +127,21 @@ class BackendCore:
         if not admission.allowed:
             long_wait = faults.long_retry_after() if admission.decision != PTU_OVER_CAPACITY else None
             wait = long_wait if long_wait is not None else admission.retry_after
-            return Verdict(429, admission.decision, admission, added, retry_after=wait)
+            return Verdict(429, admission.decision, admission, added, retry_after=wait, network_s=network)
         error = faults.error_status()
         if error == 429:
             # AOAI's own 429 look (retry headers, policy-id, quota figures), and the tokens are not used
             injected = faults.profile.injected_429
             refused = quota.refuse_admitted(admission, injected.retry_after, injected.policy_id)
-            return Verdict(429, FAULT, refused, added, retry_after=refused.retry_after)
+            return Verdict(429, FAULT, refused, added, retry_after=refused.retry_after, network_s=network)
         if error is not None:
-            return Verdict(error, FAULT, admission, added)
-        return Verdict(200, QUEUED_THEN_OK if waited > 0 else OK, admission, added, queued_s=waited)
+            return Verdict(error, FAULT, admission, added, network_s=network)
+        return Verdict(200, QUEUED_THEN_OK if waited > 0 else OK, admission, added, queued_s=waited, network_s=network)
+
+    def network_delay(self) -> float:
+        """One way of the network between the gateway and this resource (a constant makes no random draw, so
+        a constant delay leaves every other seeded draw where it was)."""
+        return max(0.0, self.backend.network_latency.sample(self.rng))
 
     def completion(self, deployment: DeploymentState, max_tokens: int | None) -> Completion:
         """The answer's length: drawn from the deployment's profile, cut at `max_tokens` ("length")."""

@@ -195,6 +195,7 @@ class Call:
         verdict = await self.drive(core.admit(runtime.state, estimate))
         admitted_at = clock.now()  # after any queueing: the latency plan runs from here
         admission = verdict.admission
+        row["network_in_s"], row["network_out_s"] = verdict.network_s
         if admission is None:  # the region is down
             await self.wait(verdict.added)
             return self.reply(verdict.status, fault_body(verdict.status), verdict.decision)

@@ -98,6 +98,8 @@ BACKEND_LOG_COLUMNS: tuple[Column, ...] = (
     Column("utilization", "float", "PTU: the bucket's level after the decision, percent"),
     Column("retry_after", "float", "wait advertised on a 429 (s)"),
     Column("queued_s", "float", "time queued for room (PAYG queueing fault)"),
+    Column("network_in_s", "float", "the resource's network delay drawn for the way in (backends[].network_latency)"),
+    Column("network_out_s", "float", "and for the way back (included in ttft_s and duration_s)"),
     Column("ttft_s", "float", "time to the first token"),
     Column("duration_s", "float", "time to the end of the answer"),
 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
-from harness.scenario.common import Distribution, Duration, FieldError, PositiveInt, Section
+from harness.scenario.common import Distribution, Duration, FieldError, PositiveInt, Section, parse_duration
 
 Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -211,12 +211,21 @@ class BackendInstance(Section):
         default_factory=lambda: {"gpt-4o": Deployment()}, description="deployment name -> deployment"
     )
     faults: FaultProfile = Field(default_factory=FaultProfile, description="injected faults (all off by default)")
-    network_latency: Duration = Field(
-        0.0,
-        ge=0,
-        description="one-way delay between the gateway and this resource (scenario time): each request is "
-        "decided this much after it was sent and each answer, 429s included, arrives this much later",
+    network_latency: Distribution = Field(
+        default_factory=Distribution,
+        description="one-way delay between the gateway and this resource (scenario time), drawn for each way of "
+        "each request: a request is decided this long after it was sent and its answer, 429s included, arrives "
+        "this much later. A number or a duration is a constant; a distribution (e.g. `{kind: lognormal, median: "
+        "0.004, p95: 0.012}`) is what `harness calibrate` fits from a live run",
     )
+
+    @field_validator("network_latency", mode="before")
+    @classmethod
+    def _duration_is_constant(cls, value: Any) -> Any:
+        if isinstance(value, str):  # `PT0.01S`, `10ms`: a constant delay
+            return {"kind": "constant", "value": parse_duration(value)}
+        return value
+
     cost: Cost | None = Field(
         None, description="prices of this instance for the report's cost figures (none: unpriced)"
     )

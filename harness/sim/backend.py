@@ -150,4 +150,6 @@ class SimBackend:
             remaining_tokens=admission.remaining_tokens if admission is not None else None,
             utilization=admission.utilization if admission is not None else None,
             queued_s=verdict.queued_s,
+            network_in_s=verdict.network_s[0],
+            network_out_s=verdict.network_s[1],
         )
