@@ -26,6 +26,7 @@ HANDLERS = {
     "simulate": "harness.sim.run:run",
     "scenario": "harness.apim.cli:run",
     "trace": "harness.apim.cli:run_trace",
+    "calibrate": "harness.report.calibrate:run",
 }
 
 
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="put several runs side by side")
     compare.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     compare.add_argument("--out", metavar="DIR", help="where to write the comparison")
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="fit the simulator's network hops from a live run's logs; prints --set lines for simulate and sweep",
+    )
+    calibrate.add_argument("run_dir", metavar="RUN_DIR", help="a live run directory (records.csv and its logs)")
 
     from harness.apim.cli import add_arguments as scenario_arguments  # argparse only: cheap to import
     from harness.apim.cli import add_trace_arguments

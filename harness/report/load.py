@@ -70,13 +70,14 @@ _BACKEND_USED = (
 )  # fmt: skip
 
 
-def _schema(columns: tuple[Column, ...], used: tuple[str, ...]) -> pa.Schema:
+def log_schema(columns: tuple[Column, ...], used: tuple[str, ...]) -> pa.Schema:
+    """The Arrow schema that reads `used` fields of a log with the kinds its columns declare."""
     kinds = {c.name: c.kind for c in columns}
     return pa.schema([(name, _LOG_TYPES[kinds[name]]) for name in used])
 
 
-GATEWAY_SCHEMA = _schema(GATEWAY_LOG_COLUMNS, _GATEWAY_USED)
-BACKEND_SCHEMA = _schema(BACKEND_LOG_COLUMNS, _BACKEND_USED)
+GATEWAY_SCHEMA = log_schema(GATEWAY_LOG_COLUMNS, _GATEWAY_USED)
+BACKEND_SCHEMA = log_schema(BACKEND_LOG_COLUMNS, _BACKEND_USED)
 
 
 @dataclass
