@@ -1,17 +1,17 @@
-"""Fidelity of the simulator: every shipped scenario simulated and run live, same throttling picture?
+"""Fidelity of the simulator: every shipped scenario run live and simulated, the same throttling picture?
 
-    python bench/bench_sim_fidelity.py [--seeds 5] [--scenario scenarios/x.yaml ...] [--out DIR]
+    python bench/bench_sim_fidelity.py [--scenario scenarios/x.yaml ...] [--scales own,1] [--live-runs 1]
+                                       [--seeds 10] [--set PATH=VALUE ...] [--markdown] [--out DIR]
 
-For each scenario: one live run (headless Locust against the embedded stack, at the scenario's own time
-scale and duration, seed as shipped) and `--seeds` simulated runs (seeds 0..n-1 added to the shipped seed).
-A live run's loopback hops are not free: at time scale k, each wall millisecond the gateway and the mock
-spend on a request is k scenario milliseconds, during which a gateway has not yet seen a 429. The bench
-measures that hop in the live run (median of the gateway's minus the backend's duration per request,
-halved) and gives it to the simulated runs as extra `network_latency`, so both model the same network.
-The live run is one draw; the simulated mean is compared with it, and the simulated spread (min-max over
-seeds) is printed beside it so a miss can be told from noise. Targets: 429 rate within 2 points, goodput
-within 5 %, each backend's token share within 3 points, breaker trips within 15 %, retries per request
-within 10 % (absolute slack of 0.5 trips and 0.02 retries per request where the figures are near zero).
+For each scenario and each time scale (`own` is the scenario's own; 1 is real time, the reference, since
+compression itself can distort: every wall millisecond of hop is k scenario milliseconds at scale k):
+`--live-runs` headless Locust runs against the embedded stack (seeds: the shipped seed + 0, 1, ...), then
+`harness calibrate` on the first of them, then `--seeds` simulated runs with those fits (the same seeds and
+more), and the same simulated runs without calibration for comparison. Live mean vs calibrated simulated
+mean, against the targets: 429 rate within 0.3 points or 10 % (whichever is larger), goodput within 3 %,
+each backend's token share within 2 points, breaker trips within 10 % (0.5 trips near zero), retries per
+request within 10 % (0.02 near zero). A miss whose live value still lies within the simulated seeds' range
+is marked as noise: the live runs are few draws of a noisy quantity.
 Live runs need a quiet machine: this is a bench command, not a CI test.
 """
 
@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UsageError
+from harness.report.calibrate import calibrate, flow
 from harness.report.load import load_run
 from harness.report.metrics import summarize
 from harness.scenario import load_scenario
@@ -32,6 +34,14 @@ from harness.sim import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "locustfiles" / "gateway.py"
+# metric -> (relative tolerance, absolute tolerance): a difference within the larger of the two holds
+TARGETS = {
+    "rate_429": (0.10, 0.003),
+    "goodput": (0.03, 0.0),
+    "share": (0.0, 0.02),
+    "trips": (0.10, 0.5),
+    "retries": (0.10, 0.02),
+}
 
 
 def figures(summary: dict[str, Any]) -> dict[str, float]:
@@ -42,88 +52,118 @@ def figures(summary: dict[str, Any]) -> dict[str, float]:
         "retries": summary["retries"]["per_request"] or 0.0,
         "trips": float(sum(b["trips"] for b in (summary.get("breaker") or {}).values())),
     }
-    for name, backend in summary["backends"].items():
-        out[f"share:{name}"] = backend["token_share"] or 0.0
+    backends = summary["backends"]
+    if len(backends) > 1:  # one backend always has all the tokens
+        for name, backend in backends.items():
+            out[f"share:{name}"] = backend["token_share"] or 0.0
     return out
 
 
-def live(scenario: str, run_dir: Path) -> tuple[dict[str, float], float]:
-    """The live run's figures and its own one-way gateway-to-backend hop (scenario s)."""
+def run_figures(run_dir: Path) -> dict[str, float]:
+    return figures(summarize(load_run(run_dir)))
+
+
+def live(scenario: str, overrides: list[str], run_dir: Path) -> dict[str, float]:
+    """One headless Locust run's figures."""
+    sets = [arg for o in overrides for arg in ("--set", o)]
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"]
-    command += ["--scenario", scenario, "--run-dir", str(run_dir)]
-    subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    run = load_run(run_dir)
-    return figures(summarize(run)), hop_s(run)
+    command += ["--scenario", scenario, *sets, "--run-dir", str(run_dir)]
+    subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    return run_figures(run_dir)
 
 
-def hop_s(run: Any) -> float:
-    """Half the median time a request spent between gateway and backend, beyond the backend's own time."""
-    if run.gateway is None or run.backend is None:
-        return 0.0
-    both = run.gateway[["gateway_request_id", "duration_s"]].merge(
-        run.backend[["gateway_request_id", "duration_s"]], on="gateway_request_id", suffixes=("_gw", "_be")
-    )
-    if both.empty:
-        return 0.0
-    return max(0.0, float((both["duration_s_gw"] - both["duration_s_be"]).median()) / 2)
+def simulated(scenario: str, overrides: list[str], seeds: list[int], out: Path) -> list[dict[str, float]]:
+    return [run_figures(simulate(scenario, [*overrides, f"run.seed={s}"], out / f"seed-{s}")) for s in seeds]
 
 
-def simulated(scenario: str, seeds: int, hop: float, out: Path) -> list[dict[str, float]]:
-    loaded = load_scenario(scenario)
-    latency = [f"backends[{i}].network_latency={b.network_latency + hop:.6f}" for i, b in enumerate(loaded.backends)]
-    runs = []
-    for i in range(seeds):
-        run_dir = simulate(scenario, [f"run.seed={loaded.run.seed + i}", *latency], out / f"sim-{i}")
-        runs.append(figures(summarize(load_run(run_dir))))
-    return runs
+def target_met(key: str, live_value: float, sim_value: float) -> bool:
+    """Whether a simulated value is within the target of the live one.
+
+    >>> target_met("rate_429", 0.015, 0.0125), target_met("rate_429", 0.015, 0.011)
+    (True, False)
+    >>> target_met("goodput", 1000.0, 1025.0), target_met("share:ptu", 0.38, 0.355)
+    (True, False)
+    """
+    relative, absolute = TARGETS[key.split(":")[0]]
+    return abs(sim_value - live_value) <= max(relative * abs(live_value), absolute) + 1e-12
 
 
-def verdicts(live_f: dict[str, float], sim: list[dict[str, float]]) -> list[tuple[str, str, bool]]:
-    """(metric, 'live vs sim mean [min-max]', within target) per compared number; a number outside the
-    target whose live value still lies within the simulated seeds' range is marked as within noise."""
+def compare(live_runs: list[dict[str, float]], sim: list[dict[str, float]]) -> list[tuple[str, str, str]]:
+    """(metric, 'live mean vs sim mean [min-max]', verdict) per compared number: holds, noise or MISSES."""
     rows = []
-    keys = sorted(set(live_f) | set().union(*sim))
-    for key in keys:
+    for key in sorted(set().union(*live_runs, *sim)):
+        ref = statistics.mean(r.get(key, 0.0) for r in live_runs)
         values = [s.get(key, 0.0) for s in sim]
-        mean, lo, hi, ref = statistics.mean(values), min(values), max(values), live_f.get(key, 0.0)
+        mean, lo, hi = statistics.mean(values), min(values), max(values)
         if key == "rate_429" or key.startswith("share:"):
-            limit = 0.02 if key == "rate_429" else 0.03
-            ok = abs(mean - ref) <= limit
-            text = f"{ref:.1%} vs {mean:.1%} [{lo:.1%}-{hi:.1%}] ({(mean - ref) * 100:+.2f} pp)"
+            text = f"{ref:.2%} vs {mean:.2%} [{lo:.2%}-{hi:.2%}] ({(mean - ref) * 100:+.2f} pp)"
         else:
-            tolerance = {"goodput": (0.05, 0.0), "trips": (0.15, 0.5), "retries": (0.10, 0.02)}[key]
-            ok = abs(mean - ref) <= max(tolerance[0] * abs(ref), tolerance[1])
             change = f"{(mean - ref) / ref * 100:+.1f} %" if ref else f"{mean - ref:+.2f}"
             text = f"{ref:,.2f} vs {mean:,.2f} [{lo:,.2f}-{hi:,.2f}] ({change})"
-        if not ok and lo <= ref <= hi:
-            text += "  (outside target, but within the simulated seeds' spread: noise)"
-            ok = True
-        rows.append((key, text, ok))
+        verdict = "holds" if target_met(key, ref, mean) else ("noise" if lo <= ref <= hi else "MISSES")
+        rows.append((key, text, verdict))
     return rows
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scenario", action="append", help="scenario(s) to check (default: every shipped one)")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--scales", default="own,1", help="time scales to run live at: own (the scenario's), or K")
+    parser.add_argument("--live-runs", type=int, default=1, help="live runs per scenario and scale")
+    parser.add_argument("--seeds", type=int, default=10, help="simulated runs per scenario and scale")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="override, for every run")
+    parser.add_argument("--markdown", action="store_true", help="also print one README table row per run pair")
     parser.add_argument("--out", help="keep the runs here")
     args = parser.parse_args()
     scenarios = args.scenario or sorted(str(p) for p in (ROOT / "scenarios").glob("*.yaml"))
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-sim-fidelity-"))
-    print(f"bench_sim_fidelity: live (one run, shipped seed) vs simulated mean [min-max] of {args.seeds} seeds")
+    print(
+        f"bench_sim_fidelity: live mean of {args.live_runs} run(s) vs simulated mean [min-max] of {args.seeds} "
+        "seeds, calibrated on the first live run"
+    )
     misses = 0
+    table = []
     for scenario in scenarios:
         name = Path(scenario).stem
-        live_f, hop = live(scenario, out / name / "live")
-        sim = simulated(scenario, args.seeds, hop, out / name)
-        rows = verdicts(live_f, sim)
-        held = all(ok for _, _, ok in rows)
-        misses += not held
-        print(f"\n{name}: {'holds' if held else 'MISSES'} (live hop gateway-backend {hop * 1000:.1f} ms one way)")
-        for key, text, ok in rows:
-            print(f"  {key:<22} {text}{'' if ok else '   <- outside target'}")
+        shipped = load_scenario(scenario, args.overrides)
+        for scale_text in args.scales.split(","):
+            scale = shipped.run.time_scale if scale_text.strip() == "own" else float(scale_text)
+            here = out / name / f"scale-{scale:g}"
+            base = [*args.overrides, f"run.time_scale={scale:g}"]
+            seeds = [shipped.run.seed + i for i in range(max(args.seeds, args.live_runs))]
+            lives = [live(scenario, [*base, f"run.seed={s}"], here / f"live-{s}") for s in seeds[: args.live_runs]]
+            try:
+                fits = calibrate(here / f"live-{seeds[0]}")
+            except UsageError as exc:  # e.g. too few requests reached a backend to fit anything
+                print(f"\n{name}: not calibrated: {exc}")
+                fits = []
+            calibrated = [f"{fit.path}={flow(fit.distribution)}" for fit in fits]
+            sim = simulated(scenario, [*base, *calibrated], seeds[: args.seeds], here / "sim")
+            plain = simulated(scenario, base, seeds[: args.seeds], here / "sim-uncalibrated")
+            rows = compare(lives, sim)
+            held = all(v != "MISSES" for _, _, v in rows)
+            misses += not held
+            print(f"\n{name} at time scale {scale:g}: {'holds' if held else 'MISSES'}")
+            for fit in fits:
+                print(f"  calibrated {fit.path} = {flow(fit.distribution)} ({fit.samples} samples)")
+            for key, text, verdict in rows:
+                print(f"  {key:<22} {text}   {verdict}")
+            uncalibrated = dict((k, t) for k, t, _ in compare(lives, plain))
+            print(f"  {'(uncalibrated 429s)':<22} {uncalibrated['rate_429']}")
+            table.append(_markdown_row(name, scale, rows, held))
+    if args.markdown:
+        print("\n| scenario | scale | 429 rate | goodput | token share | trips | retries/request | holds |")
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(table))
     print(f"\nruns kept in {out}")
     return 0 if misses == 0 else 1
+
+
+def _markdown_row(name: str, scale: float, rows: list[tuple[str, str, str]], held: bool) -> str:
+    cells = {key: f"{text.split(' (')[0]}{'' if v == 'holds' else f' ({v})'}" for key, text, v in rows}
+    share = "; ".join(f"{k.split(':')[1]} {v}" for k, v in cells.items() if k.startswith("share:")) or "one backend"
+    parts = [cells["rate_429"], cells["goodput"], share, cells["trips"], cells["retries"]]
+    return f"| {name} | {scale:g} | " + " | ".join(parts) + f" | {'yes' if held else '**no**'} |"
 
 
 if __name__ == "__main__":
