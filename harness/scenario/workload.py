@@ -93,7 +93,12 @@ class Stage(Section):
 
     duration: Duration = Field(60.0, description="length of the stage in scenario time")
     users: int = Field(10, ge=0, le=100_000, description="users alive during the stage")
-    spawn_rate: PositiveFloat | None = Field(None, description="users started per scenario second (users when unset)")
+    spawn_rate: PositiveFloat | None = Field(
+        None,
+        description="users started per scenario second when the stage adds users (users when unset: all at once). "
+        "Users start in batches, as Locust's dispatcher starts them: max(1, floor(rate)) users in the same "
+        "instant, one batch every batch/rate s; live and simulated runs start them so at any time scale",
+    )
     rate: PositiveFloat | None = Field(
         None, description="target requests per scenario second across all users (closed loop when unset)"
     )
@@ -121,7 +126,11 @@ class Workload(Section):
     apps: list[App] = Field(default_factory=lambda: [App()], min_length=1, description="the calling apps")
     mixes: list[Mix] = Field(default_factory=lambda: [Mix()], min_length=1, description="the kinds of request")
     users: int = Field(10, ge=1, le=100_000, description="users when there are no stages and no -u")
-    spawn_rate: PositiveFloat = Field(10.0, description="users started per scenario second without stages")
+    spawn_rate: PositiveFloat = Field(
+        10.0,
+        description="users started per scenario second without stages, in batches of max(1, floor(rate)) users "
+        "in the same instant (as a stage's spawn_rate)",
+    )
     think_time: Distribution = Field(
         default_factory=lambda: Distribution(kind="constant", value=0.0),
         description="pause between one user's requests (scenario s) when no target rate is set",
