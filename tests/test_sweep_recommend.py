@@ -3,6 +3,7 @@ within noise or not, at the edge or not, and the live confirmation's agreement."
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -285,18 +286,86 @@ def test_agreement_says_within_the_ci_or_by_how_much_it_differs() -> None:
     assert "one simulated run: no CI" in describe_agreement("end_to_end_latency.p95", rows["end_to_end_latency.p95"])
 
 
-def test_a_constraint_met_only_by_the_mean_is_said_to_be_within_noise() -> None:
+def test_a_constraint_met_only_by_the_mean_is_marginal_and_excludes_the_point() -> None:
+    # Before the prediction-bound rule this point was feasible with a "within noise" note; a mean that meets
+    # the limit while two of four runs break it is now excluded as marginal.
     points = [
-        _point("PT10S", [2000, 2010, 1990]),  # failure rate 1 %: a limit of 1.2 % holds for its whole interval
+        _point("PT10S", [2000, 2010, 1990]),  # failure rate 1 % in every run: a limit of 1.2 % has room
         _point("PT30S", [1000, 1010, 990]),
     ]
     sure = recommend(rate(points, GOODPUT, [parse_constraint("failure_rate<=0.012")]), GOODPUT, AXES)
-    assert sure is not None and sure["marginal_constraints"] == [] and "within noise:" not in sure["why"]
+    assert sure is not None and sure["label"] == f"{TRIP}=PT10S" and sure["marginal_constraints"] == []
+    assert "Margins (one more run): requests.client_failure_rate<=0.012: mean 1.00 %" in sure["why"]
     noisy = _point("PT10S", [2000, 2010, 1990, 2005])
     for summary, failure in zip(noisy.summaries, (0.011, 0.009, 0.0112, 0.0088), strict=True):
         assert summary is not None
         summary["requests"]["client_failure_rate"] = failure
     rated = rate([noisy, points[1]], GOODPUT, [parse_constraint("failure_rate<=0.0105")])
-    assert rated[0].feasible  # mean 1.0 % meets 1.05 %, but the interval reaches past it
+    assert not rated[0].feasible and rated[0].marginal  # mean 1.0 % meets 1.05 %, one more run may not
     rec = recommend(rated, GOODPUT, AXES)
-    assert rec is not None and rec["marginal_constraints"] and "Its feasibility is within noise" in rec["why"]
+    assert rec is not None and rec["label"] == f"{TRIP}=PT30S"
+    assert f"Excluded: {TRIP}=PT10S (constraint requests.client_failure_rate<=0.0105: marginal:" in rec["why"]
+    assert "2 of 4 runs broke it" in rec["why"]
+
+
+# ---- margins: the prediction bound of one more run ----
+
+# t(0.95, 4) and t(0.99, 4) from a printed table of Student's t
+T95_4, T99_4 = 2.131847, 3.746947
+FAILURES = (0.002, 0.004, 0.006, 0.008, 0.010)  # mean 0.006, s = sqrt(40e-6 / 4) = 0.0031623
+
+
+def _failing(failures: tuple[float, ...]) -> PointRuns:
+    point = _point("PT30S", [1000.0] * len(failures))
+    for summary, failure in zip(point.summaries, failures, strict=True):
+        assert summary is not None
+        summary["requests"]["client_failure_rate"] = failure
+    return point
+
+
+@pytest.mark.parametrize(("quantile", "t"), [(0.95, T95_4), (0.99, T99_4)])
+def test_the_bound_is_the_mean_plus_t_s_sqrt_1_plus_1_over_n(quantile: float, t: float) -> None:
+    [rated] = rate([_failing(FAILURES)], GOODPUT, [parse_constraint("failure_rate<=0.02")], quantile=quantile)
+    margin = rated.margins["requests.client_failure_rate<=0.02"]
+    bound = 0.006 + t * math.sqrt(10e-6) * math.sqrt(1 + 1 / 5)
+    assert margin.mean == pytest.approx(0.006) and margin.bound == pytest.approx(bound, rel=1e-6)
+    assert margin.margin == pytest.approx(0.02 - bound, abs=1e-8) and margin.known
+    assert (margin.breaking, margin.runs) == (0, 5) and margin.holds and not margin.marginal
+    assert rated.feasible
+
+
+def test_mean_met_bound_broken_is_marginal_and_infeasible_mean_broken_is_not_met() -> None:
+    constraints = [parse_constraint("failure_rate<=0.009"), parse_constraint("failure_rate<=0.005")]
+    [rated] = rate([_failing(FAILURES)], GOODPUT, constraints)
+    marginal, broken = rated.margins.values()
+    bound = 0.006 + T95_4 * math.sqrt(10e-6) * math.sqrt(1.2)  # 0.013385
+    assert marginal.marginal and marginal.margin == pytest.approx(0.009 - bound, abs=1e-8)
+    assert (marginal.breaking, marginal.runs) == (1, 5)  # only the 1.0 % run broke 0.9 %
+    assert not broken.mean_holds and not broken.marginal and (broken.breaking, broken.runs) == (3, 5)
+    assert not rated.feasible and rated.marginal == [
+        "constraint requests.client_failure_rate<=0.009: marginal: the mean meets it, one more run may not: "
+        "mean 0.60 %, 95 % bound 1.34 % (0.44 pp over the limit), 1 of 5 runs broke it"
+    ]
+    assert rated.excluded_because[0].startswith("constraint requests.client_failure_rate<=0.005: not met: 0.60 %")
+    assert rated.excluded_because[1] == rated.marginal[0]
+
+
+def test_a_floor_uses_the_lower_bound() -> None:
+    shares = (0.50, 0.52, 0.54, 0.56, 0.58)  # mean 0.54, s = 0.031623
+    point = _point("PT30S", [1000.0] * 5)
+    for summary, share in zip(point.summaries, shares, strict=True):
+        assert summary is not None
+        summary["backends"]["primary"]["token_share"] = share
+    [rated] = rate([point], GOODPUT, [parse_constraint("backends.primary.token_share>=0.4")])
+    margin = rated.margins["backends.primary.token_share>=0.4"]
+    lower = 0.54 - T95_4 * 0.031623 * math.sqrt(1.2)  # 0.46615
+    assert margin.bound == pytest.approx(lower, rel=1e-4) and margin.margin == pytest.approx(lower - 0.4, rel=1e-3)
+    assert rated.feasible
+
+
+def test_with_one_run_the_bound_is_its_value_and_the_margin_unknown() -> None:
+    [rated] = rate([_failing((0.004,))], GOODPUT, [parse_constraint("failure_rate<=0.01")])
+    margin = rated.margins["requests.client_failure_rate<=0.01"]
+    assert margin.bound == 0.004 and not margin.known and margin.holds and rated.feasible
+    assert margin.as_json()["margin"] is None and margin.as_json()["margin_known"] is False
+    assert margin.describe() == "one run: 0.40 %, margin unknown, 0 of 1 runs broke it"
