@@ -246,38 +246,63 @@ def test_simulated_sweep_of_trip_duration_with_repeats(tmp_path: Path, capsys: p
         assert (out / f"tradeoff_{name}.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_confirm_sets_one_live_run_against_the_simulated_interval(
+def test_confirm_runs_the_pick_and_the_runner_up_live_with_the_simulated_seeds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The Locust path itself is covered by the live smoke test; here the "live" run is one more simulated run
-    # with another seed, so the plumbing (which point, where, what is stored and printed) runs in a second.
-    calls: list[tuple[list[str], Path]] = []
+    # The Locust path itself is covered by the live tests; here each "live" run is one more simulated run
+    # with another seed, so the plumbing (which points, where, what is stored and printed) runs in seconds.
+    # (Before --confirm N this ran the pick once into OUT/confirm-live; now N runs of the pick and the runner-up.)
+    calls: list[tuple[list[str], Path, int]] = []
 
     def fake_live(scenario_file: str, overrides: list[str], run: Run) -> None:
-        calls.append((overrides, run.run_dir))
+        calls.append((overrides, run.run_dir, run.seed))
         other = Run(run.seed + 100, run.run_dir)
         sweep_module.run_sim(scenario_file, overrides, other)
         run.summary = other.summary
 
     monkeypatch.setattr(sweep_module, "run_live", fake_live)
     out = tmp_path / "sweep"
-    assert _sweep(out, "--repeats", "3", "--confirm") == 0
+    assert _sweep(out, "--repeats", "3", "--confirm", "2") == 0
     stdout = capsys.readouterr().out
     result = json.loads((out / "comparison.json").read_text())
     rec = result["recommendation"]
-    [(overrides, run_dir)] = calls
-    assert f"{TRIP}={rec['setting'][TRIP]}" in overrides and run_dir == out / "confirm-live"
+    best = next(p for p in result["points"] if p["label"] == rec["label"])
+    other = next(p for p in result["points"] if p["label"] == rec["runner_up"]["label"])
+    best_dir, other_dir = (out / "confirm-live" / Path(p["run_dirs"][0]).parent.name for p in (best, other))
+    assert [(run_dir, seed) for _, run_dir, seed in calls] == [
+        (best_dir / "seed-0005", 5),
+        (best_dir / "seed-0006", 6),
+        (other_dir / "seed-0005", 5),
+        (other_dir / "seed-0006", 6),
+    ]
+    assert f"{TRIP}={rec['setting'][TRIP]}" in calls[0][0]
     confirmed = rec["confirm"]
-    assert confirmed["run_dir"] == str(out / "confirm-live") and confirmed["seed"] == 5
+    assert (confirmed["confirmed"], confirmed["final"], confirmed["fallback"]) == (True, rec["label"], None)
+    assert confirmed["runs_per_setting"] == 2 and confirmed["held_runs"][rec["label"]] == [2, 2]
+    live = best["live"]
+    assert live == confirmed["candidates"][rec["label"]] and live["constraints_met"] is True
+    assert [r["run_dir"] for r in live["runs"]] == [str(best_dir / "seed-0005"), str(best_dir / "seed-0006")]
+    assert len(live["metrics"]["throughput.goodput_tpm"]) == 2
     rows = confirmed["metrics"]
     assert set(HEADLINE) <= set(rows)
     for row in rows.values():
-        assert set(row) >= {"sim_mean", "sim_ci95", "live", "diff", "within_ci"}
+        assert set(row) >= {"sim_mean", "sim_ci95", "live", "live_values", "diff", "within_ci"}
     goodput = rows["throughput.goodput_tpm"]
+    assert goodput["live"] == pytest.approx(sum(goodput["live_values"]) / 2)
     assert goodput["within_ci"] == (abs(goodput["live"] - goodput["sim_mean"]) <= goodput["sim_ci95"])
-    assert re.search(r"confirm: one live run .*: \d+ of \d+ numbers within the CI", stdout)
+    assert f"confirm: {rec['label']} held in 2 of 2 live runs" in stdout
+    assert re.search(r"the mean of 2 live run\(s\) against .*: \d+ of \d+ numbers within the CI", stdout)
     assert "  throughput.goodput_tpm: sim " in stdout
-    assert "Live confirmation" in (out / "compare.html").read_text()
+    page = (out / "compare.html").read_text()
+    assert page.index(f"Live confirmation: {rec['label']} held in 2 of 2 live runs") < page.index("Sweep of")
+
+
+def test_confirm_alone_means_three_runs_and_takes_a_number() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["sweep", "--confirm"]).confirm == 3
+    assert parser.parse_args(["sweep", "--confirm", "2"]).confirm == 2
+    assert parser.parse_args(["sweep", "--confirm", "--repeats", "4"]).confirm == 3
+    assert parser.parse_args(["sweep"]).confirm is None
 
 
 @pytest.mark.e2e

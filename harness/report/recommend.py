@@ -481,10 +481,22 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
     `within_ci` compares with the CI of the simulated mean; `within_prediction` with the wider interval one
     more simulated run would fall in (t · s · √(1 + 1/n)), the fairer test for a single live run.
     """
-    flat = numbers(live)
+    return agreement_over(sim, [live])
+
+
+def agreement_over(sim: dict[str, Estimate], lives: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`agreement` against the mean of several live runs; each row also keeps every live run's value.
+
+    >>> row = agreement_over({"x.rate": estimate([0.1, 0.2])}, [{"x": {"rate": 0.1}}, {"x": {"rate": 0.3}}])["x.rate"]
+    >>> row["live"], row["live_values"], row["live_runs"]
+    (0.2, [0.1, 0.3], 2)
+    """
+    flats = [(live, numbers(live)) for live in lives]
     out: dict[str, dict[str, Any]] = {}
     for name, est in sim.items():
-        value = metric_value(live, flat, name)
+        values = [metric_value(live, flat, name) for live, flat in flats]
+        measured = [v for v in values if v is not None]
+        value = math.fsum(measured) / len(measured) if measured else None
         diff = None if value is None or est.mean is None else value - est.mean
         pred = est.prediction95()
         out[name] = {
@@ -492,6 +504,8 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
             "sim_ci95": est.ci95,
             "sim_runs": est.n,
             "live": value,
+            "live_values": values,
+            "live_runs": len(measured),
             "diff": diff,
             "diff_pct": None if diff is None or not est.mean else diff / abs(est.mean) * 100,
             "within_ci": None if diff is None or est.ci95 is None else abs(diff) <= est.ci95,
@@ -503,7 +517,9 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
 def describe_agreement(name: str, row: dict[str, Any]) -> str:
     """One line per metric for the console: sim mean ± CI, the live value, and how far apart they are."""
     sim = mean_ci_text(name, row["sim_mean"], row["sim_ci95"], row["sim_runs"])
-    return f"{name}: sim {sim}, live {format_value(name, row['live'])}: {verdict(name, row)}"
+    runs = row.get("live_runs", 1)
+    live = format_value(name, row["live"]) + (f" (mean of {runs} runs)" if runs > 1 else "")
+    return f"{name}: sim {sim}, live {live}: {verdict(name, row)}"
 
 
 def verdict(name: str, row: dict[str, Any]) -> str:
