@@ -15,7 +15,7 @@ from harness import sweep as sweep_module
 from harness.cli import build_parser, main
 from harness.errors import ScenarioError, UsageError
 from harness.report.stats import estimate
-from harness.sweep import Run, locust_command, plan, seeded, split_values
+from harness.sweep import Run, locust_command, parse_vary, plan, seeded, split_values
 
 ROOT = Path(__file__).resolve().parent.parent
 BREAKER = str(ROOT / "tests" / "data" / "sweep-breaker.yaml")
@@ -137,21 +137,23 @@ def test_bad_arguments_stop_before_anything_runs(
     assert not out.exists()
 
 
+def _args(out: Path, *args: str) -> list[str]:
+    return [
+        "sweep",
+        "--scenario",
+        BREAKER,
+        "--set",
+        f"{TRIP}=PT10S,PT1M",
+        "--set",
+        "run.duration=60",
+        "--out",
+        str(out),
+        *args,
+    ]
+
+
 def _sweep(out: Path, *args: str) -> int:
-    return main(
-        [
-            "sweep",
-            "--scenario",
-            BREAKER,
-            "--set",
-            f"{TRIP}=PT10S,PT1M",
-            "--set",
-            "run.duration=60",
-            "--out",
-            str(out),
-            *args,
-        ]
-    )
+    return main(_args(out, *args))
 
 
 def test_an_unknown_metric_is_one_line_that_says_how_to_list_them(
@@ -379,3 +381,72 @@ def test_simulated_runs_in_parallel_processes_give_the_same_answer(tmp_path: Pat
         from harness.sweep import sweep_jobs
 
         sweep_jobs(build_parser().parse_args(["sweep", "--jobs", "0"]), "sim", 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("workload.users=12..16", ["12", "14", "16"]),
+        ("workload.users=12..15", ["12", "14", "15"]),  # the midpoint 13.5 rounded half up
+        ("workload.users=12..13", ["12", "13"]),  # a midpoint equal to an end runs once
+        ("backends[0].network_latency=0.005..0.05", ["0.005", "0.0275", "0.05"]),
+        ("run.duration=PT5S..PT1M", ["5", "32.5", "60"]),  # durations written back as seconds
+    ],
+)
+def test_vary_runs_low_midpoint_and_high(text: str, values: list[str]) -> None:
+    assert parse_vary(text).values == values
+
+
+def test_several_varies_make_a_grid_of_levels_under_each_setting(tmp_path: Path) -> None:
+    varies = ["workload.users=10..12", "backends[0].network_latency=0..0.02"]
+    _, _, points = plan(BREAKER, [f"{TRIP}=PT10S,PT1M"], tmp_path, varies)
+    assert len(points) == 2 * 3 * 3
+    assert points[0].level == {"workload.users": "10", "backends[0].network_latency": "0"}
+    assert points[8].level == {"workload.users": "12", "backends[0].network_latency": "0.02"}
+    assert points[0].dir == tmp_path / "run-01" / "level-01" and points[9].dir == tmp_path / "run-02" / "level-01"
+    assert points[4].overrides[-2:] == ["workload.users=11", "backends[0].network_latency=0.01"]
+    assert all(p.settings == {TRIP: "PT1M"} for p in points[9:])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vary", "workload.users="], "--vary 'workload.users=': empty range"),
+        (["--vary", "workload.users=12"], "a range is LOW..HIGH with two dots"),
+        (["--vary", "workload.users=a..b"], "'a' is not a number or a duration such as PT5S"),
+        (["--vary", "workload.users=12..12"], "LOW equals HIGH, nothing varies"),
+        (["--vary", "workload.users=16..12"], "inverted range: LOW 16 is above HIGH 12"),
+        (["--vary", "backends[0].netwrk_latency=0..1"], "backends[0].netwrk_latency: unknown field"),
+        (["--vary", "backends[5].network_latency=0..1"], "no such list item to override"),
+        (["--vary", f"{TRIP}=PT5S..PT1M"], f"{TRIP} is already swept"),
+        (["--quantile", "0.5"], "--quantile '0.5': must be a number between 0.5 and 1"),
+        (["--quantile", "high"], "--quantile 'high': must be a number between 0.5 and 1"),
+        (["--confirm", "0"], "--confirm N must be at least 1"),
+    ],
+)
+def test_bad_vary_quantile_and_confirm_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    assert main(["sweep", "--scenario", BREAKER, "--set", f"{TRIP}=PT10S,PT1M", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("harness sweep: error: ")
+    assert not out.exists()
+
+
+def test_a_varied_sweep_records_every_level_and_judges_each_setting_at_its_worst(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    args = [*_args(out), "--repeats", "2", "--vary", "workload.users=4..12", "--objective", "min:failure_rate"]
+    assert main(args) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    assert result["varied"] == {"workload.users": ["4", "8", "12"]}
+    for point in result["points"]:
+        levels = point["levels"]
+        assert [level["level"] for level in levels] == [{"workload.users": u} for u in ("4", "8", "12")]
+        assert all(Path(d).parent.name == f"level-{i:02d}" for i, lv in enumerate(levels, 1) for d in lv["run_dirs"])
+        assert all(lv["seeds"] == [5, 6] for lv in levels)  # the same seeds at every level
+        worst = max(levels, key=lambda lv: lv["metrics"]["requests.client_failure_rate"]["mean"])
+        assert point["worst_level"] == worst["level"] and point["metrics"] == worst["metrics"]
+        assert point["feasible"] == all(lv["feasible"] for lv in levels)
+    rec = result["recommendation"]
+    assert "ranked by its worst" in rec["why"] and rec["worst_level"]["workload.users"] in ("4", "8", "12")

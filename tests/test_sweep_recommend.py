@@ -8,16 +8,19 @@ from typing import Any
 
 import pytest
 
-from harness.errors import UsageError
+from harness.errors import CHECKS_FAILED_EXIT_CODE, UsageError
+from harness.report.confirm import Decision, LiveResult, LiveRun, confirm_headline, confirm_line, decide, judge_live
 from harness.report.recommend import (
     PointRuns,
     agreement,
     check_metrics,
+    deciding_inputs,
     describe_agreement,
     edge_hints,
     headline_names,
     rate,
     recommend,
+    worst_case,
 )
 from harness.report.stats import estimate
 from harness.scenario.checks import Checks
@@ -369,3 +372,90 @@ def test_with_one_run_the_bound_is_its_value_and_the_margin_unknown() -> None:
     assert margin.bound == 0.004 and not margin.known and margin.holds and rated.feasible
     assert margin.as_json()["margin"] is None and margin.as_json()["margin_known"] is False
     assert margin.describe() == "one run: 0.40 %, margin unknown, 0 of 1 runs broke it"
+
+
+# ---- varied inputs: a setting judged at its worst level ----
+
+LATENCY = "backends[0].network_latency"
+
+
+def _at(point: PointRuns, latency: str) -> PointRuns:
+    point.level = {LATENCY: latency}
+    return point
+
+
+def test_a_setting_is_feasible_only_at_every_level_and_ranked_by_its_worst() -> None:
+    limit = [parse_constraint("failure_rate<=0.02")]
+    levels_30s = [_at(_point("PT30S", [2000, 2000], failure=f), lat) for f, lat in ((0.01, "0.005"), (0.05, "0.05"))]
+    levels_1m = [_at(_point("PT1M", [g, g], failure=0.01), lat) for g, lat in ((1500, "0.005"), (1400, "0.05"))]
+    rated = rate([*levels_30s, *levels_1m], GOODPUT, limit)
+    pt30s, pt1m = worst_case(rated[:2], GOODPUT), worst_case(rated[2:], GOODPUT)
+    assert not pt30s.feasible and pt30s.excluded_because[0].startswith(
+        f"at {LATENCY}=0.05: constraint requests.client_failure_rate<=0.02: not met"
+    )
+    assert pt1m.feasible and pt1m.point.level == {LATENCY: "0.05"}  # its worst goodput, 1400
+    assert pt1m.metrics["throughput.goodput_tpm"].mean == 1400
+    assert deciding_inputs(pt30s) == [
+        f"{TRIP}=PT30S is feasible at {LATENCY}=0.005 but not at 0.05: this input decides"
+    ]
+    rec = recommend([pt30s, pt1m], GOODPUT, AXES)
+    assert rec is not None and rec["label"] == f"{TRIP}=PT1M" and rec["worst_level"] == {LATENCY: "0.05"}
+    assert f"ranked by its worst: {TRIP}=PT1M at {LATENCY}=0.05" in rec["why"]
+    assert "is feasible at backends[0].network_latency=0.005 but not at 0.05: this input decides" in rec["why"]
+
+
+# ---- the live confirmation's decision ----
+
+RATE = parse_constraint("requests.rate_429<=0.01")
+
+
+def _live(label: str, rates: list[float | None]) -> LiveResult:
+    runs = [
+        LiveRun(f"{label}/seed-{i}", 5 + i, None if r is None else {"requests": {"rate_429": r}})
+        for i, r in enumerate(rates)
+    ]
+    return judge_live(label, runs, [RATE], Checks(), "requests.rate_429")
+
+
+def test_the_pick_that_holds_live_is_confirmed() -> None:
+    live = {"PT30S": _live("PT30S", [0.002, 0.004, 0.009]), "PT1M": _live("PT1M", [0.02, 0.0, 0.0])}
+    decision = decide(["PT30S", "PT1M"], live, no_fail=False)
+    assert decision == Decision(confirmed=True, final="PT30S", fallback=None, exit_code=0)
+    assert confirm_line(["PT30S", "PT1M"], live, decision) == (
+        "confirm: PT30S held in 3 of 3 live runs (requests.rate_429<=0.01: 0.20 %, 0.40 %, 0.90 %)"
+    )
+
+
+def test_a_pick_that_breaks_live_falls_back_to_the_runner_up_that_held() -> None:
+    live = {"PT30S": _live("PT30S", [0.0146, 0.02, 0.009]), "PT1M": _live("PT1M", [0.001, 0.0, 0.003])}
+    assert live["PT30S"].held_runs == 1 and not live["PT30S"].held and live["PT1M"].held
+    decision = decide(["PT30S", "PT1M"], live, no_fail=False)
+    assert decision == Decision(confirmed=False, final="PT1M", fallback="PT1M", exit_code=CHECKS_FAILED_EXIT_CODE)
+    assert CHECKS_FAILED_EXIT_CODE == 3
+    assert confirm_line(["PT30S", "PT1M"], live, decision) == (
+        "confirm: PT30S broke requests.rate_429<=0.01 live in 2 of 3 runs (1.46 %, 2.00 %, 0.90 %): "
+        "recommending PT1M, which held in 3 of 3"
+    )
+    assert decide(["PT30S", "PT1M"], live, no_fail=True).exit_code == 0
+    block = live["PT30S"].as_json()
+    assert block["constraints_met"] is False and block["per_constraint"]["requests.rate_429<=0.01"]["breaking"] == 2
+    assert [r["run_dir"] for r in block["runs"]] == ["PT30S/seed-0", "PT30S/seed-1", "PT30S/seed-2"]
+
+
+def test_when_both_break_live_nothing_is_recommended() -> None:
+    live = {"PT30S": _live("PT30S", [0.02]), "PT1M": _live("PT1M", [None])}  # no records cannot show it held
+    decision = decide(["PT30S", "PT1M"], live, no_fail=False)
+    assert decision == Decision(confirmed=False, final=None, fallback=None, exit_code=3)
+    line = confirm_line(["PT30S", "PT1M"], live, decision)
+    assert line.startswith("confirm: PT30S broke requests.rate_429<=0.01 live in 1 of 1 runs (2.00 %): no setting held")
+    assert "PT1M produced no records live in 1 of 1 runs" in line
+    payload = {"pick": "PT30S", "confirmed": False, "final": None, "held_runs": {"PT30S": [0, 1]}}
+    assert confirm_headline(payload | {"broken": ["requests.rate_429<=0.01"]}) == (
+        "Live confirmation: the simulator's pick PT30S broke requests.rate_429<=0.01 live; no setting held"
+    )
+
+
+def test_a_live_run_that_fails_the_setting_s_own_checks_does_not_hold() -> None:
+    runs = [LiveRun("a", 5, {"requests": {"rate_429": 0.0, "client_failure_rate": 0.2}})]
+    result = judge_live("PT30S", runs, [RATE], Checks(max_failure_rate=0.05), "requests.rate_429")
+    assert not result.held and result.failed_checks[0].startswith("seed 5: check max_failure_rate: FAILED")
