@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -450,3 +452,32 @@ def test_a_varied_sweep_records_every_level_and_judges_each_setting_at_its_worst
         assert point["feasible"] == all(lv["feasible"] for lv in levels)
     rec = result["recommendation"]
     assert "ranked by its worst" in rec["why"] and rec["worst_level"]["workload.users"] in ("4", "8", "12")
+
+
+@pytest.mark.e2e
+def test_confirm_falls_back_when_the_pick_breaks_its_constraint_live(tmp_path: Path) -> None:
+    # sweep-confirm-latency.yaml makes every simulated request of a setting take exactly the same time:
+    # 0.2 s to the first token + 0.01 s per token, answers cut at max_tokens, so end_to_end_latency.p50 is
+    # 0.59 s at max_tokens 40 and 0.29 s at 10 in every seed (no spread: the bound is the mean). A live run
+    # can only be slower: the mock's sleeps never end early, and the real HTTP hops through the gateway add
+    # wall time that time_scale 20 multiplies (about 3 ms of wall time per request is 60 ms of scenario
+    # time). A limit of 0.60 s therefore holds for 40 tokens in the simulator (more goodput: the pick) and
+    # breaks live, unless a request's two loopback hops took under 0.5 ms; 10 tokens keeps 0.3 s of room.
+    scenario = str(ROOT / "tests" / "data" / "sweep-confirm-latency.yaml")
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "harness.cli", "sweep", "--scenario", scenario, "--out", str(out)]
+    args += ["--set", "workload.mixes[0].max_tokens=40,10", "--repeats", "2", "--objective", "goodput"]
+    args += ["--constraint", "end_to_end_latency.p50<=0.6", "--confirm", "1"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 3, done.stderr[-2000:]
+    pick, fallback = "workload.mixes[0].max_tokens=40", "workload.mixes[0].max_tokens=10"
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("confirm: ") and "broke" in line]
+    assert line.startswith(f"confirm: {pick} broke end_to_end_latency.p50<=0.6 live in 1 of 1 runs (")
+    assert line.endswith(f"recommending {fallback}, which held in 1 of 1")
+    result = json.loads((out / "comparison.json").read_text())
+    confirmed = result["recommendation"]["confirm"]
+    assert result["recommendation"]["label"] == pick and result["points"][0]["feasible"]
+    assert (confirmed["confirmed"], confirmed["fallback"], confirmed["final"]) == (False, fallback, fallback)
+    assert result["points"][0]["live"]["constraints_met"] is False and result["points"][1]["live"]["constraints_met"]
+    page = (out / "compare.html").read_text()
+    assert f"Live confirmation: the simulator&#x27;s pick {pick} broke end_to_end_latency.p50&lt;=0.6 live" in page
