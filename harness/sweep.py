@@ -600,6 +600,7 @@ def confirm(
         "confirmed": decision.confirmed,
         "final": decision.final,
         "fallback": decision.fallback,
+        "final_setting": next((c.rated.point.settings for c in chosen if c.rated.point.label == decision.final), None),
         "exit_code": decision.exit_code,
         "line": confirm_line(labels, live, decision),
         "held_runs": {label: [r.held_runs, len(r.runs)] for label, r in live.items()},

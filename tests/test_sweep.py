@@ -283,6 +283,7 @@ def test_confirm_runs_the_pick_and_the_runner_up_live_with_the_simulated_seeds(
     confirmed = rec["confirm"]
     assert (confirmed["confirmed"], confirmed["final"], confirmed["fallback"]) == (True, rec["label"], None)
     assert confirmed["runs_per_setting"] == 2 and confirmed["held_runs"][rec["label"]] == [2, 2]
+    assert confirmed["final_setting"] == rec["setting"]
     live = best["live"]
     assert live == confirmed["candidates"][rec["label"]] and live["constraints_met"] is True
     assert [r["run_dir"] for r in live["runs"]] == [str(best_dir / "seed-0005"), str(best_dir / "seed-0006")]
@@ -478,6 +479,7 @@ def test_confirm_falls_back_when_the_pick_breaks_its_constraint_live(tmp_path: P
     confirmed = result["recommendation"]["confirm"]
     assert result["recommendation"]["label"] == pick and result["points"][0]["feasible"]
     assert (confirmed["confirmed"], confirmed["fallback"], confirmed["final"]) == (False, fallback, fallback)
+    assert confirmed["final_setting"] == {"workload.mixes[0].max_tokens": "10"}
     assert result["points"][0]["live"]["constraints_met"] is False and result["points"][1]["live"]["constraints_met"]
     page = (out / "compare.html").read_text()
     assert f"Live confirmation: the simulator&#x27;s pick {pick} broke end_to_end_latency.p50&lt;=0.6 live" in page
