@@ -16,6 +16,7 @@ from harness import __version__
 from harness.errors import HarnessError
 
 DEFAULT_SCENARIO = "scenarios/quickstart.yaml"
+DEFAULT_CONFIRM_RUNS = 3  # live runs per setting of `harness sweep --confirm` without a number
 
 # subcommand -> "module:function" taking the parsed arguments and returning an exit code
 HANDLERS = {
@@ -112,10 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="METRIC<=VALUE",
-        help="a setting is feasible only when the mean meets it (also >=, <, >; repeatable)",
+        help="a setting is feasible only when the prediction bound of one more run meets it, not only the mean "
+        "(also >=, <, >; repeatable)",
     )
     sweep.add_argument(
-        "--confirm", action="store_true", help="run the recommended setting once live and compare it with the sim"
+        "--quantile",
+        metavar="Q",
+        help="one-sided level of that prediction bound, between 0.5 and 1 (default: 0.95)",
+    )
+    sweep.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="PATH=LOW..HIGH",
+        help="an input you are unsure of: every setting runs at LOW, the midpoint and HIGH (numbers or ISO 8601 "
+        "durations; repeatable, a grid) and must be feasible at each; ranked by its worst level",
+    )
+    sweep.add_argument(
+        "--confirm",
+        nargs="?",
+        const=DEFAULT_CONFIRM_RUNS,
+        type=int,
+        metavar="N",
+        help=f"run the recommended setting and the runner-up live N times each (default {DEFAULT_CONFIRM_RUNS}) and re-apply the "
+        "constraints; exit 3 when the recommendation breaks one live",
+    )
+    sweep.add_argument(
+        "--no-fail", action="store_true", help="with --confirm: exit 0 even when the recommendation breaks live"
     )
     sweep.add_argument(
         "--list-metrics", action="store_true", help="print every METRIC of this scenario (one simulated run) and exit"

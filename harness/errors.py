@@ -31,6 +31,11 @@ def not_utf8(exc: UnicodeDecodeError) -> str:
     return f"line {line}: not UTF-8 text (byte {exc.start})"
 
 
+# The exit code of a run (or a sweep's live confirmation) whose results broke what it was asked to meet:
+# a scenario's `checks:`, or a sweep's constraints when its recommendation is run live. 2 is a usage error.
+CHECKS_FAILED_EXIT_CODE = 3
+
+
 class HarnessError(Exception):
     """Base of every error the harness raises on purpose."""
 

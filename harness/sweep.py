@@ -12,15 +12,25 @@ tries two values. Each point runs `--repeats` times (10 with the simulator, 1 li
 make the differences between points less noisy). Each run has its own directory, `OUT/run-01/seed-0005`.
 
 Every headline number gets a mean and a 95 % CI per point (`harness.report.stats`); points that fail their
-own `checks:` or a `--constraint` (on the means) are excluded; the recommendation is the best mean of the
-`--objective`, with whether it is within noise of the runner-up and whether it sits at the edge of the swept
-range (`harness.report.recommend`). OUT/comparison.json holds all of it, OUT/compare.html draws it, and
-`--confirm` runs the recommended point once live to check the simulator's numbers against it.
+own `checks:` (on the means) or a `--constraint` (on the prediction bound of one more run, `--quantile`) are
+excluded; the recommendation is the best mean of the `--objective`, with whether it is within noise of the
+runner-up and whether it sits at the edge of the swept range (`harness.report.recommend`).
+
+`--vary PATH=LOW..HIGH` names an input the user is unsure of: every setting runs at LOW, the midpoint and
+HIGH of it (a grid over several), with the same seeds, into `OUT/run-01/level-01/seed-0005`; a setting is
+feasible only at every level and is ranked by its worst level.
+
+`--confirm N` runs the recommendation and the runner-up live, N times each with the simulated seeds, and
+re-applies the constraints and checks to every live run (`harness.report.confirm`): when the pick breaks
+one live, the best setting that held is recommended instead (or none) and the sweep exits with
+CHECKS_FAILED_EXIT_CODE. OUT/comparison.json holds all of it, OUT/compare.html draws it.
 
     >>> split_values("PT10S,PT30S")
     ['PT10S', 'PT30S']
     >>> split_values("[{min: 429, max: 429}],[{min: 500, max: 599}]")
     ['[{min: 429, max: 429}]', '[{min: 500, max: 599}]']
+    >>> parse_vary("workload.users=12..15").values, parse_vary("run.duration=PT1M..PT2M").values
+    (['12', '14', '15'], ['60', '90', '120'])
 """
 
 from __future__ import annotations
@@ -45,24 +55,30 @@ import yaml
 from tqdm import tqdm
 
 from harness.clock import RealClock
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError, ScenarioError, UsageError
 from harness.records import RECORDS_FILE
 from harness.report.compare import write_comparison
+from harness.report.confirm import LiveResult, LiveRun, confirm_line, decide, judge_live
 from harness.report.html import json_safe
 from harness.report.load import load_run
 from harness.report.metrics import summarize
 from harness.report.recommend import (
+    DEFAULT_QUANTILE,
     PointRuns,
     RatedPoint,
-    agreement,
+    agreement_over,
     check_metrics,
     describe_agreement,
     known_metrics,
+    level_label,
+    ranked,
     rate,
     recommend,
+    worst_case,
 )
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
+from harness.scenario.common import parse_duration
 from harness.scenario.objectives import Constraint, Objective, parse_constraint, parse_objective
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "gateway.py"
@@ -110,6 +126,96 @@ def yaml_text(value: Any) -> str:
     return text.removesuffix("...").strip()
 
 
+@dataclass(frozen=True)
+class Vary:
+    """An input the user is unsure of (`--vary PATH=LOW..HIGH`): every setting runs at LOW, the midpoint, HIGH."""
+
+    path: str
+    low: float
+    high: float
+    integers: bool  # both ends whole numbers: the midpoint is rounded and every value written as an integer
+
+    @property
+    def values(self) -> list[str]:
+        """The levels as override text (durations in seconds); a rounded midpoint equal to an end is left out."""
+        mid = (self.low + self.high) / 2
+        if self.integers:
+            mid = math.floor(mid + 0.5)  # half up, not Python's half to even
+        return list(dict.fromkeys(self._text(v) for v in (self.low, mid, self.high)))
+
+    def _text(self, value: float) -> str:
+        return str(int(value)) if self.integers else format(value, ".12g")
+
+
+def parse_vary(text: str) -> Vary:
+    """`PATH=LOW..HIGH` with numbers or ISO 8601 durations as ends; anything else is a one-line UsageError."""
+    path, sep, raw = text.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise UsageError(f"--vary '{text}': use PATH=LOW..HIGH, e.g. backends[0].network_latency=0.005..0.05")
+    if not raw.strip():
+        raise UsageError(f"--vary '{text}': empty range: use PATH=LOW..HIGH")
+    if ".." not in raw:
+        raise UsageError(f"--vary '{text}': a range is LOW..HIGH with two dots, e.g. {path}=1..3")
+    low_text, _, high_text = (part.strip() for part in raw.partition(".."))
+    (low, low_int), (high, high_int) = _range_end(text, low_text), _range_end(text, high_text)
+    if low == high:
+        raise UsageError(f"--vary '{text}': LOW equals HIGH, nothing varies (use --set {path}={low_text})")
+    if low > high:
+        raise UsageError(f"--vary '{text}': inverted range: LOW {low_text} is above HIGH {high_text}")
+    return Vary(path, low, high, low_int and high_int)
+
+
+def _range_end(text: str, end: str) -> tuple[float, bool]:
+    """One end of a --vary range as a number, and whether it is a whole number (durations become seconds)."""
+    if not end:
+        raise UsageError(f"--vary '{text}': a range needs both ends, LOW..HIGH")
+    try:
+        return float(int(end)), True
+    except ValueError:
+        pass
+    try:
+        value = float(end)
+    except ValueError:
+        try:
+            value = parse_duration(end)
+        except ValueError:
+            raise UsageError(f"--vary '{text}': '{end}' is not a number or a duration such as PT5S") from None
+    if not math.isfinite(value):
+        raise UsageError(f"--vary '{text}': '{end}' is not a finite number")
+    return value, False
+
+
+def vary_levels(varies: list[Vary]) -> list[dict[str, str]]:
+    """Every combination of the varied inputs' levels (one empty level when nothing varies).
+
+    >>> vary_levels([parse_vary("a=1..3"), parse_vary("b=PT1S..PT2S")])[:2]
+    [{'a': '1', 'b': '1'}, {'a': '1', 'b': '1.5'}]
+    """
+    return [
+        dict(zip((v.path for v in varies), combo, strict=True))
+        for combo in itertools.product(*(v.values for v in varies))
+    ]
+
+
+def check_varies(scenario_file: str, texts: list[str], fixed: list[str], axes: dict[str, list[str]]) -> list[Vary]:
+    """The --vary inputs, each refused when it is already a sweep axis or the scenario has no such field."""
+    varies: list[Vary] = []
+    for text in texts:
+        vary = parse_vary(text)
+        if vary.path in axes:
+            raise UsageError(f"--vary '{text}': {vary.path} is already swept (--set with a list or the sweep block)")
+        if vary.path in (v.path for v in varies):
+            raise UsageError(f"--vary '{text}': {vary.path} is varied twice")
+        for value in vary.values:
+            try:
+                load_scenario(scenario_file, [*fixed, f"{vary.path}={value}"])
+            except ScenarioError as exc:
+                raise UsageError(f"--vary '{text}': {exc}") from None
+        varies.append(vary)
+    return varies
+
+
 @dataclass
 class Run:
     """One run of one point: its seed, its directory, and what came out."""
@@ -131,6 +237,7 @@ class Point:
     checks: Checks = field(default_factory=Checks)  # the point's own `checks:`, overrides applied
     seed: int = 0  # the point's run.seed (overrides applied): repeat k runs with seed + k
     runs: list[Run] = field(default_factory=list)
+    level: dict[str, str] = field(default_factory=dict)  # the varied inputs' values (--vary) it runs at
 
     @property
     def label(self) -> str:
@@ -141,8 +248,11 @@ class Point:
         self.runs = [Run(s, self.dir / f"seed-{s:04d}") for s in range(self.seed, self.seed + repeats)]
 
 
-def plan(scenario_file: str, overrides: list[str], out: Path) -> tuple[Scenario, dict[str, list[str]], list[Point]]:
-    """The grid: axes from `--set` lists and the scenario's sweep block; every point validated first."""
+def plan(
+    scenario_file: str, overrides: list[str], out: Path, vary: list[str] | None = None
+) -> tuple[Scenario, dict[str, list[str]], list[Point]]:
+    """The grid: axes from `--set` lists and the scenario's sweep block, each setting at every level of the
+    `--vary` inputs (setting by setting); every point validated first."""
     base = load_scenario(scenario_file)
     axes: dict[str, list[str]] = {p: [yaml_text(v) for v in vs] for p, vs in base.sweep.parameters.items()}
     fixed: list[str] = []
@@ -158,11 +268,16 @@ def plan(scenario_file: str, overrides: list[str], out: Path) -> tuple[Scenario,
             fixed.append(f"{path.strip()}={values[0]}")
     if not axes:
         raise UsageError("nothing to sweep: give --set PATH=V1,V2 or a sweep: block in the scenario")
+    varies = check_varies(scenario_file, vary or [], fixed, axes)
+    levels = vary_levels(varies)
     points = []
     for i, combo in enumerate(itertools.product(*axes.values()), start=1):
         settings = dict(zip(axes, combo, strict=True))
         point_overrides = [*fixed, *(f"{p}={v}" for p, v in settings.items())]
-        points.append(Point(settings, point_overrides, out / f"run-{i:02d}"))
+        for j, level in enumerate(levels, start=1):
+            where = out / f"run-{i:02d}" / (f"level-{j:02d}" if varies else "")
+            level_overrides = [f"{p}={v}" for p, v in level.items()]
+            points.append(Point(settings, [*point_overrides, *level_overrides], where, level=level))
     scenario = load_scenario(scenario_file, fixed)
     for point in points:
         point_scenario = load_scenario(scenario_file, point.overrides)  # a bad value fails here, first
@@ -262,6 +377,9 @@ class SweepArgs:
     repeats: int
     objective: Objective
     constraints: list[Constraint]
+    quantile: float = DEFAULT_QUANTILE
+    confirm: int | None = None  # live runs per confirmed setting; None: no confirmation
+    no_fail: bool = False
 
 
 def sweep_args(args: argparse.Namespace, scenario: Scenario) -> SweepArgs:
@@ -271,11 +389,29 @@ def sweep_args(args: argparse.Namespace, scenario: Scenario) -> SweepArgs:
     repeats = args.repeats if args.repeats is not None else DEFAULT_REPEATS[engine]
     if repeats < 1:
         raise UsageError("--repeats must be at least 1")
-    if args.confirm and engine == "live":
-        raise UsageError("--confirm checks a simulated sweep against one live run; this sweep already runs live")
+    confirm = getattr(args, "confirm", None)
+    if confirm is not None and engine == "live":
+        raise UsageError("--confirm checks a simulated sweep against live runs; this sweep already runs live")
+    if confirm is not None and confirm < 1:
+        raise UsageError("--confirm N must be at least 1")
     objective = parse_objective(args.objective or scenario.sweep.objective)
     constraints = args.constraints or scenario.sweep.constraints
-    return SweepArgs(engine, repeats, objective, [parse_constraint(c) for c in constraints])
+    quantile = parse_quantile(getattr(args, "quantile", None))
+    no_fail = bool(getattr(args, "no_fail", False))
+    return SweepArgs(engine, repeats, objective, [parse_constraint(c) for c in constraints], quantile, confirm, no_fail)
+
+
+def parse_quantile(text: str | None) -> float:
+    """`--quantile`: the one-sided level of the prediction bound, strictly between 0.5 and 1 (default 0.95)."""
+    if text is None:
+        return DEFAULT_QUANTILE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.5 < value < 1:
+        raise UsageError(f"--quantile '{text}': must be a number between 0.5 and 1 (exclusive), e.g. 0.95")
+    return value
 
 
 def list_metrics(scenario_file: str, overrides: list[str]) -> list[str]:
@@ -313,18 +449,78 @@ def point_runs(point: Point) -> PointRuns:
         [r.summary for r in point.runs],
         point.checks,
         problems,
+        point.level,
     )
+
+
+@dataclass
+class Candidate:
+    """One setting of the sweep as judged: its verdict (the worst level's with --vary) and the point that ran
+    the numbers it is judged by."""
+
+    point: Point
+    rated: RatedPoint
+    levels: list[tuple[Point, RatedPoint]] = field(default_factory=list)
+
+
+def judge(points: list[Point], sweep: SweepArgs) -> list[Candidate]:
+    """Rate every point; with varied inputs, each setting becomes its worst level (`worst_case`)."""
+    runs = [point_runs(p) for p in points]
+    rated = rate(runs, sweep.objective, sweep.constraints, quantile=sweep.quantile)
+    if not any(p.level for p in points):
+        return [Candidate(p, r) for p, r in zip(points, rated, strict=True)]
+    by_setting: dict[str, list[tuple[Point, RatedPoint]]] = {}
+    for point, one in zip(points, rated, strict=True):
+        by_setting.setdefault(point.label, []).append((point, one))
+    candidates = []
+    for levels in by_setting.values():
+        verdict = worst_case([r for _, r in levels], sweep.objective)
+        worst = next(p for p, r in levels if r.point is verdict.point)
+        candidates.append(Candidate(worst, verdict, levels))
+    return candidates
+
+
+def point_entry(point: Point, rated: RatedPoint) -> dict[str, Any]:
+    """A point's part of comparison.json: where it ran, its verdict, its margins and its numbers."""
+    return {
+        "label": rated.point.label,
+        "settings": rated.point.settings,
+        **({"level": point.level} if point.level else {}),
+        "run_dirs": rated.point.run_dirs,
+        "seeds": [run.seed for run in point.runs],
+        "feasible": rated.feasible,
+        "excluded_because": rated.excluded_because,
+        "problems": rated.point.problems,
+        "margin": {name: m.as_json() for name, m in rated.margins.items()},
+        "seeds_breaking": {name: {"runs": m.breaking, "of": m.runs} for name, m in rated.margins.items()},
+        "marginal": bool(rated.marginal),
+        "metrics": {
+            name: {"mean": est.mean, "ci95": est.ci95, "values": list(est.values)}
+            for name, est in rated.metrics.items()
+        },
+    }
+
+
+def candidate_entry(candidate: Candidate) -> dict[str, Any]:
+    entry = point_entry(candidate.point, candidate.rated)
+    if candidate.levels:
+        entry.pop("level")
+        entry["feasible_at_every_level"] = candidate.rated.feasible
+        entry["worst_level"] = candidate.point.level
+        entry["levels"] = [point_entry(p, r) for p, r in candidate.levels]
+    return entry
 
 
 def comparison_payload(
     scenario_file: str,
     sweep: SweepArgs,
     axes: dict[str, list[str]],
-    points: list[Point],
-    rated: list[RatedPoint],
+    candidates: list[Candidate],
     recommendation: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The content of comparison.json."""
+    q = f"{sweep.quantile:g}"
+    varied = {p: v for c in candidates[:1] for p, v in _level_values(c).items()}
     return {
         "scenario": scenario_file,
         "engine": sweep.engine,
@@ -334,45 +530,85 @@ def comparison_payload(
         "method": {
             "seeds": "repeat k of a point runs with run.seed = the point's run.seed + k",
             "ci95": "Student t: t(0.975, n-1) * s / sqrt(n) over the runs that measured the number; null when n < 2",
-            "feasible": "the means pass the point's own checks and every constraint",
+            "quantile": sweep.quantile,
+            "bound": f"one-sided prediction bound of one more run: mean ± t({q}, n-1) * s * sqrt(1 + 1/n), upper "
+            "for <= and <, lower for >= and >; with one run, that run's value (margin unknown, null)",
+            "margin": "per constraint: signed distance from the bound to the limit, in the metric's units; "
+            "positive = room",
+            "seeds_breaking": "per constraint: how many of the runs broke the limit on their own",
+            "marginal": "the mean meets a constraint but the bound does not; a marginal point is not feasible",
+            "feasible": "the means pass the point's own checks and the bound meets every constraint",
+            "varied": "with --vary: a setting runs at LOW, midpoint, HIGH of each varied input (a grid); it is "
+            "feasible only at every level, and its numbers and rank are its worst level's objective",
             "within_noise": "the best's 95 % CI overlaps the runner-up's; null with one run per point",
             "at_edge": "the best has the smallest or largest value of an ordered (numeric or duration) axis",
+            "confirm": "--confirm N: the best and the runner-up run live N times each (seeds as simulated); "
+            "a setting holds when every live run meets its checks and every constraint",
         },
         "axes": axes,
-        "points": [
-            {
-                "label": r.point.label,
-                "settings": r.point.settings,
-                "run_dirs": r.point.run_dirs,
-                "seeds": [run.seed for run in p.runs],
-                "feasible": r.feasible,
-                "excluded_because": r.excluded_because,
-                "problems": r.point.problems,
-                "metrics": {
-                    name: {"mean": est.mean, "ci95": est.ci95, "values": list(est.values)}
-                    for name, est in r.metrics.items()
-                },
-            }
-            for p, r in zip(points, rated, strict=True)
-        ],
+        **({"varied": varied} if varied else {}),
+        "points": [candidate_entry(c) for c in candidates],
         "recommendation": recommendation,
     }
 
 
-def confirm(scenario_file: str, point: Point, rated: RatedPoint, out: Path) -> dict[str, Any]:
-    """Run the recommended point once live (the point's own seed) and set its numbers against the simulation."""
-    run = Run(point.seed, out / CONFIRM_DIR)
-    print(f"sweep: confirming {point.label} with one live run into {run.run_dir}", file=sys.stderr)
-    run_live(scenario_file, point.overrides, run)
-    result: dict[str, Any] = {"run_dir": str(run.run_dir), "seed": run.seed, "exit_code": run.exit_code}
-    if run.summary is None:
-        result["problems"] = run.problems
-        return result
-    rows = agreement(rated.metrics, run.summary)
-    result["metrics"] = rows
-    result["within_ci"] = sorted(n for n, r in rows.items() if r["within_ci"])
-    result["outside_ci"] = sorted(n for n, r in rows.items() if r["within_ci"] is False)
-    return result
+def _level_values(candidate: Candidate) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for point, _ in candidate.levels:
+        for path, value in point.level.items():
+            values.setdefault(path, [])
+            if value not in values[path]:
+                values[path].append(value)
+    return values
+
+
+def confirm_runs(scenario_file: str, point: Point, times: int, out: Path) -> list[LiveRun]:
+    """Run one setting live `times` times (seeds as its simulated runs) into OUT/confirm-live/<its dir>/."""
+    base = out / CONFIRM_DIR / point.dir.relative_to(out)
+    runs = [Run(seed, base / f"seed-{seed:04d}") for seed in range(point.seed, point.seed + times)]
+    for run in runs:
+        print(f"sweep: confirming {point.label} live, seed {run.seed}, into {run.run_dir}", file=sys.stderr)
+        run_live(scenario_file, point.overrides, run)
+    return [LiveRun(str(r.run_dir), r.seed, r.summary, r.problems, r.exit_code) for r in runs]
+
+
+def confirm(
+    scenario_file: str, candidates: list[Candidate], sweep: SweepArgs, out: Path, times: int
+) -> tuple[dict[str, Any], int]:
+    """Run the best and the runner-up live, judge them, decide; comparison.json's `confirm` and the exit code."""
+    order = ranked([c.rated for c in candidates], sweep.objective)[:2]
+    chosen = [next(c for c in candidates if c.rated is r) for r in order]
+    live: dict[str, LiveResult] = {}
+    drawn: dict[str, dict[str, list[float | None]]] = {}  # per setting, every number of each live run
+    for candidate in chosen:
+        label = candidate.rated.point.label
+        runs = confirm_runs(scenario_file, candidate.point, times, out)
+        live[label] = judge_live(label, runs, sweep.constraints, candidate.point.checks, sweep.objective.metric)
+        measured = [r.summary for r in runs if r.summary is not None]
+        rows = agreement_over(candidate.rated.metrics, measured) if measured else {}
+        drawn[label] = {name: row["live_values"] for name, row in rows.items()}
+    labels = [c.rated.point.label for c in chosen]
+    decision = decide(labels, live, sweep.no_fail)
+    pick = live[labels[0]]
+    summaries = [r.summary for r in pick.runs if r.summary is not None]
+    rows = agreement_over(chosen[0].rated.metrics, summaries) if summaries else {}
+    result = {
+        "runs_per_setting": times,
+        "pick": labels[0],
+        "confirmed": decision.confirmed,
+        "final": decision.final,
+        "fallback": decision.fallback,
+        "final_setting": next((c.rated.point.settings for c in chosen if c.rated.point.label == decision.final), None),
+        "exit_code": decision.exit_code,
+        "line": confirm_line(labels, live, decision),
+        "held_runs": {label: [r.held_runs, len(r.runs)] for label, r in live.items()},
+        "broken": [str(c.constraint) for c in pick.broken()],
+        "candidates": {label: r.as_json() | {"metrics": drawn[label]} for label, r in live.items()},
+        "metrics": rows,
+        "within_ci": sorted(n for n, r in rows.items() if r["within_ci"]),
+        "outside_ci": sorted(n for n, r in rows.items() if r["within_ci"] is False),
+    }
+    return result, decision.exit_code
 
 
 def sweep_jobs(args: argparse.Namespace, engine: str, runs: int) -> int:
@@ -415,7 +651,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(list_metrics(args.scenario, list(args.overrides))))
         return 0
     out = Path(args.out) if args.out else default_out(args.scenario)
-    scenario, axes, points = plan(args.scenario, list(args.overrides), out)
+    scenario, axes, points = plan(args.scenario, list(args.overrides), out, list(getattr(args, "vary", None) or []))
     sweep = sweep_args(args, scenario)
     for point in points:
         point.repeat(sweep.repeats)
@@ -425,8 +661,11 @@ def run(args: argparse.Namespace) -> int:
     probe_metrics(args.scenario, points[0], sweep.objective, sweep.constraints)
     out.mkdir(parents=True, exist_ok=True)
     runs = [(p, r) for p in points for r in p.runs]
+    levels = len({level_label(p.level) for p in points})
+    at = f" at {levels} levels of the varied inputs" if levels > 1 else ""
     print(
-        f"sweep: {len(points)} setting(s) x {sweep.repeats} run(s), {sweep.engine}, of {args.scenario} into {out}",
+        f"sweep: {len(points) // levels} setting(s){at} x {sweep.repeats} run(s), {sweep.engine}, "
+        f"of {args.scenario} into {out}",
         file=sys.stderr,
     )
     jobs = sweep_jobs(args, sweep.engine, len(runs))
@@ -444,16 +683,17 @@ def run(args: argparse.Namespace) -> int:
     summaries = [r.summary for r in (one for _, one in runs) if r.summary is not None]
     if summaries:
         check_metrics(sweep.objective, sweep.constraints, summaries)
-    rated = rate([point_runs(p) for p in points], sweep.objective, sweep.constraints)
-    recommendation = recommend(rated, sweep.objective, axes)
-    payload = comparison_payload(args.scenario, sweep, axes, points, rated, recommendation)
+    candidates = judge(points, sweep)
+    recommendation = recommend([c.rated for c in candidates], sweep.objective, axes)
+    payload = comparison_payload(args.scenario, sweep, axes, candidates, recommendation)
     _write_json(out / COMPARISON_FILE, payload)
     code = 0
-    if recommendation is not None and args.confirm:
-        best = next(i for i, r in enumerate(rated) if r.point.label == recommendation["label"])
-        recommendation["confirm"] = confirm(args.scenario, points[best], rated[best], out)
+    if recommendation is not None and sweep.confirm is not None:
+        recommendation["confirm"], code = confirm(args.scenario, candidates, sweep, out, sweep.confirm)
+        for entry in payload["points"]:
+            entry["live"] = recommendation["confirm"]["candidates"].get(entry["label"])
         _write_json(out / COMPARISON_FILE, payload)
-    shown: list[str | Path] = [p.runs[0].run_dir for p in points if p.runs[0].summary is not None]
+    shown: list[str | Path] = [c.point.runs[0].run_dir for c in candidates if c.point.runs[0].summary is not None]
     if len(shown) >= 2:
         why = recommendation["why"] if recommendation else ""
         print(write_comparison(shown, out, notes=[why] if why else [], sweep=payload, write_json=False))
@@ -464,22 +704,21 @@ def run(args: argparse.Namespace) -> int:
     print(recommendation["why"])
     confirmed = recommendation.get("confirm")
     if confirmed is not None:
-        code = _print_confirm(confirmed)
+        _print_confirm(confirmed)
     return code
 
 
-def _print_confirm(confirmed: dict[str, Any]) -> int:
-    if "metrics" not in confirmed:
-        print(f"confirm: the live run produced no records ({'; '.join(confirmed.get('problems', []))})")
-        return 1
+def _print_confirm(confirmed: dict[str, Any]) -> None:
+    print(confirmed["line"])
     rows = confirmed["metrics"]
-    print(
-        f"confirm: one live run ({confirmed['run_dir']}) against the simulated mean ± 95 % CI: "
-        f"{len(confirmed['within_ci'])} of {len(rows)} numbers within the CI"
-    )
+    if rows:
+        runs = confirmed["held_runs"][confirmed["pick"]][1]
+        print(
+            f"confirm: {confirmed['pick']}: the mean of {runs} live run(s) against the simulated mean ± 95 % CI: "
+            f"{len(confirmed['within_ci'])} of {len(rows)} numbers within the CI"
+        )
     for name, row in rows.items():
         print(f"  {describe_agreement(name, row)}")
-    return 0
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

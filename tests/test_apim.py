@@ -213,6 +213,25 @@ def test_a_sweeps_recommendation_is_exported(tmp_path: Path) -> None:
     assert rule is not None and rule.tripDuration != 120.0  # the file says otherwise
 
 
+def test_a_sweep_whose_pick_broke_live_exports_its_fallback_or_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    scenario = Path(__file__).resolve().parents[1] / "scenarios" / "breaker-trip-duration.yaml"
+    confirm = {"confirmed": False, "final_setting": {"gateway.circuit_breaker.tripDuration": "PT1M"}}
+    recommendation = {"setting": {"gateway.circuit_breaker.tripDuration": "PT30S"}, "confirm": confirm}
+    (sweep / "comparison.json").write_text(json.dumps({"scenario": str(scenario), "recommendation": recommendation}))
+    assert main(["scenario", "to-apim", "--sweep", str(sweep), "--out", str(tmp_path / "out")]) == 0
+    template = json.loads((tmp_path / "out" / "backends.json").read_text(encoding="utf-8"))
+    rules = [r["properties"]["circuitBreaker"]["rules"][0] for r in template["resources"][:-1]]
+    assert {r["tripDuration"] for r in rules} == {"PT1M"}
+    confirm["final_setting"] = None
+    (sweep / "comparison.json").write_text(json.dumps({"scenario": str(scenario), "recommendation": recommendation}))
+    assert main(["scenario", "to-apim", "--sweep", str(sweep), "--out", str(tmp_path / "out2")]) == 2
+    assert "broke its constraints live and no setting held" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

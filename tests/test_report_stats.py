@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.report.stats import T975, estimate, t975
+from harness.report.stats import T975, estimate, t975, t_quantile
 
 # two-sided 95 % quantiles of Student's t, as printed in standard tables
 KNOWN_T975 = {
@@ -87,3 +87,24 @@ def test_prediction_interval_is_wider_than_the_mean_s_interval() -> None:
     # t * s * sqrt(1 + 1/n) = 2.776445 * 1.581139 * sqrt(1.2) = 4.808935
     assert e.prediction95() == pytest.approx(4.808935, abs=1e-5)
     assert estimate([1.0]).prediction95() is None
+
+
+@pytest.mark.parametrize(
+    ("q", "df", "value"),
+    [(0.95, 1, 6.313752), (0.95, 4, 2.131847), (0.95, 9, 1.833113), (0.99, 4, 3.746947), (0.9, 20, 1.325341)],
+)
+def test_other_quantiles_match_the_printed_table(q: float, df: int, value: float) -> None:
+    assert t_quantile(q, df) == pytest.approx(value, abs=2e-6)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 7, 30])
+def test_the_inverted_cdf_agrees_with_the_97_5_table(df: int) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(T975[df - 1], abs=1e-8)
+
+
+def test_the_prediction_bound_is_one_sided() -> None:
+    e = estimate([1.0, 2.0, 3.0])  # mean 2, s 1
+    half = 2.919986 * math.sqrt(1 + 1 / 3)  # t(0.95, 2)
+    assert e.prediction_bound(0.95, upper=True) == pytest.approx(2 + half, abs=1e-5)
+    assert e.prediction_bound(0.95, upper=False) == pytest.approx(2 - half, abs=1e-5)
+    assert estimate([1.0]).prediction_bound(0.95, upper=True) is None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from harness import sweep as sweep_module
 from harness.cli import build_parser, main
 from harness.errors import ScenarioError, UsageError
 from harness.report.stats import estimate
-from harness.sweep import Run, locust_command, plan, seeded, split_values
+from harness.sweep import Run, locust_command, parse_vary, plan, seeded, split_values
 
 ROOT = Path(__file__).resolve().parent.parent
 BREAKER = str(ROOT / "tests" / "data" / "sweep-breaker.yaml")
@@ -137,21 +139,23 @@ def test_bad_arguments_stop_before_anything_runs(
     assert not out.exists()
 
 
+def _args(out: Path, *args: str) -> list[str]:
+    return [
+        "sweep",
+        "--scenario",
+        BREAKER,
+        "--set",
+        f"{TRIP}=PT10S,PT1M",
+        "--set",
+        "run.duration=60",
+        "--out",
+        str(out),
+        *args,
+    ]
+
+
 def _sweep(out: Path, *args: str) -> int:
-    return main(
-        [
-            "sweep",
-            "--scenario",
-            BREAKER,
-            "--set",
-            f"{TRIP}=PT10S,PT1M",
-            "--set",
-            "run.duration=60",
-            "--out",
-            str(out),
-            *args,
-        ]
-    )
+    return main(_args(out, *args))
 
 
 def test_an_unknown_metric_is_one_line_that_says_how_to_list_them(
@@ -246,38 +250,64 @@ def test_simulated_sweep_of_trip_duration_with_repeats(tmp_path: Path, capsys: p
         assert (out / f"tradeoff_{name}.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_confirm_sets_one_live_run_against_the_simulated_interval(
+def test_confirm_runs_the_pick_and_the_runner_up_live_with_the_simulated_seeds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The Locust path itself is covered by the live smoke test; here the "live" run is one more simulated run
-    # with another seed, so the plumbing (which point, where, what is stored and printed) runs in a second.
-    calls: list[tuple[list[str], Path]] = []
+    # The Locust path itself is covered by the live tests; here each "live" run is one more simulated run
+    # with another seed, so the plumbing (which points, where, what is stored and printed) runs in seconds.
+    # (Before --confirm N this ran the pick once into OUT/confirm-live; now N runs of the pick and the runner-up.)
+    calls: list[tuple[list[str], Path, int]] = []
 
     def fake_live(scenario_file: str, overrides: list[str], run: Run) -> None:
-        calls.append((overrides, run.run_dir))
+        calls.append((overrides, run.run_dir, run.seed))
         other = Run(run.seed + 100, run.run_dir)
         sweep_module.run_sim(scenario_file, overrides, other)
         run.summary = other.summary
 
     monkeypatch.setattr(sweep_module, "run_live", fake_live)
     out = tmp_path / "sweep"
-    assert _sweep(out, "--repeats", "3", "--confirm") == 0
+    assert _sweep(out, "--repeats", "3", "--confirm", "2") == 0
     stdout = capsys.readouterr().out
     result = json.loads((out / "comparison.json").read_text())
     rec = result["recommendation"]
-    [(overrides, run_dir)] = calls
-    assert f"{TRIP}={rec['setting'][TRIP]}" in overrides and run_dir == out / "confirm-live"
+    best = next(p for p in result["points"] if p["label"] == rec["label"])
+    other = next(p for p in result["points"] if p["label"] == rec["runner_up"]["label"])
+    best_dir, other_dir = (out / "confirm-live" / Path(p["run_dirs"][0]).parent.name for p in (best, other))
+    assert [(run_dir, seed) for _, run_dir, seed in calls] == [
+        (best_dir / "seed-0005", 5),
+        (best_dir / "seed-0006", 6),
+        (other_dir / "seed-0005", 5),
+        (other_dir / "seed-0006", 6),
+    ]
+    assert f"{TRIP}={rec['setting'][TRIP]}" in calls[0][0]
     confirmed = rec["confirm"]
-    assert confirmed["run_dir"] == str(out / "confirm-live") and confirmed["seed"] == 5
+    assert (confirmed["confirmed"], confirmed["final"], confirmed["fallback"]) == (True, rec["label"], None)
+    assert confirmed["runs_per_setting"] == 2 and confirmed["held_runs"][rec["label"]] == [2, 2]
+    assert confirmed["final_setting"] == rec["setting"]
+    live = best["live"]
+    assert live == confirmed["candidates"][rec["label"]] and live["constraints_met"] is True
+    assert [r["run_dir"] for r in live["runs"]] == [str(best_dir / "seed-0005"), str(best_dir / "seed-0006")]
+    assert len(live["metrics"]["throughput.goodput_tpm"]) == 2
     rows = confirmed["metrics"]
     assert set(HEADLINE) <= set(rows)
     for row in rows.values():
-        assert set(row) >= {"sim_mean", "sim_ci95", "live", "diff", "within_ci"}
+        assert set(row) >= {"sim_mean", "sim_ci95", "live", "live_values", "diff", "within_ci"}
     goodput = rows["throughput.goodput_tpm"]
+    assert goodput["live"] == pytest.approx(sum(goodput["live_values"]) / 2)
     assert goodput["within_ci"] == (abs(goodput["live"] - goodput["sim_mean"]) <= goodput["sim_ci95"])
-    assert re.search(r"confirm: one live run .*: \d+ of \d+ numbers within the CI", stdout)
+    assert f"confirm: {rec['label']} held in 2 of 2 live runs" in stdout
+    assert re.search(r"the mean of 2 live run\(s\) against .*: \d+ of \d+ numbers within the CI", stdout)
     assert "  throughput.goodput_tpm: sim " in stdout
-    assert "Live confirmation" in (out / "compare.html").read_text()
+    page = (out / "compare.html").read_text()
+    assert page.index(f"Live confirmation: {rec['label']} held in 2 of 2 live runs") < page.index("Sweep of")
+
+
+def test_confirm_alone_means_three_runs_and_takes_a_number() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["sweep", "--confirm"]).confirm == 3
+    assert parser.parse_args(["sweep", "--confirm", "2"]).confirm == 2
+    assert parser.parse_args(["sweep", "--confirm", "--repeats", "4"]).confirm == 3
+    assert parser.parse_args(["sweep"]).confirm is None
 
 
 @pytest.mark.e2e
@@ -354,3 +384,102 @@ def test_simulated_runs_in_parallel_processes_give_the_same_answer(tmp_path: Pat
         from harness.sweep import sweep_jobs
 
         sweep_jobs(build_parser().parse_args(["sweep", "--jobs", "0"]), "sim", 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("workload.users=12..16", ["12", "14", "16"]),
+        ("workload.users=12..15", ["12", "14", "15"]),  # the midpoint 13.5 rounded half up
+        ("workload.users=12..13", ["12", "13"]),  # a midpoint equal to an end runs once
+        ("backends[0].network_latency=0.005..0.05", ["0.005", "0.0275", "0.05"]),
+        ("run.duration=PT5S..PT1M", ["5", "32.5", "60"]),  # durations written back as seconds
+    ],
+)
+def test_vary_runs_low_midpoint_and_high(text: str, values: list[str]) -> None:
+    assert parse_vary(text).values == values
+
+
+def test_several_varies_make_a_grid_of_levels_under_each_setting(tmp_path: Path) -> None:
+    varies = ["workload.users=10..12", "backends[0].network_latency=0..0.02"]
+    _, _, points = plan(BREAKER, [f"{TRIP}=PT10S,PT1M"], tmp_path, varies)
+    assert len(points) == 2 * 3 * 3
+    assert points[0].level == {"workload.users": "10", "backends[0].network_latency": "0"}
+    assert points[8].level == {"workload.users": "12", "backends[0].network_latency": "0.02"}
+    assert points[0].dir == tmp_path / "run-01" / "level-01" and points[9].dir == tmp_path / "run-02" / "level-01"
+    assert points[4].overrides[-2:] == ["workload.users=11", "backends[0].network_latency=0.01"]
+    assert all(p.settings == {TRIP: "PT1M"} for p in points[9:])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vary", "workload.users="], "--vary 'workload.users=': empty range"),
+        (["--vary", "workload.users=12"], "a range is LOW..HIGH with two dots"),
+        (["--vary", "workload.users=a..b"], "'a' is not a number or a duration such as PT5S"),
+        (["--vary", "workload.users=12..12"], "LOW equals HIGH, nothing varies"),
+        (["--vary", "workload.users=16..12"], "inverted range: LOW 16 is above HIGH 12"),
+        (["--vary", "backends[0].netwrk_latency=0..1"], "backends[0].netwrk_latency: unknown field"),
+        (["--vary", "backends[5].network_latency=0..1"], "no such list item to override"),
+        (["--vary", f"{TRIP}=PT5S..PT1M"], f"{TRIP} is already swept"),
+        (["--quantile", "0.5"], "--quantile '0.5': must be a number between 0.5 and 1"),
+        (["--quantile", "high"], "--quantile 'high': must be a number between 0.5 and 1"),
+        (["--confirm", "0"], "--confirm N must be at least 1"),
+    ],
+)
+def test_bad_vary_quantile_and_confirm_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    assert main(["sweep", "--scenario", BREAKER, "--set", f"{TRIP}=PT10S,PT1M", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("harness sweep: error: ")
+    assert not out.exists()
+
+
+def test_a_varied_sweep_records_every_level_and_judges_each_setting_at_its_worst(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    args = [*_args(out), "--repeats", "2", "--vary", "workload.users=4..12", "--objective", "min:failure_rate"]
+    assert main(args) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    assert result["varied"] == {"workload.users": ["4", "8", "12"]}
+    for point in result["points"]:
+        levels = point["levels"]
+        assert [level["level"] for level in levels] == [{"workload.users": u} for u in ("4", "8", "12")]
+        assert all(Path(d).parent.name == f"level-{i:02d}" for i, lv in enumerate(levels, 1) for d in lv["run_dirs"])
+        assert all(lv["seeds"] == [5, 6] for lv in levels)  # the same seeds at every level
+        worst = max(levels, key=lambda lv: lv["metrics"]["requests.client_failure_rate"]["mean"])
+        assert point["worst_level"] == worst["level"] and point["metrics"] == worst["metrics"]
+        assert point["feasible"] == all(lv["feasible"] for lv in levels)
+    rec = result["recommendation"]
+    assert "ranked by its worst" in rec["why"] and rec["worst_level"]["workload.users"] in ("4", "8", "12")
+
+
+@pytest.mark.e2e
+def test_confirm_falls_back_when_the_pick_breaks_its_constraint_live(tmp_path: Path) -> None:
+    # sweep-confirm-latency.yaml makes every simulated request of a setting take exactly the same time:
+    # 0.2 s to the first token + 0.01 s per token, answers cut at max_tokens, so end_to_end_latency.p50 is
+    # 0.59 s at max_tokens 40 and 0.29 s at 10 in every seed (no spread: the bound is the mean). A live run
+    # can only be slower: the mock's sleeps never end early, and the real HTTP hops through the gateway add
+    # wall time that time_scale 20 multiplies (about 3 ms of wall time per request is 60 ms of scenario
+    # time). A limit of 0.60 s therefore holds for 40 tokens in the simulator (more goodput: the pick) and
+    # breaks live, unless a request's two loopback hops took under 0.5 ms; 10 tokens keeps 0.3 s of room.
+    scenario = str(ROOT / "tests" / "data" / "sweep-confirm-latency.yaml")
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "harness.cli", "sweep", "--scenario", scenario, "--out", str(out)]
+    args += ["--set", "workload.mixes[0].max_tokens=40,10", "--repeats", "2", "--objective", "goodput"]
+    args += ["--constraint", "end_to_end_latency.p50<=0.6", "--confirm", "1"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 3, done.stderr[-2000:]
+    pick, fallback = "workload.mixes[0].max_tokens=40", "workload.mixes[0].max_tokens=10"
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("confirm: ") and "broke" in line]
+    assert line.startswith(f"confirm: {pick} broke end_to_end_latency.p50<=0.6 live in 1 of 1 runs (")
+    assert line.endswith(f"recommending {fallback}, which held in 1 of 1")
+    result = json.loads((out / "comparison.json").read_text())
+    confirmed = result["recommendation"]["confirm"]
+    assert result["recommendation"]["label"] == pick and result["points"][0]["feasible"]
+    assert (confirmed["confirmed"], confirmed["fallback"], confirmed["final"]) == (False, fallback, fallback)
+    assert confirmed["final_setting"] == {"workload.mixes[0].max_tokens": "10"}
+    assert result["points"][0]["live"]["constraints_met"] is False and result["points"][1]["live"]["constraints_met"]
+    page = (out / "compare.html").read_text()
+    assert f"Live confirmation: the simulator&#x27;s pick {pick} broke end_to_end_latency.p50&lt;=0.6 live" in page

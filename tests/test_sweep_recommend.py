@@ -3,20 +3,24 @@ within noise or not, at the edge or not, and the live confirmation's agreement."
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
-from harness.errors import UsageError
+from harness.errors import CHECKS_FAILED_EXIT_CODE, UsageError
+from harness.report.confirm import Decision, LiveResult, LiveRun, confirm_headline, confirm_line, decide, judge_live
 from harness.report.recommend import (
     PointRuns,
     agreement,
     check_metrics,
+    deciding_inputs,
     describe_agreement,
     edge_hints,
     headline_names,
     rate,
     recommend,
+    worst_case,
 )
 from harness.report.stats import estimate
 from harness.scenario.checks import Checks
@@ -285,18 +289,173 @@ def test_agreement_says_within_the_ci_or_by_how_much_it_differs() -> None:
     assert "one simulated run: no CI" in describe_agreement("end_to_end_latency.p95", rows["end_to_end_latency.p95"])
 
 
-def test_a_constraint_met_only_by_the_mean_is_said_to_be_within_noise() -> None:
+def test_a_constraint_met_only_by_the_mean_is_marginal_and_excludes_the_point() -> None:
+    # Before the prediction-bound rule this point was feasible with a "within noise" note; a mean that meets
+    # the limit while two of four runs break it is now excluded as marginal.
     points = [
-        _point("PT10S", [2000, 2010, 1990]),  # failure rate 1 %: a limit of 1.2 % holds for its whole interval
+        _point("PT10S", [2000, 2010, 1990]),  # failure rate 1 % in every run: a limit of 1.2 % has room
         _point("PT30S", [1000, 1010, 990]),
     ]
     sure = recommend(rate(points, GOODPUT, [parse_constraint("failure_rate<=0.012")]), GOODPUT, AXES)
-    assert sure is not None and sure["marginal_constraints"] == [] and "within noise:" not in sure["why"]
+    assert sure is not None and sure["label"] == f"{TRIP}=PT10S" and sure["marginal_constraints"] == []
+    assert "Margins (one more run): requests.client_failure_rate<=0.012: mean 1.00 %" in sure["why"]
     noisy = _point("PT10S", [2000, 2010, 1990, 2005])
     for summary, failure in zip(noisy.summaries, (0.011, 0.009, 0.0112, 0.0088), strict=True):
         assert summary is not None
         summary["requests"]["client_failure_rate"] = failure
     rated = rate([noisy, points[1]], GOODPUT, [parse_constraint("failure_rate<=0.0105")])
-    assert rated[0].feasible  # mean 1.0 % meets 1.05 %, but the interval reaches past it
+    assert not rated[0].feasible and rated[0].marginal  # mean 1.0 % meets 1.05 %, one more run may not
     rec = recommend(rated, GOODPUT, AXES)
-    assert rec is not None and rec["marginal_constraints"] and "Its feasibility is within noise" in rec["why"]
+    assert rec is not None and rec["label"] == f"{TRIP}=PT30S"
+    assert f"Excluded: {TRIP}=PT10S (constraint requests.client_failure_rate<=0.0105: marginal:" in rec["why"]
+    assert "2 of 4 runs broke it" in rec["why"]
+
+
+# ---- margins: the prediction bound of one more run ----
+
+# t(0.95, 4) and t(0.99, 4) from a printed table of Student's t
+T95_4, T99_4 = 2.131847, 3.746947
+FAILURES = (0.002, 0.004, 0.006, 0.008, 0.010)  # mean 0.006, s = sqrt(40e-6 / 4) = 0.0031623
+
+
+def _failing(failures: tuple[float, ...]) -> PointRuns:
+    point = _point("PT30S", [1000.0] * len(failures))
+    for summary, failure in zip(point.summaries, failures, strict=True):
+        assert summary is not None
+        summary["requests"]["client_failure_rate"] = failure
+    return point
+
+
+@pytest.mark.parametrize(("quantile", "t"), [(0.95, T95_4), (0.99, T99_4)])
+def test_the_bound_is_the_mean_plus_t_s_sqrt_1_plus_1_over_n(quantile: float, t: float) -> None:
+    [rated] = rate([_failing(FAILURES)], GOODPUT, [parse_constraint("failure_rate<=0.02")], quantile=quantile)
+    margin = rated.margins["requests.client_failure_rate<=0.02"]
+    bound = 0.006 + t * math.sqrt(10e-6) * math.sqrt(1 + 1 / 5)
+    assert margin.mean == pytest.approx(0.006) and margin.bound == pytest.approx(bound, rel=1e-6)
+    assert margin.margin == pytest.approx(0.02 - bound, abs=1e-8) and margin.known
+    assert (margin.breaking, margin.runs) == (0, 5) and margin.holds and not margin.marginal
+    assert rated.feasible
+
+
+def test_mean_met_bound_broken_is_marginal_and_infeasible_mean_broken_is_not_met() -> None:
+    constraints = [parse_constraint("failure_rate<=0.009"), parse_constraint("failure_rate<=0.005")]
+    [rated] = rate([_failing(FAILURES)], GOODPUT, constraints)
+    marginal, broken = rated.margins.values()
+    bound = 0.006 + T95_4 * math.sqrt(10e-6) * math.sqrt(1.2)  # 0.013385
+    assert marginal.marginal and marginal.margin == pytest.approx(0.009 - bound, abs=1e-8)
+    assert (marginal.breaking, marginal.runs) == (1, 5)  # only the 1.0 % run broke 0.9 %
+    assert not broken.mean_holds and not broken.marginal and (broken.breaking, broken.runs) == (3, 5)
+    assert not rated.feasible and rated.marginal == [
+        "constraint requests.client_failure_rate<=0.009: marginal: the mean meets it, one more run may not: "
+        "mean 0.60 %, 95 % bound 1.34 % (0.44 pp over the limit), 1 of 5 runs broke it"
+    ]
+    assert rated.excluded_because[0].startswith("constraint requests.client_failure_rate<=0.005: not met: 0.60 %")
+    assert rated.excluded_because[1] == rated.marginal[0]
+
+
+def test_a_floor_uses_the_lower_bound() -> None:
+    shares = (0.50, 0.52, 0.54, 0.56, 0.58)  # mean 0.54, s = 0.031623
+    point = _point("PT30S", [1000.0] * 5)
+    for summary, share in zip(point.summaries, shares, strict=True):
+        assert summary is not None
+        summary["backends"]["primary"]["token_share"] = share
+    [rated] = rate([point], GOODPUT, [parse_constraint("backends.primary.token_share>=0.4")])
+    margin = rated.margins["backends.primary.token_share>=0.4"]
+    lower = 0.54 - T95_4 * 0.031623 * math.sqrt(1.2)  # 0.46615
+    assert margin.bound == pytest.approx(lower, rel=1e-4) and margin.margin == pytest.approx(lower - 0.4, rel=1e-3)
+    assert rated.feasible
+
+
+def test_with_one_run_the_bound_is_its_value_and_the_margin_unknown() -> None:
+    [rated] = rate([_failing((0.004,))], GOODPUT, [parse_constraint("failure_rate<=0.01")])
+    margin = rated.margins["requests.client_failure_rate<=0.01"]
+    assert margin.bound == 0.004 and not margin.known and margin.holds and rated.feasible
+    assert margin.as_json()["margin"] is None and margin.as_json()["margin_known"] is False
+    assert margin.describe() == "one run: 0.40 %, margin unknown, 0 of 1 runs broke it"
+
+
+# ---- varied inputs: a setting judged at its worst level ----
+
+LATENCY = "backends[0].network_latency"
+
+
+def _at(point: PointRuns, latency: str) -> PointRuns:
+    point.level = {LATENCY: latency}
+    return point
+
+
+def test_a_setting_is_feasible_only_at_every_level_and_ranked_by_its_worst() -> None:
+    limit = [parse_constraint("failure_rate<=0.02")]
+    levels_30s = [_at(_point("PT30S", [2000, 2000], failure=f), lat) for f, lat in ((0.01, "0.005"), (0.05, "0.05"))]
+    levels_1m = [_at(_point("PT1M", [g, g], failure=0.01), lat) for g, lat in ((1500, "0.005"), (1400, "0.05"))]
+    rated = rate([*levels_30s, *levels_1m], GOODPUT, limit)
+    pt30s, pt1m = worst_case(rated[:2], GOODPUT), worst_case(rated[2:], GOODPUT)
+    assert not pt30s.feasible and pt30s.excluded_because[0].startswith(
+        f"at {LATENCY}=0.05: constraint requests.client_failure_rate<=0.02: not met"
+    )
+    assert pt1m.feasible and pt1m.point.level == {LATENCY: "0.05"}  # its worst goodput, 1400
+    assert pt1m.metrics["throughput.goodput_tpm"].mean == 1400
+    assert deciding_inputs(pt30s) == [
+        f"{TRIP}=PT30S is feasible at {LATENCY}=0.005 but not at 0.05: this input decides"
+    ]
+    rec = recommend([pt30s, pt1m], GOODPUT, AXES)
+    assert rec is not None and rec["label"] == f"{TRIP}=PT1M" and rec["worst_level"] == {LATENCY: "0.05"}
+    assert f"ranked by its worst: {TRIP}=PT1M at {LATENCY}=0.05" in rec["why"]
+    assert "is feasible at backends[0].network_latency=0.005 but not at 0.05: this input decides" in rec["why"]
+
+
+# ---- the live confirmation's decision ----
+
+RATE = parse_constraint("requests.rate_429<=0.01")
+
+
+def _live(label: str, rates: list[float | None]) -> LiveResult:
+    runs = [
+        LiveRun(f"{label}/seed-{i}", 5 + i, None if r is None else {"requests": {"rate_429": r}})
+        for i, r in enumerate(rates)
+    ]
+    return judge_live(label, runs, [RATE], Checks(), "requests.rate_429")
+
+
+def test_the_pick_that_holds_live_is_confirmed() -> None:
+    live = {"PT30S": _live("PT30S", [0.002, 0.004, 0.009]), "PT1M": _live("PT1M", [0.02, 0.0, 0.0])}
+    decision = decide(["PT30S", "PT1M"], live, no_fail=False)
+    assert decision == Decision(confirmed=True, final="PT30S", fallback=None, exit_code=0)
+    assert confirm_line(["PT30S", "PT1M"], live, decision) == (
+        "confirm: PT30S held in 3 of 3 live runs (requests.rate_429<=0.01: 0.20 %, 0.40 %, 0.90 %)"
+    )
+
+
+def test_a_pick_that_breaks_live_falls_back_to_the_runner_up_that_held() -> None:
+    live = {"PT30S": _live("PT30S", [0.0146, 0.02, 0.009]), "PT1M": _live("PT1M", [0.001, 0.0, 0.003])}
+    assert live["PT30S"].held_runs == 1 and not live["PT30S"].held and live["PT1M"].held
+    decision = decide(["PT30S", "PT1M"], live, no_fail=False)
+    assert decision == Decision(confirmed=False, final="PT1M", fallback="PT1M", exit_code=CHECKS_FAILED_EXIT_CODE)
+    assert CHECKS_FAILED_EXIT_CODE == 3
+    assert confirm_line(["PT30S", "PT1M"], live, decision) == (
+        "confirm: PT30S broke requests.rate_429<=0.01 live in 2 of 3 runs (1.46 %, 2.00 %, 0.90 %): "
+        "recommending PT1M, which held in 3 of 3"
+    )
+    assert decide(["PT30S", "PT1M"], live, no_fail=True).exit_code == 0
+    block = live["PT30S"].as_json()
+    assert block["constraints_met"] is False and block["per_constraint"]["requests.rate_429<=0.01"]["breaking"] == 2
+    assert [r["run_dir"] for r in block["runs"]] == ["PT30S/seed-0", "PT30S/seed-1", "PT30S/seed-2"]
+
+
+def test_when_both_break_live_nothing_is_recommended() -> None:
+    live = {"PT30S": _live("PT30S", [0.02]), "PT1M": _live("PT1M", [None])}  # no records cannot show it held
+    decision = decide(["PT30S", "PT1M"], live, no_fail=False)
+    assert decision == Decision(confirmed=False, final=None, fallback=None, exit_code=3)
+    line = confirm_line(["PT30S", "PT1M"], live, decision)
+    assert line.startswith("confirm: PT30S broke requests.rate_429<=0.01 live in 1 of 1 runs (2.00 %): no setting held")
+    assert "PT1M produced no records live in 1 of 1 runs" in line
+    payload = {"pick": "PT30S", "confirmed": False, "final": None, "held_runs": {"PT30S": [0, 1]}}
+    assert confirm_headline(payload | {"broken": ["requests.rate_429<=0.01"]}) == (
+        "Live confirmation: the simulator's pick PT30S broke requests.rate_429<=0.01 live; no setting held"
+    )
+
+
+def test_a_live_run_that_fails_the_setting_s_own_checks_does_not_hold() -> None:
+    runs = [LiveRun("a", 5, {"requests": {"rate_429": 0.0, "client_failure_rate": 0.2}})]
+    result = judge_live("PT30S", runs, [RATE], Checks(max_failure_rate=0.05), "requests.rate_429")
+    assert not result.held and result.failed_checks[0].startswith("seed 5: check max_failure_rate: FAILED")

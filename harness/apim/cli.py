@@ -117,11 +117,18 @@ def _recommended(sweep_dir: Path) -> tuple[str, dict[str, Any]]:
     path = sweep_dir / "comparison.json"
     try:
         comparison = json.loads(path.read_text(encoding="utf-8"))
-        return str(comparison["scenario"]), dict(comparison["recommendation"]["setting"])
+        recommendation = comparison["recommendation"]
+        setting = recommendation["setting"]
+        confirm = recommendation.get("confirm")
+        if confirm is not None and not confirm["confirmed"]:  # the simulator's pick broke live: its fallback
+            setting = confirm["final_setting"]
     except FileNotFoundError:
         raise ScenarioError(str(path), "no such file (is this a sweep's directory?)") from None
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ScenarioError(str(path), "has no recommended setting") from None
+    if setting is None:
+        raise ScenarioError(str(path), "the recommended setting broke its constraints live and no setting held")
+    return str(comparison["scenario"]), dict(setting)
 
 
 def _write(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from locust.runners import WorkerRunner
 
-from harness.errors import HarnessError
+from harness.errors import CHECKS_FAILED_EXIT_CODE, HarnessError
 from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
 from harness.loadgen.rundir import iso, write_run_json
 from harness.loadgen.state import STATE
@@ -74,7 +74,7 @@ def close_run() -> None:
     STATE.run_info["checks"] = [r.describe() for r in results]
     # Throttled and failed requests are what a run measures, not an error of the run: the exit code is
     # the verdict of the scenario's checks (Locust alone would exit 1 on the first failed request).
-    verdict = 3 if any(not r.passed for r in results) else 0
+    verdict = CHECKS_FAILED_EXIT_CODE if any(not r.passed for r in results) else 0
     if STATE.run_info[ENDED_BY] == EndedBy.STACK_DIED:
         verdict = STACK_DIED_EXIT_CODE
     STATE.exit_code = max(STATE.exit_code, verdict)

@@ -25,7 +25,7 @@ from harness.records import ENDED_BY, TIME_MISSING, EndedBy
 
 SIGNAL_CAUSES = {signal.SIGTERM: EndedBy.SIGTERM, signal.SIGINT: EndedBy.SIGINT}
 STACK_WATCH_INTERVAL_S = 0.25
-STACK_DIED_EXIT_CODE = 4  # 2 is a usage or pre-flight error, 3 a failed check
+STACK_DIED_EXIT_CODE = 4  # 2 is a usage or pre-flight error, 3 a failed check (CHECKS_FAILED_EXIT_CODE)
 
 
 def end_facts(cause: EndedBy, planned_s: float, ran_s: float) -> dict[str, Any]:

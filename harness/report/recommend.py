@@ -4,7 +4,16 @@ sits at the edge of what was swept.
 
 Rules (comparison.json and the why paragraph follow them):
 - a point is feasible when the means of its runs pass its own `checks:` (`evaluate_checks` on the means) and
-  every `--constraint`; a number no run measured fails;
+  every `--constraint` holds for the runs a user will see, not only for their mean: the one-sided prediction
+  bound of one more run, mean ± t(q, n-1) · s · √(1 + 1/n) (upper for <= and <, lower for >= and >; q is
+  `--quantile`, 0.95 by default), must meet the limit too. With one run the bound is that run's value and the
+  margin is unknown. A number no run measured fails;
+- per point and constraint: `margin`, the signed distance from the bound to the limit in the metric's units
+  (positive = room), and `seeds_breaking`, how many of the runs broke the limit on their own;
+- `marginal`: the mean meets a limit but the bound does not. Such a point is not feasible (it is excluded,
+  and the why paragraph says "marginal");
+- with varied inputs (`harness sweep --vary`), a setting runs at every level of them: it is feasible only
+  when it is feasible at every level, and it is ranked by its worst level's objective;
 - the best is the feasible point with the best mean objective (the least bad of all when none is feasible);
 - `within_noise`: the best's 95 % CI overlaps the runner-up's (the error bars of the figures overlap). This is
   the conservative reading: two intervals can overlap while a Welch t-test would call the gap significant,
@@ -35,6 +44,7 @@ from harness.scenario.common import parse_duration
 from harness.scenario.objectives import HEADLINE, PER_BACKEND, Constraint, Objective, unknown_metric
 
 _BREAKER_COUNT = re.compile(r"^breaker\.(?P<backend>.+)\.(trips|open_s)$")
+DEFAULT_QUANTILE = 0.95
 
 
 @dataclass
@@ -47,6 +57,80 @@ class PointRuns:
     summaries: list[dict[str, Any] | None]
     checks: Checks = field(default_factory=Checks)
     problems: list[str] = field(default_factory=list)
+    level: dict[str, str] = field(default_factory=dict)  # the varied inputs' values this point ran at
+
+
+@dataclass(frozen=True)
+class Margin:
+    """How a point's runs meet one constraint: the mean, the prediction bound of one more run, and the runs
+    that broke the limit on their own.
+
+    >>> m = Margin(Constraint("requests.rate_429", "<=", 0.01), 0.006, 0.012, True, 1, 10, 0.95)
+    >>> m.marginal, round(m.margin, 4), m.describe()
+    (True, -0.002, 'mean 0.60 %, 95 % bound 1.20 % (0.20 pp over the limit), 1 of 10 runs broke it')
+    """
+
+    constraint: Constraint
+    mean: float | None
+    bound: float | None  # the one-sided prediction bound; with one run, that run's value
+    known: bool  # False with one run: no spread to bound, so the margin is unknown
+    breaking: int  # runs whose own value broke the limit
+    runs: int  # runs that measured the number
+    quantile: float
+
+    @property
+    def margin(self) -> float | None:
+        """Signed distance from the bound to the limit (positive = room), in the metric's units."""
+        return self.constraint.room(self.bound)
+
+    @property
+    def mean_holds(self) -> bool:
+        return self.constraint.holds(self.mean)
+
+    @property
+    def holds(self) -> bool:
+        return self.mean_holds and self.constraint.holds(self.bound)
+
+    @property
+    def marginal(self) -> bool:
+        """The mean meets the limit, the runs a user will see may not."""
+        return self.mean_holds and not self.constraint.holds(self.bound)
+
+    def describe(self) -> str:
+        metric = self.constraint.metric
+        broke = f"{self.breaking} of {self.runs} runs broke it"
+        if self.mean is None:
+            return "not measured"
+        if not self.known:
+            return f"one run: {format_value(metric, self.bound)}, margin unknown, {broke}"
+        room = self.margin
+        assert room is not None
+        side = "of room" if room >= 0 else "over the limit"
+        return (
+            f"mean {format_value(metric, self.mean)}, {self.quantile * 100:g} % bound {format_value(metric, self.bound)} "
+            f"({format_value(metric, abs(room), delta=True)} {side}), {broke}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean,
+            "bound": self.bound,
+            "margin": self.margin if self.known else None,
+            "margin_known": self.known,
+            "holds": self.holds,
+            "marginal": self.marginal,
+        }
+
+
+def margin_of(constraint: Constraint, est: Estimate, quantile: float) -> Margin:
+    """The margin of one constraint over a point's runs (see the module's rules)."""
+    measured = [v for v in est.values if v is not None and math.isfinite(v)]
+    bound = est.prediction_bound(quantile, upper=constraint.upper)
+    known = bound is not None
+    if bound is None and len(measured) == 1:
+        bound = measured[0]
+    breaking = sum(not constraint.holds(v) for v in measured)
+    return Margin(constraint, est.mean, bound, known, breaking, len(measured), quantile)
 
 
 @dataclass
@@ -57,7 +141,9 @@ class RatedPoint:
     metrics: dict[str, Estimate]
     feasible: bool
     excluded_because: list[str]
-    marginal: list[str] = field(default_factory=list)  # constraints met by the mean but not by its whole CI
+    marginal: list[str] = field(default_factory=list)  # constraints met by the mean but not by the bound
+    margins: dict[str, Margin] = field(default_factory=dict)  # by the constraint's text
+    levels: list[RatedPoint] = field(default_factory=list)  # with varied inputs: the setting at each level
 
 
 def numbers(summary: dict[str, Any]) -> dict[str, float | None]:
@@ -118,7 +204,11 @@ def headline_names(summaries: list[dict[str, Any]]) -> list[str]:
 
 
 def rate(
-    points: list[PointRuns], objective: Objective, constraints: list[Constraint], extra: list[str] | None = None
+    points: list[PointRuns],
+    objective: Objective,
+    constraints: list[Constraint],
+    extra: list[str] | None = None,
+    quantile: float = DEFAULT_QUANTILE,
 ) -> list[RatedPoint]:
     """Every point's numbers (headline, objective, constraints, checked, `extra`) and its feasibility."""
     measured = [s for p in points for s in p.summaries if s is not None]
@@ -127,10 +217,10 @@ def rate(
     for p in points:
         wanted += [".".join(CHECKED_NUMBERS[check]) for check in p.checks.limits()]
     names += [n for n in dict.fromkeys(wanted) if n not in names]
-    return [_rate_point(p, names, constraints) for p in points]
+    return [_rate_point(p, names, constraints, quantile) for p in points]
 
 
-def _rate_point(point: PointRuns, names: list[str], constraints: list[Constraint]) -> RatedPoint:
+def _rate_point(point: PointRuns, names: list[str], constraints: list[Constraint], quantile: float) -> RatedPoint:
     flats = [None if s is None else (s, numbers(s)) for s in point.summaries]
     metrics = {n: estimate(None if f is None else metric_value(f[0], f[1], n) for f in flats) for n in names}
     if not any(s is not None for s in point.summaries):
@@ -142,19 +232,15 @@ def _rate_point(point: PointRuns, names: list[str], constraints: list[Constraint
     of = f" (mean of {runs} runs)" if runs > 1 else ""
     why_not += [r.describe() + of for r in evaluate_checks(point.checks, means) if not r.passed]
     marginal: list[str] = []
+    margins = {str(c): margin_of(c, metrics[c.metric], quantile) for c in constraints}
     for c in constraints:
-        est = metrics[c.metric]
-        if not c.holds(est.mean):
-            why_not.append(f"constraint {c}: not met: {describe(c.metric, est)}")
-        elif (
-            est.ci95 is not None
-            and est.mean is not None
-            and not (c.holds(est.mean - est.ci95) and c.holds(est.mean + est.ci95))
-        ):
-            marginal.append(
-                f"constraint {c}: met by the mean, {describe(c.metric, est)}, not by its whole 95 % interval"
-            )
-    return RatedPoint(point, metrics, not why_not, why_not, marginal)
+        margin = margins[str(c)]
+        if not margin.mean_holds:
+            why_not.append(f"constraint {c}: not met: {describe(c.metric, metrics[c.metric])}")
+        elif margin.marginal:
+            marginal.append(f"constraint {c}: marginal: the mean meets it, one more run may not: {margin.describe()}")
+    why_not += marginal
+    return RatedPoint(point, metrics, not why_not, why_not, marginal, margins)
 
 
 def _nest(flat: dict[str, float | None]) -> dict[str, Any]:
@@ -166,6 +252,58 @@ def _nest(flat: dict[str, float | None]) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[leaf] = value
     return nested
+
+
+def level_label(level: dict[str, str]) -> str:
+    """The varied inputs' values of one level, e.g. `backends[0].network_latency=0.005`."""
+    return ", ".join(f"{path}={value}" for path, value in level.items())
+
+
+def _badness(rated: RatedPoint, objective: Objective) -> float:
+    mean = rated.metrics[objective.metric].mean
+    if mean is None:
+        return math.inf
+    return -mean if objective.direction == "max" else mean
+
+
+def worst_case(levels: list[RatedPoint], objective: Objective) -> RatedPoint:
+    """One setting judged over every level of the varied inputs: feasible only when feasible at each, its
+    numbers (and so its rank) those of the level with the worst objective, its margins the smallest."""
+    worst = max(levels, key=lambda r: _badness(r, objective))  # the first of equals: the sweep's order
+    at = {id(r): f"at {level_label(r.point.level)}: " for r in levels}
+    excluded = [at[id(r)] + why for r in levels for why in r.excluded_because]
+    marginal = [at[id(r)] + why for r in levels for why in r.marginal]
+
+    def room(margin: Margin) -> float:
+        return -math.inf if margin.margin is None else margin.margin
+
+    margins = {name: min((r.margins[name] for r in levels), key=room) for name in worst.margins}
+    return RatedPoint(worst.point, worst.metrics, all(r.feasible for r in levels), excluded, marginal, margins, levels)
+
+
+def deciding_inputs(candidate: RatedPoint) -> list[str]:
+    """Sentences naming the varied inputs whose value alone decides whether the setting is feasible.
+
+    An input decides when the values it has at the feasible levels and at the others do not overlap.
+    """
+    feasible = [r.point.level for r in candidate.levels if r.feasible]
+    failing = [r.point.level for r in candidate.levels if not r.feasible]
+    if not feasible or not failing:
+        return []
+    sentences = []
+    for path in candidate.levels[0].point.level:
+        good = list(dict.fromkeys(level[path] for level in feasible))
+        bad = list(dict.fromkeys(level[path] for level in failing))
+        if not set(good) & set(bad):
+            sentences.append(
+                f"{candidate.point.label} is feasible at {path}={' or '.join(good)} but not at "
+                f"{' or '.join(bad)}: this input decides"
+            )
+    if not sentences:
+        sentences.append(
+            f"{candidate.point.label} is feasible at {level_label(feasible[0])} but not at {level_label(failing[0])}"
+        )
+    return sentences
 
 
 def ranked(rated: list[RatedPoint], objective: Objective) -> list[RatedPoint]:
@@ -233,8 +371,11 @@ def recommend(rated: list[RatedPoint], objective: Objective, axes: dict[str, lis
         "at_edge": bool(hints),
         "try_beyond": hints,
         "marginal_constraints": best.marginal,
+        "margins": {name: m.as_json() for name, m in best.margins.items()},
         "runner_up": None,
     }
+    if best.levels:
+        result["worst_level"] = best.point.level
     if runner_up is not None:
         theirs = runner_up.metrics[objective.metric]
         result["runner_up"] = {
@@ -275,11 +416,16 @@ def _why(rated: list[RatedPoint], order: list[RatedPoint], objective: Objective,
             )
         else:
             why += " Their 95 % intervals do not overlap: the gap is larger than the run-to-run noise."
-    if best.marginal:
+    if best.feasible and best.margins:
+        why += " Margins (one more run): " + "; ".join(f"{n}: {m.describe()}" for n, m in best.margins.items()) + "."
+    if best.levels:
         why += (
-            f" Its feasibility is within noise: {'; '.join(best.marginal)}; more repeats, or a setting with a "
-            "margin, would make it certain."
+            f" Every setting ran at each level of the varied inputs and is ranked by its worst: "
+            f"{best.point.label} at {level_label(best.point.level)}."
         )
+        deciding = [s for r in rated for s in deciding_inputs(r)]
+        if deciding:
+            why += " " + "; ".join(deciding) + "."
     if rec["at_edge"]:
         why += f" It is at the edge of the swept range: try beyond it ({'; '.join(rec['try_beyond'])})."
     excluded = [r for r in rated if not r.feasible] if feasible else []
@@ -335,10 +481,22 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
     `within_ci` compares with the CI of the simulated mean; `within_prediction` with the wider interval one
     more simulated run would fall in (t · s · √(1 + 1/n)), the fairer test for a single live run.
     """
-    flat = numbers(live)
+    return agreement_over(sim, [live])
+
+
+def agreement_over(sim: dict[str, Estimate], lives: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`agreement` against the mean of several live runs; each row also keeps every live run's value.
+
+    >>> row = agreement_over({"x.rate": estimate([0.1, 0.2])}, [{"x": {"rate": 0.1}}, {"x": {"rate": 0.3}}])["x.rate"]
+    >>> row["live"], row["live_values"], row["live_runs"]
+    (0.2, [0.1, 0.3], 2)
+    """
+    flats = [(live, numbers(live)) for live in lives]
     out: dict[str, dict[str, Any]] = {}
     for name, est in sim.items():
-        value = metric_value(live, flat, name)
+        values = [metric_value(live, flat, name) for live, flat in flats]
+        measured = [v for v in values if v is not None]
+        value = math.fsum(measured) / len(measured) if measured else None
         diff = None if value is None or est.mean is None else value - est.mean
         pred = est.prediction95()
         out[name] = {
@@ -346,6 +504,8 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
             "sim_ci95": est.ci95,
             "sim_runs": est.n,
             "live": value,
+            "live_values": values,
+            "live_runs": len(measured),
             "diff": diff,
             "diff_pct": None if diff is None or not est.mean else diff / abs(est.mean) * 100,
             "within_ci": None if diff is None or est.ci95 is None else abs(diff) <= est.ci95,
@@ -357,7 +517,9 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
 def describe_agreement(name: str, row: dict[str, Any]) -> str:
     """One line per metric for the console: sim mean ± CI, the live value, and how far apart they are."""
     sim = mean_ci_text(name, row["sim_mean"], row["sim_ci95"], row["sim_runs"])
-    return f"{name}: sim {sim}, live {format_value(name, row['live'])}: {verdict(name, row)}"
+    runs = row.get("live_runs", 1)
+    live = format_value(name, row["live"]) + (f" (mean of {runs} runs)" if runs > 1 else "")
+    return f"{name}: sim {sim}, live {live}: {verdict(name, row)}"
 
 
 def verdict(name: str, row: dict[str, Any]) -> str:

@@ -1,8 +1,11 @@
-"""Mean and 95 % confidence interval of a number over repeated runs (Student t), and whether two overlap.
+"""Mean and 95 % confidence interval of a number over repeated runs (Student t), whether two overlap, and the
+one-sided prediction bound of one more run.
 
 The half-width is t(0.975, n-1) · s / √n with s the sample standard deviation (n-1 in the denominator); with
-one run there is no spread to estimate, so the interval is None. t quantiles come from a table for 1..30
-degrees of freedom and a Cornish-Fisher expansion beyond (within 2e-6 of the exact value from 31 on).
+one run there is no spread to estimate, so the interval is None. t(0.975) comes from a table for 1..30
+degrees of freedom and a Cornish-Fisher expansion beyond (within 2e-6 of the exact value from 31 on); other
+quantiles (`t_quantile`) invert Student's t distribution, whose CDF has a closed form for whole degrees of
+freedom (Abramowitz & Stegun 26.7.3 and 26.7.4).
 
     >>> e = estimate([1.0, 2.0, 3.0, 4.0, 5.0])
     >>> round(e.mean, 3), round(e.ci95, 3)
@@ -71,6 +74,53 @@ def t975(df: int) -> float:
     return z + g1 / df + g2 / df**2 + g3 / df**3
 
 
+def t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for Student's t with `df` (whole) degrees of freedom.
+
+    >>> round(t_cdf(0.0, 4), 6), round(t_cdf(2.776445105, 4), 6)
+    (0.5, 0.975)
+    """
+    theta = math.atan(abs(t) / math.sqrt(df))
+    sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+    # A(t|df) = P(|T| <= t): a finite series in cos(theta) (odd and even df differ)
+    term, total = 1.0, 1.0
+    if df % 2:
+        for k in range(1, (df - 1) // 2):
+            term *= cos2 * (2 * k) / (2 * k + 1)
+            total += term
+        inside = 2 / math.pi * (theta + (sin * math.cos(theta) * total if df > 1 else 0.0))
+    else:
+        for k in range(1, df // 2):
+            term *= cos2 * (2 * k - 1) / (2 * k)
+            total += term
+        inside = sin * total
+    return 0.5 + math.copysign(inside / 2, t)
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The `q` quantile of Student's t with `df` degrees of freedom (bisection on `t_cdf`), for 0.5 <= q < 1.
+
+    >>> round(t_quantile(0.95, 9), 4), round(t_quantile(0.975, 9), 4)
+    (1.8331, 2.2622)
+    """
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, not {df}")
+    if not 0.5 <= q < 1:
+        raise ValueError(f"quantile must be in [0.5, 1), not {q}")
+    low, high = 0.0, 1.0
+    while t_cdf(high, df) < q:
+        low, high = high, high * 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        if t_cdf(mid, df) < q:
+            low = mid
+        else:
+            high = mid
+        if high - low <= 1e-12 * high:
+            break
+    return (low + high) / 2
+
+
 @dataclass(frozen=True, slots=True)
 class Estimate:
     """A number over repeated runs: the values (None where a run could not measure it), their mean and ci95."""
@@ -102,6 +152,21 @@ class Estimate:
         if len(measured) < 2 or self.mean is None:
             return None
         return t975(len(measured) - 1) * _stdev(measured, self.mean) * math.sqrt(1 + 1 / len(measured))
+
+    def prediction_bound(self, quantile: float, upper: bool) -> float | None:
+        """The one-sided `quantile` prediction bound of one more run: mean ± t(q, n-1) · s · √(1 + 1/n).
+
+        Upper (mean +) when `upper`, else lower; None with fewer than two measured values (no spread).
+
+        >>> round(estimate([1.0, 2.0, 3.0]).prediction_bound(0.95, upper=True), 4)  # 2 + 2.9200 · 1 · √(4/3)
+        5.3717
+        """
+        measured = [v for v in self.values if v is not None and math.isfinite(v)]
+        if len(measured) < 2 or self.mean is None:
+            return None
+        n = len(measured)
+        half = t_quantile(quantile, n - 1) * _stdev(measured, self.mean) * math.sqrt(1 + 1 / n)
+        return self.mean + half if upper else self.mean - half
 
 
 def estimate(values: Iterable[float | None]) -> Estimate:

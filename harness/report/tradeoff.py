@@ -1,6 +1,7 @@
 """The head of a sweep's compare.html: the recommendation, then one small figure per headline number against
 the swept setting (mean with its 95 % CI as error bars, the recommended point in its own colour and labelled),
-a table of every point, and the live confirmation when there is one. Reads only comparison.json's content.
+a table of every point, and the live confirmation when there is one (its verdict the page's first line, its
+runs drawn beside the simulated points). Reads only comparison.json's content.
 
     >>> short_labels({"a.b.tripDuration": ["PT10S", "PT1M"]}, [{"a.b.tripDuration": "PT1M"}])
     ['PT1M']
@@ -16,13 +17,16 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from harness.report.html import fmt, img_tag, png_bytes, table
+from harness.report.confirm import confirm_headline
+from harness.report.html import img_tag, png_bytes, table
 from harness.report.recommend import format_value, mean_ci_text, verdict
 from harness.scenario.objectives import HEADLINE, PER_BACKEND
 
 RECOMMENDED_COLOR = "#d62728"
 POINT_COLOR = "#1f77b4"
 EXCLUDED_COLOR = "#999999"
+LIVE_COLOR = "#2ca02c"
+LIVE_OFFSET = 0.22  # live runs sit just right of their setting's simulated point
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -97,6 +101,7 @@ def draw(sweep: dict[str, Any], metric: str) -> Figure:
                 fontsize="x-small",
                 color=RECOMMENDED_COLOR,
             )
+    _draw_live(ax, points, metric)
     for text in sweep["constraints"]:
         if _constraint_metric(text) == metric:
             limit = float(re.split(r"<=|>=|<|>", text, maxsplit=1)[1])
@@ -113,6 +118,20 @@ def draw(sweep: dict[str, Any], metric: str) -> Figure:
     varying = [p for p, values in sweep["axes"].items() if len(values) > 1] or list(sweep["axes"])
     ax.set_xlabel(", ".join(varying), fontsize="x-small")
     return figure
+
+
+def _draw_live(ax: Any, points: list[dict[str, Any]], metric: str) -> None:
+    """Each live run of a confirmed setting as an x beside its simulated point, labelled "live" in a legend."""
+    labelled = False
+    for i, p in enumerate(points):
+        live = p.get("live") or {}
+        values = [v for v in ((live.get("metrics") or {}).get(metric) or []) if v is not None]
+        if values:
+            label = None if labelled else "live"
+            ax.scatter([i + LIVE_OFFSET] * len(values), values, marker="x", color=LIVE_COLOR, label=label, zorder=3)
+            labelled = True
+    if labelled:
+        ax.legend(fontsize="x-small", loc="best")
 
 
 def _is_share(metric: str) -> bool:
@@ -136,7 +155,9 @@ def section(sweep: dict[str, Any], images: dict[str, bytes]) -> str:
     """The sweep's part of compare.html, above the runs side by side."""
     rec = sweep.get("recommendation")
     constraints = ", ".join(sweep["constraints"]) or "none"
-    parts = [
+    confirmed = rec.get("confirm") if rec else None
+    parts = [f"<h1>{html.escape(confirm_headline(confirmed))}</h1>"] if confirmed else []
+    parts += [
         f"<h1>Sweep of {html.escape(str(sweep['scenario']))}</h1>",
         f"<p>engine: <b>{html.escape(sweep['engine'])}</b> · runs per setting: {sweep['repeats']} · "
         f"objective: <b>{html.escape(sweep['objective'])}</b> · constraints: {html.escape(constraints)}</p>",
@@ -155,14 +176,15 @@ def section(sweep: dict[str, Any], images: dict[str, bytes]) -> str:
     parts.append(
         "<h2>Tradeoff</h2><p>Mean over the runs of each setting, error bars the 95 % confidence interval; "
         f'<span style="color:{RECOMMENDED_COLOR}">◆ recommended</span>, ● feasible, ○ excluded '
-        "(fails its checks or a constraint; dashed line: the constraint).</p>"
+        "(fails its checks or a constraint, or only its mean meets one; dashed line: the constraint)"
+        + (f'; <span style="color:{LIVE_COLOR}">× live</span> runs of the confirmation' if confirmed else "")
+        + ".</p>"
     )
     figures = "".join(
         f'<figure style="margin:0;flex:0 0 350px">{img_tag(data, name)}</figure>' for name, data in images.items()
     )
     parts.append(f'<div style="display:flex;flex-wrap:wrap;gap:.5em">{figures}</div>')
     parts += ["<h2>Every setting</h2>", _points_table(sweep)]
-    confirmed = rec.get("confirm") if rec else None
     if confirmed:
         parts.append(_confirm_section(confirmed))
     return "".join(parts)
@@ -191,10 +213,33 @@ def _points_table(sweep: dict[str, Any]) -> str:
     return table(header, rows)
 
 
+def _values_text(constraint: str, values: list[float | None]) -> str:
+    metric = _constraint_metric(constraint)
+    return ", ".join("no records" if v is None else format_value(metric, v) for v in values)
+
+
 def _confirm_section(confirmed: dict[str, Any]) -> str:
-    title_html = f"<h2>Live confirmation</h2><p>One live run: {fmt(confirmed['run_dir'])}</p>"
-    if "metrics" not in confirmed:
-        return title_html + f"<p>No records: {fmt('; '.join(confirmed.get('problems', [])))}</p>"
+    runs = confirmed["runs_per_setting"]
+    parts = [
+        "<h2>Live confirmation</h2>",
+        f"<p>{html.escape(confirmed['line'])}</p>",
+        f"<p>The recommendation and the runner-up ran live {runs} time(s) each, with the simulated seeds; a "
+        "setting holds when every live run meets its checks and every constraint.</p>",
+    ]
+    verdicts = [
+        (
+            label,
+            f"{held} of {of}",
+            "yes" if held == of else "no",
+            "; ".join(f"{n}: {_values_text(n, c['values'])}" for n, c in live["per_constraint"].items()) or "–",
+            "; ".join(r["run_dir"] for r in live["runs"]),
+        )
+        for label, live in confirmed["candidates"].items()
+        for held, of in [confirmed["held_runs"][label]]
+    ]
+    parts.append(
+        table(("setting", "live runs that held", "held", "constraint values per run", "run directories"), verdicts)
+    )
     rows = [
         (
             name,
@@ -205,4 +250,7 @@ def _confirm_section(confirmed: dict[str, Any]) -> str:
         )
         for name, r in confirmed["metrics"].items()
     ]
-    return title_html + table(("measure", "simulated", "live", "live within sim CI", "difference"), rows)
+    if rows:
+        parts.append(f"<p>{html.escape(confirmed['pick'])}: simulated against the mean of its live runs</p>")
+        parts.append(table(("measure", "simulated", "live (mean)", "live within sim CI", "difference"), rows))
+    return "".join(parts)

@@ -103,8 +103,23 @@ class Constraint:
         return f"{self.metric}{self.op}{self.value:g}"
 
     def holds(self, mean: float | None) -> bool:
-        """Does the mean meet the limit? A number no run measured does not."""
+        """Does the value (a mean, a bound, one run's number) meet the limit? A number not measured does not."""
         return mean is not None and _OPS[self.op](mean, self.value)
+
+    @property
+    def upper(self) -> bool:
+        """Is the limit a ceiling (<=, <), so the upper side of a spread is the one that can break it?"""
+        return self.op in ("<=", "<")
+
+    def room(self, value: float | None) -> float | None:
+        """Signed distance from `value` to the limit in the metric's units: positive = room, negative = over.
+
+        >>> Constraint("x", "<=", 0.01).room(0.004), Constraint("x", ">=", 5.0).room(4.0)
+        (0.006, -1.0)
+        """
+        if value is None:
+            return None
+        return self.value - value if self.upper else value - self.value
 
 
 def parse_objective(text: str) -> Objective:

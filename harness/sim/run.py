@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.clock import RealClock
-from harness.errors import ScenarioError, UsageError
+from harness.errors import CHECKS_FAILED_EXIT_CODE, ScenarioError, UsageError
 from harness.gateway.log import GatewayLog
 from harness.loadgen.requests import token_signer
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
@@ -167,4 +167,4 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(f"run directory: {run_dir}")
-    return 0 if info["checks_passed"] else 3
+    return 0 if info["checks_passed"] else CHECKS_FAILED_EXIT_CODE
