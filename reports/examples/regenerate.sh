@@ -37,9 +37,17 @@ for scenario in scenarios/*.yaml; do
 done
 echo "== gateway-replicas compared live: 1 replica, 3 with per-gateway state, 3 sharing state on Redis"
 replicas_example
-echo "== breaker-trip-duration sweep (the scenario's sweep block: 5 trip durations x 10 seeds, simulated)"
-harness sweep --scenario scenarios/breaker-trip-duration.yaml --out "$work/sweep"
-rm -f reports/examples/breaker-trip-duration/compare*.png reports/examples/breaker-trip-duration/tradeoff_*.png
+echo "== breaker-trip-duration sweep (the scenario's sweep block: 5 trip durations x 10 seeds, simulated),"
+echo "   then the pick and the runner-up 3 times each, live (--confirm)"
+harness sweep --scenario scenarios/breaker-trip-duration.yaml --confirm --no-fail --out "$work/sweep"
+rm -rf reports/examples/breaker-trip-duration/compare*.png reports/examples/breaker-trip-duration/tradeoff_*.png \
+  reports/examples/breaker-trip-duration/confirm-live
 cp "$work/sweep"/compare.html "$work/sweep"/*.png "$work/sweep"/comparison.json reports/examples/breaker-trip-duration/
-# the runs themselves are not kept: their directories are named relative to the sweep's
+# of the live confirmation runs, each one's run.json is kept (its summary: every number the sweep re-checked)
+for run in "$work/sweep"/confirm-live/*/seed-*; do
+  kept="reports/examples/breaker-trip-duration/confirm-live/${run#"$work/sweep/confirm-live/"}"
+  mkdir -p "$kept"
+  cp "$run"/run.json "$kept/"
+done
+# the simulated runs themselves are not kept: their directories are named relative to the sweep's
 sed -i "s#$work/sweep/##g" reports/examples/breaker-trip-duration/compare.html reports/examples/breaker-trip-duration/comparison.json
