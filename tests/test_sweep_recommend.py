@@ -458,4 +458,4 @@ def test_when_both_break_live_nothing_is_recommended() -> None:
 def test_a_live_run_that_fails_the_setting_s_own_checks_does_not_hold() -> None:
     runs = [LiveRun("a", 5, {"requests": {"rate_429": 0.0, "client_failure_rate": 0.2}})]
     result = judge_live("PT30S", runs, [RATE], Checks(max_failure_rate=0.05), "requests.rate_429")
-    assert not result.held and result.failed_checks[0].startswith("seed 5: check max_failure_rate: FAILED")
+    assert not result.held and result.failed_checks_text()[0].startswith("seed 5: check max_failure_rate: FAILED")

@@ -61,7 +61,7 @@ class LiveResult:
     label: str
     runs: list[LiveRun]
     per_constraint: dict[str, ConstraintLive]
-    failed_checks: list[str]  # `seed S: <the failed check>`
+    failed_checks: list[list[str]]  # per run (in the order of `runs`): the checks it failed, described
     objective_values: list[float | None]
 
     @property
@@ -75,9 +75,13 @@ class LiveResult:
 
     def _run_held(self, i: int) -> bool:
         run = self.runs[i]
-        if run.summary is None or any(f.startswith(f"seed {run.seed}: ") for f in self.failed_checks):
+        if run.summary is None or self.failed_checks[i]:
             return False
         return all(c.constraint.holds(c.values[i]) for c in self.per_constraint.values())
+
+    def failed_checks_text(self) -> list[str]:
+        """`seed S: <the failed check>` for every check a live run failed."""
+        return [f"seed {r.seed}: {f}" for r, failed in zip(self.runs, self.failed_checks, strict=True) for f in failed]
 
     def broken(self) -> list[ConstraintLive]:
         return [c for c in self.per_constraint.values() if not c.held]
@@ -96,7 +100,7 @@ class LiveResult:
                 n: {"values": c.values, "breaking": c.breaking, "of": len(c.values), "held": c.held}
                 for n, c in self.per_constraint.items()
             },
-            "failed_checks": self.failed_checks,
+            "failed_checks": self.failed_checks_text(),
             "objective": {
                 "values": self.objective_values,
                 "mean": math.fsum(measured) / len(measured) if measured else None,
@@ -115,11 +119,8 @@ def judge_live(
 
     per_constraint = {str(c): ConstraintLive(c, values(c.metric)) for c in constraints}
     failed = [
-        f"seed {r.seed}: {result.describe()}"
+        [] if r.summary is None else [c.describe() for c in evaluate_checks(checks, r.summary) if not c.passed]
         for r in runs
-        if r.summary is not None
-        for result in evaluate_checks(checks, r.summary)
-        if not result.passed
     ]
     return LiveResult(label, runs, per_constraint, failed, values(objective_metric))
 
@@ -137,7 +138,7 @@ class Decision:
 def decide(order: list[str], live: dict[str, LiveResult], no_fail: bool) -> Decision:
     """The pick (`order[0]`) stands when it held live; else the first in `order` that held, or none.
 
-    >>> held = LiveResult("A", [LiveRun("a", 1, {})], {}, [], [])
+    >>> held = LiveResult("A", [LiveRun("a", 1, {})], {}, [[]], [])
     >>> decide(["A", "B"], {"A": held}, no_fail=False)
     Decision(confirmed=True, final='A', fallback=None, exit_code=0)
     """
@@ -159,8 +160,9 @@ def _why_not(result: LiveResult) -> str:
     missing = sum(r.summary is None for r in result.runs)
     if missing:
         parts.append(f"produced no records live in {missing} of {runs} runs")
-    if result.failed_checks:
-        parts.append(f"failed its checks live ({'; '.join(result.failed_checks)})")
+    failed = result.failed_checks_text()
+    if failed:
+        parts.append(f"failed its checks live ({'; '.join(failed)})")
     return "; ".join(parts) or f"held in {result.held_runs} of {runs} live runs"
 
 
