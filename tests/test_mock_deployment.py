@@ -244,15 +244,56 @@ def test_latency_summary_has_the_distribution_of_the_token_by_token_plan() -> No
         }
     )
     model = LatencyModel(profile)
-    planned = [model.plan(80, random.Random(i), 0.1).total for i in range(3000)]
+
+    def token_by_token(rng: random.Random) -> float:
+        return 0.1 + profile.ttft.sample(rng) + sum(max(0.0, profile.per_token.sample(rng)) for _ in range(79))
+
+    drawn = [token_by_token(random.Random(i)) for i in range(3000)]
     summarised = [model.summary(80, random.Random(10_000 + i), 0.1).total for i in range(3000)]
-    assert statistics.mean(summarised) == pytest.approx(statistics.mean(planned), rel=0.02)
-    assert statistics.stdev(summarised) == pytest.approx(statistics.stdev(planned), rel=0.08)
+    assert statistics.mean(summarised) == pytest.approx(statistics.mean(drawn), rel=0.02)
+    assert statistics.stdev(summarised) == pytest.approx(statistics.stdev(drawn), rel=0.08)
+    # the server's plan keeps the summary's times and spreads gaps of the per-token distribution around them
+    plans = [model.plan(80, random.Random(i), 0.1, spread=random.Random(-i)) for i in range(300)]
+    gaps = [g for plan in plans for g in plan.gaps]
+    assert statistics.mean(gaps) == pytest.approx(0.012, rel=0.02)
+    assert statistics.stdev(gaps) == pytest.approx(0.002, rel=0.08)
     # a shape the one draw would not reproduce exactly falls back to a draw per token
     uniform = LatencyModel(
         LatencyProfile.model_validate({"ttft": 0.5, "per_token": {"kind": "uniform", "low": 0.01, "high": 0.02}})
     )
     assert uniform.summary(5, random.Random(1)).total == uniform.plan(5, random.Random(1)).total
+
+
+def test_the_server_plan_takes_the_same_draws_as_the_simulator_summary() -> None:
+    """Both drivers leave a resource's generator in the same place after each answer, so that a seed gives
+    the next request the same length and latency whether a server or the simulator answers it."""
+    import random
+
+    from harness.clock import VirtualClock
+    from harness.mock.core import BackendCore
+    from harness.mock.latency import LatencyModel
+    from harness.mock.synth import TextSource
+    from harness.scenario import BackendInstance, LatencyProfile
+
+    server, simulator = (BackendCore(BackendInstance(), VirtualClock(), seed=2) for _ in range(2))
+    text = TextSource("gpt-4o")
+    for _ in range(20):
+        served = server.find("gpt-4o")
+        assert served is not None
+        completion = server.completion(served, 2000)
+        text.pieces(completion.tokens, server.answer_rng)  # the words are the server's own draws
+        plan = server.latency(served, completion.tokens, 0.0)
+        simulated = simulator.find("gpt-4o")
+        assert simulated is not None
+        assert simulator.completion(simulated, 2000) == completion
+        summary = simulator.latency_summary(simulated, completion.tokens, 0.0)
+        assert (plan.ttft, plan.total) == pytest.approx((summary.ttft, summary.total), abs=1e-9)
+        assert server.rng.getstate() == simulator.rng.getstate()
+    # a shape drawn gap by gap draws the same gaps in both
+    uniform = LatencyModel(LatencyProfile.model_validate({"per_token": {"kind": "uniform", "low": 0.01, "high": 0.02}}))
+    left, right = random.Random(5), random.Random(5)
+    assert uniform.plan(30, left, spread=random.Random(0)).total == uniform.summary(30, right).total
+    assert left.getstate() == right.getstate()
 
 
 def test_network_latency_delays_the_decision_and_the_answer() -> None:
@@ -269,3 +310,26 @@ def test_network_latency_delays_the_decision_and_the_answer() -> None:
         next(steps)
     verdict = done.value.value
     assert verdict.status == 200 and verdict.added == pytest.approx(0.05)  # the way back
+
+
+async def test_a_mock_server_answers_with_the_draws_the_simulator_makes() -> None:
+    """Request by request, the mock server's answers have the length and latency a simulated resource of the
+    same seed draws: nothing the server alone needs (its words, its token spacing) comes from the shared draws."""
+    from mock_helpers import mock_app
+
+    from harness.clock import VirtualClock
+    from harness.mock.core import BackendCore
+    from harness.scenario import BackendInstance
+
+    simulator = BackendCore(BackendInstance(name="east"), VirtualClock(), seed=2)
+    async with mock_app(seed=2) as mock:
+        for stream in (False, True, False, True, False):
+            response = await mock.chat(max_tokens=2000, stream=stream)
+            assert response.status_code == 200
+            row = mock.log.rows[-1]
+            state = simulator.find("gpt-4o")
+            assert state is not None
+            tokens = simulator.completion(state, 2000).tokens
+            summary = simulator.latency_summary(state, tokens, 0.0)
+            assert row["completion_tokens"] == tokens
+            assert row["duration_s"] == pytest.approx(summary.total, abs=1e-6)

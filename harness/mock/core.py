@@ -77,6 +77,9 @@ class BackendCore:
         self.backend = backend
         self.clock = clock
         self.rng = random.Random(f"{seed}:{backend.name}")
+        # Draws only the server makes (an answer's words, the single gaps of a stream, embedding vectors),
+        # kept off `rng` so that both drivers take the same draws from `rng` in the same order.
+        self.answer_rng = random.Random(f"{seed}:{backend.name}:answer")
         self.faults = Faults(backend.faults, clock.now(), self.rng)
         self.deployments: dict[str, DeploymentState] = {}
         self.by_model: dict[str, DeploymentState] = {}
@@ -151,7 +154,7 @@ class BackendCore:
 
     def latency(self, deployment: DeploymentState, tokens: int, added: float) -> LatencyPlan:
         """When each token of the answer is due (the server sends them one by one)."""
-        return deployment.latency.plan(tokens, self.rng, added)
+        return deployment.latency.plan(tokens, self.rng, added, spread=self.answer_rng)
 
     def latency_summary(self, deployment: DeploymentState, tokens: int, added: float) -> LatencySummary:
         """The first-token and total time only, drawn from the same distribution (the simulator's need)."""

@@ -56,7 +56,6 @@ class MockBackend:
         self.clock = clock
         self.log: BackendLog = log if log is not None else NullLog()
         self.core = BackendCore(backend, clock, seed)
-        self.rng = self.core.rng
         self.faults = self.core.faults
         self.runtimes: dict[str, DeploymentRuntime] = {}
         for name, state in self.core.deployments.items():
@@ -279,7 +278,7 @@ class Call:
         return Generation(
             operation=self.operation,
             model=runtime.reported_model,
-            pieces=runtime.text.pieces(completion.tokens, self.mock.rng),
+            pieces=runtime.text.pieces(completion.tokens, self.mock.core.answer_rng),
             finish_reason=completion.finish_reason,
             prompt_tokens=prompt_tokens,
             created=int(self.clock.now()),
@@ -304,7 +303,7 @@ class Call:
             runtime.reported_model,
             max(1, len(prompt_texts("embeddings", body))),
             prompt_tokens,
-            self.mock.rng,
+            self.mock.core.answer_rng,
             dimensions,
             body.get("encoding_format") == "base64",
         )

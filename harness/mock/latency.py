@@ -60,14 +60,22 @@ class LatencyModel:
         self._ttft = _constant(profile.ttft)
         self._per_token = _constant(profile.per_token)
 
-    def plan(self, tokens: int, rng: random.Random, added: float = 0.0) -> LatencyPlan:
-        ttft = self._ttft if self._ttft is not None else max(0.0, self.profile.ttft.sample(rng))
+    def plan(
+        self, tokens: int, rng: random.Random, added: float = 0.0, spread: random.Random | None = None
+    ) -> LatencyPlan:
+        """Every gap of an answer of `tokens` tokens.
+
+        What it draws from `rng` is exactly what `summary` draws, so a driver that needs only the summary
+        (the simulator) leaves `rng` where the server leaves it, and the next request of either gets the same
+        draws. When the gaps' sum is drawn at once, the single gaps are spread around it with `spread` (draws
+        only the server makes; `rng` when not given).
+        """
         count = max(0, tokens - 1)
-        if self._per_token is not None:
-            gaps = [self._per_token] * count
-        else:
-            gaps = [max(0.0, self.profile.per_token.sample(rng)) for _ in range(count)]
-        return LatencyPlan(ttft + added, gaps)
+        if self._summed(count):
+            summary = self.summary(tokens, rng, added)
+            gaps = self._spread(summary.total - summary.ttft, count, spread or rng)
+            return LatencyPlan(summary.ttft, gaps)
+        return self._drawn(count, rng, added)
 
     def summary(self, tokens: int, rng: random.Random, added: float = 0.0) -> LatencySummary:
         """The same distribution of first-token and total time as `plan`, without a draw per token.
@@ -76,14 +84,38 @@ class LatencyModel:
         whose clip bounds are out of reach (the sum of n normals is normal with n times the mean and
         variance); any other shape draws every gap, as `plan` does.
         """
-        per_token = self.profile.per_token
         count = max(0, tokens - 1)
-        if self._per_token is not None or per_token.kind != "normal" or not self._normal_unclipped() or count == 0:
-            plan = self.plan(tokens, rng, added)
+        if not self._summed(count):
+            plan = self._drawn(count, rng, added)
             return LatencySummary(plan.ttft, plan.total)
+        per_token = self.profile.per_token
         ttft = self._ttft if self._ttft is not None else max(0.0, self.profile.ttft.sample(rng))
         gaps = max(0.0, rng.gauss(per_token.mean * count, per_token.stddev * count**0.5))
         return LatencySummary(ttft + added, ttft + added + gaps)
+
+    def _summed(self, count: int) -> bool:
+        """Whether the gaps' sum is drawn at once (normal, unclipped gaps: see `summary`)."""
+        per_token = self.profile.per_token
+        return self._per_token is None and per_token.kind == "normal" and self._normal_unclipped() and count > 0
+
+    def _drawn(self, count: int, rng: random.Random, added: float) -> LatencyPlan:
+        ttft = self._ttft if self._ttft is not None else max(0.0, self.profile.ttft.sample(rng))
+        if self._per_token is not None:
+            gaps = [self._per_token] * count
+        else:
+            gaps = [max(0.0, self.profile.per_token.sample(rng)) for _ in range(count)]
+        return LatencyPlan(ttft + added, gaps)
+
+    def _spread(self, total: float, count: int, rng: random.Random) -> list[float]:
+        """`count` normal gaps that add up to `total`: the iid gaps given their sum.
+
+        The deviations of iid normals from their mean are independent of that mean, so fresh draws less
+        their own mean plus `total / count` have the joint distribution of the gaps whose sum is `total`.
+        """
+        per_token = self.profile.per_token
+        draws = [rng.gauss(per_token.mean, per_token.stddev) for _ in range(count)]
+        shift = total / count - sum(draws) / count
+        return [max(0.0, d + shift) for d in draws]
 
     def _normal_unclipped(self) -> bool:
         d = self.profile.per_token
