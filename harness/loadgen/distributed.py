@@ -84,6 +84,7 @@ def _on_run_message(environment: Any, msg: Any, **_: Any) -> None:
     STATE.worker_index = getattr(runner, "worker_index", 0) or 0
     STATE.worker_count = max(1, int(data.get("workers") or 1))
     STATE.trace_next = 0
+    STATE.users_started = 0
     STATE.sink = ShippingSink(runner.send_message)
     if STATE.flusher is None:
         STATE.flusher = gevent.spawn(tick_forever)

@@ -101,6 +101,17 @@ def replay_request(row: TraceRow, workload: Workload) -> RequestPlan:
     return RequestPlan(app, row.operation, row.operation, deployment, row.prompt_tokens, max_tokens, stream)
 
 
+def user_name(worker: int, number: int) -> str:
+    """The name of the `number`-th user a process starts (from 0), which seeds the user's own draws (think
+    times, mixes, retry jitter): a live run and a simulation of the same seed give their k-th users the same
+    draws.
+
+    >>> user_name(0, 3)
+    'u0-3'
+    """
+    return f"u{worker}-{number}"
+
+
 def assign_app(apps: list[App], counts: dict[str, int]) -> App:
     """The app of a new user: apps get users in proportion to their weights (largest deficit first, not by
     chance); `counts` (users per app so far) is updated.

@@ -127,7 +127,7 @@ def open_run(environment: Any, options: Any) -> None:
     STATE.test_started_at = STATE.test_stopped_at = STATE.end_cause = None
     STATE.app_counts.clear()
     STATE.trace_next = 0
-    STATE.ramp, STATE.ramp_target = Ramp(), 0
+    STATE.ramp, STATE.ramp_target, STATE.users_started = Ramp(), 0, 0
     STATE.run_open = True
     STATE.ready.set()
 

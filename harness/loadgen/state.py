@@ -65,6 +65,7 @@ class HarnessState:
     watchdog: Any = None
     ramp: Ramp = field(default_factory=Ramp)  # where starting users take their place in the spawn schedule
     ramp_target: int = 0  # the user count the current ramp leads to
+    users_started: int = 0  # users this process started in the current run: numbers their names
 
     def elapsed(self) -> float:
         assert self.clock is not None

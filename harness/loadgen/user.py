@@ -8,7 +8,6 @@ retries that end well would otherwise hide every throttled attempt from Locust's
 
 from __future__ import annotations
 
-import itertools
 import random
 from typing import Any
 
@@ -19,13 +18,11 @@ from locust.exception import StopUser
 from harness.client import CAUSE_NAMES
 from harness.loadgen.arrivals import next_trace_row
 from harness.loadgen.live import retried_entry
-from harness.loadgen.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request
+from harness.loadgen.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request, user_name
 from harness.loadgen.session import execute
 from harness.loadgen.shape import pacing_wait
 from harness.loadgen.state import STATE
 from harness.loadgen.transport import Transport
-
-_USER_NUMBERS = itertools.count()  # spreads users over gateway replicas as they start
 
 
 def replica_urls(host: str) -> list[str]:
@@ -63,11 +60,12 @@ class GatewayUser(User):
         assert STATE.scenario is not None and STATE.settings is not None and STATE.clock is not None
         workload = STATE.scenario.workload
         self.app = assign_app(workload.apps, STATE.app_counts)
-        self.name = f"{STATE.worker_index}-{id(self) % 1_000_000}"
+        number = STATE.users_started
+        STATE.users_started += 1
+        self.name = user_name(STATE.worker_index, number)
         self.rng = random.Random(f"{STATE.scenario.run.seed}:{self.name}")
         # As a load balancer in front of gateway units: each request to the next replica, or sticky per user
         urls = replica_urls(self.host or self.environment.host)
-        number = next(_USER_NUMBERS)
         if STATE.scenario.gateway.spread == "sticky":
             urls = [urls[number % len(urls)]]
         else:

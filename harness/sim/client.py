@@ -18,7 +18,15 @@ from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK
 from harness.client import RETRY_COUNT_HEADER, ResponseInfo, RetryLoop
 from harness.clock import Clock
 from harness.loadgen.prompts import text_of_tokens
-from harness.loadgen.requests import RequestPlan, assign_app, auth_headers, draw_request, pick_mix, replay_request
+from harness.loadgen.requests import (
+    RequestPlan,
+    assign_app,
+    auth_headers,
+    draw_request,
+    pick_mix,
+    replay_request,
+    user_name,
+)
 from harness.loadgen.session import RunSettings, attempt_record
 from harness.loadgen.shape import StagePlan, pacing_wait, spawn_offsets
 from harness.loadgen.trace import TraceRow
@@ -83,7 +91,7 @@ class SimUser:
     def __init__(self, callers: Callers, index: int) -> None:
         self.callers = callers
         self.app = assign_app(callers.scenario.workload.apps, callers.app_counts)
-        self.name = f"sim-{index}"
+        self.name = user_name(0, index)
         self.rng = random.Random(f"{callers.scenario.run.seed}:{self.name}")
         self.sequence = 0
         self.last_start: float | None = None
