@@ -333,3 +333,24 @@ async def test_a_mock_server_answers_with_the_draws_the_simulator_makes() -> Non
             summary = simulator.latency_summary(state, tokens, 0.0)
             assert row["completion_tokens"] == tokens
             assert row["duration_s"] == pytest.approx(summary.total, abs=1e-6)
+
+
+def test_a_random_network_latency_leaves_the_answers_draws_where_they_were() -> None:
+    """Calibration gives the simulator a random network_latency where the live run had a constant one: the
+    answers (their lengths and latencies) must still be those the same seed gives the live run."""
+    from harness.mock.core import BackendCore, run_now
+    from harness.scenario import BackendInstance
+
+    def answers(network: object) -> list[tuple[int, float]]:
+        clock = VirtualClock()
+        core = BackendCore(BackendInstance.model_validate({"network_latency": network}), clock, seed=4)
+        state = core.find("gpt-4o")
+        assert state is not None
+        out = []
+        for _ in range(20):
+            run_now(core.admit(state, estimate=300))
+            tokens = core.completion(state, 200).tokens
+            out.append((tokens, round(core.latency_summary(state, tokens, 0.0).total, 9)))
+        return out
+
+    assert answers(0.01) == answers({"kind": "lognormal", "median": 0.01, "p95": 0.03})

@@ -80,6 +80,9 @@ class BackendCore:
         # Draws only the server makes (an answer's words, the single gaps of a stream, embedding vectors),
         # kept off `rng` so that both drivers take the same draws from `rng` in the same order.
         self.answer_rng = random.Random(f"{seed}:{backend.name}:answer")
+        # The network's delays have a stream of their own: a calibrated (random) network_latency leaves the
+        # answers' draws where an uncalibrated run, live or simulated, has them.
+        self.network_rng = random.Random(f"{seed}:{backend.name}:network")
         self.faults = Faults(backend.faults, clock.now(), self.rng)
         self.deployments: dict[str, DeploymentState] = {}
         self.by_model: dict[str, DeploymentState] = {}
@@ -142,9 +145,8 @@ class BackendCore:
         return Verdict(200, QUEUED_THEN_OK if waited > 0 else OK, admission, added, queued_s=waited, network_s=network)
 
     def network_delay(self) -> float:
-        """One way of the network between the gateway and this resource (a constant makes no random draw, so
-        a constant delay leaves every other seeded draw where it was)."""
-        return max(0.0, self.backend.network_latency.sample(self.rng))
+        """One way of the network between the gateway and this resource (from its own random stream)."""
+        return max(0.0, self.backend.network_latency.sample(self.network_rng))
 
     def completion(self, deployment: DeploymentState, max_tokens: int | None) -> Completion:
         """The answer's length: drawn from the deployment's profile, cut at `max_tokens` ("length")."""
