@@ -1,7 +1,7 @@
 """Fidelity of the simulator: every shipped scenario run live and simulated, the same throttling picture?
 
     python bench/bench_sim_fidelity.py [--scenario scenarios/x.yaml ...] [--scales own,1] [--live-runs 1]
-                                       [--seeds 10] [--set PATH=VALUE ...] [--markdown] [--out DIR]
+                                       [--seeds 10] [--set PATH=VALUE ...] [--markdown] [--out DIR [--reuse-live]]
 
 For each scenario and each time scale (`own` is the scenario's own; 1 is real time, the reference, since
 compression itself can distort: every wall millisecond of hop is k scenario milliseconds at scale k):
@@ -19,6 +19,7 @@ Live runs need a quiet machine: this is a bench command, not a CI test.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.records import RECORDS_FILE
 from harness.report.calibrate import calibrate, flow
 from harness.report.load import load_run
 from harness.report.metrics import summarize
@@ -104,8 +106,9 @@ def compare(live_runs: list[dict[str, float]], sim: list[dict[str, float]]) -> l
         if key == "rate_429" or key.startswith("share:"):
             text = f"{ref:.2%} vs {mean:.2%} [{lo:.2%}-{hi:.2%}] ({(mean - ref) * 100:+.2f} pp; paired {paired:.2%})"
         else:
+            f = ",.0f" if key == "goodput" else ".2f"
             change = f"{(mean - ref) / ref * 100:+.1f} %" if ref else f"{mean - ref:+.2f}"
-            text = f"{ref:,.2f} vs {mean:,.2f} [{lo:,.2f}-{hi:,.2f}] ({change}; paired {paired:,.2f})"
+            text = f"{ref:{f}} vs {mean:{f}} [{lo:{f}}-{hi:{f}}] ({change}; paired {paired:{f}})"
         held = target_met(key, ref, mean) or target_met(key, ref, paired)
         verdict = "holds" if held else ("noise" if lo <= ref <= hi else "MISSES")
         rows.append((key, text, verdict))
@@ -121,6 +124,11 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="override, for every run")
     parser.add_argument("--markdown", action="store_true", help="also print one README table row per run pair")
     parser.add_argument("--out", help="keep the runs here")
+    parser.add_argument(
+        "--reuse-live",
+        action="store_true",
+        help="take the live runs already in --out (simulate again, run nothing live)",
+    )
     args = parser.parse_args()
     scenarios = args.scenario or sorted(str(p) for p in (ROOT / "scenarios").glob("*.yaml"))
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-sim-fidelity-"))
@@ -138,7 +146,15 @@ def main() -> int:
             here = out / name / f"scale-{scale:g}"
             base = [*args.overrides, f"run.time_scale={scale:g}"]
             seeds = [shipped.run.seed + i for i in range(max(args.seeds, args.live_runs))]
-            lives = [live(scenario, [*base, f"run.seed={s}"], here / f"live-{s}") for s in seeds[: args.live_runs]]
+            lives = [
+                run_figures(here / f"live-{s}")
+                if args.reuse_live and (here / f"live-{s}" / RECORDS_FILE).exists()
+                else live(scenario, [*base, f"run.seed={s}"], here / f"live-{s}")
+                for s in seeds[: args.live_runs]
+            ]
+            if args.reuse_live:  # the simulated runs are made again, with the code as it is now
+                shutil.rmtree(here / "sim", ignore_errors=True)
+                shutil.rmtree(here / "sim-uncalibrated", ignore_errors=True)
             try:
                 fits = calibrate(here / f"live-{seeds[0]}")
             except UsageError as exc:  # e.g. too few requests reached a backend to fit anything
@@ -167,9 +183,18 @@ def main() -> int:
 
 
 def _markdown_row(name: str, scale: float, rows: list[tuple[str, str, str]], held: bool) -> str:
-    cells = {key: f"{text.split(' (')[0]}{'' if v == 'holds' else f' ({v})'}" for key, text, v in rows}
-    share = "; ".join(f"{k.split(':')[1]} {v}" for k, v in cells.items() if k.startswith("share:")) or "one backend"
-    parts = [cells["rate_429"], cells["goodput"], share, cells["trips"], cells["retries"]]
+    """One README table row: `live vs sim [min-max]` per number, the verdict where it is not `holds`."""
+
+    def cell(key: str, paired: bool = False) -> str:
+        text, verdict = next((t, v) for k, t, v in rows if k == key)
+        main = text.split(" (")[0].replace("%", "")
+        if paired:  # the simulated mean over the live runs' own seeds
+            main += f" (paired {text.rsplit('paired ', 1)[1].rstrip(')').replace('%', '')})"
+        return main + ("" if verdict == "holds" else f" ({verdict})")
+
+    keys = [k for k, _, _ in rows]
+    share = "; ".join(f"{k.split(':')[1]} {cell(k)}" for k in keys if k.startswith("share:")) or "one backend"
+    parts = [cell("rate_429", paired=True) + " %", cell("goodput"), share, cell("trips"), cell("retries")]
     return f"| {name} | {scale:g} | " + " | ".join(parts) + f" | {'yes' if held else '**no**'} |"
 
 
