@@ -34,7 +34,9 @@ import uvicorn
 
 from harness.clock import Clock, ScaledClock
 from harness.errors import HarnessError, ServeError
-from harness.mock import BACKEND_LOG_NAME, BackendLog, JsonlLog, NullLog, build_mock_app, mock_instances
+from harness.mock.app import build_mock_app
+from harness.mock.log import BACKEND_LOG_NAME, BackendLog, JsonlLog, NullLog
+from harness.mock.pool import mock_instances
 from harness.scenario import Scenario, load_scenario
 
 # Wall seconds an open stream may take to finish once asked to stop, before it is cut.
@@ -110,7 +112,7 @@ def gateway_upstreams(scenario: Scenario, mocks: list[Listener], only_gateway: b
 
 def _build_gateway_app() -> Callable[..., Any]:
     try:
-        build: Callable[..., Any] = import_module("harness.gateway").build_gateway_app
+        build: Callable[..., Any] = import_module("harness.gateway.app").build_gateway_app
         return build
     except (ImportError, AttributeError):
         raise ServeError("the reference gateway is not available; start the mock pool alone with --only mock") from None

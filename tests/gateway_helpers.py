@@ -15,9 +15,9 @@ import jwt
 from starlette.applications import Starlette
 
 from harness.clock import VirtualClock
-from harness.gateway import build_gateway_app
-from harness.gateway.app import Gateway
-from harness.mock import MemoryLog, build_pool
+from harness.gateway.app import Gateway, build_gateway_app
+from harness.mock.log import MemoryLog
+from harness.mock.pool import build_pool
 from harness.scenario import Scenario, load_scenario_text
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: calendar windows line up with round numbers

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from harness.clock import VirtualClock
-from harness.mock import MemoryLog, build_mock_app
+from harness.mock.app import build_mock_app
+from harness.mock.log import MemoryLog
 from harness.scenario import BackendInstance
 
 API = "?api-version=2024-10-21"

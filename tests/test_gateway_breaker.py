@@ -135,7 +135,7 @@ async def test_accept_retry_after_trips_for_the_retry_after_header_not_retry_aft
     import httpx
 
     from harness.clock import VirtualClock
-    from harness.gateway import build_gateway_app
+    from harness.gateway.app import build_gateway_app
     from harness.scenario import load_scenario_text
 
     def throttled(request: httpx.Request) -> httpx.Response:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from harness.aoai.refusals import REFUSAL_HEADER, UNAUTHORIZED
 from harness.clock import VirtualClock
 from harness.errors import ScenarioError
-from harness.gateway import build_gateway_app
+from harness.gateway.app import build_gateway_app
 from harness.gateway.identity import INVALID_KEY, MISSING_KEY
 from harness.gateway.relay import StreamCut
 from harness.scenario import load_scenario_text

@@ -8,7 +8,8 @@ import pytest
 from mock_helpers import API, backend, call_asgi, sse_events
 
 from harness.clock import VirtualClock
-from harness.mock import MemoryLog, build_mock_app
+from harness.mock.app import build_mock_app
+from harness.mock.log import MemoryLog
 from harness.tokens import count_text_tokens
 
 CHAT = f"/openai/deployments/gpt-4o/chat/completions{API}"

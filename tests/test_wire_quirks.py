@@ -22,11 +22,12 @@ from openai import AzureOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 from quirky_backend import CHAT, EVENT_STREAM, PIECES, LoopbackServers, Quirks, QuirkyBackend
 
+from harness.client.attempt import AttemptResult
 from harness.clock import RealClock, ScaledClock
-from harness.gateway import build_gateway_app
+from harness.gateway.app import build_gateway_app
 from harness.loadgen.requests import RequestPlan
 from harness.loadgen.session import RunSettings, execute
-from harness.loadgen.transport import AttemptResult, Transport
+from harness.loadgen.transport import Transport
 from harness.scenario import load_scenario_text
 from harness.scenario.workload import App
 

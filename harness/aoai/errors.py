@@ -39,3 +39,12 @@ def error_code_of(body: bytes) -> str | None:
     error = payload.get("error") if isinstance(payload, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) else None
+
+
+def apim_error_body(status: int, message: str) -> bytes:
+    """APIM's body for a request refused at its door (subscription key, validate-jwt), before any API policy.
+
+    >>> apim_error_body(401, "Access denied.")
+    b'{"statusCode":401,"message":"Access denied."}'
+    """
+    return json.dumps({"statusCode": status, "message": message}, separators=(",", ":")).encode()

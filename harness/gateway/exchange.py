@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from harness import telemetry
-from harness.aoai.errors import JSON, error_body
+from harness.aoai.errors import JSON, apim_error_body, error_body
 from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID, GATEWAY_REPLICA
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
@@ -46,7 +46,6 @@ from harness.gateway.proxy import (
     upstream_headers,
 )
 from harness.gateway.relay import StreamCut, UpstreamChunks
-from harness.gateway.replies import apim_error_body
 from harness.gateway.state import Gateway
 from harness.gateway.token_limit import Ticket
 from harness.records import gateway_request_row

@@ -9,7 +9,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import telemetry
 from harness.aoai.headers import CLIENT_REQUEST_ID
@@ -27,13 +27,16 @@ from harness.client import (
     profile_for,
     run_with_retries,
 )
+from harness.client.attempt import AttemptResult
 from harness.clock import Clock
 from harness.loadgen.request_trace import RequestTrace
 from harness.loadgen.requests import RequestPlan, TokenSigner, auth_headers
-from harness.loadgen.transport import AttemptResult, Transport
 from harness.scenario import Scenario
 from harness.scenario.workload import App
 from harness.tokens import count_text_tokens
+
+if TYPE_CHECKING:  # the simulator imports this module: it must not load the socket side
+    from harness.loadgen.transport import Transport
 
 Record = dict[str, Any]
 

@@ -8,7 +8,6 @@ SDK takes it); a connection that breaks first truncates it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
@@ -16,26 +15,8 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
 from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK, StreamReader, body_usage
+from harness.client.attempt import AttemptResult
 from harness.clock import Clock
-
-
-@dataclass
-class AttemptResult:
-    """What came back from one attempt (status 0 and `error` set when no response arrived)."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    error_detail: str = ""
-    ttft_s: float | None = None
-    latency_s: float = 0.0
-    inter_token_s: float | None = None
-    usage: dict[str, Any] | None = None
-    usage_source: str = ""
-    text: str = ""
-    truncated: bool = False
-    body_bytes: int = 0
-    body: bytes = b""
 
 
 class Transport:

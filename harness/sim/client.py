@@ -16,6 +16,7 @@ from typing import Any
 from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK
 from harness.client import RETRY_COUNT_HEADER, ResponseInfo, RetryLoop
+from harness.client.attempt import AttemptResult
 from harness.clock import Clock
 from harness.loadgen.prompts import text_of_tokens
 from harness.loadgen.requests import (
@@ -30,7 +31,6 @@ from harness.loadgen.requests import (
 from harness.loadgen.session import RunSettings, attempt_record
 from harness.loadgen.shape import StagePlan, pacing_wait, spawn_offsets
 from harness.loadgen.trace import TraceRow
-from harness.loadgen.transport import AttemptResult
 from harness.scenario import Scenario
 from harness.scenario.workload import App
 from harness.sim.engine import Scheduler

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.aoai.errors import error_body
+from harness.aoai.errors import apim_error_body, error_body
 from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID, GATEWAY_REPLICA
 from harness.aoai.refusals import REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
@@ -44,7 +44,6 @@ from harness.gateway.forwarding import (
 )
 from harness.gateway.identity import Denied, Identifier, counter_key
 from harness.gateway.log import GatewayLog
-from harness.gateway.replies import apim_error_body
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.records import gateway_request_row
 from harness.scenario import Scenario

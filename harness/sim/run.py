@@ -24,7 +24,7 @@ from harness.loadgen.requests import token_signer
 from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
 from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.trace import load_trace, trace_path
-from harness.mock import JsonlLog
+from harness.mock.log import JsonlLog
 from harness.records import BACKEND_LOG, GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
 from harness.sim.backend import SimBackend
