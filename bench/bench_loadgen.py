@@ -60,8 +60,8 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from harness.loadgen.requests import RequestPlan
     from harness.scenario.workload import App
+    from harness.workload.requests import RequestPlan
 
     plan = RequestPlan(App(id="bench"), "chat", "chat", "gpt-4o", 100, 20, False)
     work = Path(tempfile.mkdtemp(prefix="bench-loadgen-"))

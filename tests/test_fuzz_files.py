@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import ScenarioError
-from harness.loadgen.trace import load_trace
 from harness.scenario import Scenario, load_scenario, load_scenario_text
+from harness.workload.trace import load_trace
 
 SCENARIOS = sorted(Path(__file__).resolve().parent.parent.glob("scenarios/*.yaml"))
 SHIPPED = [yaml.safe_load(path.read_text(encoding="utf-8")) for path in SCENARIOS]

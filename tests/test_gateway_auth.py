@@ -19,11 +19,11 @@ from harness.aoai.refusals import REFUSAL_HEADER, UNAUTHORIZED
 from harness.client import classify
 from harness.errors import ScenarioError
 from harness.gateway.jwt_check import TokenValidator
-from harness.loadgen.requests import unsigned_token
 from harness.records import read_records
 from harness.scenario import load_scenario_text
 from harness.scenario.gateway import JWT_FAILED_MESSAGE, JwtValidation
 from harness.sim import simulate
+from harness.workload.requests import unsigned_token
 
 SECRET = "hs256-secret-of-the-tests-0123456789"
 BACKEND = f"backends: [{{name: east, deployments: {{gpt-4o: {{latency: {INSTANT}}}}}}}]\n"

@@ -1,6 +1,6 @@
-"""The layers hold at run time, not only in the import graph: the simulator and the wire contract load
-no web server, no HTTP client, no Locust, no gevent and no Redis client (a package `__init__` that imports
-its app would pull them all in unseen)."""
+"""The layers hold at run time, not only in the import graph: the simulator and the cores load no web
+server, no HTTP client, no Locust or gevent, no Redis client and nothing of the Locust side (a package
+`__init__` that imports its app would pull them all in unseen)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import sys
 
 import pytest
 
-SERVERS_AND_NETWORK = ("starlette", "uvicorn", "httpx", "locust", "gevent", "geventhttpclient", "redis")
+SERVERS_AND_NETWORK = (
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "locust",
+    "gevent",
+    "geventhttpclient",
+    "redis",
+    "harness.loadgen",
+)
 
 
 def loaded_by(module: str) -> list[str]:

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import pytest
 
 from harness.clock import ScaledClock
-from harness.loadgen.requests import RequestPlan
-from harness.loadgen.session import RunSettings, execute
 from harness.loadgen.transport import Transport
 from harness.scenario.workload import App
+from harness.workload.requests import RequestPlan
+from harness.workload.session import RunSettings, execute
 
 
 class Scripted(BaseHTTPRequestHandler):

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ScenarioError
-from harness.loadgen.prompts import chat_messages, text_of_tokens
-from harness.loadgen.requests import RequestPlan, auth_headers, replay_request, unsigned_token
-from harness.loadgen.shape import StagePlan, pacing_wait
-from harness.loadgen.trace import TraceRow, load_trace, parse_trace_text
 from harness.scenario.workload import App, Stage, Trace, Workload
 from harness.tokens import count_chat_tokens, count_text_tokens
+from harness.workload.prompts import chat_messages, text_of_tokens
+from harness.workload.requests import RequestPlan, auth_headers, replay_request, unsigned_token
+from harness.workload.shape import StagePlan, pacing_wait
+from harness.workload.trace import TraceRow, load_trace, parse_trace_text
 
 
 def test_stage_plan_follows_scenario_time() -> None:

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from harness.loadgen.rundir import REDACTED, redact_override, write_run_json, write_scenario_copy
 from harness.records import read_records
+from harness.workload.rundir import REDACTED, redact_override, write_run_json, write_scenario_copy
 
 pytestmark = pytest.mark.e2e
 

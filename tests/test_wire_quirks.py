@@ -25,11 +25,11 @@ from quirky_backend import CHAT, EVENT_STREAM, PIECES, LoopbackServers, Quirks, 
 from harness.client.attempt import AttemptResult
 from harness.clock import RealClock, ScaledClock
 from harness.gateway.app import build_gateway_app
-from harness.loadgen.requests import RequestPlan
-from harness.loadgen.session import RunSettings, execute
 from harness.loadgen.transport import Transport
 from harness.scenario import load_scenario_text
 from harness.scenario.workload import App
+from harness.workload.requests import RequestPlan
+from harness.workload.session import RunSettings, execute
 
 API_VERSION = "2024-10-21"
 PATH = CHAT.format(deployment="gpt-4o") + f"?api-version={API_VERSION}"

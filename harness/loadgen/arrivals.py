@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from harness.loadgen.prompts import warm_up
-from harness.loadgen.shape import StagePlan
 from harness.loadgen.state import STATE
-from harness.loadgen.trace import TraceRow, load_trace, trace_path
 from harness.scenario import Scenario
+from harness.workload.prompts import warm_up
+from harness.workload.shape import StagePlan
+from harness.workload.trace import TraceRow, load_trace, trace_path
 
 
 def load_arrivals(scenario: Scenario) -> None:

@@ -18,11 +18,11 @@ from locust.runners import WorkerRunner
 
 from harness.errors import CHECKS_FAILED_EXIT_CODE, HarnessError
 from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
-from harness.loadgen.rundir import iso, write_run_json
 from harness.loadgen.state import STATE
 from harness.records import ENDED_BY, EndedBy
 from harness.report.checks import evaluate_checks
 from harness.report.console import format_console_summary
+from harness.workload.rundir import iso, write_run_json
 
 if TYPE_CHECKING:
     from harness.report.load import RunData

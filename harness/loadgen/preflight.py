@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 from harness.client import classify
 from harness.errors import UsageError
-from harness.loadgen.requests import auth_headers, draw_request, pick_mix
-from harness.loadgen.session import RunSettings
 from harness.loadgen.transport import Transport
 from harness.scenario import Scenario
+from harness.workload.requests import auth_headers, draw_request, pick_mix
+from harness.workload.session import RunSettings
 
 CONNECT_TIMEOUT_S = 5.0
 PROBE_TIMEOUT_S = 30.0  # wall seconds; a cold real endpoint can take a while to answer its first request

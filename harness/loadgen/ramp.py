@@ -14,7 +14,7 @@ shape noticed the stage late: Locust asks it once a wall second) starts at once.
 
 from __future__ import annotations
 
-from harness.loadgen.shape import spawn_offsets
+from harness.workload.shape import spawn_offsets
 
 
 class Ramp:

@@ -19,13 +19,13 @@ from harness.loadgen.live import BreakerLog, LiveThrottling
 from harness.loadgen.preflight import check_ports, check_target
 from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import WriterSink
-from harness.loadgen.requests import token_signer
-from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
-from harness.loadgen.session import RunSettings, header_names_for
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.state import STATE
 from harness.records import GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
+from harness.workload.requests import token_signer
+from harness.workload.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
+from harness.workload.session import RunSettings, header_names_for
 
 log = logging.getLogger("harness")
 

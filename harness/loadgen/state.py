@@ -14,12 +14,12 @@ from gevent.event import Event
 from harness.clock import ScaledClock
 from harness.loadgen.live import LiveThrottling
 from harness.loadgen.ramp import Ramp
-from harness.loadgen.session import RunSettings
-from harness.loadgen.shape import StagePlan
 from harness.loadgen.stack import EmbeddedStack
-from harness.loadgen.trace import TraceRow
 from harness.records import EndedBy, RecordWriter
 from harness.scenario import Scenario
+from harness.workload.session import RunSettings
+from harness.workload.shape import StagePlan
+from harness.workload.trace import TraceRow
 
 
 @dataclass

@@ -18,11 +18,11 @@ from locust.exception import StopUser
 from harness.client import CAUSE_NAMES
 from harness.loadgen.arrivals import next_trace_row
 from harness.loadgen.live import retried_entry
-from harness.loadgen.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request, user_name
-from harness.loadgen.session import execute
-from harness.loadgen.shape import pacing_wait
 from harness.loadgen.state import STATE
 from harness.loadgen.transport import Transport
+from harness.workload.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request, user_name
+from harness.workload.session import execute
+from harness.workload.shape import pacing_wait
 
 
 def replica_urls(host: str) -> list[str]:

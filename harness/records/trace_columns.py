@@ -1,6 +1,6 @@
 """A trace file's columns (`workload.trace.file`): one replayed request per row, in time order.
 
-`harness.loadgen.trace` reads them (CSV or JSON lines); `harness trace import` writes them from APIM's logs.
+`harness.workload.trace` reads them (CSV or JSON lines); `harness trace import` writes them from APIM's logs.
 """
 
 from __future__ import annotations

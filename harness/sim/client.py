@@ -18,8 +18,13 @@ from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK
 from harness.client import RETRY_COUNT_HEADER, ResponseInfo, RetryLoop
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
-from harness.loadgen.prompts import text_of_tokens
-from harness.loadgen.requests import (
+from harness.scenario import Scenario
+from harness.scenario.workload import App
+from harness.sim.engine import Scheduler
+from harness.sim.gateway import GatewayCall, GatewayReply, SimReplicas
+from harness.tokens import admission_estimate, count_prompt_tokens
+from harness.workload.prompts import text_of_tokens
+from harness.workload.requests import (
     RequestPlan,
     assign_app,
     auth_headers,
@@ -28,14 +33,9 @@ from harness.loadgen.requests import (
     replay_request,
     user_name,
 )
-from harness.loadgen.session import RunSettings, attempt_record
-from harness.loadgen.shape import StagePlan, pacing_wait, spawn_offsets
-from harness.loadgen.trace import TraceRow
-from harness.scenario import Scenario
-from harness.scenario.workload import App
-from harness.sim.engine import Scheduler
-from harness.sim.gateway import GatewayCall, GatewayReply, SimReplicas
-from harness.tokens import admission_estimate, count_prompt_tokens
+from harness.workload.session import RunSettings, attempt_record
+from harness.workload.shape import StagePlan, pacing_wait, spawn_offsets
+from harness.workload.trace import TraceRow
 
 Record = dict[str, Any]
 

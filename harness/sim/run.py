@@ -20,10 +20,6 @@ from typing import Any
 from harness.clock import RealClock
 from harness.errors import CHECKS_FAILED_EXIT_CODE, ScenarioError, UsageError
 from harness.gateway.log import GatewayLog
-from harness.loadgen.requests import token_signer
-from harness.loadgen.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
-from harness.loadgen.session import RunSettings, header_names_for
-from harness.loadgen.trace import load_trace, trace_path
 from harness.mock.log import JsonlLog
 from harness.records import BACKEND_LOG, GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
@@ -31,6 +27,10 @@ from harness.sim.backend import SimBackend
 from harness.sim.client import Callers, start_users
 from harness.sim.engine import Scheduler
 from harness.sim.gateway import SimReplicas
+from harness.workload.requests import token_signer
+from harness.workload.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
+from harness.workload.session import RunSettings, header_names_for
+from harness.workload.trace import load_trace, trace_path
 
 ENGINE = "sim"
 # Simulated runs start at 2026-01-01T00:00:00Z: the same scenario time in every run, so calendar quotas

@@ -29,11 +29,11 @@ from harness.client import (
 )
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
-from harness.loadgen.request_trace import RequestTrace
-from harness.loadgen.requests import RequestPlan, TokenSigner, auth_headers
 from harness.scenario import Scenario
 from harness.scenario.workload import App
 from harness.tokens import count_text_tokens
+from harness.workload.request_trace import RequestTrace
+from harness.workload.requests import RequestPlan, TokenSigner, auth_headers
 
 if TYPE_CHECKING:  # the simulator imports this module: it must not load the socket side
     from harness.loadgen.transport import Transport

@@ -19,12 +19,12 @@ import jwt
 
 from harness.aoai.routes import deployment_path, v1_path
 from harness.clock import Clock
-from harness.loadgen.prompts import chat_messages, text_of_tokens
-from harness.loadgen.trace import TraceRow
 from harness.scenario import Scenario
 from harness.scenario.gateway import JwtValidation
 from harness.scenario.workload import App, Mix, Workload
 from harness.tokens import count_prompt_tokens
+from harness.workload.prompts import chat_messages, text_of_tokens
+from harness.workload.trace import TraceRow
 
 
 @dataclass(frozen=True, slots=True)
