@@ -238,7 +238,9 @@ def test_a_member_silent_mid_stream_past_the_timeout_breaks_the_client_connectio
 @pytest.mark.parametrize("throttle", ["http-date", "seconds-only"])
 def test_retry_after_as_an_http_date_or_whole_seconds_is_waited(wire: Wire, target: str, throttle: str) -> None:
     wire.backend.quirks = Quirks(throttle=throttle, retry_s=2)
-    settings = RunSettings(run_id="quirks", clock=ScaledClock(20.0), client_profile="openai-python")
+    # The backend dates its answers on the wall clock, so the client runs on it too (time scale 1): an HTTP
+    # date set against a compressed scenario clock would be read as already past, the sooner the busier the host
+    settings = RunSettings(run_id="quirks", clock=ScaledClock(1.0), client_profile="openai-python")
     transport = Transport(wire.url(target), settings.clock, timeout_s=30)
     records: list[dict[str, Any]] = []
     plan = RequestPlan(App(id="quirks"), "chat", "chat", "gpt-4o", 30, 50, False)
@@ -262,3 +264,22 @@ def test_the_quirky_backend_answers_as_aoai_by_default(wire: Wire) -> None:
     assert result.headers["content-type"].startswith(EVENT_STREAM) and not result.truncated
     assert sdk_stream_text(wire.gateway) == "".join(PIECES)
     assert wire.backend.seen[-1]["headers"]["x-gateway-request-id"]
+
+
+def test_the_gateway_trips_for_an_http_date_retry_after() -> None:
+    """acceptRetryAfter with `Retry-After: <HTTP date>`: the breaker trips until that date, counted from the
+    backend's own Date header (which the relayed answer does not carry), not for the configured tripDuration
+    (90 s here); the log keeps the wait."""
+    breaker = (
+        "gateway: {circuit_breaker: {failureCondition: {count: 1, statusCodeRanges: [{min: 429, max: 429}]}, "
+        "tripDuration: PT90S, acceptRetryAfter: true}}"
+    )
+    with LoopbackServers(lifetime=60) as servers:
+        wire = Wire(servers, breaker)
+        wire.backend.quirks = Quirks(throttle="http-date", retry_s=20)
+        httpx.post(wire.gateway + PATH, content=STREAM_BODY, headers={"content-type": "application/json"}, timeout=20)
+        rows = wire.app.state.gateway.log.rows
+    trips = [r for r in rows if r["kind"] == "breaker" and r["to"] == "open"]
+    assert len(trips) == 1 and 18.0 <= trips[0]["until"] - trips[0]["t"] <= 20.0  # whole-second dates
+    request = next(r for r in rows if r["kind"] == "request")
+    assert request["status"] == 429 and 18.0 <= request["retry_after"] <= 20.0

@@ -45,13 +45,20 @@ def http_date(text: str | None) -> float | None:
 
 def retry_after_s(headers: Mapping[str, str], now: float | None = None, name: str = RETRY_AFTER) -> float | None:
     """The `Retry-After` header (or the one called `name`) in seconds: delta-seconds, or an HTTP date counted
-    from `now` (epoch seconds) or else from the response's own `Date` header. None when absent or unreadable."""
+    from the response's own `Date` header, else from `now` (epoch seconds: when the answer arrived). None when
+    absent or unreadable.
+
+        >>> retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412485.0)
+        5.0
+    """
     text = headers.get(name)
     seconds = delta_seconds(text)
     if seconds is not None or text is None:
         return seconds
     when = http_date(text)
-    reference = now if now is not None else http_date(headers.get("date"))
+    reference = http_date(headers.get("date"))
+    if reference is None:
+        reference = now
     if when is None or reference is None:
         return None
     return max(0.0, when - reference)

@@ -184,8 +184,9 @@ class Exchange:
                 return self._upstream_failed(member, exc)
             status = upstream.status_code
             answer_headers = downstream_headers(upstream)
-            # APIM documents acceptRetryAfter with the Retry-After header (seconds), not retry-after-ms
-            advice = retry_after_s(answer_headers) if status >= 400 else None
+            # APIM documents acceptRetryAfter with the Retry-After header (seconds), not retry-after-ms; an HTTP
+            # date counts from the backend's own Date, which the relayed headers no longer carry
+            advice = retry_after_s(upstream.headers, self.clock.wall()) if status >= 400 else None
             if walk.answered(member, status, advice, self.clock.now() - sent):
                 await upstream.aclose()  # another member gets the request; this answer is not used
                 continue
@@ -229,7 +230,7 @@ class Exchange:
         self._add_token_headers(headers, consumed=usage.total if usage else 0)
         self._add_identity_headers(headers)
         if status == 429:
-            row["retry_after"] = advised_wait(headers)
+            row["retry_after"] = advised_wait(upstream.headers, self.clock.wall())
         self._finish(status, outcome_of_backend(status), usage, member)
         return Response(body, status_code=status, headers=headers)
 
