@@ -402,6 +402,15 @@ def test_a_setting_is_feasible_only_at_every_level_and_ranked_by_its_worst() -> 
     assert rec is not None and rec["label"] == f"{TRIP}=PT1M" and rec["worst_level"] == {LATENCY: "0.05"}
     assert f"ranked by its worst: {TRIP}=PT1M at {LATENCY}=0.05" in rec["why"]
     assert "is feasible at backends[0].network_latency=0.005 but not at 0.05: this input decides" in rec["why"]
+    assert "No varied input changes" not in rec["why"]
+
+
+def test_a_recommendation_that_no_varied_input_changes_says_so() -> None:
+    limit = [parse_constraint("failure_rate<=0.02")]
+    levels = [_at(_point("PT1M", [g, g], failure=0.01), lat) for g, lat in ((1500, "0.005"), (1400, "0.05"))]
+    rated = rate(levels, GOODPUT, limit)
+    rec = recommend([worst_case(rated, GOODPUT)], GOODPUT, AXES)
+    assert rec is not None and "No varied input changes which settings are feasible" in rec["why"]
 
 
 # ---- the live confirmation's decision ----

@@ -426,6 +426,8 @@ def _why(rated: list[RatedPoint], order: list[RatedPoint], objective: Objective,
         deciding = [s for r in rated for s in deciding_inputs(r)]
         if deciding:
             why += " " + "; ".join(deciding) + "."
+        else:
+            why += " No varied input changes which settings are feasible: the answer holds across the range."
     if rec["at_edge"]:
         why += f" It is at the edge of the swept range: try beyond it ({'; '.join(rec['try_beyond'])})."
     excluded = [r for r in rated if not r.feasible] if feasible else []
