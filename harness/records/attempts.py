@@ -119,12 +119,23 @@ def parse_cell(kind: str, text: str) -> Any:
     return text
 
 
+_COLUMNS = frozenset(RECORD_FIELDS)
+
+
 def record_cells(record: Mapping[str, Any]) -> list[Any]:
     """A record's cells in RECORD_FIELDS order, as `format_cell` writes them.
 
     The csv module already writes None as an empty cell and str and int as they are, so only floats and
-    booleans are formatted here: the hot path of every writer, a few microseconds per record.
+    booleans are formatted here: the hot path of every writer, a few microseconds per record. A key that is
+    not a column (a misspelled `usage_totl`) is a TypeError, not a value silently left out.
+
+        >>> record_cells({"usage_totl": 3})
+        Traceback (most recent call last):
+        ...
+        TypeError: not a records.csv column: usage_totl
     """
+    if not _COLUMNS.issuperset(record):
+        raise TypeError(f"not a records.csv column: {', '.join(sorted(set(record) - _COLUMNS))}")
     cells: list[Any] = []
     append = cells.append
     get = record.get
