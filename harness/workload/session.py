@@ -9,7 +9,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from harness import telemetry
 from harness.aoai.headers import CLIENT_REQUEST_ID
@@ -35,8 +35,12 @@ from harness.tokens import count_text_tokens
 from harness.workload.request_trace import RequestTrace
 from harness.workload.requests import RequestPlan, TokenSigner, auth_headers
 
-if TYPE_CHECKING:  # the simulator imports this module: it must not load the socket side
-    from harness.loadgen.transport import Transport
+
+class Sender(Protocol):
+    """What sends one attempt (the Locust side's `Transport` over a socket)."""
+
+    def send(self, path: str, body: bytes, headers: dict[str, str], stream: bool) -> AttemptResult: ...
+
 
 Record = dict[str, Any]
 
@@ -100,7 +104,7 @@ def execute(
     plan: RequestPlan,
     user: str,
     sequence: int,
-    transport: Transport,
+    transport: Sender,
     settings: RunSettings,
     rng: random.Random,
     sink: Callable[[Record], None],
