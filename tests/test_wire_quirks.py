@@ -280,6 +280,8 @@ def test_the_gateway_trips_for_an_http_date_retry_after() -> None:
         httpx.post(wire.gateway + PATH, content=STREAM_BODY, headers={"content-type": "application/json"}, timeout=20)
         rows = wire.app.state.gateway.log.rows
     trips = [r for r in rows if r["kind"] == "breaker" and r["to"] == "open"]
-    assert len(trips) == 1 and 18.0 <= trips[0]["until"] - trips[0]["t"] <= 20.0  # whole-second dates
+    # dates have whole seconds, the server's own Date header (uvicorn's, renewed once a second) may lag one, and a
+    # busy host may read the answer a second late
+    assert len(trips) == 1 and 17.0 <= trips[0]["until"] - trips[0]["t"] <= 21.0  # not the 90 s configured
     request = next(r for r in rows if r["kind"] == "request")
-    assert request["status"] == 429 and 18.0 <= request["retry_after"] <= 20.0
+    assert request["status"] == 429 and 17.0 <= request["retry_after"] <= 21.0
