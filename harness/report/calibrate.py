@@ -80,7 +80,10 @@ def fit_lognormal(samples: Any) -> dict[str, Any]:
 
 def calibrate(run_dir: str | Path) -> list[Fit]:
     """The fits for a live run directory (UsageError, one line, when it is not one or lacks what is needed)."""
-    run = _live_run(Path(run_dir))
+    return _fits(_live_run(Path(run_dir)))
+
+
+def _fits(run: RunData) -> list[Fit]:
     if run.gateway is not None and run.backend is not None:
         return _hop_fits(run, *_hop_logs(run.run_dir))
     return _latency_fits(run)
@@ -180,9 +183,9 @@ def _fit(path: str, samples: pd.Series, what: str) -> Fit:
 def run(args: argparse.Namespace) -> int:
     """`harness calibrate RUN_DIR`: print the `--set` lines; keep them with their figures in calibration.json."""
     run_dir = Path(args.run_dir)
-    fits = calibrate(run_dir)
-    info = load_run(run_dir).run_info or {}
-    scale = info.get("time_scale")
+    live = _live_run(run_dir)  # read once: the fits, the time scale and the callers' hop all come from it
+    fits = _fits(live)
+    scale = (live.run_info or {}).get("time_scale")
     print(f"# fitted from {run_dir} (live, time scale {scale}); scenario seconds; paste into harness simulate/sweep")
     for fit in fits:
         print(
@@ -190,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             f"p99 {fit.p99 * 1000:.1f} ms"
         )
         print(fit.set_line())
-    hop = client_hop(load_run(run_dir))
+    hop = client_hop(live)
     if hop is not None and len(hop):
         print(
             f"# callers -> gateway (not set: the simulator has no such hop): p50 {hop.median() * 1000:.1f} ms, "
