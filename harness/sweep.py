@@ -579,19 +579,18 @@ def confirm(
     order = ranked([c.rated for c in candidates], sweep.objective)[:2]
     chosen = [next(c for c in candidates if c.rated is r) for r in order]
     live: dict[str, LiveResult] = {}
-    drawn: dict[str, dict[str, list[float | None]]] = {}  # per setting, every number of each live run
+    agreements: dict[str, dict[str, dict[str, Any]]] = {}  # per setting: simulated vs live, number by number
     for candidate in chosen:
         label = candidate.rated.point.label
         runs = confirm_runs(scenario_file, candidate.point, times, out)
         live[label] = judge_live(label, runs, sweep.constraints, candidate.point.checks, sweep.objective.metric)
         measured = [r.summary for r in runs if r.summary is not None]
-        rows = agreement_over(candidate.rated.metrics, measured) if measured else {}
-        drawn[label] = {name: row["live_values"] for name, row in rows.items()}
+        agreements[label] = agreement_over(candidate.rated.metrics, measured) if measured else {}
+    drawn = {label: {name: row["live_values"] for name, row in rows.items()} for label, rows in agreements.items()}
     labels = [c.rated.point.label for c in chosen]
     decision = decide(labels, live, sweep.no_fail)
     pick = live[labels[0]]
-    summaries = [r.summary for r in pick.runs if r.summary is not None]
-    rows = agreement_over(chosen[0].rated.metrics, summaries) if summaries else {}
+    rows = agreements[labels[0]]
     result = {
         "runs_per_setting": times,
         "pick": labels[0],
