@@ -260,6 +260,7 @@ def level_label(level: dict[str, str]) -> str:
 
 
 def _badness(rated: RatedPoint, objective: Objective) -> float:
+    """The objective as a number to minimise (an unmeasured one last)."""
     mean = rated.metrics[objective.metric].mean
     if mean is None:
         return math.inf
@@ -309,13 +310,7 @@ def deciding_inputs(candidate: RatedPoint) -> list[str]:
 def ranked(rated: list[RatedPoint], objective: Objective) -> list[RatedPoint]:
     """Feasible points best first under the objective (all measured points when none is feasible)."""
     pool = [r for r in rated if r.feasible] or [r for r in rated if any(s is not None for s in r.point.summaries)]
-    sign = -1.0 if objective.direction == "max" else 1.0
-
-    def key(r: RatedPoint) -> tuple[int, float]:
-        mean = r.metrics[objective.metric].mean
-        return (1, 0.0) if mean is None else (0, sign * mean)
-
-    return sorted(pool, key=key)  # stable: ties keep the sweep's order
+    return sorted(pool, key=lambda r: _badness(r, objective))  # stable: ties keep the sweep's order
 
 
 def edge_hints(settings: dict[str, str], axes: dict[str, list[str]]) -> list[str]:
