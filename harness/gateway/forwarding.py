@@ -31,6 +31,9 @@ from harness.scenario.gateway import CircuitBreakerRule, GatewayConfig, GatewayR
 # are the wire's refusal kinds, sent to the client in a header as well
 OK = "ok"
 BACKEND_429 = "backend_429"
+# a client that left before its stream ended: logged with nginx's status for it, and the tokens sent until then
+CLIENT_CLOSED = "client_closed"
+CLIENT_CLOSED_STATUS = 499
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,12 @@ class Gateway:
             url = self._urls[(member, target)] = self.upstreams[member].copy_with(raw_path=target)
         return url
 
+    def wall_now(self) -> float:
+        return self.clock.wall()
+
+    def region_of(self, member: str) -> str | None:
+        return self.backends[member].region
+
     def read_shared_trips(self, ticket: Ticket | None) -> None:
         """Open the breakers of members another replica tripped: already done by a shared admission (`ticket`),
         else one Redis read; nothing without shared state."""
