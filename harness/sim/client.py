@@ -179,6 +179,7 @@ class LogicalRequest:
             include_usage=self.plan.include_usage,
             max_tokens=self.plan.max_tokens,
             headers=headers,
+            body=_body(shape, route),
             prompt_tokens=lambda model: _prompt_tokens(shape, route, model),
             estimate=lambda model, default: _estimate(shape, route, model, default),
         )

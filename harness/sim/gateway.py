@@ -12,40 +12,35 @@ simulator has no Redis round trip: the shared state is exact).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from harness.aoai.errors import apim_error_body, error_body
-from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID, GATEWAY_REPLICA
-from harness.aoai.refusals import REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
-from harness.aoai.retry_after import advised_wait, retry_after_s
+from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
 from harness.clock import Clock
-from harness.gateway.breaker import BACKEND_TIMEOUT, Transition
-from harness.gateway.forwarding import (
-    OK,
-    DeploymentRoute,
-    Forwarding,
-    Refusal,
-    add_identity_headers,
-    admit_tokens,
-    build_breakers,
-    consumed_when_stream_starts,
-    counts_prompt,
-    deployment_routes,
-    outcome_of_backend,
-    pool_closed,
-    refusal_headers,
-    settle_tokens,
-    stream_usage,
-    token_headers,
-    token_refusal,
-)
-from harness.gateway.identity import Denied, Identifier, counter_key
+from harness.gateway.breaker import BACKEND_TIMEOUT, CircuitBreaker, Transition
+from harness.gateway.forwarding import DeploymentRoute, build_breakers, deployment_routes
+from harness.gateway.identity import Identifier
 from harness.gateway.log import GatewayLog
+from harness.gateway.steps import (
+    AnswerBody,
+    AwaitFirstChunk,
+    Discard,
+    ExchangeSteps,
+    Failure,
+    FirstChunk,
+    ReadAnswer,
+    ReadBody,
+    Reply,
+    RequestBody,
+    Send,
+    StreamEnd,
+    Upstream,
+)
 from harness.gateway.token_limit import Ticket, TokenLimiter
-from harness.records import gateway_request_row
 from harness.scenario import Scenario
 from harness.sim.backend import BackendAnswer, BackendCall, SimBackend
 from harness.sim.engine import Scheduler
@@ -63,6 +58,7 @@ class GatewayCall:
     include_usage: bool
     max_tokens: int | None
     headers: Mapping[str, str]  # lower-cased request headers
+    body: dict[str, Any]  # the request's JSON body, parsed (shared between calls of one shape: never changed)
     prompt_tokens: Callable[[str], int]  # tokenizer count of the prompt for a model
     estimate: Callable[[str, int], int]  # AOAI's admission estimate for a model and its default max_tokens
 
@@ -98,7 +94,8 @@ class GatewayState:
 
 
 class SimGateway:
-    """Pools, breakers and token limiter of the scenario's gateway, in front of `backends`.
+    """Pools, breakers and token limiter of the scenario's gateway, in front of `backends` (the steps'
+    `GatewayParts`).
 
     `replica` names this one among several (None when it is the only one); `state` is shared with the other
     replicas, or None for a state of its own.
@@ -116,19 +113,29 @@ class SimGateway:
     ) -> None:
         self.config = scenario.gateway
         self.scheduler = scheduler
-        self.clock = scheduler.clock
+        self.clock: Clock = scheduler.clock
         self.backends = backends
         self.log = log
         self.wall = wall
         self.replica = None if replica is None else str(replica)
         if state is None:
             state = GatewayState(scenario, self.clock, log, wall, self.replica)
-        self.breakers = state.breakers
-        self.routes = state.routes
+        self.breakers: Mapping[str, CircuitBreaker] = state.breakers
+        self.deployments: Mapping[str, DeploymentRoute] = state.routes
         self.limiter = state.limiter
+        self.regions = {b.name: b.region for b in scenario.backends}
         self.identifier = Identifier(self.config.auth, self.clock)
         self._id_prefix = "gw-" if replica is None else f"gw{replica}-"
         self._handled = 0
+
+    def wall_now(self) -> float:
+        return self.wall.wall()
+
+    def region_of(self, member: str) -> str | None:
+        return self.regions[member]
+
+    def read_shared_trips(self, ticket: Ticket | None) -> None:
+        return None  # replicas that share state share the very breakers here: nothing to read
 
     def handle(self, call: GatewayCall, reply: Callable[[GatewayReply], None]) -> None:
         self._handled += 1
@@ -168,56 +175,52 @@ class SimReplicas:
 
 
 class SimExchange:
-    """One request through the simulated gateway; fills its log row as it goes (as `gateway.app.Exchange`)."""
+    """One request through the simulated gateway: the gateway's steps (`harness.gateway.steps`) carried out
+    with events: a member is "sent" the request and answers through a callback, its body costs nothing, and
+    a stream is relayed by waiting for its end."""
 
     def __init__(self, gateway: SimGateway, call: GatewayCall, request_id: str, reply: Callable[[GatewayReply], None]):
         self.gateway = gateway
         self.call = call
-        self.id = request_id
         self.reply = reply
         self.clock = gateway.clock
-        self.started = self.clock.now()
-        self.route: DeploymentRoute = gateway.routes[call.deployment]
-        self.ticket: Ticket | None = None
-        self.prompt_estimate = 0
-        self.walk = Forwarding(self.route.pool, gateway.breakers, gateway.config.retry)
-        self.row: dict[str, Any] = gateway_request_row(
-            t=self.started,
-            gateway_request_id=request_id,
-            client_request_id=call.headers.get(CLIENT_REQUEST_ID),
-            client_ip=CLIENT_IP,
-            deployment=self.route.name,
-            model=self.route.model,
-            operation=call.operation,
-            stream=call.stream,
-            attempts=self.walk.tried,
-            replica=gateway.replica,
-        )
+        self.steps = ExchangeSteps(gateway, request_id, call.operation, call.headers, CLIENT_IP)
+        self._run = self.steps.run(call.deployment)
+        self._answer: BackendAnswer | None = None  # the member's answer being relayed
+        self._read: BackendAnswer | None = None  # the member's answer read whole
 
     def run(self) -> None:
-        gateway, call = self.gateway, self.call
-        caller = gateway.identifier.identify(call.headers)
-        if isinstance(caller, Denied):
-            self._answer(caller.status, apim_error_body(caller.status, caller.message), UNAUTHORIZED, {})
-            return
-        self.row["app_id"] = caller.app_id
-        policy = gateway.config.token_limit
-        if counts_prompt(policy, call.stream):
-            self.prompt_estimate = call.prompt_tokens(self.route.model)
-        if gateway.limiter is not None and policy is not None:
-            key = counter_key(policy.counter_key, caller, call.headers, CLIENT_IP)
-            self.row["counter_key"] = key
-            self.ticket = admit_tokens(gateway.limiter, key, self.prompt_estimate, call.stream)
-            if not self.ticket.allowed:
-                self._refuse(token_refusal(policy, self.ticket))
-                return
-        self._forward()
+        self._step(None)
 
-    def _forward(self) -> None:
-        member = self.walk.next_member()
-        if member is None:
-            self._refuse(pool_closed(self.route.pool, self.gateway.config))
-            return
+    def _step(self, result: Any) -> None:
+        """Send `result` into the steps and carry out what they ask next, until they wait on an event."""
+        while True:
+            try:
+                effect = self._run.send(result)
+            except StopIteration as done:
+                if done.value is not None:
+                    self._reply_whole(done.value)
+                return
+            if isinstance(effect, ReadBody):
+                result = RequestBody(self.call.body, self.call.prompt_tokens)
+            elif isinstance(effect, Send):
+                self._send(effect.member)
+                return
+            elif isinstance(effect, Discard):
+                result = None
+            elif isinstance(effect, ReadAnswer):
+                answer = self._read = self._answer
+                assert answer is not None
+                result = AnswerBody(b"", self._usage(answer, USAGE) if answer.status == 200 else None)
+            elif isinstance(effect, AwaitFirstChunk):
+                result = FirstChunk(plain_json=False)  # the simulated members always stream a stream request
+            else:
+                answer = self._answer
+                assert answer is not None
+                self.gateway.scheduler.at(answer.end_at, self._stream_ended, effect.headers, answer)
+                return
+
+    def _send(self, member: str) -> None:
         backend = self.gateway.backends[member]
         state = backend.core.find(self.call.deployment)
         assert state is not None
@@ -230,138 +233,53 @@ class SimExchange:
             estimate=self.call.estimate(state.spec.model, state.quota.default_completion),
             prompt_tokens=self.call.prompt_tokens(state.spec.model),
             client_request_id=self.call.headers.get(CLIENT_REQUEST_ID),
-            gateway_request_id=self.id,
+            gateway_request_id=self.steps.id,
         )
-        attempt = _Attempt(member, self.clock.now())
+        attempt = _Attempt()
         backend.request(call, lambda answer: self._answered(attempt, answer))
-        timeout = self.gateway.config.timeout
-        self.gateway.scheduler.after(timeout, self._timed_out, attempt)
+        self.gateway.scheduler.after(self.gateway.config.timeout, self._timed_out, attempt)
 
     def _timed_out(self, attempt: _Attempt) -> None:
-        if attempt.done:
-            return
-        attempt.done = True  # the answer, when it comes, is no longer read
-        if self.walk.failed(attempt.member, BACKEND_TIMEOUT):
-            self._forward()
-            return
-        self.row["backend"] = attempt.member
-        self._settle(None)
-        message = f"Backend '{attempt.member}': the backend did not answer in time."
-        self._answer_error(504, "GatewayTimeout", message, UPSTREAM_ERROR, {})
+        if not attempt.done:
+            attempt.done = True  # the answer, when it comes, is no longer read
+            self._step(Failure(BACKEND_TIMEOUT, 504, "the backend did not answer in time"))
 
     def _answered(self, attempt: _Attempt, answer: BackendAnswer) -> None:
-        if attempt.done:
-            return
-        attempt.done = True
-        status = answer.status
-        advice = retry_after_s(answer.headers) if status >= 400 else None  # APIM: Retry-After, in seconds
-        if self.walk.answered(attempt.member, status, advice, self.clock.now() - attempt.sent):
-            self._forward()
-            return
-        self._relay(attempt.member, answer)
+        if not attempt.done:
+            attempt.done = True
+            self._answer = answer
+            self._step(Upstream(answer.status, answer.headers, dict(answer.headers)))
 
-    def _relay(self, member: str, answer: BackendAnswer) -> None:
-        row = self.row
-        headers = dict(answer.headers)
-        row["backend"] = member
-        row["backend_request_id"] = headers.get("apim-request-id") or headers.get("x-request-id")
-        row["region"] = headers.get("x-ms-region")
-        headers[BACKEND] = member
-        status = answer.status
-        if status != 200:
-            self._settle(None)
-            headers.update(token_headers(self.gateway.config.token_limit, self.ticket, 0))
-            if status == 429:
-                row["retry_after"] = advised_wait(headers)
-            self._finish(status, outcome_of_backend(status), None)
-            self._send(GatewayReply(status, self._identity(headers), b"", answer.end_at, answer.end_at))
-            return
-        usage = self._usage(answer)
-        if self.call.stream:
-            # Only the prompt is known when a stream's headers go out: tokens-consumed cannot include the completion.
-            consumed = consumed_when_stream_starts(self.ticket, self.prompt_estimate)
-            headers.update(token_headers(self.gateway.config.token_limit, self.ticket, consumed))
-            row["ttft_s"] = answer.headers_at - self.started
-        else:
-            self._settle(usage)
-            headers.update(token_headers(self.gateway.config.token_limit, self.ticket, usage.total))
-        body_usage = {
-            "prompt_tokens": answer.prompt_tokens or 0,
-            "completion_tokens": answer.completion_tokens or 0,
-            "total_tokens": (answer.prompt_tokens or 0) + (answer.completion_tokens or 0),
-        }
-        reply = GatewayReply(
-            200,
-            self._identity(headers),
-            b"",
-            answer.first_token_at if self.call.stream and answer.first_token_at is not None else answer.headers_at,
-            answer.end_at,
-            body_usage if (not self.call.stream or self.call.include_usage) else None,
-            answer.inter_token_s,
-            (answer.completion_tokens or 0) if self.call.stream else 0,
-        )
-        self.gateway.scheduler.at(answer.end_at, self._complete, usage, member, reply)
+    def _stream_ended(self, headers: dict[str, str], answer: BackendAnswer) -> None:
+        measured = partial(self._stream_usage, answer)
+        with contextlib.suppress(StopIteration):  # the steps settle and log at the end of the stream
+            self._run.send(StreamEnd(measured))
+        completion = answer.completion_tokens or 0
+        usage = self._body_usage(answer) if self.call.include_usage else None
+        first_token = answer.first_token_at if answer.first_token_at is not None else answer.headers_at
+        self.reply(GatewayReply(200, headers, b"", first_token, answer.end_at, usage, answer.inter_token_s, completion))
 
-    def _complete(self, usage: Usage, member: str, reply: GatewayReply) -> None:
-        if self.call.stream:
-            self._settle(usage)
-        self._finish(200, OK, usage)
-        self._send(reply)
-
-    def _usage(self, answer: BackendAnswer) -> Usage:
-        """What the gateway counts: the body's usage, a stream's usage chunk, else the streamed deltas."""
-        prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
-        if not self.call.stream:
-            return Usage(prompt, completion, USAGE)
-        if self.call.include_usage:
-            measured = Usage(prompt, completion, STREAM_USAGE)
-        else:
-            measured = Usage(self.prompt_estimate, completion, COUNTED_DELTAS)
-        return stream_usage(self.gateway.config.apim_compat, self.prompt_estimate, lambda: measured)
-
-    def _refuse(self, refusal: Refusal) -> None:
-        self.row["retry_after"] = refusal.retry_after
-        self._answer_error(refusal.status, refusal.code, refusal.message, refusal.outcome, refusal_headers(refusal))
-
-    def _answer_error(self, status: int, code: str, message: str, outcome: str, headers: dict[str, str]) -> None:
-        """A gateway-made error, with the token-limit headers, as `Exchange._finish_error` answers."""
-        self._answer(status, error_body(code, message), outcome, headers)
-
-    def _answer(self, status: int, body: bytes, outcome: str, headers: dict[str, str]) -> None:
-        headers.update(token_headers(self.gateway.config.token_limit, self.ticket))
-        headers[REFUSAL_HEADER] = outcome
-        self._finish(status, outcome, None)
+    def _reply_whole(self, reply: Reply) -> None:
+        """A whole answer, at the time it is complete: a member's (with its usage when a 200) or the gateway's."""
         now = self.clock.now()
-        self._send(GatewayReply(status, self._identity(headers), body, now, now))
+        usage = self._body_usage(self._read) if self._read is not None and reply.status == 200 else None
+        self.reply(GatewayReply(reply.status, reply.headers, reply.body, now, now, usage))
 
-    def _identity(self, headers: dict[str, str]) -> dict[str, str]:
-        add_identity_headers(headers, self.id, self.row["client_request_id"])
-        if self.gateway.replica is not None:
-            headers[GATEWAY_REPLICA] = self.gateway.replica
-        return headers
+    def _usage(self, answer: BackendAnswer, counted_by: str) -> Usage:
+        return Usage(answer.prompt_tokens or 0, answer.completion_tokens or 0, counted_by)
 
-    def _settle(self, usage: Usage | None) -> None:
-        settle_tokens(self.gateway.limiter, self.ticket, usage)
+    def _stream_usage(self, answer: BackendAnswer, prompt_estimate: int, model: str) -> Usage:
+        """What the gateway counts of a stream: its usage chunk, else the deltas with its own prompt count."""
+        if self.call.include_usage:
+            return self._usage(answer, STREAM_USAGE)
+        return Usage(prompt_estimate, answer.completion_tokens or 0, COUNTED_DELTAS)
 
-    def _finish(self, status: int, outcome: str, usage: Usage | None) -> None:
-        row = self.row
-        row["status"] = status
-        row["outcome"] = outcome
-        row["duration_s"] = self.clock.now() - self.started
-        row["t_wall"] = self.gateway.wall.wall()
-        if usage is not None:
-            row["prompt_tokens"] = usage.prompt
-            row["completion_tokens"] = usage.completion
-            row["total_tokens"] = usage.total
-            row["tokens_counted_by"] = usage.counted_by
-        self.gateway.log.write(row)
-
-    def _send(self, reply: GatewayReply) -> None:
-        self.reply(reply)
+    @staticmethod
+    def _body_usage(answer: BackendAnswer) -> dict[str, int]:
+        prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 @dataclass(slots=True)
 class _Attempt:
-    member: str
-    sent: float
     done: bool = False
