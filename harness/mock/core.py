@@ -16,12 +16,14 @@ scenario seconds it waits and *returns* its result; each driver carries the wait
 from __future__ import annotations
 
 import random
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 from harness.clock import Clock
 from harness.mock.deployment import OK, PTU_OVER_CAPACITY, Admission, DeploymentModel
 from harness.mock.faults import Faults
+from harness.mock.headers import quota_headers, rate_limit_headers
 from harness.mock.latency import LatencyModel, LatencyPlan, LatencySummary
 from harness.mock.synth import MAX_GENERATED_TOKENS
 from harness.scenario import BackendInstance, Deployment
@@ -57,6 +59,17 @@ class Completion:
 
     tokens: int
     finish_reason: str  # "stop" or "length"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the resource answers one request, decided: a refusal (`verdict.status`, its headers, after
+    `verdict.added`), or a 200 with the prompt's count and, but for embeddings, the completion's length."""
+
+    verdict: Verdict
+    headers: dict[str, str]
+    prompt_tokens: int = 0
+    completion: Completion | None = None
 
 
 @dataclass
@@ -143,6 +156,48 @@ class BackendCore:
         if error is not None:
             return Verdict(error, FAULT, admission, added, network_s=network)
         return Verdict(200, QUEUED_THEN_OK if waited > 0 else OK, admission, added, queued_s=waited, network_s=network)
+
+    def serve(
+        self,
+        deployment: DeploymentState,
+        operation: str,
+        stream: bool,
+        max_tokens: int | None,
+        estimate: int,
+        prompt_tokens: Callable[[], int],
+        row: dict[str, Any],
+    ) -> Generator[float, None, Served]:
+        """One request from admission to what is answered, filling its backend.jsonl `row` (both drivers).
+
+        `stream` is a stream asked for (never an embeddings one); `prompt_tokens` counts the prompt, only
+        for a request that is answered. Times are the driver's: it waits `verdict.added` (and the answer's
+        latency) and sets `ttft_s` and `duration_s`.
+        """
+        row.update(deployment=deployment.name, model=deployment.spec.model, stream=stream, estimate=estimate)
+        verdict = yield from self.admit(deployment, estimate)
+        admission = verdict.admission
+        row.update(status=verdict.status, decision=verdict.decision, network_in_s=verdict.network_s[0])
+        row["network_out_s"] = verdict.network_s[1]
+        if admission is None:  # the region is down
+            return Served(verdict, {})
+        row.update(
+            estimate_charged=admission.estimate,
+            remaining_requests=admission.remaining_requests,
+            remaining_tokens=admission.remaining_tokens,
+            utilization=admission.utilization,
+            queued_s=verdict.queued_s,
+        )
+        if verdict.status == 429:  # the deployment's own (its decision logged) or an injected one (a fault)
+            wait = verdict.retry_after if verdict.retry_after is not None else admission.retry_after
+            row["retry_after"] = wait
+            return Served(verdict, rate_limit_headers(admission, wait))
+        if verdict.status != 200:
+            return Served(verdict, quota_headers(admission))
+        prompt = prompt_tokens()
+        completion = None if operation == "embeddings" else self.completion(deployment, max_tokens)
+        tokens = completion.tokens if completion is not None else 0
+        row.update(prompt_tokens=prompt, completion_tokens=tokens, total_tokens=prompt + tokens)
+        return Served(verdict, quota_headers(admission), prompt, completion)
 
     def network_delay(self) -> float:
         """One way of the network between the gateway and this resource (from its own random stream)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,10 @@ from harness.aoai.errors import JSON
 from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
 from harness.aoai.validation import Invalid, check_request, parse_body
 from harness.clock import Clock
-from harness.mock.core import BackendCore, DeploymentState, Verdict, Waits
+from harness.mock.core import BackendCore, Completion, DeploymentState, Served, Verdict
 from harness.mock.deployment import Admission
 from harness.mock.errors import error_body, fault_body, rate_limit_body
-from harness.mock.headers import identity_headers, limit_name, quota_headers, rate_limit_headers, whole_seconds
+from harness.mock.headers import identity_headers, limit_name, whole_seconds
 from harness.mock.log import BackendLog, NullLog
 from harness.mock.streaming import Generation, stream_events
 from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
@@ -182,47 +183,37 @@ class Call:
         return self.reply(invalid.status, invalid.body(), "bad_request")
 
     async def serve(self, runtime: DeploymentRuntime, body: dict[str, Any]) -> Response:
-        clock, row, core = self.clock, self.row, self.mock.core
-        row["deployment"] = runtime.name
-        row["model"] = runtime.spec.model
+        clock, row, operation = self.clock, self.row, self.operation
         self.headers["azureml-model-session"] = runtime.session
-        stream = body.get("stream") is True and self.operation != "embeddings"
-        row["stream"] = stream
-        quota = runtime.state.quota
-        estimate = admission_estimate(self.operation, body, runtime.spec.model, quota.default_completion)
-        row["estimate"] = estimate
-        verdict = await self.drive(core.admit(runtime.state, estimate))
+        model = runtime.spec.model
+        served = await self.drive(
+            self.mock.core.serve(
+                runtime.state,
+                operation,
+                body.get("stream") is True and operation != "embeddings",
+                requested_max_tokens(body),
+                admission_estimate(operation, body, model, runtime.state.quota.default_completion),
+                lambda: count_prompt_tokens(operation, body, model),
+                row,
+            )
+        )
         admitted_at = clock.now()  # after any queueing: the latency plan runs from here
-        admission = verdict.admission
-        row["network_in_s"], row["network_out_s"] = verdict.network_s
-        if admission is None:  # the region is down
-            await self.wait(verdict.added)
-            return self.reply(verdict.status, fault_body(verdict.status), verdict.decision)
-        row["estimate_charged"] = admission.estimate
-        row["remaining_requests"] = admission.remaining_requests
-        row["remaining_tokens"] = admission.remaining_tokens
-        row["utilization"] = admission.utilization
-        row["queued_s"] = verdict.queued_s
-        if verdict.status == 429:
-            await self.wait(verdict.added)
-            return self.rate_limited(runtime, admission, verdict)
+        verdict, admission, headers = served.verdict, served.verdict.admission, {**self.headers, **served.headers}
         if verdict.status != 200:
             await self.wait(verdict.added)
-            return self.reply(verdict.status, fault_body(verdict.status), verdict.decision, quota_headers(admission))
-
-        headers = quota_headers(admission)
-        prompt_tokens = count_prompt_tokens(self.operation, body, runtime.spec.model)
-        if self.operation == "embeddings":
+            if verdict.status == 429 and admission is not None:
+                error = rate_limit_body(runtime.name, limit_name(admission), whole_seconds(row["retry_after"]))
+            else:
+                error = fault_body(verdict.status)
+            return Response(error, status_code=verdict.status, headers=headers, media_type=JSON)
+        assert admission is not None
+        prompt_tokens = served.prompt_tokens
+        if served.completion is None:
             return await self.embeddings(runtime, body, prompt_tokens, admission, verdict, headers)
-        generation = self.generate(runtime, body, prompt_tokens)
-        plan = core.latency(runtime.state, generation.completion_tokens, verdict.added)
-        actual = prompt_tokens + generation.completion_tokens
-        row["prompt_tokens"] = prompt_tokens
-        row["completion_tokens"] = generation.completion_tokens
-        row["total_tokens"] = prompt_tokens + generation.completion_tokens
-        row["status"] = 200
-        row["decision"] = verdict.decision
-        if stream:
+        generation = self.generate(runtime, served.completion, prompt_tokens)
+        completion_tokens = generation.completion_tokens
+        plan = self.mock.core.latency(runtime.state, completion_tokens, verdict.added)
+        if row["stream"]:
             self.streaming = True
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -233,26 +224,26 @@ class Call:
                     runtime,
                     admission,
                     prompt_tokens,
-                    generation.completion_tokens,
+                    completion_tokens,
                 ),
-                headers={**self.headers, **headers},
+                headers=headers,
                 media_type="text/event-stream",
             )
         await self.wait(plan.total)
-        quota.finish(admission, actual)  # a PTU charge is corrected when the answer is complete
+        runtime.state.quota.finish(admission, prompt_tokens + completion_tokens)  # a PTU charge corrected at the end
         row["ttft_s"] = plan.ttft
-        make = chat_body if self.operation == "chat" else completions_body
+        make = chat_body if operation == "chat" else completions_body
         payload = make(
             runtime.reported_model,
             generation.text,
             generation.finish_reason,
             prompt_tokens,
-            generation.completion_tokens,
+            completion_tokens,
             generation.created,
         )
-        return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
+        return Response(_dumps(payload), status_code=200, headers=headers, media_type=JSON)
 
-    async def drive(self, steps: Waits) -> Verdict:
+    async def drive(self, steps: Generator[float, None, Served]) -> Served:
         """Carry out a core step's waits on the scenario clock."""
         while True:
             try:
@@ -261,19 +252,7 @@ class Call:
                 return done.value
             await self.clock.asleep(wait)
 
-    def rate_limited(self, runtime: DeploymentRuntime, admission: Admission, verdict: Verdict) -> Response:
-        """A 429: the deployment's own (its decision is logged) or an injected one (logged as a fault)."""
-        wait = verdict.retry_after if verdict.retry_after is not None else admission.retry_after
-        self.row["retry_after"] = wait
-        return self.reply(
-            429,
-            rate_limit_body(runtime.name, limit_name(admission), whole_seconds(wait)),
-            verdict.decision,
-            rate_limit_headers(admission, wait),
-        )
-
-    def generate(self, runtime: DeploymentRuntime, body: dict[str, Any], prompt_tokens: int) -> Generation:
-        completion = self.mock.core.completion(runtime.state, requested_max_tokens(body))
+    def generate(self, runtime: DeploymentRuntime, completion: Completion, prompt_tokens: int) -> Generation:
         self.finish_reason = completion.finish_reason
         return Generation(
             operation=self.operation,
@@ -307,10 +286,8 @@ class Call:
             dimensions,
             body.get("encoding_format") == "base64",
         )
-        self.row.update(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens, ttft_s=plan.ttft)
-        self.row["status"] = 200
-        self.row["decision"] = verdict.decision
-        return Response(_dumps(payload), status_code=200, headers={**self.headers, **headers}, media_type=JSON)
+        self.row["ttft_s"] = plan.ttft
+        return Response(_dumps(payload), status_code=200, headers=headers, media_type=JSON)
 
     async def wait(self, seconds: float) -> None:
         # A zero latency costs nothing: no sleep, not even a yield.

@@ -1,7 +1,11 @@
 """A simulated AOAI resource: the mock's core (`harness.mock.core`) driven by events instead of HTTP.
 
-The answer a request gets is exactly what the mock's ASGI app decides (same core, same seeded draws in
-the same order per resource), with the headers the mock sends; only the bytes are not made.
+A request is served by the same step as the mock's ASGI app serves it (`BackendCore.serve`: admission,
+faults, the answer's length, the log row), with the headers the mock sends; only the bytes are not made.
+The draws the step makes come from the same seeded streams in the same order per resource. The mock
+server alone draws an answer's words and its token-by-token gaps, from a stream of their own
+(`answer_rng`), so those never move the draws both make; the order of draws between concurrent requests
+follows the order they reach the resource, which a live run's scheduling can change.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.clock import Clock
-from harness.mock.core import BackendCore, DeploymentState, Verdict
-from harness.mock.headers import identity_headers, quota_headers, rate_limit_headers
+from harness.mock.core import BackendCore, DeploymentState, Served, Verdict
+from harness.mock.headers import identity_headers
 from harness.mock.log import BackendLog
 from harness.records import backend_row
 from harness.scenario import BackendInstance
@@ -66,10 +70,26 @@ class SimBackend:
         self._served += 1
         request_id = f"{self.backend.name}-{self._served}"
         arrived = self.scheduler.clock.now()
-        self.scheduler.drive(
-            self.core.admit(state, call.estimate),
-            lambda verdict: self._decided(call, state, request_id, arrived, verdict, answer),
+        row = backend_row(
+            t=arrived,
+            backend=self.backend.name,
+            region=self.backend.region,
+            request_id=request_id,
+            client_request_id=call.client_request_id,
+            gateway_request_id=call.gateway_request_id,
+            operation=call.operation,
+            stream=False,
         )
+        steps = self.core.serve(
+            state,
+            call.operation,
+            call.stream and call.operation != "embeddings",
+            call.max_tokens,
+            call.estimate,
+            lambda: call.prompt_tokens,
+            row,
+        )
+        self.scheduler.drive(steps, lambda served: self._decided(call, state, request_id, arrived, served, row, answer))
 
     def _decided(
         self,
@@ -77,37 +97,26 @@ class SimBackend:
         state: DeploymentState,
         request_id: str,
         arrived: float,
-        verdict: Verdict,
+        served: Served,
+        row: dict[str, Any],
         answer: Callable[[BackendAnswer], None],
     ) -> None:
         now = self.scheduler.clock.now()
         headers = identity_headers(request_id, self.backend.region, call.client_request_id)
-        row = self._row(call, state, request_id, arrived, verdict)
-        admission = verdict.admission
+        headers.update(served.headers)
+        verdict = served.verdict
         if verdict.status != 200:
-            if admission is not None:
-                if verdict.status == 429:
-                    headers.update(rate_limit_headers(admission, verdict.retry_after))
-                    row["retry_after"] = verdict.retry_after
-                else:
-                    headers.update(quota_headers(admission))
             done = now + verdict.added
             row["duration_s"] = done - arrived
             self.scheduler.at(done, self._answer, answer, BackendAnswer(verdict.status, headers, done, None, done), row)
             return
-        assert admission is not None
-        headers.update(quota_headers(admission))
-        prompt = call.prompt_tokens
-        if call.operation == "embeddings":
-            completion, plan = 0, self.core.latency_summary(state, 0, verdict.added)
-        else:
-            completion = self.core.completion(state, call.max_tokens).tokens
-            plan = self.core.latency_summary(state, completion, verdict.added)
+        prompt = served.prompt_tokens
+        completion = served.completion.tokens if served.completion is not None else 0
+        plan = self.core.latency_summary(state, completion, verdict.added)
         end = now + plan.total
         first_token = now + plan.ttft
-        streamed = call.stream and call.operation != "embeddings"
+        streamed = row["stream"]
         gap = (plan.total - plan.ttft) / (completion - 1) if streamed and completion > 1 else None
-        row.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
         row.update(ttft_s=plan.ttft, duration_s=end - arrived)
         # A stream's headers go out at admission, the rest when the whole answer is ready.
         reply = BackendAnswer(200, headers, now if streamed else end, first_token, end, prompt, completion, gap)
@@ -126,30 +135,3 @@ class SimBackend:
     def _write(self, row: dict[str, Any]) -> None:
         row["t_wall"] = self.wall.wall()
         self.log.write(row)
-
-    def _row(
-        self, call: BackendCall, state: DeploymentState, request_id: str, arrived: float, verdict: Verdict
-    ) -> dict[str, Any]:
-        admission = verdict.admission
-        return backend_row(
-            t=arrived,
-            backend=self.backend.name,
-            region=self.backend.region,
-            request_id=request_id,
-            client_request_id=call.client_request_id,
-            gateway_request_id=call.gateway_request_id,
-            deployment=state.name,
-            model=state.spec.model,
-            operation=call.operation,
-            stream=call.stream and call.operation != "embeddings",
-            status=verdict.status,
-            decision=verdict.decision,
-            estimate=call.estimate,
-            estimate_charged=admission.estimate if admission is not None else 0,
-            remaining_requests=admission.remaining_requests if admission is not None else None,
-            remaining_tokens=admission.remaining_tokens if admission is not None else None,
-            utilization=admission.utilization if admission is not None else None,
-            queued_s=verdict.queued_s,
-            network_in_s=verdict.network_s[0],
-            network_out_s=verdict.network_s[1],
-        )
