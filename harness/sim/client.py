@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK
-from harness.client import RETRY_COUNT_HEADER, ResponseInfo, RetryLoop
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
 from harness.scenario import Scenario
@@ -33,7 +31,7 @@ from harness.workload.requests import (
     replay_request,
     user_name,
 )
-from harness.workload.session import RunSettings, attempt_record
+from harness.workload.session import Pause, RunSettings, SendAttempt, request_steps
 from harness.workload.shape import StagePlan, pacing_wait, spawn_offsets
 from harness.workload.trace import TraceRow
 
@@ -147,30 +145,42 @@ class SimUser:
 
 
 class LogicalRequest:
-    """One logical request: attempts through the gateway until the client's retry profile stops."""
+    """One logical request: the client's steps (`workload.session.request_steps`) carried out with events,
+    each attempt through the simulated gateway, each pause an event later."""
 
     def __init__(self, user: SimUser, plan: RequestPlan) -> None:
         self.user = user
         self.plan = plan
         callers = user.callers
-        self.settings = callers.settings
-        self.profile_name = self.settings.profile_name(plan.app)
-        self.loop = RetryLoop(self.settings.profile(plan.app, user.rng))
-        self.logical_id = f"{self.settings.run_id}:{user.name}:{user.sequence}"
         self.shape = _shape(plan)
-        self.route = self.settings.route
-        self.prompt_est = _prompt_tokens(self.shape, self.route, plan.deployment)
+        self.route = callers.settings.route
+        prompt_est = _prompt_tokens(self.shape, self.route, plan.deployment)
+        self.steps = request_steps(
+            plan, user.name, user.sequence, callers.settings, user.rng, prompt_est, user.base_headers, callers.sink
+        )
 
     def send(self) -> None:
+        self._step(None)
+
+    def _step(self, result: AttemptResult | None) -> None:
+        """Send `result` into the steps (nothing, for a user Locust would have stopped) and carry out the next."""
         user = self.user
         if user.stopped:
+            return  # as Locust stops a user: whatever it had in flight is not recorded
+        try:
+            step = self.steps.send(result)
+        except StopIteration:
+            user.done()
             return
-        callers = user.callers
+        scheduler = user.callers.scheduler
+        if isinstance(step, Pause):
+            scheduler.after(step.seconds, self._step, None)
+        else:
+            self._send(step)
+
+    def _send(self, step: SendAttempt) -> None:
+        callers = self.user.callers
         callers.attempts += 1
-        attempt = self.loop.attempt
-        headers = dict(user.base_headers)
-        headers[CLIENT_REQUEST_ID] = f"{self.logical_id}:{attempt}"
-        headers[RETRY_COUNT_HEADER] = str(attempt - 1)
         shape, route = self.shape, self.route
         call = GatewayCall(
             deployment=self.plan.deployment,
@@ -178,20 +188,20 @@ class LogicalRequest:
             stream=self.plan.stream,
             include_usage=self.plan.include_usage,
             max_tokens=self.plan.max_tokens,
-            headers=headers,
+            headers=step.headers,
             body=_body(shape, route),
             prompt_tokens=lambda model: _prompt_tokens(shape, route, model),
             estimate=lambda model, default: _estimate(shape, route, model, default),
         )
-        pending = _Pending(attempt, callers.scheduler.clock.now(), callers.wall.wall())
-        callers.gateway.handle(call, lambda reply: self._answered(pending, reply), user.name)
-        callers.scheduler.after(self.settings.timeout_s, self._timed_out, pending)
+        pending = _Pending(callers.scheduler.clock.now())
+        callers.gateway.handle(call, lambda reply: self._answered(pending, reply), self.user.name)
+        callers.scheduler.after(callers.settings.timeout_s, self._timed_out, pending)
 
     def _timed_out(self, pending: _Pending) -> None:
         if not pending.done:
             pending.done = True
             latency = self.user.callers.scheduler.clock.now() - pending.started
-            self._record(pending, AttemptResult(0, error="timeout", latency_s=latency))
+            self._step(AttemptResult(0, error="timeout", latency_s=latency))
 
     def _answered(self, pending: _Pending, reply: GatewayReply) -> None:
         if pending.done:
@@ -210,7 +220,7 @@ class LogicalRequest:
         )
         if reply.status == 200:
             self._read_usage(result, reply)
-        self._record(pending, result)
+        self._step(result)
 
     def _read_usage(self, result: AttemptResult, reply: GatewayReply) -> None:
         """Usage as the client reads it: from the body or a stream's usage chunk, else from the streamed text."""
@@ -221,39 +231,10 @@ class LogicalRequest:
             # No usage chunk: the record counts the streamed text, so the text is made (only for such streams).
             result.text = text_of_tokens(reply.streamed_tokens, self.plan.deployment)
 
-    def _record(self, pending: _Pending, result: AttemptResult) -> None:
-        user = self.user
-        if user.stopped:
-            return
-        scheduler = user.callers.scheduler
-        info = ResponseInfo(result.status, result.headers, result.error)
-        info, decision = self.loop.decide(info, scheduler.clock.now())
-        record = attempt_record(
-            self.plan,
-            self.settings,
-            user.name,
-            self.profile_name,
-            self.logical_id,
-            pending.attempt,
-            pending.started,
-            pending.wall,
-            self.prompt_est,
-            result,
-            decision,
-            info,
-        )
-        user.callers.sink(record)
-        if decision.retry:
-            scheduler.after(decision.wait_s, self.send)
-        else:
-            user.done()
-
 
 @dataclass(slots=True)
 class _Pending:
-    attempt: int
     started: float
-    wall: float
     done: bool = False
 
 

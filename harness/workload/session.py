@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,12 +20,12 @@ from harness.client import (
     GatewayHeaderNames,
     ResponseInfo,
     RetryDecision,
+    RetryLoop,
     RetryProfile,
     capture,
     classify,
     decision_label,
     profile_for,
-    run_with_retries,
 )
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
@@ -100,6 +100,69 @@ def header_names_for(scenario: Scenario) -> GatewayHeaderNames:
     ).lowered()
 
 
+@dataclass(frozen=True, slots=True)
+class SendAttempt:
+    """Send attempt `number` with `headers`: sent back its `AttemptResult`."""
+
+    number: int
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait `seconds` before the next attempt (the retry profile's decision; 0 still yields to others)."""
+
+    seconds: float
+
+
+RequestSteps = Generator[SendAttempt | Pause, Any, Outcome]
+
+
+def request_steps(
+    plan: RequestPlan,
+    user: str,
+    sequence: int,
+    settings: RunSettings,
+    rng: random.Random,
+    prompt_est: int,
+    base_headers: dict[str, str],
+    sink: Callable[[Record], None],
+) -> RequestSteps:
+    """One logical request's steps, as its app's client takes them: send an attempt, record it with the retry
+    profile's decision, wait, again, until the profile stops. Both drivers run these steps: `execute` (a
+    Locust user, over a socket, sleeping on its clock) and the simulator (events on its virtual clock)."""
+    clock = settings.clock
+    logical_id = f"{settings.run_id}:{user}:{sequence}"
+    profile_name = settings.profile_name(plan.app)
+    loop = RetryLoop(settings.profile(plan.app, rng))
+    first_started = clock.now()
+    while True:
+        attempt = loop.attempt
+        headers = dict(base_headers)
+        headers[CLIENT_REQUEST_ID] = f"{logical_id}:{attempt}"
+        headers[RETRY_COUNT_HEADER] = str(attempt - 1)
+        started, started_wall = clock.now(), clock.wall()
+        result: AttemptResult = yield SendAttempt(attempt, headers)
+        info, decision = loop.decide(ResponseInfo(result.status, result.headers, result.error), clock.now())
+        record = attempt_record(
+            plan, settings, user, profile_name, logical_id, attempt, started, started_wall, prompt_est, result,
+            decision, info,
+        )  # fmt: skip
+        sink(record)
+        if not decision.retry:
+            error_kind = _error_kind(result, settings.header_names)
+            return Outcome(plan.request_type, attempt, clock.now() - first_started, error_kind, result.body_bytes)
+        yield Pause(decision.wait_s)
+
+
+def base_headers_for(plan: RequestPlan, settings: RunSettings) -> dict[str, str]:
+    """What every attempt of `plan` sends beside its ids: the content type and the app's credentials."""
+    return {
+        "content-type": "application/json",
+        **auth_headers(plan.app, settings.api_key, settings.bearer_token, settings.signer),
+    }
+
+
 def execute(
     plan: RequestPlan,
     user: str,
@@ -109,56 +172,47 @@ def execute(
     rng: random.Random,
     sink: Callable[[Record], None],
 ) -> Outcome:
-    """Send `plan` with its app's retry rules; hand every attempt's record to `sink` as soon as it ends."""
+    """Send `plan` with its app's retry rules; hand every attempt's record to `sink` as soon as it ends.
+
+    The live driver of `request_steps`: attempts go over `transport`, waits are slept on the run's clock.
+    """
     clock = settings.clock
     body = plan.body(settings.route)
     payload = json.dumps(body, separators=(",", ":")).encode()
-    prompt_est = plan.counted_prompt_tokens(body)
     path = plan.path(settings.api_version, settings.route)
-    logical_id = f"{settings.run_id}:{user}:{sequence}"
-    profile_name = settings.profile_name(plan.app)
-    base_headers = {
-        "content-type": "application/json",
-        **auth_headers(plan.app, settings.api_key, settings.bearer_token, settings.signer),
-    }
-    first_started = clock.now()
-    attempts: dict[int, tuple[float, float, AttemptResult]] = {}
     spans = RequestTrace(
         plan.operation,
         plan.deployment,
         {
             telemetry.REQUEST_MAX_TOKENS: plan.max_tokens,
             telemetry.APP_ID: plan.app.id,
-            telemetry.CLIENT_PROFILE: profile_name,
-            telemetry.LOGICAL_ID: logical_id,
+            telemetry.CLIENT_PROFILE: settings.profile_name(plan.app),
+            telemetry.LOGICAL_ID: f"{settings.run_id}:{user}:{sequence}",
             telemetry.STREAM: plan.stream,
         },
     )
 
-    def send(attempt: int) -> tuple[ResponseInfo, AttemptResult]:
-        headers = dict(base_headers)
-        headers[CLIENT_REQUEST_ID] = f"{logical_id}:{attempt}"
-        headers[RETRY_COUNT_HEADER] = str(attempt - 1)
-        spans.start_attempt(attempt, headers)
-        started, started_wall = clock.now(), clock.wall()
-        result = transport.send(path, payload, headers, plan.stream)
-        attempts[attempt] = (started, started_wall, result)
-        return ResponseInfo(result.status, result.headers, result.error), result
-
-    def on_attempt(attempt: int, info: ResponseInfo, result: AttemptResult, decision: RetryDecision) -> None:
-        started, started_wall, _ = attempts[attempt]
-        record = attempt_record(
-            plan, settings, user, profile_name, logical_id, attempt, started, started_wall, prompt_est, result,
-            decision, info,
-        )  # fmt: skip
-        spans.end_attempt(attempt, record)
+    def traced(record: Record) -> None:
+        spans.end_attempt(record["attempt"], record)
         sink(record)
 
-    outcome = run_with_retries(send, settings.profile(plan.app, rng), clock, on_attempt)
-    final = outcome.detail
-    error_kind = _error_kind(final, settings.header_names)
-    spans.end(error_kind)
-    return Outcome(plan.request_type, outcome.attempts, clock.now() - first_started, error_kind, final.body_bytes)
+    base = base_headers_for(plan, settings)
+    steps = request_steps(plan, user, sequence, settings, rng, plan.counted_prompt_tokens(body), base, traced)
+    result: AttemptResult | None = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            outcome: Outcome = done.value
+            spans.end(outcome.error_kind)
+            return outcome
+        if isinstance(step, SendAttempt):
+            spans.start_attempt(step.number, step.headers)
+            result = transport.send(path, payload, step.headers, plan.stream)
+        else:
+            result = None
+            if step.seconds > 0:
+                clock.sleep(step.seconds)
 
 
 def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
