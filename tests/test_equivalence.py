@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from gateway_helpers import API_VERSION, INSTANT, START, bearer, gateway_stack
 
+from harness.aoai.validation import check_request
 from harness.clock import VirtualClock
 from harness.gateway.log import GatewayLog
 from harness.mock.log import MemoryLog
@@ -172,6 +173,7 @@ def _simulated(kind: Kind) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             headers=_headers(send),
             body=body,
             prompt_tokens=lambda model, body=body: count_prompt_tokens("chat", body, model),
+            invalid=lambda model, body=body: check_request(body, "chat", model),
             estimate=lambda model, default, body=body: admission_estimate("chat", body, model, default),
         )
         gateway.handle(call, replies.append, "u0-0")

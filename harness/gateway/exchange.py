@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from harness import telemetry
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
-from harness.aoai.validation import Invalid, parse_body, too_large
+from harness.aoai.validation import Invalid, check_request, parse_body, too_large
 from harness.gateway.proxy import (
     UpstreamFailure,
     downstream_headers,
@@ -136,7 +136,11 @@ class Exchange:
         if isinstance(payload, Invalid):
             return payload
         operation = self.operation
-        return RequestBody(payload, lambda model: count_prompt_tokens(operation, payload, model))
+        return RequestBody(
+            payload,
+            lambda model: count_prompt_tokens(operation, payload, model),
+            lambda model: check_request(payload, operation, model),
+        )
 
     async def _send(self, member: str) -> Upstream | Failure:
         gateway = self.gateway

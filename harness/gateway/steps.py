@@ -19,7 +19,7 @@ from harness.aoai.headers import BACKEND, CLIENT_REQUEST_ID, GATEWAY_REPLICA
 from harness.aoai.refusals import BAD_REQUEST, REFUSAL_HEADER, UNAUTHORIZED, UPSTREAM_ERROR
 from harness.aoai.retry_after import advised_wait, retry_after_s
 from harness.aoai.sse import Usage
-from harness.aoai.validation import Invalid, check_request
+from harness.aoai.validation import Invalid
 from harness.clock import Clock
 from harness.gateway.breaker import CircuitBreaker
 from harness.gateway.forwarding import (
@@ -101,10 +101,12 @@ Effect = ReadBody | Send | Discard | ReadAnswer | AwaitFirstChunk | Relay
 
 @dataclass(frozen=True, slots=True)
 class RequestBody:
-    """The client's parsed body, and how its prompt counts for a model (the simulator caches the count)."""
+    """The client's parsed body; for a model, how its prompt counts and why AOAI would refuse it (None: it
+    would not). The simulator caches both per body shape; the server works them out per request."""
 
     payload: Mapping[str, Any]
     prompt_tokens: Callable[[str], int]
+    invalid: Callable[[str], Invalid | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +265,7 @@ class ExchangeSteps:
         self.route = route
         self.row["deployment"] = route.name
         self.row["model"] = route.model
-        invalid = check_request(dict(payload), self.operation, route.model)
+        invalid = body.invalid(route.model)
         if invalid is not None:  # refused here, as the backend would: no tokens charged, no member tried
             return self._answer(invalid.status, invalid.body(), BAD_REQUEST)
         self.stream = payload.get("stream") is True and self.operation != "embeddings"

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK
+from harness.aoai.validation import Invalid, check_request
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
 from harness.scenario import Scenario
@@ -48,6 +49,11 @@ def _body(plan_shape: tuple[Any, ...], route: str) -> dict[str, Any]:
 @lru_cache(maxsize=65_536)
 def _prompt_tokens(plan_shape: tuple[Any, ...], route: str, model: str) -> int:
     return count_prompt_tokens(plan_shape[0], _body(plan_shape, route), model)
+
+
+@lru_cache(maxsize=65_536)
+def _invalid(plan_shape: tuple[Any, ...], route: str, model: str) -> Invalid | None:
+    return check_request(_body(plan_shape, route), plan_shape[0], model)
 
 
 @lru_cache(maxsize=65_536)
@@ -191,6 +197,7 @@ class LogicalRequest:
             headers=step.headers,
             body=_body(shape, route),
             prompt_tokens=lambda model: _prompt_tokens(shape, route, model),
+            invalid=lambda model: _invalid(shape, route, model),
             estimate=lambda model, default: _estimate(shape, route, model, default),
         )
         pending = _Pending(callers.scheduler.clock.now())

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
+from harness.aoai.validation import Invalid
 from harness.clock import Clock
 from harness.gateway.breaker import BACKEND_TIMEOUT, CircuitBreaker, Transition
 from harness.gateway.forwarding import DeploymentRoute, build_breakers, deployment_routes
@@ -60,6 +61,7 @@ class GatewayCall:
     headers: Mapping[str, str]  # lower-cased request headers
     body: dict[str, Any]  # the request's JSON body, parsed (shared between calls of one shape: never changed)
     prompt_tokens: Callable[[str], int]  # tokenizer count of the prompt for a model
+    invalid: Callable[[str], Invalid | None]  # why AOAI would refuse the body for a model (None: it would not)
     estimate: Callable[[str, int], int]  # AOAI's admission estimate for a model and its default max_tokens
 
 
@@ -202,7 +204,7 @@ class SimExchange:
                     self._reply_whole(done.value)
                 return
             if isinstance(effect, ReadBody):
-                result = RequestBody(self.call.body, self.call.prompt_tokens)
+                result = RequestBody(self.call.body, self.call.prompt_tokens, self.call.invalid)
             elif isinstance(effect, Send):
                 self._send(effect.member)
                 return
