@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from harness.scenario.gateway import counter_key_parts
+
 # How the harness writes each counter key as an APIM expression (and reads it back).
 APPID_EXPRESSION = (
     '@(context.Request.Headers.GetValueOrDefault("Authorization","").AsJwt()?.Claims'
@@ -31,7 +33,7 @@ def header_expression(name: str) -> str:
 
 
 _APPID = re.compile(r'AsJwt\(\)\??\.Claims\.GetValueOrDefault\(\s*"(appid|azp)"', re.IGNORECASE)
-_SUBSCRIPTION = re.compile(r"^@\(\s*context\.Subscription\.(Id|Key)\s*\)$")
+_SUBSCRIPTION = re.compile(r"^@\(\s*context\.Subscription\??\.(Id|Key)\s*\)$")
 _IP = re.compile(r"^@\(\s*context\.Request\.IpAddress\s*\)$")
 _HEADER = re.compile(r'^@\(\s*context\.Request\.Headers\.GetValueOrDefault\(\s*"([^"]+)"\s*(,\s*"[^"]*"\s*)?\)\s*\)$')
 _DEPLOYMENT = re.compile(r'^@\(\s*context\.Request\.MatchedParameters\.GetValueOrDefault\(\s*"deployment-id"')
@@ -48,30 +50,104 @@ def variable_read(value: str) -> str | None:
     return found.group(2) if found else None
 
 
-def counter_key_of(value: str) -> str | None:
-    """The harness's counter key for an APIM counter-key expression, or None when it is not a known form."""
-    value = " ".join(value.split())
-    if _APPID.search(value):
+_STRING = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
+_CONSTANT_TEXT = re.compile(r"^[^+]*$")  # a constant part of a harness counter key holds no `+`
+
+
+def counter_key_of(value: str, variables: dict[str, str] | None = None) -> str | None:
+    """The harness's counter key for an APIM counter-key value, or None when it is not a form the harness
+    evaluates: a literal (one counter for every caller), the JWT's appid, the subscription's id, the client
+    IP, a request header, a variable set from one of these, or a concatenation (`+`) of them.
+
+    >>> counter_key_of('@(context.Subscription.Id + "-" + context.Request.Headers.GetValueOrDefault("x-team",""))')
+    'subscription + constant:- + header:x-team'
+    >>> counter_key_of("global"), counter_key_of('@("all")'), counter_key_of("@(context.User.Email)")
+    ('constant:global', 'constant:all', None)
+    """
+    value = value.strip()
+    if not is_expression(value):
+        return f"constant:{value}" if value and _CONSTANT_TEXT.match(value) and "{{" not in value else None
+    if not (value.startswith("@(") and value.endswith(")")):
+        return None  # a multi-statement @{ ... } block
+    parts = []
+    for term in _terms(value[2:-1]):
+        part = _key_term(term, variables or {})
+        if part is None:
+            return None
+        parts.append(part)
+    return " + ".join(parts) if parts else None
+
+
+def _key_term(term: str, variables: dict[str, str]) -> str | None:
+    term = " ".join(term.split())
+    literal = _STRING.match(term)
+    if literal:
+        text = literal.group(1)
+        return f"constant:{text}" if text and _CONSTANT_TEXT.match(text) and text.strip() == text else None
+    expression = f"@({term})"
+    read = variable_read(expression)
+    if read is not None:
+        return counter_key_of(variables[read], None) if read in variables else None
+    if _APPID.search(term):
         return "appid"
-    if _SUBSCRIPTION.match(value):
+    if _SUBSCRIPTION.match(expression):
         return "subscription"
-    if _IP.match(value):
+    if _IP.match(expression):
         return "ip"
-    header = _HEADER.match(value)
+    header = _HEADER.match(expression)
     if header and header.group(1).lower() != "authorization":
         return f"header:{header.group(1).lower()}"
     return None
 
 
+def _terms(body: str) -> list[str]:
+    """`body` split at the `+` signs outside strings and brackets."""
+    terms, depth, quote, start, i = [], 0, "", 0, 0
+    while i < len(body):
+        char = body[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char == '"':
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "+" and depth == 0:
+            terms.append(body[start:i].strip())
+            start = i + 1
+        i += 1
+    terms.append(body[start:].strip())
+    return terms
+
+
 def counter_key_expression(key: str) -> str:
-    """The APIM expression for a harness counter key (appid, subscription, ip or header:<name>)."""
-    if key == "appid":
-        return APPID_EXPRESSION
-    if key == "subscription":
-        return SUBSCRIPTION_EXPRESSION
-    if key == "ip":
-        return IP_EXPRESSION
-    return header_expression(key.removeprefix("header:"))
+    """The APIM value for a harness counter key: one expression, a literal for a constant.
+
+    >>> counter_key_expression("constant:everyone"), counter_key_expression("subscription + constant:-a")
+    ('everyone', '@(context.Subscription.Id + "-a")')
+    """
+    parts = counter_key_parts(key)
+    if len(parts) == 1 and parts[0].startswith("constant:"):
+        return parts[0].removeprefix("constant:")
+    return "@(" + " + ".join(_part_expression(part) for part in parts) + ")"
+
+
+def _part_expression(part: str) -> str:
+    if part.startswith("constant:"):
+        return '"' + part.removeprefix("constant:").replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if part == "appid":
+        expression = APPID_EXPRESSION
+    elif part == "subscription":
+        expression = SUBSCRIPTION_EXPRESSION
+    elif part == "ip":
+        expression = IP_EXPRESSION
+    else:
+        expression = header_expression(part.removeprefix("header:"))
+    return expression[2:-1]
 
 
 # token-metric dimensions: (harness dimension, APIM dimension name, value expression or None for APIM's default)

@@ -52,11 +52,9 @@ def build_breakers(
     listener: BreakerListener | None,
     make: Callable[[str, CircuitBreakerRule, Clock, BreakerListener | None], CircuitBreaker] = CircuitBreaker,
 ) -> dict[str, CircuitBreaker]:
-    """One breaker per pool member when the scenario has a rule (none otherwise); `make` builds each."""
-    rule = config.circuit_breaker
-    if rule is None:
-        return {}
-    return {m.backend: make(m.backend, rule, clock, listener) for m in members}
+    """One breaker per pool member that has a rule (its own or the gateway's); `make` builds each."""
+    rules = {m.backend: config.breaker_rule(m) for m in members}
+    return {name: make(name, rule, clock, listener) for name, rule in rules.items() if rule is not None}
 
 
 def deployment_routes(

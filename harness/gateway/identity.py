@@ -22,7 +22,7 @@ from typing import Any
 from harness.clock import Clock
 from harness.gateway.jwt_check import ANONYMOUS_APP, TokenValidator, app_claim, json_segment
 from harness.gateway.lru import BoundedCache
-from harness.scenario.gateway import Auth
+from harness.scenario.gateway import Auth, counter_key_parts
 
 SUBSCRIPTION_HEADERS = ("ocp-apim-subscription-key", "api-key")
 
@@ -138,7 +138,16 @@ class Identifier:
 
 
 def counter_key(kind: str, caller: Caller, headers: Mapping[str, str], client_ip: str) -> str:
-    """The token-limit counter key of a request: `appid`, `subscription` (its id), `ip` or `header:<name>`."""
+    """The token-limit counter key of a request: `appid`, `subscription` (its id), `ip`, `header:<name>`,
+    `constant:<text>`, or several joined by `+`, their values concatenated."""
+    if "+" in kind:
+        return "".join(_key_part(part, caller, headers, client_ip) for part in counter_key_parts(kind))
+    return _key_part(kind, caller, headers, client_ip)
+
+
+def _key_part(kind: str, caller: Caller, headers: Mapping[str, str], client_ip: str) -> str:
+    if kind.startswith("constant:"):
+        return kind.removeprefix("constant:")
     if kind == "appid":
         return caller.app_id
     if kind == "subscription":

@@ -39,47 +39,29 @@ METRIC_DIMENSIONS = (
 _HEADER_NAME = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
 # Headers carrying secrets: never a counter key or a metric label (the subscription's id is the label).
 CREDENTIAL_HEADERS = frozenset({"api-key", "authorization", "ocp-apim-subscription-key"})
-_COUNTER_KEY = re.compile(rf"^(appid|subscription|ip|header:{_HEADER_NAME})$")
+# A counter key is one part or several joined by `+` (their values concatenated, as an APIM expression
+# `@(context.Subscription.Id + "-" + ...)` does); `constant:<text>` is a literal, so a key made only of
+# constants is one counter every caller shares.
+_KEY_PART = rf"(appid|subscription|ip|header:{_HEADER_NAME}|constant:[^+]*)"
+_COUNTER_KEY = re.compile(rf"^{_KEY_PART}(\s*\+\s*{_KEY_PART})*$")
+
+
+def counter_key_parts(key: str) -> list[str]:
+    """The parts of a counter key, in order.
+
+    >>> counter_key_parts("subscription + constant:-gpt + header:x-team")
+    ['subscription', 'constant:-gpt', 'header:x-team']
+    >>> counter_key_parts("constant:everyone")
+    ['constant:everyone']
+    """
+    return [part.strip() for part in key.split("+")]
 _DIMENSION = re.compile(rf"^({'|'.join(METRIC_DIMENSIONS)}|header:{_HEADER_NAME})$")
 
 
 def _no_credential_header(value: str) -> None:
-    if value.startswith("header:") and value.removeprefix("header:").lower() in CREDENTIAL_HEADERS:
-        raise ValueError(f"'{value}' carries a secret: use subscription (the subscription's id) or appid instead")
-
-
-class PoolMember(Section):
-    """One backend of the load-balanced pool (APIM: `pool.services[]`)."""
-
-    backend: str = Field(..., description="name of a backend instance of the scenario")
-    priority: int = Field(1, ge=1, description="1 is the highest; lower groups serve only when higher are tripped")
-    weight: int = Field(1, ge=1, le=1000, description="share of the traffic within its priority group")
-
-
-class Pool(Section):
-    """Which backends the gateway forwards to, and how it picks one."""
-
-    members: list[PoolMember] = Field(
-        default_factory=list,
-        max_length=MAX_POOL_MEMBERS,
-        description="pool members; empty means every backend of the scenario at priority 1, weight 1",
-    )
-    selection: Literal["weighted", "round-robin", "latency"] = Field(
-        "weighted",
-        description="within a priority group: by weight (smooth weighted round-robin), plain round-robin, or "
-        "latency (lowest recent response time; not an APIM mode)",
-    )
-    latency_smoothing: float = Field(
-        0.3, gt=0, le=1, description="latency selection: weight of the newest response time in the moving average"
-    )
-    latency_probe_every: int = Field(
-        20, ge=2, description="latency selection: every Nth pick goes round-robin so slower members stay measured"
-    )
-
-    @model_validator(mode="after")
-    def _unique_members(self) -> Pool:
-        index_unique((member.backend for member in self.members), "members", "backend")
-        return self
+    for part in counter_key_parts(value):
+        if part.startswith("header:") and part.removeprefix("header:").lower() in CREDENTIAL_HEADERS:
+            raise ValueError(f"'{part}' carries a secret: use subscription (the subscription's id) or appid instead")
 
 
 class StatusCodeRange(Section):
@@ -149,6 +131,45 @@ class CircuitBreakerRule(Section):
     )
 
 
+class PoolMember(Section):
+    """One backend of the load-balanced pool (APIM: `pool.services[]`)."""
+
+    backend: str = Field(..., description="name of a backend instance of the scenario")
+    priority: int = Field(1, ge=1, description="1 is the highest; lower groups serve only when higher are tripped")
+    weight: int = Field(1, ge=1, le=1000, description="share of the traffic within its priority group")
+    circuit_breaker: CircuitBreakerRule | None = Field(
+        None,
+        description="this member's own breaker rule (APIM keeps one per backend resource); unset: "
+        "gateway.circuit_breaker applies",
+    )
+
+
+class Pool(Section):
+    """Which backends the gateway forwards to, and how it picks one."""
+
+    members: list[PoolMember] = Field(
+        default_factory=list,
+        max_length=MAX_POOL_MEMBERS,
+        description="pool members; empty means every backend of the scenario at priority 1, weight 1",
+    )
+    selection: Literal["weighted", "round-robin", "latency"] = Field(
+        "weighted",
+        description="within a priority group: by weight (smooth weighted round-robin), plain round-robin, or "
+        "latency (lowest recent response time; not an APIM mode)",
+    )
+    latency_smoothing: float = Field(
+        0.3, gt=0, le=1, description="latency selection: weight of the newest response time in the moving average"
+    )
+    latency_probe_every: int = Field(
+        20, ge=2, description="latency selection: every Nth pick goes round-robin so slower members stay measured"
+    )
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> Pool:
+        index_unique((member.backend for member in self.members), "members", "backend")
+        return self
+
+
 class GatewayRetry(Section):
     """Retry inside the gateway (APIM's "smart" load-balancing sample): at once, on the next available member."""
 
@@ -172,7 +193,8 @@ class TokenLimit(Section):
     counter_key: str = Field(
         "appid",
         alias="counter-key",
-        description="who is counted: appid (JWT appid claim), subscription (key), ip, or header:<name>",
+        description="who is counted: appid (JWT appid claim), subscription (its id), ip, header:<name> or "
+        "constant:<text> (one counter shared by all), or several joined by + (their values concatenated)",
     )
     tokens_per_minute: int | None = Field(
         None, alias="tokens-per-minute", gt=0, description="prompt + completion tokens per minute (429 beyond)"
@@ -212,7 +234,10 @@ class TokenLimit(Section):
     @classmethod
     def _known_key(cls, value: str) -> str:
         if not _COUNTER_KEY.match(value):
-            raise ValueError(f"'{value}' is not a counter key (appid, subscription, ip or header:<name>)")
+            raise ValueError(
+                f"'{value}' is not a counter key (appid, subscription, ip, header:<name>, constant:<text>, or "
+                "several joined by +)"
+            )
         _no_credential_header(value)
         return value
 
@@ -347,7 +372,7 @@ class GatewayConfig(Section):
     )
     pool: Pool = Field(default_factory=Pool, description="backend pool: members, priorities, weights")
     circuit_breaker: CircuitBreakerRule | None = Field(
-        None, description="breaker rule applied to every pool member; null for none"
+        None, description="breaker rule of every pool member without one of its own; null for none"
     )
     all_tripped_response: Literal[503, 429] = Field(
         503, description="status when every member is tripped: 503 (APIM) or 429 with the soonest Retry-After"
@@ -398,6 +423,10 @@ class GatewayConfig(Section):
         if self.pool.members:
             return list(self.pool.members)
         return [PoolMember(backend=name) for name in backends]
+
+    def breaker_rule(self, member: PoolMember) -> CircuitBreakerRule | None:
+        """The breaker rule of a pool member: its own, else the gateway's (None: the member has no breaker)."""
+        return member.circuit_breaker if member.circuit_breaker is not None else self.circuit_breaker
 
     def check_members(self, backends: Iterable[str]) -> None:
         """Raise FieldError (path relative to the scenario) when a member names an unknown backend."""
