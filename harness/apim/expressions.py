@@ -54,6 +54,14 @@ _STRING = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
 _CONSTANT_TEXT = re.compile(r"^[^+]*$")  # a constant part of a harness counter key holds no `+`
 
 
+_VARIABLE_ANYWHERE = re.compile(r'context\.Variables\.GetValueOrDefault(?:<string>)?\(\s*"([^"]+)"')
+
+
+def variables_read(value: str) -> list[str]:
+    """Every variable an expression reads."""
+    return _VARIABLE_ANYWHERE.findall(value)
+
+
 def counter_key_of(value: str, variables: dict[str, str] | None = None) -> str | None:
     """The harness's counter key for an APIM counter-key value, or None when it is not a form the harness
     evaluates: a literal (one counter for every caller), the JWT's appid, the subscription's id, the client
@@ -203,22 +211,22 @@ def escape_expressions(text: str) -> str:
     out: list[str] = []
     i = 0
     while True:
-        start = _next_expression(text, i)
+        start = next_expression(text, i)
         if start < 0:
             out.append(text[i:])
             return "".join(out)
-        end = _expression_end(text, start)
+        end = expression_end(text, start)
         out.append(text[i : start + 2])
         out.append(_escape(text[start + 2 : end]))
         i = end
 
 
-def _next_expression(text: str, i: int) -> int:
+def next_expression(text: str, i: int) -> int:
     candidates = [k for k in (text.find("@(", i), text.find("@{", i)) if k >= 0]
     return min(candidates) if candidates else -1
 
 
-def _expression_end(text: str, start: int) -> int:
+def expression_end(text: str, start: int) -> int:
     """Index of the bracket closing the expression that opens at `start` (C# strings skipped), or the text's end."""
     opening = text[start + 1]
     closing = ")" if opening == "(" else "}"

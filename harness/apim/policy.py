@@ -20,6 +20,7 @@ from defusedxml.ElementTree import fromstring
 
 from harness.apim import expressions
 from harness.errors import ScenarioError
+from harness.inputs import POLICY_LIMIT, read_text
 
 TOKEN_LIMITS = ("llm-token-limit", "azure-openai-token-limit")
 TOKEN_METRICS = ("llm-emit-token-metric", "azure-openai-emit-token-metric")
@@ -43,11 +44,36 @@ class Policy:
     backend_id: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     variables_read: set[str] = field(default_factory=set)  # those a counter key reads
+    named_values: dict[str, str] | None = None  # `{{name}}` -> value, from --named-values
+    unresolved: list[str] = field(default_factory=list)  # attributes whose named value is not known
 
 
-def read_policy(path: Path, warn: list[str]) -> Policy:
-    root = _parse(path)
-    policy = Policy()
+NAMED_VALUE = re.compile(r"\{\{([^{}]+)\}\}")
+
+
+def resolve_named(value: str, named_values: dict[str, str] | None) -> str | None:
+    """`value` with its `{{name}}` references replaced from `named_values`; None when one is not there.
+
+    >>> resolve_named("{{tpm}}", {"tpm": "5000"}), resolve_named("{{tpm}}", None), resolve_named("7", None)
+    ('5000', None, '7')
+    """
+    missing = False
+
+    def replace(found: re.Match[str]) -> str:
+        nonlocal missing
+        name = found.group(1).strip()
+        if named_values is None or name not in named_values:
+            missing = True
+            return found.group(0)
+        return str(named_values[name])
+
+    resolved = NAMED_VALUE.sub(replace, value)
+    return None if missing else resolved
+
+
+def read_policy(path: Path, warn: list[str], named_values: dict[str, str] | None = None) -> Policy:
+    root = parse_policy(read_text(path, "policy", POLICY_LIMIT), path)
+    policy = Policy(named_values=named_values)
     policy.variables = {
         str(e.get("name")): str(e.get("value", "")) for e in root.iter("set-variable") if e.get("name") is not None
     }
@@ -73,27 +99,31 @@ def read_policy(path: Path, warn: list[str]) -> Policy:
     return policy
 
 
-def _parse(path: Path) -> ET.Element:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(str(path), "no such file") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(str(path), f"not UTF-8 text (byte {exc.start})") from None
+WRAPPER = "fragment"
+
+
+def parse_policy(text: str, path: Path) -> ET.Element:
+    """The policy's element tree (a bare fragment inside a `<fragment>` of its own); one line when it is not
+    an APIM policy: empty, plain text, JSON, malformed XML, or a document type with entities."""
     text = expressions.escape_expressions(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
     # a bare fragment (one policy or several, no <policies>) is read inside a root of its own
-    wrapped = not text.lstrip().startswith("<policies")
+    wrapped = not text.lstrip().startswith(("<policies", f"<{WRAPPER}"))
     try:
-        return fromstring(f"<fragment>{text}</fragment>" if wrapped else text)
+        root = fromstring(f"<{WRAPPER}>{text}</{WRAPPER}>" if wrapped else text)
     except ET.ParseError as exc:
         line, column = exc.position
-        column = column - len("<fragment>") if wrapped and line == 1 else column
+        column = column - len(f"<{WRAPPER}>") if wrapped and line == 1 else column
         message = str(exc).split(":")[0]
         raise ScenarioError(f"{path}: line {line}, column {column + 1}", f"not well-formed XML ({message})") from None
     except DefusedXmlException as exc:
         raise ScenarioError(str(path), f"refused: {exc}") from None
     except RecursionError:
         raise ScenarioError(str(path), "nested too deeply") from None
+    if wrapped and (len(root) == 0 or (root.text or "").strip() or any((e.tail or "").strip() for e in root)):
+        raise ScenarioError(
+            str(path), "not an APIM policy: expected <policies>...</policies> or policy elements, found text"
+        )
+    return root
 
 
 def _token_limit(element: ET.Element, where: str, policy: Policy, warn: list[str]) -> dict[str, Any]:
@@ -103,6 +133,12 @@ def _token_limit(element: ET.Element, where: str, policy: Policy, warn: list[str
         value = element.get(name)
         if value is None:
             continue
+        resolved = resolve_named(value, policy.named_values)
+        if resolved is None:
+            warn.append(f"{where} {name}: named value {value} not resolved (give --named-values FILE): ignored")
+            policy.unresolved.append(f"{name}={value}")
+            continue
+        value = resolved
         if expressions.is_expression(value):
             warn.append(f"{where} {name}: policy expression not evaluated: attribute ignored")
         elif name in _INTEGERS:
@@ -117,18 +153,26 @@ def _token_limit(element: ET.Element, where: str, policy: Policy, warn: list[str
 
 
 def _counter_key(value: str, where: str, policy: Policy, warn: list[str]) -> str:
-    read = expressions.variable_read(value)
-    if read is not None and read in policy.variables:
-        policy.variables_read.add(read)
-        value = policy.variables[read]  # `<set-variable name="appId" value="@(...AsJwt()...)">` read here
-    key = expressions.counter_key_of(value)
+    key = counter_key(value, policy)
     if key is None:
         warn.append(
             f"{where} counter-key: policy expression not evaluated ({value or 'none'}): counting per appid; set "
-            "gateway.token_limit.counter-key to appid, subscription, ip or header:<name>"
+            "gateway.token_limit.counter-key to appid, subscription, ip, header:<name>, constant:<text> or a + of them"
         )
         return "appid"
     return key
+
+
+def counter_key(value: str, policy: Policy) -> str | None:
+    """The harness counter key a policy's counter-key value is simulated by (None: not evaluated); the
+    variables it reads are marked read."""
+    resolved = resolve_named(value, policy.named_values)
+    if resolved is None:
+        return None
+    for name in expressions.variables_read(resolved):
+        if name in policy.variables:
+            policy.variables_read.add(name)
+    return expressions.counter_key_of(resolved, policy.variables)
 
 
 def _dimensions(element: ET.Element, where: str, warn: list[str]) -> list[str]:
