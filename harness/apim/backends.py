@@ -296,17 +296,11 @@ def _text(value: Any) -> str | None:
 
 
 def arm_template(
-    pool_name: str,
-    members: list[dict[str, Any]],
-    rule: dict[str, Any] | None,
-    urls: dict[str, str],
-    originals: dict[str, Backend] | None = None,
+    pool_name: str, members: list[dict[str, Any]], rules: dict[str, dict[str, Any] | None], urls: dict[str, str]
 ) -> dict:
-    """An ARM template with one backend per pool member (each with the breaker rule) and the pool itself.
+    """A fresh ARM template: one backend per pool member (each with its breaker rule, if any) and the pool.
 
-    Deployable as is, given the API Management service's name (parameter `apimServiceName`). A member found
-    in `originals` (the resources it was imported from) keeps its own properties (url, credentials, tls, ...);
-    only its circuit breaker is replaced.
+    Deployable as is, given the API Management service's name (parameter `apimServiceName`).
     """
 
     def name(backend: str) -> str:
@@ -317,10 +311,8 @@ def arm_template(
 
     resources: list[dict[str, Any]] = []
     for member in members:
-        original = (originals or {}).get(member["backend"])
         properties: dict[str, Any] = {"type": "Single", "protocol": "http", "url": urls[member["backend"]]}
-        if original is not None:
-            properties = {k: v for k, v in original.properties.items() if k not in ("circuitBreaker", "pool")}
+        rule = rules.get(member["backend"])
         if rule is not None:
             properties["circuitBreaker"] = {"rules": [rule]}
         resources.append(

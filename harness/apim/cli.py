@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from harness.apim.convert import DEFAULT_DEPLOYMENT, DEFAULT_TPM, POOL_NAME, Imported, from_apim, to_apim
+from harness.apim.convert import DEFAULT_DEPLOYMENT, DEFAULT_TPM, POOL_NAME, Exported, Imported, from_apim, to_apim
 from harness.errors import ScenarioError
+from harness.inputs import POLICY_LIMIT, read_text
 from harness.scenario import load_scenario
 
 
@@ -32,19 +33,31 @@ def add_arguments(sub: Any) -> None:
     imports.add_argument(
         "--keep-urls", action="store_true", help="point backends at the real endpoints (url) instead of the mock"
     )
+    imports.add_argument("--named-values", metavar="FILE", help=_NAMED_VALUES_HELP)
     exports = actions.add_parser(
         "to-apim", help="write a scenario's gateway as an ARM template of backends and a policy XML fragment"
     )
     exports.add_argument("--scenario", metavar="FILE", help="scenario YAML file")
     exports.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     exports.add_argument("--sweep", metavar="DIR", help="a sweep's directory: its scenario at the recommended setting")
-    exports.add_argument("--out", required=True, metavar="DIR", help="where backends.json and policy.xml go")
-    exports.add_argument("--pool-name", default=POOL_NAME, help=f"name of the pool backend (default {POOL_NAME})")
+    exports.add_argument("--out", required=True, metavar="DIR", help="where backends and policy.xml go")
+    exports.add_argument(
+        "--pool-name", help=f"the pool backend to edit, or to name in fresh documents (default {POOL_NAME})"
+    )
     exports.add_argument(
         "--backends",
         metavar="PATH",
-        help="the backend resources the scenario came from: members keep their url, credentials and the rest",
+        help="your backend resources (file or folder): edited, only the pool and breakers the scenario tuned change",
     )
+    exports.add_argument(
+        "--policy", metavar="FILE", help="your API's policy XML: edited, only the attributes the scenario tuned change"
+    )
+    exports.add_argument("--named-values", metavar="FILE", help=_NAMED_VALUES_HELP)
+
+
+_NAMED_VALUES_HELP = (
+    "APIM named values ({{name}} in the policy): a JSON or YAML object name -> value, or `az apim nv list` output"
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
 def _from_apim(args: argparse.Namespace) -> int:
     policy = Path(args.policy) if args.policy else None
     imported = from_apim(
-        Path(args.backends), policy, deployment=args.deployment, tpm=args.tpm, keep_urls=args.keep_urls
+        Path(args.backends),
+        policy,
+        deployment=args.deployment,
+        tpm=args.tpm,
+        keep_urls=args.keep_urls,
+        named_values=read_named_values(args.named_values),
     )
     for line in imported.warnings:
         print(f"harness scenario from-apim: warning: {line}", file=sys.stderr)
@@ -100,17 +118,86 @@ def _to_apim(args: argparse.Namespace) -> int:
     if not scenario_file:
         raise ScenarioError("to-apim", "give --scenario FILE or --sweep DIR")
     scenario = load_scenario(scenario_file, overrides, workload=False)
-    originals = Path(args.backends) if args.backends else None
-    template, xml, warnings = to_apim(scenario, args.pool_name, originals)
-    for line in warnings:
+    exported = to_apim(
+        scenario,
+        args.pool_name,
+        Path(args.backends) if args.backends else None,
+        Path(args.policy) if args.policy else None,
+        read_named_values(args.named_values),
+    )
+    for line in exported.warnings:
         print(f"harness scenario to-apim: warning: {line}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "backends.json", json.dumps(template, indent=2) + "\n")
-    _write(out / "policy.xml", xml)
-    print(out / "backends.json")
-    print(out / "policy.xml")
+    written = []
+    many = len(exported.backends) > 1
+    if many:
+        (out / "backends").mkdir(exist_ok=True)
+    for name, document in exported.backends.items():
+        target = out / "backends" / name if many else out / "backends.json"
+        _write(target, json.dumps(document, indent=2) + "\n")
+        written.append(target)
+    _write(out / "policy.xml", exported.policy)
+    written.append(out / "policy.xml")
+    if exported.named_values:
+        _write(out / "named-values.json", json.dumps(exported.named_values, indent=2) + "\n")
+        written.append(out / "named-values.json")
+    summary = changes_text(exported)
+    _write(out / CHANGES_FILE, summary)
+    for line in summary.splitlines():
+        print(f"harness scenario to-apim: {line}", file=sys.stderr)
+    for path in [*written, out / CHANGES_FILE]:
+        print(path)
     return 0
+
+
+CHANGES_FILE = "changes.txt"
+
+
+def changes_text(exported: Exported) -> str:
+    """Every change the export made, one a line; fresh documents and what was left for the user said too."""
+    lines = list(exported.notes)
+    lines += [f"change: {line}" for line in exported.changes]
+    if not exported.changes and not exported.notes:
+        lines.append("no change: the policy and backends are written back as given")
+    lines += [f"not written: {line}" for line in exported.warnings if "yourself" in line or "not added" in line]
+    return "".join(f"{line}\n" for line in lines)
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a named-values file never needs them, and they are how expansion bombs work."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases are not accepted")
+        return super().compose_node(parent, index)
+
+
+def read_named_values(path: str | None) -> dict[str, str] | None:
+    """Named values from a JSON or YAML object (name -> value) or a list of {name or displayName, value}."""
+    if path is None:
+        return None
+    text = read_text(path, "named values", POLICY_LIMIT)
+    try:
+        data = yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a safe loader that also refuses aliases
+    except (yaml.YAMLError, RecursionError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ScenarioError(f"{path}{line}", "not a JSON or YAML object of named values") from None
+    if isinstance(data, list):
+        pairs = {}
+        for i, item in enumerate(data):
+            name = item.get("displayName") or item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str) or "value" not in item:
+                raise ScenarioError(f"{path}: [{i}]", "needs a name (or displayName) and a value")
+            pairs[name] = item["value"]
+        data = pairs
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ScenarioError(str(path), "not an object of named values (name: value)")
+    bad = [k for k, v in data.items() if not isinstance(v, str | int | float | bool) or v is None]
+    if bad:
+        raise ScenarioError(f"{path}: {bad[0]}", "a named value is text or a number")
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}
 
 
 def _recommended(sweep_dir: Path) -> tuple[str, dict[str, Any]]:

@@ -72,7 +72,11 @@ def resolve_named(value: str, named_values: dict[str, str] | None) -> str | None
 
 
 def read_policy(path: Path, warn: list[str], named_values: dict[str, str] | None = None) -> Policy:
-    root = parse_policy(read_text(path, "policy", POLICY_LIMIT), path)
+    return policy_of(parse_policy(read_text(path, "policy", POLICY_LIMIT), path), path, warn, named_values)
+
+
+def policy_of(root: ET.Element, path: Path, warn: list[str], named_values: dict[str, str] | None = None) -> Policy:
+    """What a parsed policy says, in the scenario's terms; what it does not model is one warning each."""
     policy = Policy(named_values=named_values)
     policy.variables = {
         str(e.get("name")): str(e.get("value", "")) for e in root.iter("set-variable") if e.get("name") is not None
@@ -274,21 +278,17 @@ def policy_xml(
             if value is not None:
                 limit.set(name, str(value).lower() if isinstance(value, bool) else str(value))
     metric = ET.SubElement(inbound, "llm-emit-token-metric", {"namespace": "genai-gateway"})
-    for dimension in dimensions:
-        named = expressions.dimension_element(dimension)
-        if named is None:
-            warn.append(f"gateway.metrics.dimensions: {dimension} has no APIM equivalent: left out")
-            continue
-        attributes = {"name": named[0]} | ({"value": named[1]} if named[1] else {})
-        ET.SubElement(metric, "dimension", attributes)
+    elements = apim_dimensions(dimensions, warn)
+    check_dimension_count(len(elements), "gateway.metrics.dimensions")
+    for name, value in elements:
+        ET.SubElement(metric, "dimension", {"name": name} | ({"value": value} if value else {}))
     ET.SubElement(inbound, "set-backend-service", {"backend-id": backend_id})
     backend = ET.SubElement(root, "backend")
     if retry is not None and retry.get("enabled"):
-        condition = " || ".join(_status_test(r["min"], r["max"]) for r in retry["on"])
         retrying = ET.SubElement(
             backend,
             "retry",
-            {"condition": f"@({condition})", "count": str(retry["max_attempts"] - 1), "interval": "0",
+            {"condition": retry_condition(retry["on"]), "count": str(retry["max_attempts"] - 1), "interval": "0",
              "first-fast-retry": "true"},
         )  # fmt: skip
         ET.SubElement(retrying, "forward-request", {"buffer-request-body": "true"})
@@ -298,6 +298,35 @@ def policy_xml(
         ET.SubElement(ET.SubElement(root, section), "base")
     ET.indent(root, space="    ")
     return ET.tostring(root, encoding="unicode") + "\n"
+
+
+# APIM: "You can configure a maximum of 5 custom dimensions per policy" (llm-emit-token-metric; Azure Monitor's
+# 10 dimension keys per metric, 5 of them taken by API Management's defaults)
+MAX_APIM_DIMENSIONS = 5
+
+
+def check_dimension_count(count: int, where: str) -> None:
+    if count > MAX_APIM_DIMENSIONS:
+        raise ScenarioError(
+            where, f"{count} custom dimensions on the token metric: APIM allows at most {MAX_APIM_DIMENSIONS}"
+        )
+
+
+def apim_dimensions(dimensions: list[str], warn: list[str]) -> list[tuple[str, str | None]]:
+    """(name, value) of the `<dimension>` of each harness dimension APIM can express; the others warned."""
+    out = []
+    for dimension in dimensions:
+        named = expressions.dimension_element(dimension)
+        if named is None:
+            warn.append(f"gateway.metrics.dimensions: {dimension} has no APIM equivalent: left out")
+        else:
+            out.append(named)
+    return out
+
+
+def retry_condition(ranges: list[dict[str, int]]) -> str:
+    """The retry policy's condition for status ranges (the form `status_ranges` reads back)."""
+    return "@(" + " || ".join(_status_test(r["min"], r["max"]) for r in ranges) + ")"
 
 
 def _status_test(low: int, high: int) -> str:
