@@ -198,7 +198,7 @@ def _backend(
     if not isinstance(resource, dict):
         raise ScenarioError(where, "not a JSON object")
     kind = str(resource.get("type", BACKEND_TYPE))
-    flattened = "properties" not in resource and kind.lower().startswith(BACKEND_TYPE.lower())
+    flattened = not isinstance(resource.get("properties"), dict) and ("url" in resource or "protocol" in resource)
     if not kind.lower().startswith(BACKEND_TYPE.lower()) and kind not in ("Single", "Pool"):
         skipped[kind] += 1
         return None
@@ -234,11 +234,11 @@ def _backend(
 
 
 # what `az apim backend list` prints around a backend's own properties
-_AZ_ENVELOPE = {"id", "name", "type", "resourceGroup"}
+_AZ_ENVELOPE = {"id", "name", "type", "resourceGroup", "properties"}
 
 
 def _flat_properties(resource: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in resource.items() if k not in _AZ_ENVELOPE}
+    return {k: v for k, v in resource.items() if k not in _AZ_ENVELOPE and v is not None}
 
 
 def resource_name(value: Any, where: str) -> str:

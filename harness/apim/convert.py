@@ -103,11 +103,11 @@ def _pool(backends: dict[str, Backend], policy: Policy, warn: list[str]) -> tupl
     else:
         names = ", ".join(sorted(p.name for p in pools))
         raise ScenarioError("backends", f"several pools ({names}) and no policy naming one (set-backend-service)")
-    if not chosen.members:
-        return [{"backend": chosen.name, "priority": 1, "weight": 1}], []
     named = {m["backend"] for m in chosen.members} | {chosen.name}
     for name in sorted(set(backends) - named):
         warn.append(f"{backends[name].source}: not in the pool the API uses: left out")
+    if not chosen.members:
+        return [{"backend": chosen.name, "priority": 1, "weight": 1}], []
     for member in chosen.members:
         if member["backend"] not in backends:
             warn.append(
