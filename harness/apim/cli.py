@@ -254,7 +254,15 @@ def add_trace_arguments(sub: Any) -> None:
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from harness.apim.llm_log import MaxTokensRule, Options, import_llm_log, parse_time, scenario_skeleton
+    from harness.apim.llm_log import (
+        PRODUCTION_STATUS_COLUMN,
+        MaxTokensRule,
+        Options,
+        import_llm_log,
+        parse_time,
+        scenario_skeleton,
+    )
+    from harness.apim.llm_log import column_name
     from harness.records import TRACE_COLUMNS
     from harness.scenario import validate_scenario
 
@@ -269,7 +277,7 @@ def run_trace(args: argparse.Namespace) -> int:
     if not (args.rate > 0 and args.rate < 1e6):
         raise ScenarioError("--rate", f"{args.rate} is not a positive speed")
     options = Options(
-        app_column=args.app_column,
+        app_column=column_name(args.app_column),
         max_tokens=MaxTokensRule.parse(args.max_tokens),
         start=when(args.start, "--from"),
         end=when(args.end, "--to"),
@@ -278,29 +286,29 @@ def run_trace(args: argparse.Namespace) -> int:
     )
     gateway_log = Path(args.gateway_log) if args.gateway_log else None
     imported = import_llm_log(Path(args.llm_log), gateway_log, options)
-    for line in imported.lines:
-        print(f"harness trace import: {line}", file=sys.stderr)
     if not imported.rows:
-        raise ScenarioError(args.llm_log, f"no row to replay (of {imported.total})")
+        dropped = imported.summary()[1:]
+        raise ScenarioError(args.llm_log, f"no request to replay (of {imported.total})" + "".join(f"; {d}" for d in dropped))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scenario = scenario_skeleton(imported, "trace.csv", args.tpm, Path(args.llm_log).name)
     validate_scenario(scenario, str(out / "scenario.yaml"))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(TRACE_COLUMNS), lineterminator="\n")
+    # the production status is a column only when production refused some of the requests
+    columns = list(TRACE_COLUMNS) + ([PRODUCTION_STATUS_COLUMN] if imported.refused_in_production else [])
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in imported.rows:
+        status = row.get(PRODUCTION_STATUS_COLUMN)
         writer.writerow({**row, "max_tokens": "" if row["max_tokens"] is None else row["max_tokens"],
-                         "stream": str(row["stream"]).lower()})  # fmt: skip
+                         "stream": str(row["stream"]).lower(),
+                         PRODUCTION_STATUS_COLUMN: "" if status is None else status})  # fmt: skip
     _write(out / "trace.csv", buffer.getvalue())
     header = f"# imported from {args.llm_log}" + (f" joined with {args.gateway_log}" if args.gateway_log else "")
     header += f"\n# max_tokens: {args.max_tokens} (the logs do not carry it); set each deployment's tpm to yours\n"
     _write(out / "scenario.yaml", header + yaml.safe_dump(scenario, sort_keys=False))
-    skipped = sum(imported.skipped.values())
-    why = "; ".join(f"{n} {reason}" for reason, n in imported.skipped.most_common())
-    print(
-        f"{len(imported.rows)} of {imported.total} rows in {out / 'trace.csv'}"
-        + (f"; skipped {skipped}: {why}" if skipped else "")
-    )
+    for line in imported.summary():
+        print(f"harness trace import: {line}")
+    print(out / "trace.csv")
     print(out / "scenario.yaml")
     return 0
