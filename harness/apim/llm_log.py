@@ -237,10 +237,9 @@ def _number(value: Any) -> float | None:
 
 
 def _operation(row: dict[str, Any], gateway: dict[str, Any] | None) -> str:
-    """embeddings or chat, from the LLM row's OperationName or the gateway row's Url and OperationId."""
-    text = " ".join(
-        str(source.get(column, "")) for source in (row, gateway or {}) for column in ("OperationName", "OperationId", "Url")
-    ).lower()
+    """embeddings or chat, from the LLM row's OperationName or model, or the gateway row's Url and OperationId."""
+    columns = ("OperationName", "ModelName", "OperationId", "Url")
+    text = " ".join(str(source.get(column, "")) for source in (row, gateway or {}) for column in columns).lower()
     return "embeddings" if "embedding" in text else "chat"
 
 
@@ -274,6 +273,10 @@ def _llm_request(
         prompt = _estimated_prompt(gateway, bytes_per_token)
         max_tokens = None if operation == "embeddings" else _UNKNOWN
         how = f"refused in production ({status}), tokens estimated"
+    elif prompt == 0 and completion == 0 and operation == "chat":
+        # nothing counted and no status to say why (no gateway log): sized like the deployment's other requests
+        max_tokens = _UNKNOWN
+        how = "no tokens counted (refused?), sized like their peers"
     trace_row = {
         "offset_s": 0.0,
         "app": _app(row, gateway, options),
@@ -335,13 +338,13 @@ def _estimated_prompt(gateway: dict[str, Any] | None, bytes_per_token: float) ->
 def _fill_unknown_max_tokens(rows: list[dict[str, Any]], options: Options) -> None:
     """max_tokens of refused requests: the median of the deployment's served chat requests (of all served
     requests when it has none), following the --max-tokens rule; an unknown prompt likewise."""
-    served = [row for row in rows if row["max_tokens"] != _UNKNOWN and row[PRODUCTION_STATUS_COLUMN] in (None, 200)]
+    served = [row for row in rows if row["max_tokens"] != _UNKNOWN and row["prompt_tokens"] > 0]
     for row in rows:
         peers = [p for p in served if p["deployment"] == row["deployment"]] or served
         if row["max_tokens"] == _UNKNOWN:
             completions = [p["max_tokens"] for p in peers if isinstance(p["max_tokens"], int)]
             row["max_tokens"] = statistics.median_low(completions) if completions else None
-        if row["prompt_tokens"] == 0 and row[PRODUCTION_STATUS_COLUMN] not in (None, 200):
+        if row["prompt_tokens"] == 0:
             prompts = [p["prompt_tokens"] for p in peers if p["prompt_tokens"] > 0]
             row["prompt_tokens"] = statistics.median_low(prompts) if prompts else 1
 
