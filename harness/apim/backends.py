@@ -136,7 +136,7 @@ def _document(file: Path) -> Any:
 
 def _resources(data: Any, file: str) -> Iterator[tuple[str, dict[str, Any], arm.Context, bool]]:
     """(where, resource, the context its expressions are evaluated in, made by a loop) of every resource."""
-    if isinstance(data, dict) and isinstance(data.get("resources"), list):
+    if isinstance(data, dict) and isinstance(data.get("resources"), list | dict):
         try:
             yield from _template_resources(data, arm.template_context(data), file, False, 0)
         except arm.ArmError as exc:
