@@ -110,6 +110,10 @@ def parse_policy(text: str, path: Path) -> ET.Element:
     """The policy's element tree (a bare fragment inside a `<fragment>` of its own); one line when it is not
     an APIM policy: empty, plain text, JSON, malformed XML, or a document type with entities."""
     text = expressions.escape_expressions(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
+    doctype = re.search(r"<!(DOCTYPE|ENTITY)", text)
+    if doctype:  # APIM policies have none; entities are how expansion bombs work
+        line = text.count("\n", 0, doctype.start()) + 1
+        raise ScenarioError(f"{path}: line {line}", f"refused: a <!{doctype.group(1)}> has no place in an APIM policy")
     # a bare fragment (one policy or several, no <policies>) is read inside a root of its own
     wrapped = not text.lstrip().startswith(("<policies", f"<{WRAPPER}"))
     try:
