@@ -273,7 +273,9 @@ def test_exporting_over_the_original_resources_keeps_their_urls_and_credentials(
     assert written[:3] == original[:3]  # the members: url, credentials and all, untouched
     pool_rule = written[3]["properties"]["circuitBreaker"]["rules"][0]
     assert pool_rule["tripDuration"] == "PT30S"  # the rule lives on the pool resource: edited there
-    assert exported.changes == [f"{SEED_BACKENDS.name}: backend backend_pool_aoai: circuitBreaker.rules[0].tripDuration: PT1M -> PT30S"]
+    assert exported.changes == [
+        f"{SEED_BACKENDS.name}: backend backend_pool_aoai: circuitBreaker.rules[0].tripDuration: PT1M -> PT30S"
+    ]
 
 
 def test_the_workload_template_validates_once_uncommented(tmp_path: Path) -> None:

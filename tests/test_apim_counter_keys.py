@@ -17,7 +17,9 @@ from harness.scenario import validate_scenario
 from harness.sim.run import simulate
 
 BACKENDS = Path(__file__).parent / "data" / "apim" / "pool-backends.json"
-APPID = '@(context.Request.Headers.GetValueOrDefault("Authorization","").AsJwt()?.Claims.GetValueOrDefault("appid", "x"))'
+APPID = (
+    '@(context.Request.Headers.GetValueOrDefault("Authorization","").AsJwt()?.Claims.GetValueOrDefault("appid", "x"))'
+)
 
 
 @pytest.mark.parametrize(
@@ -46,7 +48,8 @@ def test_understood_keys_are_simulated_without_a_warning(tmp_path: Path, value: 
 
 
 @pytest.mark.parametrize(
-    "value", ["@(context.User.Email)", '@{ return context.Subscription.Id; }', '@(context.Subscription.Id.Substring(0, 4))']
+    "value",
+    ["@(context.User.Email)", "@{ return context.Subscription.Id; }", "@(context.Subscription.Id.Substring(0, 4))"],
 )
 def test_what_cannot_be_evaluated_is_one_warning(tmp_path: Path, value: str) -> None:
     assert counter_key_of(value) is None
@@ -72,6 +75,7 @@ def test_the_gateway_counts_a_constant_key_once_for_everyone_and_concatenates_pa
 def test_a_global_counter_throttles_two_apps_together_in_the_simulator(tmp_path: Path) -> None:
     """Two apps, each well under the limit alone, together over it: with a constant key both get 429s from
     the gateway, with a per-app key neither does."""
+
     def run(key: str) -> dict[str, set[str]]:
         scenario = tmp_path / f"{key.replace(':', '-')}.yaml"
         scenario.write_text(

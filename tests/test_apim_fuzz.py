@@ -36,7 +36,7 @@ FUZZ = settings(
 LAUGHS = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
     + "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10))
-    + ']><policies><inbound>&lol9;</inbound></policies>'
+    + "]><policies><inbound>&lol9;</inbound></policies>"
 )
 SEED = str(FIXTURES / "priority-weight-pool.backends.json")
 
@@ -68,7 +68,8 @@ def test_from_apim_refuses_what_is_not_a_policy(
     policy = tmp_path / "policy.xml"
     policy.write_text(text, encoding="utf-8")
     line = one_line_exit_2(
-        ["scenario", "from-apim", "--backends", SEED, "--policy", str(policy), "--out", str(tmp_path / "s.yaml")], capsys
+        ["scenario", "from-apim", "--backends", SEED, "--policy", str(policy), "--out", str(tmp_path / "s.yaml")],
+        capsys,
     )
     assert message in line and str(policy) in line
     assert not (tmp_path / "s.yaml").exists()
@@ -172,10 +173,13 @@ def test_fuzzed_policies_edit_or_fail_in_one_line(tmp_path: Path, text: str, tpm
 
 JSON_VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12),
-              st.sampled_from(["[parameters('x')]", "[copyIndex()]", "[format('{0}', 1)]", "[[escaped", "PT1M"])),
+              st.sampled_from(["[parameters('x')]", "[copyIndex()]", "[format('{0}', 1)]", "[[escaped", "PT1M", "inner",
+                "[format('{3}')]", "[length(1)]", "[variables('x')[5].y]", "[concat([], 'a')]", "Microsoft.Resources/deployments",
+                "Microsoft.ApiManagement/service/backends", "[resourceId('t', 'a', 'b')]"])),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
         st.sampled_from(["name", "type", "properties", "pool", "services", "id", "copy", "count", "resources",
-                         "circuitBreaker", "rules", "value", "url", "parameters", "variables", "template"]),
+                         "circuitBreaker", "rules", "value", "url", "parameters", "variables", "template",
+                "expressionEvaluationOptions", "scope", "input", "templateLink", "defaultValue", "priority"]),
         inner, max_size=4),
     max_leaves=16,
 )  # fmt: skip
@@ -217,7 +221,9 @@ def test_fuzzed_logs_import_or_fail_in_one_line(tmp_path: Path, llm: list[Any], 
 
 
 @FUZZ
-@given(text=st.one_of(st.text(max_size=120), st.sampled_from(["[1, 2]", "{a: [1]}", "- {name: x}", "a: !!python/none"])))
+@given(
+    text=st.one_of(st.text(max_size=120), st.sampled_from(["[1, 2]", "{a: [1]}", "- {name: x}", "a: !!python/none"]))
+)
 def test_fuzzed_named_values_read_or_fail_in_one_line(tmp_path: Path, text: str) -> None:
     path = tmp_path / "named.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")

@@ -152,7 +152,7 @@ def _differences(a: Any, b: Any) -> int:
 
 
 def test_a_member_without_a_breaker_has_none_after_the_round_trip(tmp_path: Path) -> None:
-    backends, policy, _ = files("ptu-payg-spill")
+    backends, _, _ = files("ptu-payg-spill")
     exported = import_and_export("ptu-payg-spill", tmp_path, [])
     payg = exported.backends[backends.name]["resources"][1]["properties"]
     assert "circuitBreaker" not in payg
@@ -190,10 +190,14 @@ def test_the_cli_writes_the_edit_and_lists_every_change(tmp_path: Path, capsys: 
     assert code == 0
     err = capsys.readouterr().err
     changes = (out / "changes.txt").read_text(encoding="utf-8").splitlines()
-    assert changes == ["change: priority-weight-pool.policy.xml: <azure-openai-token-limit> tokens-per-minute: 20000 -> 25000"]
+    assert changes == [
+        "change: priority-weight-pool.policy.xml: <azure-openai-token-limit> tokens-per-minute: 20000 -> 25000"
+    ]
     assert f"harness scenario to-apim: {changes[0]}" in err
     written = (out / "policy.xml").read_text(encoding="utf-8")
-    assert written == policy.read_text(encoding="utf-8").replace('tokens-per-minute="20000"', 'tokens-per-minute="25000"')
+    assert written == policy.read_text(encoding="utf-8").replace(
+        'tokens-per-minute="20000"', 'tokens-per-minute="25000"'
+    )
     assert json.loads((out / "backends.json").read_text(encoding="utf-8")) == json.loads(backends.read_text())
     assert "openai-backend-pool" in written and "aoai-pool" not in written
 

@@ -39,10 +39,16 @@ def logs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             llm.append({"TimeGenerated": when, "CorrelationId": cid, "DeploymentName": deployment,
                         "RequestMessages": "[...]", "SequenceNumber": 1})  # fmt: skip
         gateway.append(
-            {"TimeGenerated": when, "CorrelationId": cid, "ApimSubscriptionId": "team-a" if i % 2 else "team-b",
-             "BackendId": "aoai-1", "ResponseCode": 200, "RequestSize": int(prompt * BYTES_PER_TOKEN),
-             "Url": URL.format(d=deployment, op="embeddings" if embeddings else "chat/completions"),
-             "OperationId": "embeddings_create" if embeddings else "ChatCompletions_Create"}  # fmt: skip
+            {
+                "TimeGenerated": when,
+                "CorrelationId": cid,
+                "ApimSubscriptionId": "team-a" if i % 2 else "team-b",
+                "BackendId": "aoai-1",
+                "ResponseCode": 200,
+                "RequestSize": int(prompt * BYTES_PER_TOKEN),
+                "Url": URL.format(d=deployment, op="embeddings" if embeddings else "chat/completions"),
+                "OperationId": "embeddings_create" if embeddings else "ChatCompletions_Create",
+            }
         )
     for i in range(3):  # refused by the token limit after the LLM row was written: zero tokens
         cid, when = f"zero-{i}", (START + timedelta(seconds=7 * i + 1)).isoformat()
@@ -53,9 +59,14 @@ def logs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     for i in range(12):  # refused before any LLM row: only the gateway knows them
         when = (START + timedelta(seconds=11 * i + 2)).isoformat()
         gateway.append(
-            {"TimeGenerated": when, "CorrelationId": f"refused-{i:02d}", "ApimSubscriptionId": "" if i == 0 else "team-a",
-             "ResponseCode": 403 if i % 4 == 3 else 429, "RequestSize": 1400 + 70 * i,
-             "Url": URL.format(d="gpt-4o", op="chat/completions")}  # fmt: skip
+            {
+                "TimeGenerated": when,
+                "CorrelationId": f"refused-{i:02d}",
+                "ApimSubscriptionId": "" if i == 0 else "team-a",
+                "ResponseCode": 403 if i % 4 == 3 else 429,
+                "RequestSize": 1400 + 70 * i,
+                "Url": URL.format(d="gpt-4o", op="chat/completions"),
+            }
         )
     gateway.append({"TimeGenerated": START.isoformat(), "CorrelationId": "status-page", "ResponseCode": 200,
                     "Url": "https://apim.example.net/status"})  # fmt: skip
@@ -77,7 +88,9 @@ def _diagnostics(column: str) -> str:
     """AzureDiagnostics' spelling: camelCase with a type suffix, a few columns kept at the top level."""
     if column in ("TimeGenerated", "CorrelationId", "Category"):
         return column
-    suffix = "_d" if column in ("ResponseCode", "RequestSize", "PromptTokens", "CompletionTokens", "TotalTokens") else "_s"
+    suffix = (
+        "_d" if column in ("ResponseCode", "RequestSize", "PromptTokens", "CompletionTokens", "TotalTokens") else "_s"
+    )
     return column[0].lower() + column[1:] + suffix
 
 
@@ -160,4 +173,6 @@ def test_a_gateway_log_without_correlation_ids_is_one_line_with_file_and_line(
     gateway.write_text("TimeGenerated,ResponseCode\n2026-11-24T14:00:00Z,429\n", encoding="utf-8")
     assert run_import(tmp_path, llm, gateway) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"harness trace: error: {gateway}:2: no CorrelationId: the gateway log is joined to the LLM log on it"]
+    assert err == [
+        f"harness trace: error: {gateway}:2: no CorrelationId: the gateway log is joined to the LLM log on it"
+    ]

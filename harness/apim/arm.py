@@ -18,7 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_TOKEN = re.compile(r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[()\[\],.]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[()\[\],.]))"
+)
 MAX_DEPTH = 32  # variables that refer to variables: deeper than this is a loop
 MAX_COPIES = 800  # ARM's own limit on a copy loop's count
 
@@ -64,7 +66,7 @@ class _Parser:
             found = _TOKEN.match(text, i)
             if found is None or found.end() == i:
                 if text[i:].strip():
-                    raise ArmError(f"'{text}' is not an expression the harness reads (at '{text[i:i + 12]}')")
+                    raise ArmError(f"'{text}' is not an expression the harness reads (at '{text[i : i + 12]}')")
                 break
             kind = found.lastgroup or "op"
             self.tokens.append((kind, found.group(kind)))
@@ -100,7 +102,12 @@ class _Parser:
                     self.take(",")
                     args.append(self.expression())
             self.take(")")
-            value = self.call(text, args)
+            try:
+                value = self.call(text, args)
+            except (IndexError, KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, ArmError):
+                    raise
+                raise ArmError(f"{text}() cannot be evaluated with these arguments (in '{self.text}')") from None
         else:
             raise ArmError(f"'{self.text}' is not an expression the harness reads")
         while self.peek() in (("op", "."), ("op", "[")):

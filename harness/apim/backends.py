@@ -141,6 +141,8 @@ def _resources(data: Any, file: str) -> Iterator[tuple[str, dict[str, Any], arm.
             yield from _template_resources(data, arm.template_context(data), file, False, 0)
         except arm.ArmError as exc:
             raise ScenarioError(file, f"ARM template: {exc}") from None
+        except RecursionError:
+            raise ScenarioError(file, "ARM template: nested too deeply") from None
         return
     if isinstance(data, dict) and isinstance(data.get("value"), list):
         resources = data["value"]
@@ -171,19 +173,23 @@ def _template_resources(
                 yield where, copy, inner, generated or looped
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _nested(
     deployment: dict[str, Any], context: arm.Context, file: str, depth: int
 ) -> Iterator[tuple[str, dict[str, Any], arm.Context, bool]]:
-    properties = deployment.get("properties") if isinstance(deployment.get("properties"), dict) else {}
+    properties: dict[str, Any] = _object(deployment.get("properties"))
     template = properties.get("template")
     if not isinstance(template, dict):
         link = "templateLink" if "templateLink" in properties else "template"
         raise arm.ArmError(f"nested deployment '{deployment.get('name')}' has no inline template ({link})")
-    scope = (properties.get("expressionEvaluationOptions") or {}).get("scope", "outer")
+    scope = _object(properties.get("expressionEvaluationOptions")).get("scope", "outer")
     if str(scope).lower() == "inner":
         given = {
             name: arm.evaluate(spec.get("value"), context)
-            for name, spec in (properties.get("parameters") or {}).items()
+            for name, spec in _object(properties.get("parameters")).items()
             if isinstance(spec, dict) and "value" in spec
         }
         inner = arm.template_context(template, given)
@@ -192,9 +198,7 @@ def _nested(
     yield from _template_resources(template, inner, file, True, depth + 1)
 
 
-def _backend(
-    resource: Any, where: str, context: arm.Context, warn: list[str], skipped: Counter[str]
-) -> Backend | None:
+def _backend(resource: Any, where: str, context: arm.Context, warn: list[str], skipped: Counter[str]) -> Backend | None:
     if not isinstance(resource, dict):
         raise ScenarioError(where, "not a JSON object")
     kind = str(resource.get("type", BACKEND_TYPE))
@@ -218,6 +222,8 @@ def _backend(
                 properties[key] = value  # an unmodelled property (credentials from listKeys(), ...) kept as is
     except arm.ArmError as exc:
         raise ScenarioError(where, f"ARM template: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(where, "nested too deeply") from None
     for key in sorted(set(properties) - _MODELLED):
         warn.append(f"{where}: properties.{key} is not modelled: ignored")
     backend = Backend(

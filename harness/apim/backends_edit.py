@@ -84,7 +84,9 @@ class _Editor:
     def pool(self, pool: Backend, members: list[PoolMember]) -> None:
         services = (self.properties(pool).get("pool") or {}).get("services")
         if not isinstance(services, list) or len(services) != len(pool.members):
-            self.warn.append(f"{self.where(pool)}: pool.services is built by a loop: priorities and weights not written")
+            self.warn.append(
+                f"{self.where(pool)}: pool.services is built by a loop: priorities and weights not written"
+            )
             return
         index = {m["backend"]: i for i, m in enumerate(pool.members)}
         for member in members:

@@ -179,7 +179,7 @@ def read_named_values(path: str | None) -> dict[str, str] | None:
         return None
     text = read_text(path, "named values", POLICY_LIMIT)
     try:
-        data = yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a safe loader that also refuses aliases
+        data = yaml.load(text, Loader=_NoAliases)  # a SafeLoader that also refuses aliases
     except (yaml.YAMLError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -258,11 +258,11 @@ def run_trace(args: argparse.Namespace) -> int:
         PRODUCTION_STATUS_COLUMN,
         MaxTokensRule,
         Options,
+        column_name,
         import_llm_log,
         parse_time,
         scenario_skeleton,
     )
-    from harness.apim.llm_log import column_name
     from harness.records import TRACE_COLUMNS
     from harness.scenario import validate_scenario
 
@@ -288,7 +288,9 @@ def run_trace(args: argparse.Namespace) -> int:
     imported = import_llm_log(Path(args.llm_log), gateway_log, options)
     if not imported.rows:
         dropped = imported.summary()[1:]
-        raise ScenarioError(args.llm_log, f"no request to replay (of {imported.total})" + "".join(f"; {d}" for d in dropped))
+        raise ScenarioError(
+            args.llm_log, f"no request to replay (of {imported.total})" + "".join(f"; {d}" for d in dropped)
+        )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scenario = scenario_skeleton(imported, "trace.csv", args.tpm, Path(args.llm_log).name)

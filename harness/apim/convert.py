@@ -48,8 +48,10 @@ def from_apim(
     warn: list[str] = []
     backends = read_backends(backends_path, warn)
     policy = read_policy(policy_path, warn, named_values) if policy_path is not None else Policy()
-    if policy.token_limit is not None and policy.unresolved and not (
-        {"tokens-per-minute", "token-quota"} & set(policy.token_limit)
+    if (
+        policy.token_limit is not None
+        and policy.unresolved
+        and not ({"tokens-per-minute", "token-quota"} & set(policy.token_limit))
     ):
         raise ScenarioError(
             str(policy_path), f"the token limit's {', '.join(policy.unresolved)}: give --named-values FILE with it"

@@ -140,8 +140,10 @@ def import_llm_log(llm_path: Path, gateway_path: Path | None, options: Options) 
         where, row = usage[0] if usage else rows[0]
         for other, other_row in rows:
             if other != where:
-                reason = "a CorrelationId seen before (one request per id)" if _has_counts(other_row) else (
-                    "message rows (their request's usage is on another row)"
+                reason = (
+                    "a CorrelationId seen before (one request per id)"
+                    if _has_counts(other_row)
+                    else ("message rows (their request's usage is on another row)")
                 )
                 result.skip(reason, other)
         gateway = joined.pop(cid, (where, None))[1]
@@ -266,7 +268,7 @@ def _llm_request(
     completion = _count(row, "CompletionTokens") if counted else 0
     stream = _flag(row.get("IsStreamCompletion"))
     how = "from the LLM log"
-    max_tokens: int | None | str = None if operation == "embeddings" else options.max_tokens.value(completion)
+    max_tokens: int | str | None = None if operation == "embeddings" else options.max_tokens.value(completion)
     if prompt == 0 and completion == 0 and refused:
         # refused before the model ran (a 429 or 403 from the token limit): the log counts nothing, the request
         # still asked for tokens; its size comes from the request's bytes, its max_tokens from its peers

@@ -152,7 +152,7 @@ class _Editor:
             start = line_start - 1 if not before.strip() and line_start > 0 else child.tag.start
             end = child.tag.end if child.tag.self_closing else self._end_of(child)
             self.edits.replace(start, end, "")
-            self.changes.append(f"{self.name}: <{at.tag.name}>: removed <dimension name=\"{child.element.get('name')}\">")
+            self.changes.append(f'{self.name}: <{at.tag.name}>: removed <dimension name="{child.element.get("name")}">')
         if added:
             anchor = children[-1] if children else None
             if anchor is None or not anchor.tag.self_closing:
@@ -185,7 +185,9 @@ class _Editor:
                 warn.append(f"{self.name}: the scenario's gateway does not retry: <retry> kept as it is")
             return
         if at is None or policy.retry is None:
-            warn.append(f"{self.name}: has no <retry>: the scenario's retry is not added (add one around forward-request)")
+            warn.append(
+                f"{self.name}: has no <retry>: the scenario's retry is not added (add one around forward-request)"
+            )
             return
         if retry.max_attempts != policy.retry["max_attempts"]:
             self.set(at, "count", policy.retry["max_attempts"] - 1, str(retry.max_attempts - 1))

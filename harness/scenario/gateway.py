@@ -55,6 +55,8 @@ def counter_key_parts(key: str) -> list[str]:
     ['constant:everyone']
     """
     return [part.strip() for part in key.split("+")]
+
+
 _DIMENSION = re.compile(rf"^({'|'.join(METRIC_DIMENSIONS)}|header:{_HEADER_NAME})$")
 
 
