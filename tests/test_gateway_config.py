@@ -104,7 +104,8 @@ def test_breaker_defaults_to_count_one_on_429() -> None:
         ),
         (
             "gateway: {token_limit: {counter-key: cookie}}",
-            "gateway.token_limit.counter-key: 'cookie' is not a counter key (appid, subscription, ip or header:<name>)",
+            "gateway.token_limit.counter-key: 'cookie' is not a counter key (appid, subscription, ip, header:<name>, "
+            "constant:<text>, or several joined by +)",
         ),
         (
             "gateway: {token_limit: {}}",
