@@ -227,3 +227,47 @@ def test_more_than_five_token_metric_dimensions_are_refused_in_one_line(
     assert code == 2 and len(err) == 1
     assert "6 custom dimensions on the token metric: APIM allows at most 5" in err[0]
     assert not (tmp_path / "out" / "policy.xml").exists()
+
+
+def test_a_dimension_the_scenario_adds_or_drops_is_one_element_and_the_rest_stay(tmp_path: Path) -> None:
+    _, policy, _ = files("priority-weight-pool")
+    tuning = ["gateway.metrics.dimensions=[subscription, header:x-user-id]"]  # Client IP out, a header in
+    exported = import_and_export("priority-weight-pool", tmp_path, tuning)
+    metric = parse_policy(exported.policy, policy).find(".//azure-openai-emit-token-metric")
+    assert metric is not None and metric.get("namespace") == "openai"
+    assert [(d.get("name"), d.get("value")) for d in metric] == [
+        ("Subscription ID", None),
+        ("API ID", None),  # not the harness's: kept as it was
+        ("x-user-id", '@(context.Request.Headers.GetValueOrDefault("x-user-id", ""))'),
+    ]
+    assert exported.changes == [
+        'priority-weight-pool.policy.xml: <azure-openai-emit-token-metric>: removed <dimension name="Client IP">',
+        'priority-weight-pool.policy.xml: <azure-openai-emit-token-metric>: added <dimension name="x-user-id">',
+    ]
+    original = policy.read_text(encoding="utf-8")
+    assert exported.policy.replace(
+        '\n            <dimension name="x-user-id" value="@(context.Request.Headers.GetValueOrDefault("x-user-id", ""))" />',
+        "",
+    ) == original.replace('\n            <dimension name="Client IP" value="@(context.Request.IpAddress)" />', "")
+
+
+def test_a_folder_of_backend_files_is_edited_file_by_file(tmp_path: Path) -> None:
+    folder = tmp_path / "backends"
+    folder.mkdir()
+    document = json.loads((FIXTURES / "priority-weight-pool.backends.json").read_text(encoding="utf-8"))
+    for resource in document["value"]:
+        (folder / f"{resource['name']}.json").write_text(json.dumps(resource), encoding="utf-8")
+    imported = from_apim(folder, FIXTURES / "priority-weight-pool.policy.xml")
+    scenario_file = tmp_path / "s.yaml"
+    scenario_file.write_text(scenario_text(imported, DEFAULT_DEPLOYMENT), encoding="utf-8")
+    scenario = load_scenario(str(scenario_file), ["gateway.pool.members[2].priority=3"], workload=False)
+    exported = to_apim(scenario, None, folder, FIXTURES / "priority-weight-pool.policy.xml")
+    pool = exported.backends["openai-backend-pool.json"]["properties"]["pool"]["services"]
+    assert [s["priority"] for s in pool] == [1, 1, 3]
+    assert exported.backends["openai-swc-1.json"] == document["value"][0]
+    out = tmp_path / "out"
+    code = main(["scenario", "to-apim", "--scenario", str(scenario_file), "--set", "gateway.pool.members[2].priority=3",
+                 "--backends", str(folder), "--out", str(out)])  # fmt: skip
+    assert code == 0 and sorted(p.name for p in (out / "backends").iterdir()) == sorted(
+        p.name for p in folder.iterdir()
+    )
