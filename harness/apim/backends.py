@@ -1,9 +1,11 @@
-"""APIM backend resources (`Microsoft.ApiManagement/service/backends`) as ARM JSON: read and write.
+"""APIM backend resources (`Microsoft.ApiManagement/service/backends`) as JSON: read, and written fresh.
 
-Read: one file or a folder of them, each as `az apim backend show/list` prints it, as the REST API lists it
-(`{"value": [...]}`) or as an ARM template (`{"resources": [...]}`, e.g. a Bicep build), names and pool ids
-given plainly or as ARM expressions (`[format('{0}/{1}', parameters('apim'), 'openai-1')]`). Every property
-the harness does not model is one warning naming it.
+Read: one file or a folder of them (regular `.json` files only, each through the bounded reader), as the REST
+API lists them (`{"value": [...]}`), as one resource, as `az apim backend list` prints them (flattened, with no
+pool or breaker: one line says how to get them whole), or as an ARM template (`{"resources": [...]}`, e.g. a
+Bicep build), whose names, pool ids and copy loops are evaluated (`harness.apim.arm`), nested deployments
+included. Every property the harness does not model is one warning naming it. Each backend remembers where it
+was read, so an export can edit it in place (`harness.apim.backends_edit`).
 """
 
 from __future__ import annotations

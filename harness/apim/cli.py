@@ -202,8 +202,11 @@ def read_named_values(path: str | None) -> dict[str, str] | None:
 
 def _recommended(sweep_dir: Path) -> tuple[str, dict[str, Any]]:
     path = sweep_dir / "comparison.json"
+    if not path.exists():
+        raise ScenarioError(str(path), "no such file (is this a sweep's directory?)")
+    text = read_text(path, "sweep comparison", POLICY_LIMIT)
     try:
-        comparison = json.loads(path.read_text(encoding="utf-8"))
+        comparison = json.loads(text)
         recommendation = comparison["recommendation"]
         setting = recommendation["setting"]
         confirm = recommendation.get("confirm")

@@ -7,8 +7,11 @@ CallerIpAddress), each as Log Analytics exports them: CSV (headers may carry a `
 `11/24/2026, 2:00:03.959 PM` or ISO 8601), a JSON array of rows, JSON lines, or the query API's
 `{"tables": [{"columns": [...], "rows": [...]}]}`.
 
-The log does not carry `max_tokens`, so a rule gives it (`MaxTokensRule`). A row that cannot be replayed is
-skipped with one line naming file:line, and the skipped rows are summed up by reason.
+The log does not carry `max_tokens`, so a rule gives it (`MaxTokensRule`). Requests APIM refused are kept:
+a gateway-log row with no LLM row, or an LLM row counting no tokens, is sized from the request (`RequestSize`)
+and its peers, and marked with its production status. Rows that cannot be replayed are summed up by reason,
+with the first file:line of each, in one line; AzureDiagnostics column names (`responseCode_d`) are read as the
+resource-specific tables spell them.
 """
 
 from __future__ import annotations
@@ -95,7 +98,6 @@ class Imported:
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> rows
     first_at: dict[str, str] = field(default_factory=dict)  # reason -> file:line of its first row
     kept: Counter[str] = field(default_factory=Counter)  # how each kept request was read -> requests
-    lines: list[str] = field(default_factory=list)  # notes (one line each, never one per row)
     total: int = 0  # requests seen (LLM log correlation ids, and gateway-only requests)
 
     @property
@@ -269,10 +271,11 @@ def _llm_request(
     stream = _flag(row.get("IsStreamCompletion"))
     how = "from the LLM log"
     max_tokens: int | str | None = None if operation == "embeddings" else options.max_tokens.value(completion)
-    if prompt == 0 and completion == 0 and refused:
-        # refused before the model ran (a 429 or 403 from the token limit): the log counts nothing, the request
-        # still asked for tokens; its size comes from the request's bytes, its max_tokens from its peers
-        prompt = _estimated_prompt(gateway, bytes_per_token)
+    if refused and completion == 0:
+        # refused before the model ran (a 429 or 403 from the token limit): the log counts no completion and
+        # perhaps no prompt, yet the request asked for tokens; its prompt comes from the request's bytes when
+        # the log has none, its max_tokens from its peers
+        prompt = prompt or _estimated_prompt(gateway, bytes_per_token)
         max_tokens = None if operation == "embeddings" else _UNKNOWN
         how = f"refused in production ({status}), tokens estimated"
     elif prompt == 0 and completion == 0 and operation == "chat":
