@@ -271,3 +271,17 @@ def test_a_folder_of_backend_files_is_edited_file_by_file(tmp_path: Path) -> Non
     assert code == 0 and sorted(p.name for p in (out / "backends").iterdir()) == sorted(
         p.name for p in folder.iterdir()
     )
+
+
+def test_a_policy_saved_with_a_byte_order_mark_and_windows_line_ends_round_trips(tmp_path: Path) -> None:
+    _, policy, _ = files("semantic-cache-global")
+    text = "\ufeff" + policy.read_text(encoding="utf-8").replace("\n", "\r\n")
+    mine = tmp_path / "policy.xml"
+    mine.write_bytes(text.encode("utf-8"))
+    backends = FIXTURES / "semantic-cache-global.backends.json"
+    imported = from_apim(backends, mine)
+    scenario_file = tmp_path / "s.yaml"
+    scenario_file.write_text(scenario_text(imported, DEFAULT_DEPLOYMENT), encoding="utf-8")
+    scenario = load_scenario(str(scenario_file), ["gateway.token_limit.tokens-per-minute=1234"], workload=False)
+    exported = to_apim(scenario, None, backends, mine)
+    assert exported.policy == text.replace('tokens-per-minute="100000"', 'tokens-per-minute="1234"')

@@ -109,7 +109,7 @@ WRAPPER = "fragment"
 def parse_policy(text: str, path: Path) -> ET.Element:
     """The policy's element tree (a bare fragment inside a `<fragment>` of its own); one line when it is not
     an APIM policy: empty, plain text, JSON, malformed XML, or a document type with entities."""
-    text = expressions.escape_expressions(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
+    text = expressions.escape_expressions(re.sub(r"^\s*<\?xml[^>]*\?>", "", text.removeprefix("\ufeff")))
     doctype = re.search(r"<!(DOCTYPE|ENTITY)", text)
     if doctype:  # APIM policies have none; entities are how expansion bombs work
         line = text.count("\n", 0, doctype.start()) + 1

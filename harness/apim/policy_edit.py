@@ -52,7 +52,7 @@ def edit_policy(
     root = parse_policy(text, path)
     policy = policy_of(root, path, [], named_values)
     elements = list(root.iter())
-    if root.tag == WRAPPER and not text.lstrip().lstrip("\ufeff").startswith(f"<{WRAPPER}"):
+    if root.tag == WRAPPER and not text.removeprefix("\ufeff").lstrip().startswith(f"<{WRAPPER}"):
         elements = elements[1:]
     try:
         tags = start_tags(text)
