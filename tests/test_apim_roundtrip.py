@@ -20,7 +20,8 @@ from harness.apim.convert import DEFAULT_DEPLOYMENT, Exported, from_apim, to_api
 from harness.apim.policy import parse_policy
 from harness.cli import main
 from harness.gateway.forwarding import build_breakers
-from harness.scenario import load_scenario
+from harness.errors import HarnessError
+from harness.scenario import load_scenario, validate_scenario
 
 FIXTURES = Path(__file__).parent / "fixtures" / "apim"
 
@@ -220,7 +221,7 @@ def test_more_than_five_token_metric_dimensions_are_refused_in_one_line(
     assert main(["scenario", "from-apim", "--backends", str(backends), "--policy", str(policy), "--named-values",
                  str(FIXTURES / "landing-zone-fragments.named-values.json"), "--out", str(imported)]) == 0  # fmt: skip
     capsys.readouterr()
-    dimensions = "gateway.metrics.dimensions=[header:x-user-id, subscription, operation, backend, client_ip]"
+    dimensions = "gateway.metrics.dimensions=[header:x-user-id, app_id, subscription, operation, backend, client_ip]"
     code = main(["scenario", "to-apim", "--scenario", str(imported), "--policy", str(policy), "--set", dimensions,
                  "--out", str(tmp_path / "out")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
@@ -285,3 +286,15 @@ def test_a_policy_saved_with_a_byte_order_mark_and_windows_line_ends_round_trips
     scenario = load_scenario(str(scenario_file), ["gateway.token_limit.tokens-per-minute=1234"], workload=False)
     exported = to_apim(scenario, None, backends, mine)
     assert exported.policy == text.replace('tokens-per-minute="100000"', 'tokens-per-minute="1234"')
+
+
+def test_a_fresh_policy_with_more_than_five_dimensions_is_refused(tmp_path: Path) -> None:
+    dimensions = ["subscription", "backend", "operation", "client_ip", "app_id", "deployment"]
+    scenario = validate_scenario(
+        {"backends": [{"name": "a"}], "gateway": {"metrics": {"dimensions": dimensions}}}, "x", workload=False
+    )
+    with pytest.raises(HarnessError, match="6 custom dimensions on the token metric: APIM allows at most 5"):
+        to_apim(scenario)
+    assert "<dimension" in to_apim(validate_scenario(
+        {"backends": [{"name": "a"}], "gateway": {"metrics": {"dimensions": dimensions[:5]}}}, "x", workload=False
+    )).policy  # fmt: skip

@@ -90,7 +90,7 @@ def policy_of(root: ET.Element, path: Path, warn: list[str], named_values: dict[
                 continue
             policy.token_limit = _token_limit(element, where, policy, warn)
         elif tag in TOKEN_METRICS:
-            policy.dimensions = _dimensions(element, where, warn)
+            policy.dimensions = _dimensions(element, where, policy, warn)
         elif tag == "retry":
             policy.retry = _retry(element, where, warn)
         elif tag == "set-backend-service":
@@ -183,12 +183,24 @@ def counter_key(value: str, policy: Policy) -> str | None:
     return expressions.counter_key_of(resolved, policy.variables)
 
 
-def _dimensions(element: ET.Element, where: str, warn: list[str]) -> list[str]:
+def dimension_of_element(child: ET.Element, policy: Policy) -> str | None:
+    """The harness dimension a `<dimension>` fills (a value reading a variable is read through it)."""
+    if child.tag != "dimension":
+        return None
+    value = child.get("value")
+    read = expressions.variable_read(value) if value else None
+    if read is not None and read in policy.variables:
+        policy.variables_read.add(read)
+        value = policy.variables[read]
+    return expressions.dimension_of(child.get("name", ""), value)
+
+
+def _dimensions(element: ET.Element, where: str, policy: Policy, warn: list[str]) -> list[str]:
     _unmodelled_attributes(element, where, {"namespace"}, warn)
     found: list[str] = []
     for child in element:
-        name, value = child.get("name", ""), child.get("value")
-        dimension = expressions.dimension_of(name, value)
+        name = child.get("name", "")
+        dimension = dimension_of_element(child, policy)
         if child.tag != "dimension" or dimension is None:
             warn.append(f'{where} <{child.tag} name="{name}">: not a dimension the gateway fills: ignored')
         elif dimension not in found:

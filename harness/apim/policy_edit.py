@@ -23,6 +23,7 @@ from harness.apim.policy import (
     WRAPPER,
     Policy,
     check_dimension_count,
+    dimension_of_element,
     parse_policy,
     policy_of,
     retry_condition,
@@ -140,7 +141,7 @@ class _Editor:
             if dimension not in expressible:
                 warn.append(f"gateway.metrics.dimensions: {dimension} has no APIM equivalent: left out")
         children = [f for f in self.found if f.element in list(at.element) and f.element.tag == "dimension"]
-        had = {expressions.dimension_of(c.element.get("name", ""), c.element.get("value")): c for c in children}
+        had = {dimension_of_element(c.element, policy): c for c in children}
         removed = [c for d, c in had.items() if d is not None and d not in expressible]
         added = [d for d in expressible if d not in had]
         check_dimension_count(
