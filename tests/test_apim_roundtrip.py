@@ -19,8 +19,8 @@ from harness.apim.cli import read_named_values, scenario_text
 from harness.apim.convert import DEFAULT_DEPLOYMENT, Exported, from_apim, to_apim
 from harness.apim.policy import parse_policy
 from harness.cli import main
-from harness.gateway.forwarding import build_breakers
 from harness.errors import HarnessError
+from harness.gateway.forwarding import build_breakers
 from harness.scenario import load_scenario, validate_scenario
 
 FIXTURES = Path(__file__).parent / "fixtures" / "apim"
