@@ -66,6 +66,45 @@ def _no_credential_header(value: str) -> None:
             raise ValueError(f"'{part}' carries a secret: use subscription (the subscription's id) or appid instead")
 
 
+class PoolMember(Section):
+    """One backend of the load-balanced pool (APIM: `pool.services[]`)."""
+
+    backend: str = Field(..., description="name of a backend instance of the scenario")
+    priority: int = Field(1, ge=1, description="1 is the highest; lower groups serve only when higher are tripped")
+    weight: int = Field(1, ge=1, le=1000, description="share of the traffic within its priority group")
+    circuit_breaker: CircuitBreakerRule | None = Field(
+        None,
+        description="this member's own breaker rule (APIM keeps one per backend resource); unset: "
+        "gateway.circuit_breaker applies",
+    )
+
+
+class Pool(Section):
+    """Which backends the gateway forwards to, and how it picks one."""
+
+    members: list[PoolMember] = Field(
+        default_factory=list,
+        max_length=MAX_POOL_MEMBERS,
+        description="pool members; empty means every backend of the scenario at priority 1, weight 1",
+    )
+    selection: Literal["weighted", "round-robin", "latency"] = Field(
+        "weighted",
+        description="within a priority group: by weight (smooth weighted round-robin), plain round-robin, or "
+        "latency (lowest recent response time; not an APIM mode)",
+    )
+    latency_smoothing: float = Field(
+        0.3, gt=0, le=1, description="latency selection: weight of the newest response time in the moving average"
+    )
+    latency_probe_every: int = Field(
+        20, ge=2, description="latency selection: every Nth pick goes round-robin so slower members stay measured"
+    )
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> Pool:
+        index_unique((member.backend for member in self.members), "members", "backend")
+        return self
+
+
 class StatusCodeRange(Section):
     """An inclusive range of HTTP status codes (APIM: `statusCodeRanges[]`)."""
 
@@ -133,43 +172,7 @@ class CircuitBreakerRule(Section):
     )
 
 
-class PoolMember(Section):
-    """One backend of the load-balanced pool (APIM: `pool.services[]`)."""
-
-    backend: str = Field(..., description="name of a backend instance of the scenario")
-    priority: int = Field(1, ge=1, description="1 is the highest; lower groups serve only when higher are tripped")
-    weight: int = Field(1, ge=1, le=1000, description="share of the traffic within its priority group")
-    circuit_breaker: CircuitBreakerRule | None = Field(
-        None,
-        description="this member's own breaker rule (APIM keeps one per backend resource); unset: "
-        "gateway.circuit_breaker applies",
-    )
-
-
-class Pool(Section):
-    """Which backends the gateway forwards to, and how it picks one."""
-
-    members: list[PoolMember] = Field(
-        default_factory=list,
-        max_length=MAX_POOL_MEMBERS,
-        description="pool members; empty means every backend of the scenario at priority 1, weight 1",
-    )
-    selection: Literal["weighted", "round-robin", "latency"] = Field(
-        "weighted",
-        description="within a priority group: by weight (smooth weighted round-robin), plain round-robin, or "
-        "latency (lowest recent response time; not an APIM mode)",
-    )
-    latency_smoothing: float = Field(
-        0.3, gt=0, le=1, description="latency selection: weight of the newest response time in the moving average"
-    )
-    latency_probe_every: int = Field(
-        20, ge=2, description="latency selection: every Nth pick goes round-robin so slower members stay measured"
-    )
-
-    @model_validator(mode="after")
-    def _unique_members(self) -> Pool:
-        index_unique((member.backend for member in self.members), "members", "backend")
-        return self
+PoolMember.model_rebuild()  # its circuit_breaker is a rule, defined after it
 
 
 class GatewayRetry(Section):
