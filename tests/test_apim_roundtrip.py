@@ -298,3 +298,28 @@ def test_a_fresh_policy_with_more_than_five_dimensions_is_refused(tmp_path: Path
     assert "<dimension" in to_apim(validate_scenario(
         {"backends": [{"name": "a"}], "gateway": {"metrics": {"dimensions": dimensions[:5]}}}, "x", workload=False
     )).policy  # fmt: skip
+
+
+def test_what_the_edit_cannot_write_is_listed_as_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backends, policy, _ = files("bicep-copy-loop")
+    imported = tmp_path / "mine.yaml"
+    assert (
+        main(["scenario", "from-apim", "--backends", str(backends), "--policy", str(policy), "--out", str(imported)])
+        == 0
+    )
+    out = tmp_path / "out"
+    tuning = ["gateway.circuit_breaker.tripDuration=PT2M", "gateway.retry.enabled=true"]
+    args = ["scenario", "to-apim", "--scenario", str(imported), "--backends", str(backends), "--policy", str(policy)]
+    assert main([*args, *[x for t in tuning for x in ("--set", t)], "--out", str(out)]) == 0
+    lines = (out / "changes.txt").read_text(encoding="utf-8").splitlines()
+    made_by_loop = [line for line in lines if "set it to PT2M in the template yourself" in line]
+    assert len(made_by_loop) == 3 and all(line.startswith("not written: ") for line in made_by_loop)
+    assert "not written: bicep-copy-loop.policy.xml: has no <retry>" in "\n".join(lines)
+    assert not any(line.startswith("change: ") for line in lines)
+    assert json.loads((out / "backends.json").read_text(encoding="utf-8")) == json.loads(backends.read_text())
+    assert (out / "policy.xml").read_text(encoding="utf-8") == policy.read_text(encoding="utf-8")
+    assert capsys.readouterr().err.count("harness scenario to-apim: not written: ") == len(
+        [line for line in lines if line.startswith("not written: ")]
+    )

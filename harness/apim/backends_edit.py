@@ -36,16 +36,18 @@ def choose_pool(backends: dict[str, Backend], backend_id: str | None, pool_name:
 
 
 def edit_backends(
-    files: BackendFiles, gateway: GatewayConfig, members: list[PoolMember], pool: Backend | None, warn: list[str]
+    files: BackendFiles, gateway: GatewayConfig, members: list[PoolMember], pool: Backend | None, left: list[str]
 ) -> BackendsEdit:
-    editor = _Editor(files, warn)
+    """The documents with the pool's priorities and weights and the breaker rules written in; what could not be
+    written goes to `left`."""
+    editor = _Editor(files, left)
     if pool is not None:
         editor.pool(pool, members)
     done: set[str] = set()
     for member in members:
         backend = files.backends.get(member.backend)
         if backend is None:
-            warn.append(f"pool member {member.backend}: not in the backend files: its breaker is not written")
+            left.append(f"pool member {member.backend}: not in the backend files: its breaker is not written")
             continue
         rule = gateway.breaker_rule(member)
         if backend.rules or pool is None or not pool.rules or member.circuit_breaker is not None:

@@ -127,6 +127,8 @@ def _to_apim(args: argparse.Namespace) -> int:
     )
     for line in exported.warnings:
         print(f"harness scenario to-apim: warning: {line}", file=sys.stderr)
+    for line in exported.not_written:
+        print(f"harness scenario to-apim: not written: {line}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -145,7 +147,8 @@ def _to_apim(args: argparse.Namespace) -> int:
     summary = changes_text(exported)
     _write(out / CHANGES_FILE, summary)
     for line in summary.splitlines():
-        print(f"harness scenario to-apim: {line}", file=sys.stderr)
+        if not line.startswith("not written: "):  # said above
+            print(f"harness scenario to-apim: {line}", file=sys.stderr)
     for path in [*written, out / CHANGES_FILE]:
         print(path)
     return 0
@@ -160,7 +163,7 @@ def changes_text(exported: Exported) -> str:
     lines += [f"change: {line}" for line in exported.changes]
     if not exported.changes and not exported.notes:
         lines.append("no change: the policy and backends are written back as given")
-    lines += [f"not written: {line}" for line in exported.warnings if "yourself" in line or "not added" in line]
+    lines += [f"not written: {line}" for line in exported.not_written]
     return "".join(f"{line}\n" for line in lines)
 
 

@@ -157,6 +157,7 @@ class Exported:
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # fresh documents written, and why
+    not_written: list[str] = field(default_factory=list)  # what the scenario says that the edit left to the user
     named_values: dict[str, str] = field(default_factory=dict)  # named values to set in APIM
 
 
@@ -184,7 +185,7 @@ def to_apim(
     backend_id = None
     if policy_path is not None:
         text = read_text(policy_path, "policy", POLICY_LIMIT)
-        edited = edit_policy(text, policy_path, gateway, named_values, warn)
+        edited = edit_policy(text, policy_path, gateway, named_values, out.not_written)
         out.policy, backend_id = edited.text, edited.backend_id
         out.changes += edited.changes
         out.named_values = edited.named_values
@@ -193,7 +194,7 @@ def to_apim(
         pool = choose_pool(files.backends, backend_id, pool_name)
         if pool is None and any(b.is_pool for b in files.backends.values()):
             raise ScenarioError(str(originals), "several pools: name the one to edit with --pool-name")
-        edit = edit_backends(files, gateway, members, pool, warn)
+        edit = edit_backends(files, gateway, members, pool, out.not_written)
         out.changes += edit.changes
         out.backends = {path.name: document for path, document in edit.documents.items()}
         backend_id = backend_id or (pool.name if pool is not None else None)

@@ -48,8 +48,9 @@ class _Element:
 
 
 def edit_policy(
-    text: str, path: Path, gateway: GatewayConfig, named_values: dict[str, str] | None, warn: list[str]
+    text: str, path: Path, gateway: GatewayConfig, named_values: dict[str, str] | None, left: list[str]
 ) -> PolicyEdit:
+    """The policy text with the scenario's tuned values written in; what it could not write goes to `left`."""
     root = parse_policy(text, path)
     policy = policy_of(root, path, [], named_values)
     elements = list(root.iter())
@@ -63,9 +64,9 @@ def edit_policy(
         raise ScenarioError(str(path), "cannot edit in place (its elements could not be located in the text)")
     found = [_Element(e, t) for e, t in zip(elements, tags, strict=True)]
     editor = _Editor(Edits(text), path.name, found, named_values or {})
-    editor.token_limit(policy, gateway.token_limit, warn)
-    editor.dimensions(policy, list(gateway.metrics.dimensions), warn)
-    editor.retry(policy, gateway, warn)
+    editor.token_limit(policy, gateway.token_limit, left)
+    editor.dimensions(policy, list(gateway.metrics.dimensions), left)
+    editor.retry(policy, gateway, left)
     return PolicyEdit(editor.edits.apply(), editor.changes, editor.named_changes, policy.backend_id)
 
 
