@@ -92,7 +92,16 @@ def by_backend(summary: dict[str, Any]) -> str:
             f"{'Backend' if not parts else 'backend'} {name} served {percent(backend['token_share'])} "
             f"of the tokens and {rate}"
         )
-    return "; ".join(parts) + "."
+    return "; ".join(parts) + "." + _in_flight(summary)
+
+
+def _in_flight(summary: dict[str, Any]) -> str:
+    """Requests in flight when the load stopped are counted nowhere (metrics' definition): say so when any were."""
+    in_flight = summary["requests"].get("in_flight_at_end")
+    if not in_flight:
+        return ""
+    were = "request was" if in_flight == 1 else "requests were"
+    return f" {count(in_flight)} {were} in flight when the load stopped: counted nowhere, the backends' own counts included."
 
 
 def ptu_utilization(summary: dict[str, Any]) -> str:
