@@ -1,4 +1,4 @@
-"""Requests in flight when the load stopped are counted one way everywhere: nowhere.
+"""Requests in flight when their user stopped are counted one way everywhere: nowhere.
 
 The client never records an attempt it had in flight when its user stopped, but the servers log it. The
 backends' own counts (`answered`, `rate_429`, quoted by the `by_backend` sentence) leave those rows out as the
@@ -53,7 +53,7 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_the_backends_own_counts_leave_out_what_was_in_flight_at_the_end(summary: dict[str, Any]) -> None:
-    assert summary["requests"]["in_flight_at_end"] == len(IN_FLIGHT)
+    assert summary["requests"]["in_flight_when_stopped"] == len(IN_FLIGHT)
     for name, backend in summary["backends"].items():
         table = summary["by_backend"][name]
         assert backend["answered"] == table["attempts"]
@@ -70,13 +70,16 @@ def test_the_sentence_quotes_the_tables_figures_and_says_how_in_flight_requests_
             f"answered {percent(table['rate_429_backend'])} of the {count(table['attempts'])} requests that reached it"
             in sentence
         )
-    assert f"{len(IN_FLIGHT)} requests were in flight when the load stopped: counted nowhere" in sentence
-    assert f"{len(IN_FLIGHT)} in flight at the end, counted nowhere" in format_console_summary(summary)
+    assert (
+        f"{len(IN_FLIGHT)} requests were in flight when their user stopped (a ramp-down or the end of the load): counted nowhere"
+        in sentence
+    )
+    assert f"{len(IN_FLIGHT)} in flight when their user stopped, counted nowhere" in format_console_summary(summary)
     rows = dict(headline_rows(summary))
-    assert rows["in flight at the end (no answer by the stop; counted nowhere)"] == len(IN_FLIGHT)
+    assert rows["in flight when their user stopped (counted nowhere)"] == len(IN_FLIGHT)
 
 
 def test_nothing_is_said_when_nothing_was_in_flight(summary: dict[str, Any]) -> None:
-    calm = {**summary, "requests": {**summary["requests"], "in_flight_at_end": 0}}
+    calm = {**summary, "requests": {**summary["requests"], "in_flight_when_stopped": 0}}
     assert "in flight" not in verdict.by_backend(calm)
     assert "in flight" not in format_console_summary(calm)
