@@ -15,6 +15,7 @@ import gevent
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
+from harness.aoai.routes import endpoint_base
 from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK, WHOLE_STREAM_ENDS, StreamReader, body_usage
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
@@ -25,6 +26,7 @@ class Transport:
 
     def __init__(self, base_url: str, clock: Clock, timeout_s: float) -> None:
         self.clock = clock
+        base_url = endpoint_base(base_url)  # a `--host` ending in /openai would double the routes' prefix
         # The client timeout is in scenario time, like every other duration; the socket sees wall time.
         wall_timeout = max(0.5, timeout_s / clock.scale)
         self.client = HTTPClient.from_url(
