@@ -187,6 +187,7 @@ def test_how_a_stream_ended_is_recorded_and_only_an_end_before_a_finish_fails(
 @pytest.mark.parametrize("target", TARGETS)
 def test_a_plain_json_answer_to_a_stream_request_is_counted_from_its_usage(wire: Wire, target: str) -> None:
     wire.backend.quirks = Quirks(json_stream=True)
+    before = len(wire.rows())
     (record,) = harness_stream(wire.url(target))
     assert (record["error_kind"], record["decision"], record["stream_end"]) == ("", "success", STREAM_JSON_BODY)
     assert (record["usage_source"], record["usage_prompt"], record["usage_completion"], record["usage_total"]) == (
@@ -195,6 +196,14 @@ def test_a_plain_json_answer_to_a_stream_request_is_counted_from_its_usage(wire:
         len(PIECES),
         9 + len(PIECES),
     )
+    if target == "gateway":  # the gateway's StreamReader counts the same answer from the same usage
+        (row,) = wire.rows()[before:]
+        assert (row["outcome"], row["prompt_tokens"], row["completion_tokens"], row["tokens_counted_by"]) == (
+            "ok",
+            9,
+            len(PIECES),
+            "usage",
+        )
 
 
 def test_stream_end_is_a_record_column_and_empty_for_answers_that_are_not_streams(wire: Wire) -> None:
