@@ -1,9 +1,11 @@
 """A backend with the quirks real AOAI-compatible servers have, served by uvicorn on a real loopback socket.
 
 What it can do, set per test in `backend.quirks` (a `Quirks`): stream with another content type than
-`text/event-stream` (or none), end a stream without `data: [DONE]` (with or without a `finish_reason`),
-cut the connection mid-stream, stay silent after the headers, and answer 429s whose `Retry-After` is an
-HTTP date or whole seconds only (no `retry-after-ms`).
+`text/event-stream` (or none), end a stream without `data: [DONE]` (with or without a `finish_reason`), or
+with a bare `[DONE]` line, put the `finish_reason` inside the `delta`, answer a stream request with plain
+JSON, cut the connection mid-stream, stay silent after the headers, and answer 429s whose `Retry-After` is
+an HTTP date (dated by a clock the test gives) or whole seconds only (no `retry-after-ms`).
+`AOAI_API_SIMULATOR` streams as microsoft/aoai-api-simulator does.
 
     with LoopbackServers() as servers:
         backend = QuirkyBackend(Quirks(content_type=None, done=False))
@@ -57,7 +59,10 @@ class Quirks:
 
     content_type: str | None = EVENT_STREAM  # of stream answers; None sends no content-type at all
     done: bool = True  # end streams with `data: [DONE]`
+    bare_done: bool = False  # ... as a last `[DONE]` without `data:` nor a line end instead
     finish: bool = True  # send the chunk with `finish_reason`
+    finish_in_delta: bool = False  # ... inside its `delta` (with `content: null`), not on the choice
+    json_stream: bool = False  # answer a stream request with a plain JSON completion (usage included)
     usage: bool = False  # send a usage chunk (whatever the request asked)
     cut_after: int | None = None  # cut the connection after this many token chunks
     ttft: float = 0.0  # seconds from the headers to the first chunk
@@ -65,6 +70,12 @@ class Quirks:
     throttle: str | None = None  # "http-date" or "seconds-only": answer 429s first
     throttles: int = 1  # how many requests get that 429
     retry_s: int = 2  # the wait the 429 advises, in whole seconds
+    dated_at: float | None = None  # the epoch time the 429's `Date` says (None: the wall clock's now)
+
+
+# Streams as microsoft/aoai-api-simulator sends them: no content type, each word with its role-less delta,
+# `finish_reason` inside the last delta, and a bare `[DONE]` at the end.
+AOAI_API_SIMULATOR = Quirks(content_type=None, done=False, bare_done=True, finish_in_delta=True)
 
 
 @dataclass
@@ -88,7 +99,7 @@ class QuirkyBackend:
         if quirks.throttle is not None and self.throttled < quirks.throttles:
             self.throttled += 1
             return self._throttle(quirks)
-        if body.get("stream") is True:
+        if body.get("stream") is True and not quirks.json_stream:
             headers = {} if quirks.content_type is None else {"content-type": quirks.content_type}
             return StreamingResponse(self._events(quirks), headers=headers)
         usage = {"prompt_tokens": 9, "completion_tokens": len(PIECES), "total_tokens": 9 + len(PIECES)}
@@ -105,7 +116,7 @@ class QuirkyBackend:
         )
 
     def _throttle(self, quirks: Quirks) -> Response:
-        now = time.time()
+        now = time.time() if quirks.dated_at is None else quirks.dated_at
         headers = {"date": email.utils.formatdate(now, usegmt=True)}
         if quirks.throttle == "http-date":
             headers["retry-after"] = email.utils.formatdate(int(now) + quirks.retry_s, usegmt=True)
@@ -116,28 +127,35 @@ class QuirkyBackend:
 
     async def _events(self, quirks: Quirks) -> AsyncIterator[bytes]:
         await asyncio.sleep(quirks.ttft)
-        yield _event({"choices": [], "prompt_filter_results": []}) + _chunk({"role": "assistant", "content": ""})
+        opening = _chunk({"role": "assistant", "content": ""}, on_choice=not quirks.finish_in_delta)
+        yield _event({"choices": [], "prompt_filter_results": []}) + opening
         for i, piece in enumerate(PIECES):
             if i > 0:
                 await asyncio.sleep(quirks.per_token)
             if quirks.cut_after is not None and i >= quirks.cut_after:
                 raise BackendCut(f"cut after {i} tokens")
-            yield _chunk({"content": piece})
-        if quirks.finish:
+            yield _chunk({"content": piece}, on_choice=not quirks.finish_in_delta)
+        if quirks.finish and quirks.finish_in_delta:
+            yield _chunk({"content": None, "role": None, "finish_reason": "stop"}, on_choice=False)
+        elif quirks.finish:
             yield _chunk({}, finish="stop")
         if quirks.usage:
             usage = {"prompt_tokens": 9, "completion_tokens": len(PIECES), "total_tokens": 9 + len(PIECES)}
             yield _event({"choices": [], "usage": usage})
         if quirks.done:
             yield b"data: [DONE]\n\n"
+        elif quirks.bare_done:
+            yield b"[DONE]"
 
 
 def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+def _chunk(delta: dict[str, Any], finish: str | None = None, on_choice: bool = True) -> bytes:
+    choice: dict[str, Any] = {"index": 0, "delta": delta}
+    if on_choice:  # aoai-api-simulator's choices carry no finish_reason of their own
+        choice["finish_reason"] = finish
     return _event({"id": "chatcmpl-quirky", "object": "chat.completion.chunk", "model": "gpt-4o", "choices": [choice]})
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from harness.aoai import sse
 from harness.aoai.sse import (
     COUNTED_DELTAS,
     STREAM_USAGE,
@@ -89,3 +90,56 @@ def test_usage_of_a_body() -> None:
     assert body_usage(embeddings) == {"prompt_tokens": 4, "total_tokens": 4}  # as sent, for the records
     for no_usage in (b"", b"not json", b"[1]", b'{"usage": null}'):
         assert usage_of_body(no_usage) is None and body_usage(no_usage) is None
+
+
+# -- how a stream ended: every STREAM_* value, whatever the split ------------------------------------------
+
+DELTA_FINISH = b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\ndata: {"choices":[{"delta":{"content":null,"finish_reason":"stop"}}]}\n\n'
+PLAIN = b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n'
+JSON_ANSWER = json.dumps(
+    {
+        "choices": [{"message": {"content": "Hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5},
+    },
+    indent=1,  # over several lines, as some servers send it
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "broken", "end"),
+    [
+        (DELTA_FINISH + b"data: [DONE]\n\n", False, sse.STREAM_DONE),
+        (DELTA_FINISH + b"[DONE]", False, sse.STREAM_BARE_DONE),
+        (PLAIN + b"[DONE]\n", False, sse.STREAM_BARE_DONE),
+        (DELTA_FINISH, False, sse.STREAM_NO_DONE_MARKER),
+        (DELTA_FINISH, True, sse.STREAM_CUT_AFTER_FINISH),
+        (JSON_ANSWER, False, sse.STREAM_JSON_BODY),
+        (PLAIN, False, sse.STREAM_NO_FINISH),
+        (PLAIN, True, sse.STREAM_CUT),
+        (b"", False, sse.STREAM_NO_FINISH),
+    ],
+)
+def test_how_a_stream_ended(raw: bytes, broken: bool, end: str) -> None:
+    for size in (1, 7, max(1, len(raw))):
+        stream = StreamReader()
+        for i in range(0, len(raw), size):
+            stream.feed(raw[i : i + size])
+        stream.close()
+        assert stream.end(broken) == end
+        assert stream.complete == (end in sse.WHOLE_STREAM_ENDS)
+        assert stream.text == ("Hi" if raw else "")
+
+
+def test_a_plain_json_answer_is_counted_from_its_usage_and_its_text_read() -> None:
+    stream = StreamReader()
+    stream.feed(JSON_ANSWER)
+    stream.close()
+    assert (stream.text, stream.finish_reason, stream.body_usage) == ("Hi", "stop", json.loads(JSON_ANSWER)["usage"])
+    assert stream.tokens(99, "gpt-4o") == Usage(4, 1, USAGE)
+
+
+def test_a_finish_reason_inside_the_delta_counts_as_on_the_choice() -> None:
+    stream = StreamReader()
+    stream.feed(DELTA_FINISH)
+    assert stream.finish_reason == "stop" and stream.complete and not stream.done
+    assert (*sorted(sse.WHOLE_STREAM_ENDS), sse.STREAM_NO_FINISH, sse.STREAM_CUT) == sse.STREAM_ENDS

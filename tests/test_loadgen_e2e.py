@@ -123,7 +123,7 @@ def test_backend_429_headers_and_sdk_retries_are_recorded(tmp_path: Path) -> Non
     requests = json.loads((run_dir / "summary.json").read_text())["requests"]
     assert (requests["unfinished"], requests["logical"]) == (unfinished, len(last) - unfinished)
     if unfinished:
-        assert f"({len(records)} attempts, {unfinished} unfinished at the end)" in result.stdout
+        assert f"({len(records)} attempts, {unfinished} unfinished at the end" in result.stdout
 
 
 def test_a_violated_check_fails_the_headless_run(tmp_path: Path) -> None:

@@ -503,6 +503,11 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "attempts": n,
             "logical": finished,
             "unfinished": unfinished,
+            # the gateway log has a row per attempt that reached it, each with its record's client id
+            "in_flight_when_stopped": len(
+                {g["client_request_id"] for g in gateway_rows(records) if g["kind"] == "request"}
+                - {r["request_id"] for r in records}
+            ),
             "succeeded": len(succeeded),
             "failed": finished - len(succeeded),
             "client_failure_rate": 1 - len(succeeded) / finished,

@@ -4,6 +4,8 @@
 'chat'
 >>> deployment_path("embeddings", "text-embedding-3-small", "2024-10-21")
 '/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21'
+>>> endpoint_base("https://my-aoai.openai.azure.com/openai/")
+'https://my-aoai.openai.azure.com'
 """
 
 from __future__ import annotations
@@ -13,8 +15,16 @@ SUFFIX_OPERATIONS = {"chat/completions": "chat", "completions": "completions", "
 OPERATIONS = tuple(SUFFIX_OPERATIONS.values())
 OPERATION_SUFFIXES = {operation: suffix for suffix, operation in SUFFIX_OPERATIONS.items()}
 
-DEPLOYMENT_ROUTE = "/openai/deployments/{deployment}/"  # + suffix; the deployment is in the path
+API_PREFIX = "/openai"  # every route starts with it
+DEPLOYMENT_ROUTE = API_PREFIX + "/deployments/{deployment}/"  # + suffix; the deployment is in the path
 V1_ROUTE = "/openai/v1/"  # + suffix; the model is in the body
+
+
+def endpoint_base(url: str) -> str:
+    """The endpoint the routes are joined to: a trailing `/openai` (and `/`) dropped, as a URL copied with the
+    API's prefix still on it would otherwise send `/openai/openai/deployments/...` and find no deployment."""
+    base = url.rstrip("/")
+    return base.removesuffix(API_PREFIX).rstrip("/") if base.endswith(API_PREFIX) else base
 
 
 def operation_of_suffix(suffix: str) -> str:

@@ -1,15 +1,18 @@
 """Server-sent events and `usage`: the one reader of AOAI answers, for the gateway, the client and the simulator.
 
 A request with `"stream": true` is a stream whatever content type comes back (other AOAI-compatible servers
-send SSE as `application/json` or with none). A stream is complete when it ends with `data: [DONE]`, or ends
-cleanly after a chunk with a `finish_reason` (the openai SDK reads both without error); a broken connection
-is never complete, which is the caller's to tell (only it sees the transport).
+send SSE as `application/json` or with none). A stream is whole, as the openai SDK reads it, when it ended on
+any finish marker: `data: [DONE]`, a bare `[DONE]` line, or a `finish_reason` (on the choice, or inside its
+`delta` as aoai-api-simulator sends it) before the body ended; a plain JSON answer to a stream request is
+whole too, and counted from its `usage`. Only an end before any finish marker is a truncated stream. How the
+stream ended is `StreamReader.end(broken)`, one of the `STREAM_*` values (the attempt record's `stream_end`);
+whether the connection broke is the caller's to tell (only it sees the transport).
 
     >>> stream = StreamReader(started=0.0)
     >>> stream.feed(b'data: {"choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]}\\n\\nda', now=0.5)
     >>> stream.feed(b"ta: [DONE]\\n\\n", now=0.6)
-    >>> stream.text, stream.ttft, stream.done, stream.complete
-    ('Hi', 0.5, True, True)
+    >>> stream.text, stream.ttft, stream.done, stream.complete, stream.end(broken=False)
+    ('Hi', 0.5, True, True, 'done')
     >>> usage_of_body(b'{"usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}')
     Usage(prompt=5, completion=2, counted_by='usage')
 """
@@ -37,6 +40,22 @@ def event(payload: Mapping[str, Any]) -> bytes:
 
 
 DONE_FRAME = frame(DONE)
+_BARE_DONE_LINE = DONE.encode()  # `[DONE]` alone on a line, without `data:` (aoai-api-simulator ends so)
+
+# How a stream ended, as the attempt record's `stream_end` says it (empty for an answer that is not a stream):
+STREAM_DONE = "done"  # `data: [DONE]`
+STREAM_BARE_DONE = "bare_done"  # a `[DONE]` line without `data:`
+STREAM_NO_DONE_MARKER = "no_done_marker"  # the body ended after a finish_reason, without any [DONE]
+STREAM_CUT_AFTER_FINISH = "cut_after_finish"  # the connection broke after a finish_reason: the answer is whole
+STREAM_JSON_BODY = "json_body"  # a plain JSON answer (not SSE) to a stream request, counted from its usage
+STREAM_NO_FINISH = "no_finish"  # the body ended before any finish marker: truncated
+STREAM_CUT = "cut"  # the connection broke before any finish marker: truncated
+WHOLE_STREAM_ENDS = frozenset(
+    {STREAM_DONE, STREAM_BARE_DONE, STREAM_NO_DONE_MARKER, STREAM_CUT_AFTER_FINISH, STREAM_JSON_BODY}
+)
+STREAM_ENDS = (*sorted(WHOLE_STREAM_ENDS), STREAM_NO_FINISH, STREAM_CUT)
+# A stream request's body kept, until its first SSE event, to be read as a plain JSON answer if none comes.
+JSON_BODY_LIMIT = 4 * 1024 * 1024
 
 # Where a token count came from, as the gateway log's `tokens_counted_by` says it:
 USAGE = "usage"  # the `usage` of a JSON body
@@ -99,6 +118,7 @@ class SSEParser:
     def __init__(self) -> None:
         self._partial = b""
         self._data: list[bytes] = []
+        self.bare_done = False  # a `[DONE]` line without `data:` came (no SSE field: the spec would ignore it)
 
     def feed(self, chunk: bytes) -> list[str]:
         if self._partial:
@@ -116,6 +136,8 @@ class SSEParser:
                     data.clear()
             elif line.startswith(b"data:"):
                 data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif line.strip() == _BARE_DONE_LINE:
+                self.bare_done = True
             # comments (":") and other fields (event:, id:, retry:) carry nothing the harness needs
         return events
 
@@ -138,22 +160,40 @@ class StreamReader:
     content_chunks: int = 0
     text_parts: list[str] = field(default_factory=list)  # one per choice and chunk: a token each from AOAI
     usage: dict[str, Any] | None = None  # the usage chunk, as sent
-    done: bool = False  # `data: [DONE]` came
-    finish_reason: str | None = None  # the last one a choice carried
+    done: bool = False  # `[DONE]` came, as `data: [DONE]` or as a bare line
+    finish_reason: str | None = None  # the last one a choice carried (on the choice or inside its delta)
     bad_events: int = 0
+    json_body: dict[str, Any] | None = None  # the answer was plain JSON, not SSE (read at `close`)
     parser: SSEParser = field(default_factory=SSEParser, repr=False)
+    events: int = 0
+    _raw: bytearray | None = field(default_factory=bytearray, repr=False)  # the body until its first event
 
     def feed(self, chunk: bytes, now: float = 0.0) -> None:
         """Read the next bytes of the stream (events may be split anywhere)."""
+        raw = self._raw
+        if raw is not None:
+            if len(raw) + len(chunk) <= JSON_BODY_LIMIT:
+                raw += chunk
+            else:
+                self._raw = None
         for payload in self.parser.feed(chunk):
             self.on_event(payload, now)
+        if self.parser.bare_done:
+            self.done = True
 
     def close(self, now: float = 0.0) -> None:
-        """The stream ended: read an event left without its blank line."""
+        """The stream ended: read an event left without its blank line, or the body as a plain JSON answer."""
         for payload in self.parser.close():
             self.on_event(payload, now)
+        if self.parser.bare_done:
+            self.done = True
+        if not self.events and self._raw:
+            self._read_json_body(bytes(self._raw), now)
+        self._raw = None
 
     def on_event(self, payload: str, now: float) -> None:
+        self.events += 1
+        self._raw = None  # it is SSE: no JSON body to read at the end
         if payload == DONE:
             self.done = True
             return
@@ -168,6 +208,9 @@ class StreamReader:
         usage = event.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
+        self._read_choices(event, now, "delta")
+
+    def _read_choices(self, event: dict[str, Any], now: float, part: str) -> None:
         choices = event.get("choices")
         if not isinstance(choices, list):
             return
@@ -175,12 +218,13 @@ class StreamReader:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")  # chat, or completions
+            inner = choice.get(part)
+            inner = inner if isinstance(inner, dict) else {}
+            text = inner.get("content") if inner else choice.get("text")  # chat, or completions
             if isinstance(text, str) and text:  # the role-only opening delta and empty deltas are not tokens
                 self.text_parts.append(text)
                 texts += 1
-            reason = choice.get("finish_reason")
+            reason = choice.get("finish_reason") or inner.get("finish_reason")  # on the choice, or in its delta
             if isinstance(reason, str) and reason:
                 self.finish_reason = reason
         if texts:
@@ -189,10 +233,36 @@ class StreamReader:
             self.last_token_at = now
             self.content_chunks += 1
 
+    def _read_json_body(self, body: bytes, now: float) -> None:
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+            return
+        self.json_body = payload
+        self._read_choices(payload, now, "message")
+
+    @property
+    def body_usage(self) -> dict[str, Any] | None:
+        """The `usage` of a plain JSON answer, as sent (None for SSE, or a body without one)."""
+        usage = self.json_body.get("usage") if self.json_body is not None else None
+        return usage if isinstance(usage, dict) else None
+
     @property
     def complete(self) -> bool:
-        """The answer is whole: `[DONE]` came, or a choice finished (when the stream also ended cleanly)."""
-        return self.done or self.finish_reason is not None
+        """The answer is whole: `[DONE]` came, a choice finished, or it was a plain JSON answer."""
+        return self.done or self.finish_reason is not None or self.json_body is not None
+
+    def end(self, broken: bool) -> str:
+        """How the stream ended (a `STREAM_*` value), given whether the connection broke before its end."""
+        if self.done:
+            return STREAM_BARE_DONE if self.parser.bare_done else STREAM_DONE
+        if self.json_body is not None and not broken:
+            return STREAM_JSON_BODY
+        if self.finish_reason is not None:
+            return STREAM_CUT_AFTER_FINISH if broken else STREAM_NO_DONE_MARKER
+        return STREAM_CUT if broken else STREAM_NO_FINISH
 
     @property
     def text(self) -> str:
@@ -213,7 +283,11 @@ class StreamReader:
         return sum(count_text_tokens(piece, model) for piece in self.text_parts)
 
     def tokens(self, estimated_prompt: int, model: str) -> Usage:
-        """What the stream consumed: its usage chunk, else the counted deltas with the caller's prompt count."""
+        """What the stream consumed: its usage chunk (or a plain JSON answer's usage), else the counted deltas
+        with the caller's prompt count."""
         if self.usage is not None:
             return usage_from(self.usage, STREAM_USAGE)
+        body_usage = self.body_usage
+        if body_usage is not None:
+            return usage_from(body_usage, USAGE)
         return Usage(estimated_prompt, self.counted_completion(model), COUNTED_DELTAS)

@@ -22,5 +22,6 @@ class AttemptResult:
     usage_source: str = ""
     text: str = ""
     truncated: bool = False
+    stream_end: str = ""  # how a stream ended (harness.aoai.sse STREAM_*); empty when no stream was read
     body_bytes: int = 0
     body: bytes = b""

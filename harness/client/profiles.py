@@ -36,7 +36,7 @@ class ResponseInfo:
     """What a client can see of one attempt: the status (0 when no response came) and lower-cased headers.
 
     `error` is "timeout" or "connection" when no response arrived; `now` (scenario seconds on the epoch
-    scale) is only used to turn an HTTP-date Retry-After into seconds; `waited_s` is what profiles with a
+    scale) is only used to turn an HTTP-date Retry-After into seconds when the answer has no `Date` header; `waited_s` is what profiles with a
     total retry budget read.
     """
 
@@ -78,12 +78,14 @@ class RetryProfile(Protocol):
 def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel: float | None) -> tuple[float, str]:
     """Seconds the server asked to wait, and from which header: `retry-after-ms` first, then `retry-after`.
 
-    Values are floats ("nonstandard floats" allowed) or, for `retry-after`, an HTTP date. Returns
-    (nan, "") when neither header gives a number. `overflow_sentinel` reproduces the SDK (2.52+) turning a
+    Values are floats ("nonstandard floats" allowed) or, for `retry-after`, an HTTP date, read against the
+    answer's own `Date` header (else against `now`). Returns (nan, "") when neither header gives a number. `overflow_sentinel` reproduces the SDK (2.52+) turning a
     numeric overflow to infinity into a finite value just above its cap.
 
     >>> parse_retry_after({"retry-after-ms": "1500", "retry-after": "2"}, 0.0, None)
     (1.5, 'retry-after-ms')
+    >>> parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:20 GMT", "date": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0, None)
+    (20.0, 'retry-after')
     """
     for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = headers.get(header)
@@ -103,7 +105,10 @@ def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel:
     when = http_date(headers.get("retry-after"))
     if when is None:
         return math.nan, ""
-    return when - now, "retry-after"
+    # Counted from the answer's own Date: both dates are the server's clock, so the wait is right at every time
+    # scale and however late the answer is read; `now` (the client's clock) only when the answer has no Date.
+    dated = http_date(headers.get("date"))
+    return when - (now if dated is None else dated), "retry-after"
 
 
 def retryable_status(status: int) -> bool:

@@ -3,7 +3,9 @@
 - the web UI's port is free on its interface;
 - `--host` answers a TCP connection (the host and the reason when it does not);
 - one probe request with the run's credentials is not refused as unauthorized (401/403) and its
-  deployment exists (404): the first mix of the first app, asking for a single token.
+  deployment exists (404): the first mix of the first app, asking for a single token. A `--host` ending in
+  `/openai` (the API's own prefix) is taken as the endpoint before it (every request drops it alike); a
+  404 under a host with another path names that path rather than the deployment.
 
     check_ports(options)
     check_target("https://my-apim.azure-api.net", scenario, settings)
@@ -18,6 +20,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.aoai.routes import endpoint_base
 from harness.client import classify
 from harness.errors import UsageError
 from harness.loadgen.transport import Transport
@@ -97,6 +100,12 @@ def check_target(url: str, scenario: Scenario, settings: RunSettings) -> None:
         raise UsageError(f"{given} rejected by {url} ({result.status})")
     if result.status == 404:
         path = plan.path(settings.api_version, settings.route)
+        sent = urlsplit(endpoint_base(url)).path
+        if sent not in ("", "/"):  # the host carries a path of its own: that, not the deployment, may be wrong
+            raise UsageError(
+                f"--host {url}: 404 on {sent}{path}; give the endpoint without an API path "
+                f"(e.g. {urlsplit(url).scheme}://{urlsplit(url).netloc}), or check deployment '{plan.deployment}'"
+            )
         raise UsageError(f"deployment '{plan.deployment}' not found at {url} (404 on {path})")
     if result.status == 0:
         raise UsageError(f"--host {url} did not answer the probe request: {result.error_detail or result.error}")

@@ -2,8 +2,9 @@
 
 Streams are read line by line as they arrive, so the time to the first token is when it reached the
 client, not when the response ended. A request with `"stream": true` is read as a stream whatever the
-content type; it is whole when it ends with `[DONE]`, or ends cleanly after a `finish_reason` (as the openai
-SDK takes it); a connection that breaks first truncates it.
+content type, as the openai SDK reads it: whole when it ended on a finish marker (`data: [DONE]`, a bare
+`[DONE]` line, a `finish_reason` on the choice or in its delta) or was a plain JSON answer (counted from its
+`usage`); only an end before any finish marker truncates it. How it ended is the result's `stream_end`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import gevent
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
-from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK, StreamReader, body_usage
+from harness.aoai.routes import endpoint_base
+from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK, WHOLE_STREAM_ENDS, StreamReader, body_usage
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
 
@@ -24,6 +26,7 @@ class Transport:
 
     def __init__(self, base_url: str, clock: Clock, timeout_s: float) -> None:
         self.clock = clock
+        base_url = endpoint_base(base_url)  # a `--host` ending in /openai would double the routes' prefix
         # The client timeout is in scenario time, like every other duration; the socket sees wall time.
         wall_timeout = max(0.5, timeout_s / clock.scale)
         self.client = HTTPClient.from_url(
@@ -57,10 +60,9 @@ class Transport:
         except (TimeoutError, gevent.Timeout) as exc:
             result.error, result.error_detail = "timeout", str(exc)
         except (OSError, HTTPParseError) as exc:
-            # the connection broke after the headers: for a stream this is a truncated stream
-            result.truncated = stream
+            # the connection broke after the headers: a stream's reader decided whether it had finished first
             result.error_detail = str(exc)
-            if not stream:
+            if not (stream and result.stream_end):
                 result.error = "connection"
         finally:
             response.release()
@@ -69,23 +71,30 @@ class Transport:
 
     def _read_stream(self, response: Any, started: float, result: AttemptResult) -> None:
         stream = StreamReader(started=started)
+        broken = True  # until the body is read to its end or to [DONE]
         try:
             while True:
                 line = response.readline(b"\n")
-                if not line:
-                    break
+                if not line:  # readline leaves a last line without its line end (a bare `[DONE]`) unread
+                    line = response.read()
+                    if not line:
+                        break
                 result.body_bytes += len(line)
                 stream.feed(line, self.clock.now())
                 if stream.done:
                     break
-            stream.close(self.clock.now())
+            broken = False
         finally:
+            stream.close(self.clock.now())
             result.ttft_s = stream.ttft
             result.inter_token_s = stream.mean_inter_token
             result.text = stream.text
-            result.truncated = not stream.complete
+            result.stream_end = stream.end(broken)
+            result.truncated = result.stream_end not in WHOLE_STREAM_ENDS
             if stream.usage is not None:
                 result.usage, result.usage_source = stream.usage, STREAM_USAGE_CHUNK
+            elif stream.body_usage is not None:
+                result.usage, result.usage_source = stream.body_usage, BODY
         if stream.done:
             response.read()  # drain the end of the chunked body so the connection can be reused
 

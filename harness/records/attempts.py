@@ -74,6 +74,12 @@ RECORD_COLUMNS: tuple[Column, ...] = (
     Column("request_type", "str", "logical request type as Locust names it: `chat`, `chat stream`, `embeddings`, ..."),
     Column("mix", "str", "workload mix the request was drawn from (or `trace`)"),
     Column("replica", "str", "gateway replica that answered, 0-based (x-gateway-replica; empty with one replica)"),
+    Column(
+        "stream_end",
+        "str",
+        "how a stream ended (empty for other answers): done, bare_done, no_done_marker, cut_after_finish or "
+        "json_body (whole), no_finish or cut (truncated_stream); values in harness.aoai.sse",
+    ),
 )
 
 RECORD_FIELDS: tuple[str, ...] = tuple(c.name for c in RECORD_COLUMNS)

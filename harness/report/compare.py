@@ -1,5 +1,10 @@
-"""Several runs side by side: headline numbers in one table, overlaid figures, each run named by the settings
-that differ between them (from scenario.yaml as run, and the overrides in run.json).
+"""Several runs side by side: headline numbers and a per-backend split in tables, each run's verdict,
+overlaid figures, each run named by the settings that differ between them (from scenario.yaml as run, the
+overrides in run.json, and the engine: live or simulated).
+
+In headers and legends a setting is named by the shortest end of its path that no other differing setting
+shares (`tripDuration=PT1M`); when even that is too long, by what sets the run apart otherwise (its scenario
+file, or its run directory), never by its position.
 
     >>> write_comparison(["runs/trip-10s", "runs/trip-60s"], "runs/comparison")  # doctest: +SKIP
     PosixPath('runs/comparison/compare.html')
@@ -22,10 +27,20 @@ from harness.report.figures import OUTCOME_COLORS
 from harness.report.flat import flatten
 from harness.report.html import fmt, headline_rows, img_tag, json_safe, page_html, png_bytes, table
 from harness.report.load import RunData, load_run
+from harness.report.units import percent
 
-__all__ = ["ComparedRun", "compare_runs", "differing_settings", "fidelity", "flatten", "write_comparison"]
+__all__ = [
+    "ComparedRun",
+    "backend_split",
+    "compare_runs",
+    "differing_settings",
+    "fidelity",
+    "flatten",
+    "name_runs",
+    "write_comparison",
+]
 
-# A run's label longer than this is named "run N" in figures and table headers (its settings in a table).
+# A run's short label longer than this names it by its scenario or run directory instead (its settings in a table).
 LABEL_CHARS = 48
 # At most this many differing settings are listed (two different scenarios differ in hundreds).
 SHOWN_SETTINGS = 40
@@ -40,6 +55,10 @@ class ComparedRun:
     settings: dict[str, Any]
 
     index: int = 0  # position in the comparison, from 0
+    short_label: str = ""  # the name in headers and legends (`name_runs`); the label until set
+
+    def __post_init__(self) -> None:
+        self.short_label = self.short_label or self.label
 
     @property
     def label(self) -> str:
@@ -47,20 +66,50 @@ class ComparedRun:
             return self.run.name
         return ", ".join(f"{path}={_short(value)}" for path, value in self.settings.items())
 
-    @property
-    def short_label(self) -> str:
-        """The label, or `run N` when it is too long for a legend or a column header."""
-        return self.label if len(self.label) <= LABEL_CHARS else f"run {self.index + 1}"
+
+def short_paths(paths: list[str]) -> dict[str, str]:
+    """Each path by the shortest end of it (whole dotted parts) that no other path ends with.
+
+    >>> short_paths(["gateway.circuit_breaker.tripDuration", "backends[0].tpm", "backends[1].tpm"])
+    {'gateway.circuit_breaker.tripDuration': 'tripDuration', 'backends[0].tpm': 'backends[0].tpm', 'backends[1].tpm': 'backends[1].tpm'}
+    """
+    out = {}
+    for path in paths:
+        parts = path.split(".")
+        for k in range(1, len(parts) + 1):
+            end = ".".join(parts[-k:])
+            if not any(other != path and (other == end or other.endswith("." + end)) for other in paths):
+                break
+        out[path] = end
+    return out
+
+
+def name_runs(compared: list[ComparedRun]) -> None:
+    """Give each run the short name its column and legend entry use: its differing settings by their short
+    paths, else its scenario file, else its run directory (made unique), so no run is only a number."""
+    short = short_paths(sorted({p for c in compared for p in c.settings}))
+    names = [", ".join(f"{short[p]}={_short(v)}" for p, v in c.settings.items()) for c in compared]
+    if any(len(n) > LABEL_CHARS for n in names) or len(set(names)) < len(names) or not all(names):
+        scenarios = [Path(str(c.run.run_info.get("scenario") or "")).stem for c in compared]
+        dirs = [c.run.run_dir.name for c in compared]
+        if len(set(dirs)) < len(dirs):  # a sweep's runs are run-NN/seed-NNNN
+            dirs = [f"{c.run.run_dir.parent.name}/{c.run.run_dir.name}" for c in compared]
+        names = scenarios if all(scenarios) and len(set(scenarios)) == len(scenarios) else dirs
+    if len(set(names)) < len(names):
+        names = [f"{name} ({i + 1})" for i, name in enumerate(names)]
+    for c, name in zip(compared, names, strict=True):
+        c.short_label = name
 
 
 def differing_settings(runs: list[RunData]) -> list[dict[str, Any]]:
-    """Per run, the scenario settings (and overrides) whose values are not the same in every run."""
+    """Per run, the scenario settings (and overrides, and the engine) whose values are not the same in every run."""
     flat = []
     for run in runs:
         settings = flatten(run.scenario_data)
         for override in run.run_info.get("overrides") or []:
             path, _, value = str(override).partition("=")
             settings.setdefault(path.strip(), value)
+        settings["engine"] = run.run_info.get("engine") or "live"  # a run.json written live may not say
         flat.append(settings)
     paths = sorted({p for f in flat for p in f})
     differ = [p for p in paths if len({json.dumps(f.get(p), sort_keys=True, default=str) for f in flat}) > 1]
@@ -79,7 +128,9 @@ def compare_runs(run_dirs: list[str | Path]) -> list[ComparedRun]:
         raise UsageError("compare needs at least two run directories")
     runs = [load_run(d) for d in run_dirs]
     settings = differing_settings(runs)
-    return [ComparedRun(r, metrics.summarize(r), s, i) for i, (r, s) in enumerate(zip(runs, settings, strict=True))]
+    compared = [ComparedRun(r, metrics.summarize(r), s, i) for i, (r, s) in enumerate(zip(runs, settings, strict=True))]
+    name_runs(compared)
+    return compared
 
 
 def write_comparison(
@@ -106,7 +157,14 @@ def write_comparison(
     lead = tradeoff.section(sweep, lead_images) if sweep is not None else ""
     payload = {
         "runs": [
-            {"run_dir": str(c.run.run_dir), "label": c.label, "settings": c.settings, "summary": c.summary}
+            {
+                "run_dir": str(c.run.run_dir),
+                "label": c.label,
+                "name": c.short_label,
+                "settings": c.settings,
+                "verdict": c.summary.get("verdict", []),
+                "summary": c.summary,
+            }
             for c in compared
         ],
         "differing": sorted({p for c in compared for p in c.settings}),
@@ -150,6 +208,13 @@ def render_comparison(compared: list[ComparedRun], images: dict[str, bytes], not
         names = [f"{c.run.run_dir.parent.name}/{c.run.run_dir.name}" for c in compared]
     rows.append(("run directory", *names))
     parts += ["<h2>Headline numbers</h2>", table(header, rows)]
+    split = backend_split(compared)
+    if split:
+        parts += ["<h2>By backend</h2>", table(("backend", "measure", *header[1:]), split)]
+    parts.append("<h2>Verdict per run</h2>")
+    for c in compared:
+        sentences = " ".join(fmt(s) for s in c.summary.get("verdict", []))
+        parts.append(f'<h3>{fmt(c.short_label)}</h3><p class="verdict">{sentences}</p>')
     for c in compared:
         if c.run.missing:
             parts.append(f"<p>{fmt(c.short_label)}: missing: {fmt('; '.join(c.run.missing))}</p>")
@@ -160,6 +225,37 @@ def render_comparison(compared: list[ComparedRun], images: dict[str, bytes], not
         img_tag(images["compare_latency"], "end-to-end latency distribution"),
     ]
     return page_html("Sweep" if lead else "Comparison of runs", "".join(parts))
+
+
+def backend_split(compared: list[ComparedRun]) -> list[tuple[Any, ...]]:
+    """Rows of the per-backend table: each backend any run reached, a measure per row, a run per column."""
+    backends: list[str] = []
+    for c in compared:
+        backends += [b for b in c.summary.get("by_backend", {}) if b != metrics.NO_BACKEND and b not in backends]
+    rows: list[tuple[Any, ...]] = []
+    for name in backends:
+        split = [c.summary["by_backend"].get(name) or {} for c in compared]
+        own = [(c.summary.get("backends") or {}).get(name) or {} for c in compared]
+        trips = [_trips(c.summary, name) for c in compared]
+        utilization = [(o.get("ptu_utilization") or {}).get("mean") for o in own]
+        rows += [
+            (name, "attempts", *(s.get("attempts") for s in split)),
+            (name, "token share", *(percent(o.get("token_share")) for o in own)),
+            (name, "429 rate (share of its attempts)", *(percent(s.get("rate_429")) for s in split)),
+            (name, "goodput (tokens per scenario minute)", *(s.get("goodput_tpm") for s in split)),
+            (name, "p95 latency (scenario s)", *(s.get("latency_p95") for s in split)),
+            (name, "breaker trips", *trips),
+        ]
+        if any(u is not None for u in utilization):
+            rows.append((name, "PTU utilization, mean", *(None if u is None else f"{u:.0f} %" for u in utilization)))
+    return rows
+
+
+def _trips(summary: dict[str, Any], backend: str) -> int | None:
+    breakers = summary.get("breaker")
+    if breakers is None:
+        return None  # no gateway log
+    return int((breakers.get(backend) or {}).get("trips", 0))
 
 
 def _settings_table(compared: list[ComparedRun], differing: list[str]) -> str:
@@ -217,9 +313,9 @@ def overlay_latency(compared: list[ComparedRun]) -> Figure:
         shares = np.array([c.summary["requests"]["attempt_outcomes"][outcome] / len(c.run.records) for c in compared])
         mix.bar(x, shares * 100, bottom=bottom, label=metrics.OUTCOME_LABELS[outcome], color=OUTCOME_COLORS[outcome])
         bottom += shares * 100
-    mix.set_xticks(x, [f"run {i + 1}" for i in range(len(compared))])
+    mix.set_xticks(x, [c.short_label for c in compared], rotation=15 if len(compared) > 2 else 0)
     mix.set_ylabel("share of attempts (%)")
-    mix.set_title("Outcome mix (runs in table order)", fontsize="medium")
+    mix.set_title("Outcome mix", fontsize="medium")
     mix.legend(fontsize="x-small")
     return figure
 

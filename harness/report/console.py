@@ -3,7 +3,7 @@
 >>> print(format_console_summary(summary))  # doctest: +SKIP
 Harness summary
 ...
-requests (logical)        90 (142 attempts, 12 unfinished at the end)
+requests (logical)        90 (142 attempts, 12 unfinished at the end, 2 in flight when their user stopped, counted nowhere)
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def format_console_summary(summary: dict[str, Any]) -> str:
     """A short table of the run's headline numbers for the console; `-` for what could not be measured."""
     req = summary["requests"]
     requests = f"{req['logical']} ({req['attempts']} attempts"
-    requests += f", {req['unfinished']} unfinished at the end)" if req["unfinished"] else ")"
+    requests += f", {req['unfinished']} unfinished at the end" if req["unfinished"] else ""
+    in_flight = req.get("in_flight_when_stopped")
+    requests += f", {in_flight} in flight when their user stopped, counted nowhere)" if in_flight else ")"
     rate = req["client_failure_rate"]
     attempts = req["attempts"]
     refused = [(label, req["attempt_outcomes"][outcome]) for label, outcome in _REFUSALS]

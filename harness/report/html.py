@@ -114,6 +114,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         ("logical requests", req["logical"]),
         ("unfinished at the end (waiting to retry; not in the rates)", req["unfinished"]),
+        ("in flight when their user stopped (counted nowhere)", req.get("in_flight_when_stopped")),
         ("attempts", req["attempts"]),
         ("client-visible failure rate", percent(req["client_failure_rate"])),
         ("429 rate (share of attempts)", percent(req["rate_429"])),

@@ -46,7 +46,7 @@ REPORT_COLUMNS = (
     "run_id", "t_scenario", "app_id", "client_profile", "logical_id", "attempt", "operation", "deployment",
     "stream", "max_tokens", "status", "error_kind", "retry_after_s", "retry_after_ms", "backend", "region",
     "ttft_s", "latency_s", "usage_prompt", "usage_completion", "usage_total", "decision", "retry_wait_s",
-    "retry_wait_source", "replica",
+    "retry_wait_source", "replica", "request_id",
 )  # fmt: skip
 # Few distinct values: held as categories (a small integer per row) instead of one string per row.
 CATEGORICAL = {
@@ -59,12 +59,12 @@ _CATEGORY = pa.dictionary(pa.int32(), pa.string())
 # that a null, an int and a float in the same field never clash.
 _LOG_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
 _GATEWAY_USED = (
-    "kind", "t", "gateway_request_id", "app_id", "deployment", "model", "stream", "backend", "status",
+    "kind", "t", "gateway_request_id", "client_request_id", "app_id", "deployment", "model", "stream", "backend", "status",
     "retry_after", "prompt_tokens", "completion_tokens", "total_tokens", "duration_s", "to", "until", "replica",
     "shared_state", "fallbacks",
 )  # fmt: skip
 _BACKEND_USED = (
-    "t", "backend", "gateway_request_id", "deployment", "model", "stream", "status", "decision", "estimate",
+    "t", "backend", "gateway_request_id", "client_request_id", "deployment", "model", "stream", "status", "decision", "estimate",
     "estimate_charged", "prompt_tokens", "completion_tokens", "total_tokens", "remaining_tokens", "utilization",
     "retry_after", "duration_s",
 )  # fmt: skip

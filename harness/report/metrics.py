@@ -6,6 +6,11 @@ Definitions (the report and summary.json use these, and only these):
 - a logical request is unfinished when its last attempt's decision is `retry`: the run ended while it waited
   to retry, so it neither succeeded nor failed. `requests.logical` counts the finished ones only; the
   attempt-level numbers (attempts, 429 rates, Retry-After, retries) include the unfinished ones' attempts;
+- an attempt in flight when its user stopped (a stage's ramp-down, or the end of the load: Locust stops a
+  user mid-request) is counted nowhere: the client never recorded it, and the backends' own counts (`answered`, `rate_429`) leave out the log rows of requests
+  no record has (matched on the x-ms-client-request-id they carry; a row without one is kept). The summary
+  states how many there were (`requests.in_flight_when_stopped`, from the gateway log, else the backend log; None
+  without either);
 - a finished logical request succeeded when any of its attempts did; the client-visible failure rate is the
   share of finished logical requests that did not (None when none finished);
 - retries per request: attempts per logical request started (unfinished included) minus one;
@@ -246,14 +251,14 @@ def summarize(run: RunData) -> dict[str, Any]:
     goodput_tokens = float(successes(records)["usage_total"].sum())
     backends = _per_key(records, "backend", minutes, backend_limits(run))
     utilization = ptu_utilization(run.backend, run.scenario, start, span)
-    answered = backend_answers(run.backend)
+    answered = backend_answers(recorded_rows(run.backend, records))
     for name, figures in backends.items():
         figures["ptu_utilization"] = utilization.get(name)
         figures.update(answered.get(name, {"answered": None, "rate_429": None}))
     streamed = records[records["stream"].fillna(False).astype(bool)]
     summary: dict[str, Any] = {
         "run": _run_facts(run, span),
-        "requests": _requests(records),
+        "requests": {**_requests(records), "in_flight_when_stopped": in_flight_when_stopped(run, records)},
         "throughput": {
             "goodput_tokens": finite_or_none(goodput_tokens),
             "goodput_tpm": finite_or_none(goodput_tokens / minutes),
@@ -275,7 +280,7 @@ def summarize(run: RunData) -> dict[str, Any]:
     }
     question = run.scenario.question if run.scenario is not None else None
     summary["run"]["question"] = question.ask if question is not None else None
-    summary["verdict"] = verdict(summary, question)
+    summary["verdict"] = verdict(summary, question, run.scenario, run.scenario_data)
     return summary
 
 
@@ -291,6 +296,24 @@ def backend_answers(backend: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
     for name, rows in backend.groupby("backend", observed=True):
         out[str(name)] = {"answered": len(rows), "rate_429": float((rows["status"] == 429).mean())}
     return out
+
+
+def recorded_rows(log: pd.DataFrame | None, records: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of a server log whose request the client recorded: a request still in flight when its user
+    stopped has no record and is left out here as it is of every other count (rows without a client id kept)."""
+    if log is None or "client_request_id" not in log or "request_id" not in records:
+        return log
+    ids = log["client_request_id"]
+    return log[ids.isna() | ids.isin(records["request_id"])]
+
+
+def in_flight_when_stopped(run: RunData, records: pd.DataFrame) -> int | None:
+    """Requests a server log saw that the client never recorded: in flight when their user stopped."""
+    log = run.gateway[run.gateway["kind"] == "request"] if run.gateway is not None else run.backend
+    if log is None or "client_request_id" not in log or "request_id" not in records:
+        return None
+    ids = log["client_request_id"].dropna()
+    return int(ids[~ids.isin(records["request_id"])].nunique())
 
 
 def successes(records: pd.DataFrame) -> pd.DataFrame:

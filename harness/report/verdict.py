@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
+from harness.report.flat import flatten
+from harness.report.recommend import metric_value, numbers
 from harness.report.units import count, percent
-from harness.scenario import Question
+from harness.scenario import Question, Scenario
+from harness.scenario.objectives import parse_constraint
 
 # short names of the throttling sources, as a sentence uses them
 SOURCES = {
@@ -25,10 +29,69 @@ SOURCES = {
 }
 
 
-def verdict(summary: dict[str, Any], question: Question | None) -> list[str]:
-    """The sentences that open the report: the question's findings in order, or the generic headline."""
+def verdict(
+    summary: dict[str, Any],
+    question: Question | None,
+    scenario: Scenario | None = None,
+    settings: dict[str, Any] | None = None,
+) -> list[str]:
+    """The sentences that open the report: the question's findings in order, or the generic headline, then
+    the run against the scenario's own limits when it has any (its sweep's constraints, its checks).
+
+    `settings` is the scenario as run (scenario.yaml's content), for the swept settings' values."""
     names = question.answered_by if question is not None else ["outcomes"]
-    return [FINDINGS[name](summary) for name in names]
+    sentences = [FINDINGS[name](summary) for name in names]
+    if scenario is not None:
+        against = limits(summary, scenario, settings or {})
+        if against is not None:
+            sentences.append(against)
+    return sentences
+
+
+def limits(summary: dict[str, Any], scenario: Scenario, settings: dict[str, Any]) -> str | None:
+    """This run against the limits its own scenario sets: each sweep constraint and each check, held or broken,
+    with the run's value of every swept setting (None when the scenario sets no limit).
+
+        >>> from harness.scenario import load_scenario_text
+        >>> scenario = load_scenario_text("sweep: {constraints: ['requests.rate_429<=0.01']}")
+        >>> limits({"requests": {"rate_429": 0.02}}, scenario, {})
+        "Against the scenario's own limits: requests.rate_429 was 2.0 %, beyond the sweep's limit <= 1.0 %."
+    """
+    flat = numbers(summary)
+    parts = []
+    for text in scenario.sweep.constraints:
+        constraint = parse_constraint(text)
+        value = metric_value(summary, flat, constraint.metric)
+        limit = f"the sweep's limit {constraint.op} {_metric_text(constraint.metric, constraint.value)}"
+        parts.append(_against(constraint.metric, value, constraint.holds(value), limit, constraint.value))
+    for check in evaluate_checks(scenario.checks, summary):
+        metric = ".".join(CHECKED_NUMBERS[check.name])
+        op = "<=" if check.name.startswith("max_") else ">="
+        limit = f"check {check.name} {op} {_metric_text(metric, check.limit)}"
+        parts.append(_against(metric, check.actual, check.passed, limit, check.limit))
+    if not parts:
+        return None
+    flat_settings = flatten(settings)
+    swept = [f"{path}={flat_settings[path]}" for path in scenario.sweep.parameters if path in flat_settings]
+    where = f" with {', '.join(swept)}" if swept else ""
+    return f"Against the scenario's own limits{where}: " + "; ".join(parts) + "."
+
+
+def _against(metric: str, value: float | None, held: bool, limit: str, limit_value: float) -> str:
+    if value is None:
+        return f"{metric} was not measured, so {limit} is not met"
+    shown = _metric_text(metric, value)
+    if shown == _metric_text(metric, limit_value) and value != limit_value:
+        shown = _metric_text(metric, value, digits=2)  # "1.0 %, beyond <= 1.0 %" would read as a contradiction
+    return f"{metric} was {shown}, {'within' if held else 'beyond'} {limit}"
+
+
+def _metric_text(metric: str, value: float, digits: int = 1) -> str:
+    """A metric's value as the report writes it: rates and shares (fractions) as percentages."""
+    leaf = metric.rsplit(".", 1)[-1]
+    if "rate" in leaf or "share" in leaf:
+        return percent(value, digits)
+    return f"{value:,.{3 + digits}g}"
 
 
 def outcomes(summary: dict[str, Any]) -> str:
@@ -92,7 +155,19 @@ def by_backend(summary: dict[str, Any]) -> str:
             f"{'Backend' if not parts else 'backend'} {name} served {percent(backend['token_share'])} "
             f"of the tokens and {rate}"
         )
-    return "; ".join(parts) + "."
+    return "; ".join(parts) + "." + _in_flight(summary)
+
+
+def _in_flight(summary: dict[str, Any]) -> str:
+    """Requests in flight when their user stopped are counted nowhere (metrics' definition): say so when any were."""
+    in_flight = summary["requests"].get("in_flight_when_stopped")
+    if not in_flight:
+        return ""
+    were = "request was" if in_flight == 1 else "requests were"
+    return (
+        f" {count(in_flight)} {were} in flight when their user stopped (a ramp-down or the end of the load): "
+        "counted nowhere, the backends' own counts included."
+    )
 
 
 def ptu_utilization(summary: dict[str, Any]) -> str:

@@ -262,6 +262,7 @@ def attempt_record(
         "retry_wait_source": decision.source if decision.retry else "",
         "request_type": plan.request_type,
         "mix": plan.mix_label,
+        "stream_end": result.stream_end,
     }
     record.update(capture(result.headers, settings.header_names))
     usage = result.usage
