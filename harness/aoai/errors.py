@@ -7,6 +7,7 @@ b'{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}'
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 JSON = "application/json"
@@ -14,7 +15,15 @@ INVALID_REQUEST = "invalid_request_error"  # the `type` of every 400 about the r
 
 
 def error_body(code: str, message: str, **extra: Any) -> bytes:
+    if not extra:
+        return _plain_error_body(code, message)
     return json.dumps({"error": {"code": code, "message": message, **extra}}, separators=(",", ":")).encode()
+
+
+@lru_cache(maxsize=1024)
+def _plain_error_body(code: str, message: str) -> bytes:
+    # a few refusals repeat all run long (the same limit, the same wait): encoded once each
+    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
 
 
 def invalid_request_body(code: str, message: str, param: str | None) -> bytes:

@@ -107,10 +107,15 @@ BACKEND_LOG_FIELDS = tuple(c.name for c in BACKEND_LOG_COLUMNS)
 _BACKEND_DEFAULTS: dict[str, Any] = {"status": 500, "decision": "fault", "estimate_charged": 0, "queued_s": 0.0}
 
 
+_FIELD_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+
+
 def _row(fields: tuple[str, ...], defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise TypeError(f"not a field of this log: {', '.join(sorted(unknown))}")
+    known = _FIELD_SETS.get(fields)
+    if known is None:
+        known = _FIELD_SETS[fields] = frozenset(fields)
+    if not known.issuperset(values):
+        raise TypeError(f"not a field of this log: {', '.join(sorted(set(values) - known))}")
     row = dict.fromkeys(fields)
     row.update(defaults)
     row.update(values)
