@@ -81,6 +81,21 @@ def test_replicas_sharing_a_counter_admit_no_more_than_one_gateway(redis_url: st
     assert admitted_alone == 30_000  # per-replica counters: each replica gives the app its whole limit
 
 
+def test_refused_requests_of_unknown_callers_leave_nothing_on_redis(redis_url: str) -> None:
+    import redis
+
+    policy = TokenLimit.model_validate({"tokens-per-minute": 100, "token-quota": 1_000, "token-quota-period": "Hourly"})
+    clock = VirtualClock(START)
+    prefix = f"t{uuid.uuid4().hex}:"
+    limiter = SharedTokenLimiter(policy, clock, shared(redis_url, clock, prefix))
+    assert limiter.admit("victim", 50, True).allowed
+    for caller in range(200):  # prompts over the minute's limit and over the quota: refused at no backend cost
+        assert limiter.admit(f"filler-{caller}", 101 + caller * 10, True).status in (403, 429)
+    keys = redis.Redis.from_url(redis_url, decode_responses=True).keys(prefix + "*")
+    assert keys and all(":victim:" in key for key in keys)
+    assert len(limiter) == 1 and [key for key, _, _ in limiter.remaining_by_key(10)] == ["victim"]
+
+
 def rule(count: int = 2, trip: float = 30.0) -> CircuitBreakerRule:
     return CircuitBreakerRule.model_validate(
         {
