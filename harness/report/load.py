@@ -22,7 +22,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import yaml
 
-from harness.errors import RecordsError, ScenarioError
+from harness.errors import RecordsError, ScenarioError, one_line
+from harness.inputs import SCENARIO_LIMIT, InputError, read_text
 from harness.records import (
     BACKEND_LOG,
     BACKEND_LOG_COLUMNS,
@@ -35,7 +36,7 @@ from harness.records import (
     SCENARIO_FILE,
     Column,
 )
-from harness.scenario import Scenario, validate_scenario
+from harness.scenario import Scenario, load_scenario_text
 
 # Integers are read as float64: they may be empty, and a writer may have written 256 as 256.0.
 _ARROW_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
@@ -293,22 +294,28 @@ def _read_run_info(path: Path, notes: list[str]) -> dict[str, Any]:
 
 
 def _read_scenario(path: Path, notes: list[str]) -> tuple[dict[str, Any], Scenario | None]:
+    """scenario.yaml as written and validated; a RecordsError in one line when it is there but cannot be read.
+
+    Without it a report loses its limits, gateway facts, planned duration and question findings: a run that
+    has one the report cannot read fails loudly rather than quietly drawing less.
+    """
     if not path.exists():
         notes.append(f"no {SCENARIO_FILE}: limits are not drawn on the throughput figures")
         return {}, None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        notes.append(f"{SCENARIO_FILE} is not valid YAML: limits are not drawn")
-        return {}, None
-    if not isinstance(data, dict):
-        notes.append(f"{SCENARIO_FILE} is not a mapping: limits are not drawn")
-        return {}, None
-    try:
-        return data, validate_scenario(data, str(path))
-    except ScenarioError as exc:
-        notes.append(f"{SCENARIO_FILE} does not validate ({exc}): limits are not drawn")
-        return data, None
+        text = read_text(path, "scenario", SCENARIO_LIMIT)
+        scenario = load_scenario_text(text, source=str(path))
+        data = yaml.safe_load(text) or {}
+    except (InputError, ScenarioError) as exc:
+        detail = f"{exc.path}: {exc.message}" if isinstance(exc, ScenarioError) and exc.path else exc.message
+        raise RecordsError(
+            str(path),
+            one_line(
+                f"the run's scenario cannot be read ({detail}); a report without it would lack its "
+                "limits, gateway facts and findings"
+            ),
+        ) from None
+    return data, scenario
 
 
 def finite_or_none(value: Any) -> Any:
