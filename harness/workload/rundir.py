@@ -35,6 +35,9 @@ def new_run_id(wall: float) -> str:
 REDACTED = "***"  # how a secret is written: a placeholder starting with it, or itself in an override's text
 # Scenario fields holding secrets (backend and app keys, subscription keys, the HS256 secret): never written.
 SECRET_FIELDS = frozenset({"api_key", "subscription_key", "key", "signing-secret", "signing_secret"})
+# URL fields that may carry a password (redis://:PASSWORD@host): the password is written as `***`
+SECRET_URL_FIELDS = frozenset({"redis_url"})
+_URL_PASSWORD = re.compile(r"^([a-z]+://[^:/@]*:)[^@/]*@")
 PLACEHOLDER_LENGTH = 32  # a signing secret must have 32 characters: its placeholder too, so the copy validates
 
 
@@ -61,6 +64,8 @@ def redacted(data: Any, stand_ins: dict[str, str] | None = None) -> tuple[Any, b
 
     >>> redacted({"backends": [{"name": "east", "api_key": "s3cret"}]})
     ({'backends': [{'name': 'east', 'api_key': '***'}]}, True)
+    >>> redacted({"gateway": {"redis_url": "redis://:pw@10.0.0.5:6379/0"}})
+    ({'gateway': {'redis_url': 'redis://:***@10.0.0.5:6379/0'}}, True)
     >>> redacted([{"key": "k1"}, {"key": "k2"}, {"subscription_key": "k1"}], {})[0]  # doctest: +NORMALIZE_WHITESPACE
     [{'key': '***redacted-secret-1************'}, {'key': '***redacted-secret-2************'},
      {'subscription_key': '***redacted-secret-1************'}]
@@ -71,6 +76,8 @@ def redacted(data: Any, stand_ins: dict[str, str] | None = None) -> tuple[Any, b
         for name, value in data.items():
             if name in SECRET_FIELDS and value not in (None, ""):
                 out[name], found = _stand_in(str(value), stand_ins), True
+            elif name in SECRET_URL_FIELDS and isinstance(value, str) and _URL_PASSWORD.match(value):
+                out[name], found = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", value), True
             else:
                 out[name], inner = redacted(value, stand_ins)
                 found = found or inner
@@ -94,11 +101,15 @@ def redact_override(override: str) -> str:
 
     >>> redact_override("backends[0].api_key=s3cret"), redact_override("run.seed=7")
     ('backends[0].api_key=***', 'run.seed=7')
+    >>> redact_override("gateway.redis_url=redis://:pw@10.0.0.5:6379/0")
+    'gateway.redis_url=redis://:***@10.0.0.5:6379/0'
     """
     path, equals, raw = override.partition("=")
     names = [part for part in re.split(r"[.\[\]]", path) if part and not part.strip().isdigit()]
     if names and names[-1].strip() in SECRET_FIELDS:
         return f"{path}{equals}{REDACTED}"
+    if names and names[-1].strip() in SECRET_URL_FIELDS:
+        return f"{path}{equals}" + _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", raw.strip())
     try:
         value = yaml.safe_load(raw)
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
