@@ -507,6 +507,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "duration_s": end,
             "planned_duration_s": 300.0,
             "ended_by": None,
+            "never_ended": False,  # run.json does not say the run started without an end
             "cut_short_s": 60.0,  # run.json says it ran 240 of 300 s
             "appid_on_trust": True,  # counted per appid, no jwt validation
             # 3 losses (replica 1 twice); fallbacks: each replica's last count, 40 + 20

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +103,21 @@ def test_ctrl_c_waits_for_the_attempts_in_flight_and_records_them(tmp_path: Path
     # every request the mock answered has its record, those in flight at the signal included
     assert len(records) == len(served) >= 6
     assert all(r["status"] == 200 for r in records)
+
+
+def test_the_report_of_a_killed_run_opens_by_saying_it_was_cut_short(tmp_path: Path) -> None:
+    proc, run_dir = headless_run(tmp_path)
+    stack = run_info(run_dir)["stack_pid"]
+    proc.kill()  # SIGKILL: nothing of the end of the run is written
+    proc.communicate(timeout=RUN_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(stack, signal.SIGKILL)
+    assert run_info(run_dir)["ended"] is None and not (run_dir / "report.html").exists()
+    report = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "report", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (run_dir / "report.html").read_text()
+    opening = page[page.index('<p class="verdict">') :]
+    assert opening.startswith('<p class="verdict">This run was cut short: its run.json has no end')
+    assert json.loads((run_dir / "summary.json").read_text())["run"]["never_ended"] is True

@@ -22,6 +22,8 @@ Definitions (the report and summary.json use these, and only these):
   `appid` claim without validating the token (no `gateway.auth.jwt`); `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
   stages that do not repeat); `cut_short_s` the planned scenario seconds that did not run, as run.json states
   it (`scenario_time_missing_s`, with `ended_by`) or else planned minus duration when that exceeds 1 s;
+  `never_ended` is true when run.json says the run started but has no end (the process was killed before it
+  could write one): the report then opens by saying the run was cut short;
   `gateway` the replicas, whether they share state, and the token limit per minute and its counter key;
   `shared_state_lost` (None when Redis never failed) counts the times a replica lost the Redis its shared state
   lives on, the replicas that did, and the decisions they made on their own counters meanwhile; its `lost_s`
@@ -80,6 +82,7 @@ import pandas as pd
 
 from harness.client import THROTTLING_KINDS
 from harness.records import (
+    ENDED,
     ENDED_BY,
     LOAD_STARTED_AT,
     SCENARIO_SECONDS,
@@ -329,6 +332,7 @@ def _run_facts(run: RunData, records: pd.DataFrame, span: float) -> dict[str, An
         "duration_s": finite_or_none(span),
         "planned_duration_s": planned,
         "ended_by": info.get(ENDED_BY),
+        "never_ended": ENDED in info and info[ENDED] is None,
         "cut_short_s": _cut_short(info, planned, span),
         "appid_on_trust": _appid_on_trust(run.scenario),
         "shared_state_lost": lost,

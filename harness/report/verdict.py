@@ -26,9 +26,17 @@ SOURCES = {
 
 
 def verdict(summary: dict[str, Any], question: Question | None) -> list[str]:
-    """The sentences that open the report: the question's findings in order, or the generic headline."""
+    """The sentences that open the report: the question's findings in order, or the generic headline; first,
+    when the run never wrote its end, that it was cut short."""
     names = question.answered_by if question is not None else ["outcomes"]
-    return [FINDINGS[name](summary) for name in names]
+    opening = [NEVER_ENDED] if summary["run"].get("never_ended") else []
+    return opening + [FINDINGS[name](summary) for name in names]
+
+
+NEVER_ENDED = (
+    "This run was cut short: its run.json has no end (the load generator stopped before writing it, killed or "
+    "crashed), so the figures below cover only the records written until then."
+)
 
 
 def outcomes(summary: dict[str, Any]) -> str:
