@@ -11,6 +11,11 @@ of the admission when the gateway has no token limit. The client is synchronous 
 and the breakers are the synchronous cores the simulator also drives, and a loopback round trip (~50 µs for a
 PING, 100-250 µs for a script) costs less than a turn of the event loop would.
 
+Redis keeps no cap on callers, so it never forgets a budget early: a caller's minute window expires a minute
+after its last spending and its quota at the end of the period, and a request refused for an unknown caller
+writes nothing (the admission script reads the quota without creating it). This replica's view of what Redis
+said each key has left, for /metrics, is bounded by `max-counter-keys` and is display only.
+
 **When Redis fails** the gateway fails open, as LiteLLM and Envoy's global rate limit do: a decision Redis
 cannot make is made by this replica's own counters (APIM's behaviour), the call is not tried again for
 `RETRY_AFTER_WALL_S`, each such decision is counted in /metrics (`gateway_shared_state_fallbacks_total`)

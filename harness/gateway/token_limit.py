@@ -18,7 +18,8 @@ not already held, so refusals cost nothing and cannot push others out.
 
 Memory per caller: a live key is its entry, its string and two windows (about 400 bytes; a minute window that
 spends every 0.1 s holds at most 600 buckets of 24 bytes); a forgotten key with quota used this period is one
-spill entry (about 100 bytes plus the key's length), dropped at the period's end. Keys held, forgotten, spilled
+spill entry (about 110 bytes plus the key's length: 160 bytes for a 13-character key, measured over 50,000 of
+them), dropped at the period's end. Keys held, forgotten, spilled
 and held past the cap are exported in /metrics, so a cap too small for the traffic shows.
 
     >>> from harness.clock import VirtualClock
