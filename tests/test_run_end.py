@@ -113,6 +113,10 @@ def test_the_report_of_a_killed_run_opens_by_saying_it_was_cut_short(tmp_path: P
     with contextlib.suppress(ProcessLookupError):
         os.killpg(stack, signal.SIGKILL)
     assert run_info(run_dir)["ended"] is None and not (run_dir / "report.html").exists()
+    records = run_dir / "records.csv"
+    lines = records.read_text().count("\n")
+    with records.open("a") as tail:
+        tail.write("run,17966")  # died mid-write: half a record without its newline
     report = subprocess.run(
         [sys.executable, "-m", "harness.cli", "report", str(run_dir)], capture_output=True, text=True, timeout=120
     )
@@ -120,4 +124,6 @@ def test_the_report_of_a_killed_run_opens_by_saying_it_was_cut_short(tmp_path: P
     page = (run_dir / "report.html").read_text()
     opening = page[page.index('<p class="verdict">') :]
     assert opening.startswith('<p class="verdict">This run was cut short: its run.json has no end')
-    assert json.loads((run_dir / "summary.json").read_text())["run"]["never_ended"] is True
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["run"]["never_ended"] is True and summary["requests"]["attempts"] == lines - 1
+    assert f"records.csv: line {lines + 1}, half written when the run was cut off, is left out" in page

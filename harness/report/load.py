@@ -27,6 +27,7 @@ from harness.inputs import SCENARIO_LIMIT, InputError, read_text
 from harness.records import (
     BACKEND_LOG,
     BACKEND_LOG_COLUMNS,
+    ENDED,
     GATEWAY_LOG,
     GATEWAY_LOG_COLUMNS,
     RECORD_COLUMNS,
@@ -106,8 +107,12 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RecordsError(str(run_dir), "no such run directory")
-    run = RunData(run_dir=run_dir, records=read_records(run_dir / RECORDS_FILE))
-    run.run_info = _read_run_info(run_dir / RUN_INFO_FILE, run.missing)
+    missing: list[str] = []
+    info = _read_run_info(run_dir / RUN_INFO_FILE, missing)
+    # a run that never wrote its end may have been killed mid-write: its last, partial record is left out
+    never_ended = ENDED in info and info[ENDED] is None
+    records = read_records(run_dir / RECORDS_FILE, missing if never_ended else None)
+    run = RunData(run_dir=run_dir, records=records, run_info=info, missing=missing)
     run.scenario_data, run.scenario = _read_scenario(run_dir / SCENARIO_FILE, run.missing)
     gateway_path = run_dir / GATEWAY_LOG
     if gateway_path.exists():
@@ -127,8 +132,12 @@ def load_run(run_dir: str | Path) -> RunData:
     return run
 
 
-def read_records(path: Path) -> pd.DataFrame:
-    """records.csv -> DataFrame with the schema's types; any malformed line is a RecordsError naming it."""
+def read_records(path: Path, cut_notes: list[str] | None = None) -> pd.DataFrame:
+    """records.csv -> DataFrame with the schema's types; any malformed line is a RecordsError naming it.
+
+    With `cut_notes` (a run that was cut off), a last line without its newline is the record being written
+    when the run died: it is left out, and a note says so, rather than failing the report.
+    """
     file = str(path)
     if not path.exists():
         raise RecordsError(file, "no records file (is this a run directory?)")
@@ -139,10 +148,14 @@ def read_records(path: Path) -> pd.DataFrame:
     if missing:
         raise RecordsError(file, f"header lacks the record field(s): {', '.join(missing)}", line=1)
     last_line = _incomplete_last_line(path)
+    source: Any = path
     if last_line is not None:
-        raise RecordsError(
-            file, "truncated: the last line ends without a newline (the run stopped mid-write?)", last_line
-        )
+        if cut_notes is None:
+            raise RecordsError(
+                file, "truncated: the last line ends without a newline (the run stopped mid-write?)", last_line
+            )
+        cut_notes.append(f"{path.name}: line {last_line}, half written when the run was cut off, is left out")
+        source = _without_partial_line(path)
     types = {c.name: _CATEGORY if c.name in CATEGORICAL else _ARROW_TYPES[c.kind] for c in RECORD_COLUMNS}
     bad_rows: list[Any] = []
 
@@ -152,7 +165,7 @@ def read_records(path: Path) -> pd.DataFrame:
 
     try:
         table = pa_csv.read_csv(
-            path,
+            source,
             read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pa_csv.ConvertOptions(
@@ -220,6 +233,17 @@ def _read_header(path: Path) -> list[str]:
             return next(csv.reader(handle))
         except (StopIteration, UnicodeDecodeError, csv.Error):
             raise RecordsError(str(path), "the first line is not a CSV header row", line=1) from None
+
+
+def _without_partial_line(path: Path) -> pa.BufferReader:
+    """The file up to its last newline, mapped rather than copied."""
+    size = path.stat().st_size
+    tail = max(0, size - (1 << 20))  # a record is far shorter than a MiB
+    with path.open("rb") as handle:
+        handle.seek(tail)
+        end = handle.read().rfind(b"\n")
+    keep = tail + end + 1 if end >= 0 else 0
+    return pa.BufferReader(pa.memory_map(str(path)).read_buffer(keep))
 
 
 def _incomplete_last_line(path: Path) -> int | None:
