@@ -437,7 +437,15 @@ def run(args: argparse.Namespace) -> int:
                 url = redis_server.start()
                 scenario = scenario.model_copy(update={"gateway": config.model_copy(update={"redis_url": url})})
                 # announced with the servers: a user can watch the counters with redis-cli, a test can stop it
-                extra_ready.append({"role": "redis", "name": "redis", "url": url, "pid": redis_server.process.pid})
+                extra_ready.append(
+                    {
+                        "role": "redis",
+                        "name": "redis",
+                        "url": redis_server.public_url,  # the password stays off stdout and the ready file
+                        "password_file": str(redis_server.password_file),
+                        "pid": redis_server.process.pid,
+                    }
+                )
             # the run's keys on Redis: its replicas share them, another run on the same server does not
             shared_prefix = f"harness:{uuid.uuid4().hex[:12]}:"
             if config.replicas == 1:

@@ -131,8 +131,9 @@ async def test_metrics_count_throttling_by_source_and_show_breakers_and_remainin
             if name == "gateway_counter_key_remaining_tokens"
         }
         a_used = stack.requests()[0]["total_tokens"]
-        assert remaining["a"] == 100 - a_used and remaining["e"] == 100 and set(remaining) == set("abcde")
-        assert samples[("gateway_counter_keys", ())] == 5
+        assert remaining["a"] == 100 - a_used
+        assert set(remaining) == set("abc")  # d and e were refused by the token limit: they left no state
+        assert samples[("gateway_counter_keys", ())] == 3
 
         stack.clock.advance(61)
         samples = _scraped((await stack.client.get("/metrics")).text)

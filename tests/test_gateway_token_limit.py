@@ -95,25 +95,62 @@ def test_a_prompt_larger_than_the_limit_waits_a_full_window_not_zero() -> None:
     assert refused.status == 429 and refused.retry_after == 60
 
 
-def test_keys_beyond_the_cap_forget_the_least_recently_seen_one() -> None:
+def test_beyond_the_cap_only_a_key_whose_window_has_emptied_is_forgotten() -> None:
     clock = VirtualClock()
     limiter = _limiter(clock, **{"tokens-per-minute": 100, "max-counter-keys": 3})
     for key in ("a", "b", "c"):
         assert limiter.admit(key, prompt_tokens=100).allowed
-    assert not limiter.admit("a", prompt_tokens=1).allowed  # "a" is full, and now the most recently seen
-    limiter.admit("d", prompt_tokens=1)  # a fourth key: "b", the least recently seen, is forgotten
-    assert len(limiter) == 3 and limiter.evicted == 1
-    assert [key for key, _, _ in limiter.remaining_by_key(10)] == ["d", "a", "c"]
-    assert not limiter.admit("a", prompt_tokens=1).allowed  # kept: still at its limit
-    assert limiter.admit("b", prompt_tokens=100).allowed  # forgotten: its window starts afresh
-    assert limiter.evicted == 2
+    assert limiter.admit("d", prompt_tokens=1).allowed  # every key is live: "d" is held past the cap, counted
+    assert len(limiter) == 4 and limiter.evicted == 0 and limiter.held_past_cap == 1
+    assert not limiter.admit("a", prompt_tokens=1).allowed  # nobody's budget was reset
+    clock.advance(60)  # the windows of a, b and c have emptied ("d" still holds its token)
+    assert limiter.admit("e", prompt_tokens=1).allowed  # b and c, seen least recently, are forgotten
+    assert limiter.evicted == 2 and len(limiter) == 3
+    assert [key for key, _, _ in limiter.remaining_by_key(10)] == ["e", "a", "d"]
 
 
-def test_a_ticket_settles_against_its_own_windows_even_after_its_key_was_forgotten() -> None:
+def test_a_forgotten_key_comes_back_with_the_quota_it_had_used() -> None:
+    clock = VirtualClock(0)
+    limiter = _limiter(
+        clock, **{"tokens-per-minute": 100, "token-quota": 250, "token-quota-period": "Daily", "max-counter-keys": 1}
+    )
+    for _ in range(2):
+        limiter.settle(limiter.admit("a", prompt_tokens=10), total_tokens=100)
+        clock.advance(60)
+    assert limiter.admit("b", prompt_tokens=10).allowed  # "a" is forgotten: its 200 quota tokens are kept
+    assert limiter.evicted == 1 and limiter.spilled == 1
+    clock.advance(60)
+    back = limiter.admit("a", prompt_tokens=60)
+    assert (back.status, back.remaining_quota) == (403, 50)
+    clock.advance(86_400)  # a new day: the spill is emptied with the period
+    assert limiter.spilled == 0 and limiter.admit("a", prompt_tokens=60).allowed
+
+
+def test_a_refused_request_of_an_unknown_key_leaves_no_state() -> None:
+    clock = VirtualClock(0)
+    limiter = _limiter(clock, **{"tokens-per-minute": 100, "token-quota": 50, "max-counter-keys": 2})
+    assert limiter.admit("victim", prompt_tokens=10).allowed
+    for caller in range(1_000):  # prompts over the quota and over the minute: refused at no backend cost
+        assert limiter.admit(f"filler-{caller}", prompt_tokens=60 + caller % 100).status in (403, 429)
+    assert len(limiter) == 1 and limiter.evicted == 0 and limiter.spilled == 0
+
+
+def test_a_ticket_settles_on_its_key_even_after_the_key_was_forgotten() -> None:
     clock = VirtualClock()
-    limiter = _limiter(clock, **{"tokens-per-minute": 100, "max-counter-keys": 1})
-    ticket = limiter.admit("a", prompt_tokens=10)
-    limiter.admit("b", prompt_tokens=10)  # forgets "a" while its request is in flight
-    limiter.settle(ticket, total_tokens=60)
-    assert ticket.remaining_tokens == 40
-    assert [key for key, _, _ in limiter.remaining_by_key(10)] == ["b"]  # settling did not bring "a" back
+    limiter = _limiter(
+        clock, **{"tokens-per-minute": 100, "token-quota": 1000, "max-counter-keys": 1, "estimate-prompt-tokens": False}
+    )
+    ticket = limiter.admit("a", prompt_tokens=10)  # charges nothing yet: the window stays empty
+    assert limiter.admit("b", prompt_tokens=10).allowed  # forgets "a" while its request is in flight
+    limiter.settle(ticket, total_tokens=60)  # the usage lands on "a" as it is now, not on forgotten windows
+    assert (ticket.remaining_tokens, ticket.remaining_quota) == (40, 940)
+    assert [key for key, _, _ in limiter.remaining_by_key(10)] == ["a"]  # held again; "b" (empty) forgotten
+
+
+def test_a_victim_never_gets_more_than_its_limit_while_ten_thousand_callers_churn_a_cap_of_a_thousand() -> None:
+    from bench.bench_counter_keys import CHURN, churn
+
+    figures = churn(**CHURN)
+    assert figures.fillers_seen == 10_000 and figures.evicted > 0  # the cap was under pressure
+    assert 0 < figures.max_minute_tokens <= figures.tokens_per_minute
+    assert 0 < figures.max_quota_tokens <= figures.quota

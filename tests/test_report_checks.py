@@ -106,7 +106,9 @@ def test_console_table_shows_the_summary_numbers(synthetic: Any) -> None:
     assert rows["client profile(s)"] == "openai-python, openai-python-legacy"
     assert rows["scenario time"] == f"{expected['run']['duration_s']:.3f} s at time scale 10"
     assert rows["cut short"] == "60.0 s of planned scenario time did not run"
-    assert rows["shared state"].startswith("Redis stopped answering 3 time(s) (replica(s) 0, 1); 60 decisions")
+    assert rows["shared state"].startswith(
+        "Redis stopped answering 3 time(s) (replica(s) 0, 1) for 210 s; 60 decisions"
+    )
 
 
 def test_console_table_without_unfinished_or_measurable_numbers(synthetic: Any) -> None:

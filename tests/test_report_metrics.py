@@ -327,6 +327,21 @@ OUTCOME_NAMES = ("success", "gateway_token_limit", "gateway_quota", "backend_429
 REACTION_NAMES = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
 
 
+def while_redis_lost(ok: list[dict[str, Any]], since: float, until: float, limit: float) -> dict[str, Any]:
+    """Per app, the most tokens within 60 s ending at a success that started between `since` and `until`."""
+    out = {}
+    for app in sorted({r["app_id"] for r in ok}):
+        mine = [r for r in ok if r["app_id"] == app]
+        peaks = [
+            sum(x["usage_total"] for x in mine if r["t_scenario"] - 60 < x["t_scenario"] <= r["t_scenario"])
+            for r in mine
+            if since <= r["t_scenario"] <= until
+        ]
+        if peaks:
+            out[app] = {"peak_tokens_60s": float(max(peaks)), "x_limit": max(peaks) / limit}
+    return out
+
+
 def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     # time zero and the duration come from run.json: the load's start and its length
     start = min(RUN_INFO["load_started_at"], min(r["t_scenario"] for r in records))
@@ -492,10 +507,19 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "duration_s": end,
             "planned_duration_s": 300.0,
             "ended_by": None,
+            "never_ended": False,  # run.json does not say the run started without an end
             "cut_short_s": 60.0,  # run.json says it ran 240 of 300 s
             "appid_on_trust": True,  # counted per appid, no jwt validation
             # 3 losses (replica 1 twice); fallbacks: each replica's last count, 40 + 20
-            "shared_state_lost": {"losses": 3, "replicas": ["0", "1"], "fallbacks": 60},
+            "shared_state_lost": {
+                "losses": 3,
+                "replicas": ["0", "1"],
+                "fallbacks": 60,
+                # replica 0 lost Redis at T0 + 30 for good (its "ended" row restores nothing), replica 1 within it
+                "lost_s": end - (T0 + 30 - start),
+                "by_app": while_redis_lost(ok, T0 + 30, start + end, 20000.0),
+            },
+            "shared_state_lost_s": end - (T0 + 30 - start),
             "gateway": {"replicas": 1, "shared_state": "none", "tokens_per_minute": 20000, "counter_key": "appid"},
             "question": SCENARIO["question"]["ask"],
         },
@@ -655,11 +679,20 @@ def test_the_report_opens_with_the_question_and_each_apps_throttled_share(report
 
 
 def test_the_page_says_what_ran_and_that_it_was_cut_short(reported: Any) -> None:
-    _, _, run_dir = reported
+    summary, _, run_dir = reported
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "scenario <b>synthetic</b>" in page
     assert "<code>run.seed=3</code>" in page
     assert "load ran 240 scenario s of 300 planned" in page
     assert "<b>Cut short:</b> 60 scenario s of the planned load did not run" in page
     assert "taken on trust" in page
-    assert "<b>Shared state lost:</b> Redis stopped answering 3 time(s) (replica(s) 0, 1); 60 decisions fell" in page
+    lost = summary["run"]["shared_state_lost"]
+    assert (
+        "<b>Shared state lost:</b> Redis stopped answering 3 time(s) (replica(s) 0, 1) for "
+        f"{lost['lost_s']:,.0f} s; 60 decisions fell" in page
+    )
+    app, figures = next(iter(lost["by_app"].items()))
+    assert (
+        f"the limit was enforced per replica: app {app} got up to {figures['peak_tokens_60s']:,.0f} tokens within "
+        f"60 s, {figures['x_limit']:.2f} x the limit" in page
+    )

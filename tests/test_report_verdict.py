@@ -10,7 +10,9 @@ import pytest
 from test_report_metrics import write_synthetic_run
 
 from harness.report import verdict
+from harness.report.checks import evaluate_checks
 from harness.report.html import write_report
+from harness.scenario.checks import Checks
 from harness.scenario.question import FINDINGS
 
 
@@ -80,3 +82,38 @@ def test_report_without_a_question_has_no_question_line(tmp_path: Path) -> None:
     (run_dir / "scenario.yaml").write_text(scenario.split("question:")[0], encoding="utf-8")
     page = write_report(run_dir).read_text(encoding="utf-8")
     assert "<b>Question:</b>" not in page and '<p class="verdict">Of ' in page
+
+
+def replicas_summary(lost: dict[str, Any] | None) -> dict[str, Any]:
+    gateway = {"replicas": 3, "shared_state": "redis", "tokens_per_minute": 10_000, "counter_key": "appid"}
+    return {
+        "run": {"gateway": gateway, "shared_state_lost": lost},
+        "by_app": {"app": {"goodput_tpm": 24_900.0}},
+    }
+
+
+def test_an_overshoot_while_redis_was_lost_is_not_credited_to_sharing() -> None:
+    shared = verdict.FINDINGS["token_limit"](replicas_summary(None))
+    assert shared.endswith("through 3 gateway replicas sharing their counters (redis)).")
+    lost = {
+        "losses": 3,
+        "replicas": ["0", "1", "2"],
+        "fallbacks": 900,
+        "lost_s": 42.4,
+        "by_app": {"app": {"peak_tokens_60s": 29_100.0, "x_limit": 2.91}},
+    }
+    sentence = verdict.FINDINGS["token_limit"](replicas_summary(lost))
+    assert "sharing their counters (redis) except for 42 s without Redis" in sentence
+    assert sentence.endswith(
+        "For 42 s Redis was lost and the limit was enforced per replica: app app got up to 29,100 tokens within "
+        "60 s, 2.91 x the limit."
+    )
+    assert "For 42 s Redis was lost" in verdict.shared_state_lost(lost)
+
+
+def test_a_check_fails_the_run_on_any_loss_of_redis() -> None:
+    checks = Checks(max_shared_state_lost_s=0)
+    (kept,) = evaluate_checks(checks, {"run": {"shared_state_lost_s": 0.0}})
+    (lost,) = evaluate_checks(checks, {"run": {"shared_state_lost_s": 42.4}})
+    (unknown,) = evaluate_checks(checks, {"run": {"shared_state_lost_s": None}})
+    assert kept.passed and not lost.passed and not unknown.passed

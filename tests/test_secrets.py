@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from harness.records import read_records
-from harness.workload.rundir import REDACTED, redact_override, write_run_json, write_scenario_copy
+from harness.workload.rundir import REDACTED, is_redacted, redact_override, write_run_json, write_scenario_copy
 
 pytestmark = pytest.mark.e2e
 
@@ -126,8 +126,8 @@ def test_no_secret_reaches_any_file_of_a_run_or_the_metrics(tmp_path: Path) -> N
     assert JWT_PREFIX not in scrape
     # the copy says where the secrets were
     copy = yaml.safe_load((run_dir / "scenario.yaml").read_text())
-    assert copy["backends"][0]["api_key"] == REDACTED
-    assert copy["gateway"]["auth"]["jwt"]["signing-secret"] == REDACTED
+    assert is_redacted(copy["backends"][0]["api_key"])
+    assert is_redacted(copy["gateway"]["auth"]["jwt"]["signing-secret"])
     assert json.loads((run_dir / "run.json").read_text())["overrides"] == [f"backends[0].api_key={REDACTED}"]
 
 
@@ -141,7 +141,7 @@ def test_secrets_inside_a_structured_override_are_redacted_too(tmp_path: Path) -
     assert (tmp_path / "scenario.yaml").read_text() == scenario.read_text()
     write_scenario_copy(tmp_path, str(scenario), [override])
     written = (tmp_path / "scenario.yaml").read_text()
-    assert SUBSCRIPTION_KEYS["team-a"] not in written and "# secrets written as ***" in written
+    assert SUBSCRIPTION_KEYS["team-a"] not in written and "# secrets written as placeholders ***" in written
     write_run_json(tmp_path, {"overrides": [override, "run.seed=2"]})
     saved = json.loads((tmp_path / "run.json").read_text())["overrides"]
     assert SUBSCRIPTION_KEYS["team-a"] not in json.dumps(saved) and saved[1] == "run.seed=2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +80,39 @@ def test_replicas_sharing_a_counter_admit_no_more_than_one_gateway(redis_url: st
         admitted_alone += 500 * alone[i % 3].admit("app", 500, True).allowed
     assert admitted_shared == 10_000
     assert admitted_alone == 30_000  # per-replica counters: each replica gives the app its whole limit
+
+
+def test_refused_requests_of_unknown_callers_leave_nothing_on_redis(redis_url: str) -> None:
+    import redis
+
+    policy = TokenLimit.model_validate({"tokens-per-minute": 100, "token-quota": 1_000, "token-quota-period": "Hourly"})
+    clock = VirtualClock(START)
+    prefix = f"t{uuid.uuid4().hex}:"
+    limiter = SharedTokenLimiter(policy, clock, shared(redis_url, clock, prefix))
+    assert limiter.admit("victim", 50, True).allowed
+    for caller in range(200):  # prompts over the minute's limit and over the quota: refused at no backend cost
+        assert limiter.admit(f"filler-{caller}", 101 + caller * 10, True).status in (403, 429)
+    keys = redis.Redis.from_url(redis_url, decode_responses=True).keys(prefix + "*")
+    assert keys and all(":victim:" in key for key in keys)
+    assert len(limiter) == 1 and [key for key, _, _ in limiter.remaining_by_key(10)] == ["victim"]
+
+
+def test_the_harness_redis_requires_a_password_it_never_puts_on_a_command_line() -> None:
+    import redis
+
+    server = RedisServer()
+    with redis_server_or_skip(server) as url:
+        assert server.process is not None and server.password_file is not None
+        password = server.password_file.read_text().strip()
+        assert len(password) >= 32 and f":{password}@" in url and password not in server.public_url
+        assert server.password_file.stat().st_mode & 0o077 == 0  # the owner's only
+        stranger = redis.Redis.from_url(server.public_url, socket_timeout=2)
+        with pytest.raises(redis.AuthenticationError):
+            stranger.ping()
+        stranger.close()
+        assert redis.Redis.from_url(url, socket_timeout=2).ping()
+        command_line = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().decode()
+        assert password not in command_line and "requirepass" not in command_line
 
 
 def rule(count: int = 2, trip: float = 30.0) -> CircuitBreakerRule:

@@ -3,14 +3,21 @@
 `harness serve` starts one when `gateway.shared_state: redis` has no `redis_url`, and stops it when the run
 ends; on Linux it also stops if the harness dies without cleaning up.
 
+It requires a password generated for the run: another local user or process cannot read or change the run's
+counters. The password reaches redis-server in a configuration file only its owner can read (never on its
+command line, which `ps` shows), and the replicas in the URL they inherit; `password_file` names a copy for
+a user who wants to watch the counters (`redis-cli -p PORT --askpass`).
+
     with RedisServer() as url:
-        ...  # redis://127.0.0.1:PORT/0
+        ...  # redis://:PASSWORD@127.0.0.1:PORT/0
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -54,6 +61,14 @@ def check_reachable(url: str) -> None:
         client.close()
 
 
+def _private_file(path: Path, text: str) -> Path:
+    """`text` written to a new file only its owner can read or write."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+    return path
+
+
 class RedisServer:
     """One redis-server child process; `start()` returns its URL once it answers PING."""
 
@@ -61,30 +76,48 @@ class RedisServer:
         self.host = host
         self.executable = executable
         self.process: subprocess.Popen[bytes] | None = None
-        self.url = ""
+        self.url = ""  # with the password: for the replicas, never printed
+        self.public_url = ""  # without it: what may be announced or logged
+        self.password_file: Path | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     def start(self) -> str:
         path = shutil.which(self.executable)
         if path is None:
             raise ServeError(MISSING)
-        self._dir = tempfile.TemporaryDirectory(prefix="harness-redis-")
+        self._dir = tempfile.TemporaryDirectory(prefix="harness-redis-")  # mode 0700: this user's only
+        directory = Path(self._dir.name)
         port = _free_port(self.host)
+        password = secrets.token_hex(32)
+        log = directory / "redis.log"  # read back only to say why it did not start
         # no RDB snapshots or AOF: a run's counters are thrown away with the server
-        command = [path, "--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no"]
-        log = Path(self._dir.name) / "redis.log"  # read back only to say why it did not start
-        command += ["--dir", self._dir.name, "--logfile", str(log), "--loglevel", "warning", "--daemonize", "no"]
+        settings = {
+            "port": str(port),
+            "bind": self.host,
+            "requirepass": password,
+            "save": '""',
+            "appendonly": "no",
+            "dir": f'"{directory}"',
+            "logfile": f'"{log}"',
+            "loglevel": "warning",
+            "daemonize": "no",
+        }
+        config = _private_file(directory / "redis.conf", "".join(f"{k} {v}\n" for k, v in settings.items()))
+        self.password_file = _private_file(directory / "password", password + "\n")
         # a session of its own: a signal to the harness's process group (Ctrl-C, a stack being stopped) must not
         # take Redis away before the replicas have finished their last requests; stop() ends it after them
         self.process = subprocess.Popen(
-            command,
+            [path, str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
             start_new_session=True,
         )
-        self.url = f"redis://{self.host}:{port}/0"
-        client = redis.Redis(host=self.host, port=port, socket_connect_timeout=0.2, socket_timeout=0.2)
+        self.public_url = f"redis://{self.host}:{port}/0"
+        self.url = f"redis://:{password}@{self.host}:{port}/0"
+        client = redis.Redis(
+            host=self.host, port=port, password=password, socket_connect_timeout=0.2, socket_timeout=0.2
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while True:
@@ -115,6 +148,7 @@ class RedisServer:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+            self.password_file = None
 
     def __enter__(self) -> str:
         return self.start()

@@ -86,15 +86,17 @@ local function waits(list, used, amount, limit, now, seconds)
   return seconds, reset
 end
 
--- a calendar quota: a hash of the period's end and the units spent in it; a later period starts from 0
-local function quota_used(key, period_end, ttl_ms)
+-- a calendar quota: a hash of the period's end and the units spent in it; a later period starts from 0.
+-- Reading writes nothing: a refused request of an unknown key leaves no key behind.
+local function quota_used(key, period_end)
   local stored = redis.call('HMGET', key, 'end', 'used')
-  if tonumber(stored[1] or '-1') < period_end then
-    redis.call('HSET', key, 'end', fmt(period_end), 'used', 0)
-    redis.call('PEXPIRE', key, ttl_ms)
-    return 0
-  end
+  if tonumber(stored[1] or '-1') < period_end then return 0 end
   return tonumber(stored[2])
+end
+
+local function quota_set(key, period_end, used, ttl_ms)
+  redis.call('HSET', key, 'end', fmt(period_end), 'used', fmt(used))
+  redis.call('PEXPIRE', key, ttl_ms)
 end
 """
 
@@ -117,7 +119,7 @@ local tpm, seconds, granularity, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ton
 local quota, quota_end, quota_ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local q_used, used = 0, 0
 if quota > 0 then
-  q_used = quota_used(KEYS[3], quota_end, quota_ttl)
+  q_used = quota_used(KEYS[3], quota_end)
   if q_used + need > quota then
     local retry = quota_end - now
     if need > quota then retry = -1 end
@@ -136,7 +138,7 @@ if charge > 0 then
   if tpm > 0 then used = add(KEYS[1], KEYS[2], used, now, granularity, charge, ttl) end
   if quota > 0 then
     q_used = q_used + charge
-    redis.call('HSET', KEYS[3], 'used', fmt(q_used))
+    quota_set(KEYS[3], quota_end, q_used, quota_ttl)
   end
 end
 return answer('200', '0', '0', fmt(used), fmt(q_used))
@@ -162,8 +164,8 @@ if tpm > 0 then
   end
 end
 if quota > 0 then
-  q_used = math.max(0, quota_used(KEYS[3], quota_end, quota_ttl) + delta)
-  redis.call('HSET', KEYS[3], 'used', fmt(q_used))
+  q_used = math.max(0, quota_used(KEYS[3], quota_end) + delta)
+  quota_set(KEYS[3], quota_end, q_used, quota_ttl)
 end
 return {fmt(used), fmt(q_used)}
 """

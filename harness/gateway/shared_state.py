@@ -11,6 +11,11 @@ of the admission when the gateway has no token limit. The client is synchronous 
 and the breakers are the synchronous cores the simulator also drives, and a loopback round trip (~50 µs for a
 PING, 100-250 µs for a script) costs less than a turn of the event loop would.
 
+Redis keeps no cap on callers, so it never forgets a budget early: a caller's minute window expires a minute
+after its last spending and its quota at the end of the period, and a request refused for an unknown caller
+writes nothing (the admission script reads the quota without creating it). This replica's view of what Redis
+said each key has left, for /metrics, is bounded by `max-counter-keys` and is display only.
+
 **When Redis fails** the gateway fails open, as LiteLLM and Envoy's global rate limit do: a decision Redis
 cannot make is made by this replica's own counters (APIM's behaviour), the call is not tried again for
 `RETRY_AFTER_WALL_S`, each such decision is counted in /metrics (`gateway_shared_state_fallbacks_total`)
@@ -209,10 +214,12 @@ class SharedTokenLimiter(TokenLimiter):
         if answer is None:
             return super().admit(key, prompt_tokens, estimate)
         status, retry_after, reset_after, used, quota_used = answer
-        remaining = self._remember(key, float(used), float(quota_used))
+        remaining = self._remaining_of(float(used), float(quota_used))
         if status != "200":
             retry = float(retry_after)
+            # a refusal is remembered for nobody: it must not push an admitted key out of what /metrics shows
             return refused(key, int(status), retry if retry >= 0 else math.inf, float(reset_after), **remaining)
+        self._remember(key, remaining)
         return Ticket(key, True, charged=charge, shared=True, **remaining)
 
     def settle(self, ticket: Ticket, total_tokens: int) -> Ticket:
@@ -222,7 +229,7 @@ class SharedTokenLimiter(TokenLimiter):
         answer = self.shared.settle_tokens(ticket.key, self.policy, delta) if delta else None
         ticket.charged = total_tokens
         if answer is not None:
-            remaining = self._remember(ticket.key, float(answer[0]), float(answer[1]))
+            remaining = self._remember(ticket.key, self._remaining_of(float(answer[0]), float(answer[1])))
             ticket.remaining_tokens = remaining["remaining_tokens"]
             ticket.remaining_quota = remaining["remaining_quota"]
         elif delta and not self.shared.up:
@@ -230,16 +237,20 @@ class SharedTokenLimiter(TokenLimiter):
             super().settle(Ticket(ticket.key, True, charged=total_tokens - delta), total_tokens)
         return ticket
 
-    def _remember(self, key: str, used: float, quota_used: float) -> dict[str, Any]:
+    def _remaining_of(self, used: float, quota_used: float) -> dict[str, Any]:
         policy = self.policy
         tokens = max(0, policy.tokens_per_minute - round(used)) if policy.tokens_per_minute else None
         quota = max(0, math.floor(policy.token_quota - round(quota_used))) if policy.token_quota else None
+        return {"remaining_tokens": tokens, "remaining_quota": quota}
+
+    def _remember(self, key: str, remaining: dict[str, Any]) -> dict[str, Any]:
+        """Keep what Redis said `key` has left, for /metrics: display only, so forgetting the oldest loses nothing."""
         last = self._last
-        last[key] = (tokens, quota)
+        last[key] = (remaining["remaining_tokens"], remaining["remaining_quota"])
         last.move_to_end(key)
         if len(last) > self.max_keys:
             last.popitem(last=False)
-        return {"remaining_tokens": tokens, "remaining_quota": quota}
+        return remaining
 
     def __len__(self) -> int:
         # the keys this replica has seen, counted on Redis or (while it was away) here

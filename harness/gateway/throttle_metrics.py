@@ -10,7 +10,8 @@ A collector registered with the gateway's registry (harness.gateway.metrics), ne
 - `gateway_backend_remaining_tokens{deployment, backend}` / `..._requests`: the latest x-ratelimit-remaining-*
   a backend sent;
 - `gateway_counter_key_remaining_tokens{counter_key}` / `..._quota_tokens`: the token limit's windows for the
-  `max_series` keys seen last, `gateway_counter_keys` and `gateway_counter_keys_evicted_total`.
+  `max_series` keys seen last, `gateway_counter_keys`, `gateway_counter_keys_evicted_total`,
+  `gateway_counter_keys_past_cap_total` and `gateway_counter_keys_spilled`.
 
 Sources and outcomes are the typed kinds of harness.aoai.refusals and the log's outcomes, never message text.
 
@@ -171,6 +172,16 @@ class ThrottleMetrics:
         )
         yield CounterMetricFamily(
             "gateway_counter_keys_evicted",
-            "Counter keys forgotten to stay within gateway.token_limit.max-counter-keys",
+            "Counter keys forgotten (their minute window had emptied) to stay within gateway.token_limit.max-counter-keys",
             value=limiter.evicted if limiter else 0,
+        )
+        yield CounterMetricFamily(
+            "gateway_counter_keys_past_cap",
+            "Times a counter key was held past max-counter-keys because the keys seen least recently were all live",
+            value=limiter.held_past_cap if limiter else 0,
+        )
+        yield GaugeMetricFamily(
+            "gateway_counter_keys_spilled",
+            "Forgotten counter keys whose quota used this period is kept as one number",
+            value=limiter.spilled if limiter else 0,
         )

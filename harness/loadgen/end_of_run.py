@@ -19,7 +19,7 @@ from locust.runners import WorkerRunner
 from harness.errors import CHECKS_FAILED_EXIT_CODE, HarnessError
 from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
 from harness.loadgen.state import STATE
-from harness.records import ENDED_BY, EndedBy
+from harness.records import ENDED, ENDED_BY, EndedBy
 from harness.report.checks import evaluate_checks
 from harness.report.console import format_console_summary
 from harness.workload.rundir import iso, write_run_json
@@ -57,7 +57,7 @@ def close_run() -> None:
     STATE.writer.close()
     if STATE.stack is not None:
         STATE.stack.stop()  # the servers flush backend.jsonl and gateway.jsonl as they stop
-    STATE.run_info["ended"] = iso(STATE.clock.wall())
+    STATE.run_info[ENDED] = iso(STATE.clock.wall())
     duration = 0.0
     if STATE.test_started_at is not None:
         duration = (STATE.test_stopped_at or STATE.clock.now()) - STATE.test_started_at

@@ -3,8 +3,11 @@
 Locust installs its SIGTERM handler only after a headless shape run has ended (its main loop waits on the
 shape first), so without our own handler a SIGTERM during the run killed the process before run.json got
 its end time and summary. Ours notes the cause and quits the way Ctrl-C does, so the end of the run is
-written in both cases. SIGINT is handled the same way, so run.json can tell the two apart. A watchdog
-ends the run when the embedded servers die under it, whether or not the scenario has `checks:`.
+written in both cases. SIGINT is handled the same way, so run.json can tell the two apart. Before the users
+are stopped, the attempts in flight get up to `DRAIN_WALL_S` (or the client's timeout, if shorter) to be
+answered and recorded, and no new one starts: a Ctrl-C no longer drops them. Those still unanswered then
+are counted in run.json (`attempts_cut_at_stop`). A watchdog ends the run when the embedded servers die
+under it, whether or not the scenario has `checks:`.
 
     >>> end_facts(EndedBy.STOPPED, planned_s=60.0, ran_s=45.5)
     {'ended_by': 'stopped', 'scenario_time_missing_s': 14.5}
@@ -16,15 +19,18 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from typing import Any
 
 import gevent
 
 from harness.loadgen.state import STATE
-from harness.records import ENDED_BY, TIME_MISSING, EndedBy
+from harness.records import ATTEMPTS_CUT, ENDED_BY, TIME_MISSING, EndedBy
 
 SIGNAL_CAUSES = {signal.SIGTERM: EndedBy.SIGTERM, signal.SIGINT: EndedBy.SIGINT}
 STACK_WATCH_INTERVAL_S = 0.25
+DRAIN_WALL_S = 10.0  # longest wall wait for the attempts in flight when a signal ends the run
+DRAIN_POLL_S = 0.02
 STACK_DIED_EXIT_CODE = 4  # 2 is a usage or pre-flight error, 3 a failed check (CHECKS_FAILED_EXIT_CODE)
 
 
@@ -53,7 +59,22 @@ def _on_signal(environment: Any, signum: signal.Signals) -> None:
     note_cause(SIGNAL_CAUSES[signum])
     options = environment.parsed_options
     if signum == signal.SIGINT or getattr(options, "headless", False):
+        drain()
         quit_locust(environment)
+
+
+def drain() -> int:
+    """Let the attempts in flight finish and be recorded (bounded), starting none; returns those cut."""
+    if not STATE.run_open:
+        return 0
+    STATE.draining = True
+    timeout = STATE.settings.timeout_s / STATE.clock.scale if STATE.settings and STATE.clock else DRAIN_WALL_S
+    deadline = time.monotonic() + min(DRAIN_WALL_S, timeout)
+    while STATE.in_flight > 0 and time.monotonic() < deadline:
+        gevent.sleep(DRAIN_POLL_S)
+    cut = max(0, STATE.in_flight)
+    STATE.run_info[ATTEMPTS_CUT] = cut
+    return cut
 
 
 def quit_locust(environment: Any) -> None:

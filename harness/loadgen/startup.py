@@ -21,7 +21,7 @@ from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import WriterSink
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.state import STATE
-from harness.records import GATEWAY_LOG, RECORDS_FILE, RecordWriter
+from harness.records import ENDED, GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
 from harness.workload.requests import token_signer
 from harness.workload.rundir import DEFAULT_RUNS_DIR, iso, new_run_id, versions, write_run_json, write_scenario_copy
@@ -120,7 +120,7 @@ def open_run(environment: Any, options: Any) -> None:
         "stack_pid": STATE.stack.process.pid if STATE.stack else None,
         "versions": {**versions(), "openai_profile": ", ".join(profiles)},
         "started": iso(clock.wall()),
-        "ended": None,
+        ENDED: None,  # written at the end: a run.json without it is a run that never got there
         "distributed": isinstance(environment.runner, MasterRunner),
     }
     write_run_json(run_dir, STATE.run_info)
@@ -128,6 +128,7 @@ def open_run(environment: Any, options: Any) -> None:
     STATE.app_counts.clear()
     STATE.trace_next = 0
     STATE.ramp, STATE.ramp_target, STATE.users_started = Ramp(), 0, 0
+    STATE.in_flight, STATE.draining = 0, False
     STATE.run_open = True
     STATE.ready.set()
 

@@ -52,6 +52,9 @@ class HarnessState:
     spawn_rate_option: float | None = None
     # the end of the current run: why the load stopped, and the scenario seconds it was planned to run
     end_cause: EndedBy | None = None
+    # attempts sent whose record is not written yet; while draining (a signal ends the run) none start
+    in_flight: int = 0
+    draining: bool = False
     planned_s: float = 0.0
     run_open: bool = False  # between the start of a run and its records, summary and report being written
     run_key: tuple[Any, ...] = ()  # what the open run was prepared from (scenario, overrides, profile, ...)

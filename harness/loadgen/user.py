@@ -16,6 +16,7 @@ from locust import User, task
 from locust.exception import StopUser
 
 from harness.client import CAUSE_NAMES
+from harness.client.attempt import AttemptResult
 from harness.loadgen.arrivals import next_trace_row
 from harness.loadgen.live import retried_entry
 from harness.loadgen.state import STATE
@@ -32,6 +33,31 @@ def replica_urls(host: str) -> list[str]:
     if stack is not None and stack.gateway_url == host:
         return stack.gateway_urls
     return [host]
+
+
+class CountedSender:
+    """A transport whose attempts count as in flight from their start until their record is written.
+
+    A signal ending the run waits (bounded) for them (`harness.loadgen.run_end.drain`); while it does, no
+    new attempt starts: the user waits there until the run stops it.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.open = False  # an attempt of this user is in flight
+
+    def send(self, path: str, body: bytes, headers: dict[str, str], stream: bool) -> AttemptResult:
+        while STATE.draining:
+            gevent.sleep(1.0)  # the run is ending: stopping the users ends this wait
+        STATE.in_flight += 1
+        self.open = True
+        return self.transport.send(path, body, headers, stream)
+
+    def recorded(self) -> None:
+        """The attempt's record is written (or it never will be: the user was stopped): no longer in flight."""
+        if self.open:
+            self.open = False
+            STATE.in_flight -= 1
 
 
 class RequestFailed(Exception):
@@ -118,14 +144,17 @@ class GatewayUser(User):
     def _send(self, plan: RequestPlan) -> None:
         assert STATE.settings is not None and self.transport is not None and STATE.clock is not None
         self.transport = self.transports[self.sequence % len(self.transports)]
+        sender = CountedSender(self.transport)
         attempts = [0]
         started = STATE.clock.now()
 
         def sink(record: dict[str, Any]) -> None:
             attempts[0] += 1
             if STATE.sink is None:
+                sender.recorded()
                 return  # the run has just been closed under this request
             STATE.sink(record)
+            sender.recorded()
             if record["decision"] == "retry":
                 # an attempt the client retried is invisible in the logical request: its own entry shows it
                 kind = record["error_kind"]
@@ -133,12 +162,14 @@ class GatewayUser(User):
                 self._fire(retried_entry(plan.request_type, cause), record["latency_s"], 0, RequestFailed(cause))
 
         try:
-            outcome = execute(plan, self.name, self.sequence, self.transport, STATE.settings, self.rng, sink)
+            outcome = execute(plan, self.name, self.sequence, sender, STATE.settings, self.rng, sink)
         except gevent.GreenletExit:
             if attempts[0]:
                 # stopped while retrying: still one logical request, so records = requests + retries holds
                 self._fire(plan.request_type, STATE.clock.now() - started, 0, Interrupted("run stopped while retrying"))
             raise
+        finally:
+            sender.recorded()
         failure = outcome.failure
         self._fire(
             outcome.request_type, outcome.latency_s, outcome.response_bytes, RequestFailed(failure) if failure else None

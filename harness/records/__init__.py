@@ -36,12 +36,22 @@ from harness.records.logs import (
     gateway_request_row,
     shared_state_row,
 )
-from harness.records.run_info import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING, EndedBy
+from harness.records.run_info import (
+    ATTEMPTS_CUT,
+    ENDED,
+    ENDED_BY,
+    LOAD_STARTED_AT,
+    SCENARIO_SECONDS,
+    TIME_MISSING,
+    EndedBy,
+)
 from harness.records.trace_columns import TRACE_COLUMNS
 
 __all__ = [
+    "ATTEMPTS_CUT",
     "BACKEND_LOG",
     "BACKEND_LOG_COLUMNS",
+    "ENDED",
     "ENDED_BY",
     "GATEWAY_LOG",
     "GATEWAY_LOG_COLUMNS",

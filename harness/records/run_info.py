@@ -12,6 +12,8 @@ LOAD_STARTED_AT = "load_started_at"  # scenario time (epoch s) the users started
 SCENARIO_SECONDS = "scenario_seconds"  # scenario seconds from the users' start to their stop
 ENDED_BY = "ended_by"  # an EndedBy value
 TIME_MISSING = "scenario_time_missing_s"  # planned scenario seconds the load did not get to run (0 if none)
+ATTEMPTS_CUT = "attempts_cut_at_stop"  # attempts still unanswered when a signal's bounded wait for them ended
+ENDED = "ended"  # wall time (ISO 8601) the run's end was written; absent or null when the run never got there
 
 
 class EndedBy(StrEnum):

@@ -23,6 +23,7 @@ CHECKED_NUMBERS: dict[str, tuple[str, ...]] = {
     "min_goodput_tpm": ("throughput", "goodput_tpm"),
     "max_retries_per_request": ("retries", "per_request"),
     "min_requests": ("requests", "logical"),
+    "max_shared_state_lost_s": ("run", "shared_state_lost_s"),
 }
 
 

@@ -22,10 +22,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import yaml
 
-from harness.errors import RecordsError, ScenarioError
+from harness.errors import RecordsError, ScenarioError, one_line
+from harness.inputs import SCENARIO_LIMIT, InputError, read_text
 from harness.records import (
     BACKEND_LOG,
     BACKEND_LOG_COLUMNS,
+    ENDED,
     GATEWAY_LOG,
     GATEWAY_LOG_COLUMNS,
     RECORD_COLUMNS,
@@ -35,7 +37,7 @@ from harness.records import (
     SCENARIO_FILE,
     Column,
 )
-from harness.scenario import Scenario, validate_scenario
+from harness.scenario import Scenario, load_scenario_text
 
 # Integers are read as float64: they may be empty, and a writer may have written 256 as 256.0.
 _ARROW_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
@@ -105,8 +107,12 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RecordsError(str(run_dir), "no such run directory")
-    run = RunData(run_dir=run_dir, records=read_records(run_dir / RECORDS_FILE))
-    run.run_info = _read_run_info(run_dir / RUN_INFO_FILE, run.missing)
+    missing: list[str] = []
+    info = _read_run_info(run_dir / RUN_INFO_FILE, missing)
+    # a run that never wrote its end may have been killed mid-write: its last, partial record is left out
+    never_ended = ENDED in info and info[ENDED] is None
+    records = read_records(run_dir / RECORDS_FILE, missing if never_ended else None)
+    run = RunData(run_dir=run_dir, records=records, run_info=info, missing=missing)
     run.scenario_data, run.scenario = _read_scenario(run_dir / SCENARIO_FILE, run.missing)
     gateway_path = run_dir / GATEWAY_LOG
     if gateway_path.exists():
@@ -126,8 +132,12 @@ def load_run(run_dir: str | Path) -> RunData:
     return run
 
 
-def read_records(path: Path) -> pd.DataFrame:
-    """records.csv -> DataFrame with the schema's types; any malformed line is a RecordsError naming it."""
+def read_records(path: Path, cut_notes: list[str] | None = None) -> pd.DataFrame:
+    """records.csv -> DataFrame with the schema's types; any malformed line is a RecordsError naming it.
+
+    With `cut_notes` (a run that was cut off), a last line without its newline is the record being written
+    when the run died: it is left out, and a note says so, rather than failing the report.
+    """
     file = str(path)
     if not path.exists():
         raise RecordsError(file, "no records file (is this a run directory?)")
@@ -138,10 +148,14 @@ def read_records(path: Path) -> pd.DataFrame:
     if missing:
         raise RecordsError(file, f"header lacks the record field(s): {', '.join(missing)}", line=1)
     last_line = _incomplete_last_line(path)
+    source: Any = path
     if last_line is not None:
-        raise RecordsError(
-            file, "truncated: the last line ends without a newline (the run stopped mid-write?)", last_line
-        )
+        if cut_notes is None:
+            raise RecordsError(
+                file, "truncated: the last line ends without a newline (the run stopped mid-write?)", last_line
+            )
+        cut_notes.append(f"{path.name}: line {last_line}, half written when the run was cut off, is left out")
+        source = _without_partial_line(path)
     types = {c.name: _CATEGORY if c.name in CATEGORICAL else _ARROW_TYPES[c.kind] for c in RECORD_COLUMNS}
     bad_rows: list[Any] = []
 
@@ -151,7 +165,7 @@ def read_records(path: Path) -> pd.DataFrame:
 
     try:
         table = pa_csv.read_csv(
-            path,
+            source,
             read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pa_csv.ConvertOptions(
@@ -219,6 +233,17 @@ def _read_header(path: Path) -> list[str]:
             return next(csv.reader(handle))
         except (StopIteration, UnicodeDecodeError, csv.Error):
             raise RecordsError(str(path), "the first line is not a CSV header row", line=1) from None
+
+
+def _without_partial_line(path: Path) -> pa.BufferReader:
+    """The file up to its last newline, mapped rather than copied."""
+    size = path.stat().st_size
+    tail = max(0, size - (1 << 20))  # a record is far shorter than a MiB
+    with path.open("rb") as handle:
+        handle.seek(tail)
+        end = handle.read().rfind(b"\n")
+    keep = tail + end + 1 if end >= 0 else 0
+    return pa.BufferReader(pa.memory_map(str(path)).read_buffer(keep))
 
 
 def _incomplete_last_line(path: Path) -> int | None:
@@ -293,22 +318,28 @@ def _read_run_info(path: Path, notes: list[str]) -> dict[str, Any]:
 
 
 def _read_scenario(path: Path, notes: list[str]) -> tuple[dict[str, Any], Scenario | None]:
+    """scenario.yaml as written and validated; a RecordsError in one line when it is there but cannot be read.
+
+    Without it a report loses its limits, gateway facts, planned duration and question findings: a run that
+    has one the report cannot read fails loudly rather than quietly drawing less.
+    """
     if not path.exists():
         notes.append(f"no {SCENARIO_FILE}: limits are not drawn on the throughput figures")
         return {}, None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        notes.append(f"{SCENARIO_FILE} is not valid YAML: limits are not drawn")
-        return {}, None
-    if not isinstance(data, dict):
-        notes.append(f"{SCENARIO_FILE} is not a mapping: limits are not drawn")
-        return {}, None
-    try:
-        return data, validate_scenario(data, str(path))
-    except ScenarioError as exc:
-        notes.append(f"{SCENARIO_FILE} does not validate ({exc}): limits are not drawn")
-        return data, None
+        text = read_text(path, "scenario", SCENARIO_LIMIT)
+        scenario = load_scenario_text(text, source=str(path))
+        data = yaml.safe_load(text) or {}
+    except (InputError, ScenarioError) as exc:
+        detail = f"{exc.path}: {exc.message}" if isinstance(exc, ScenarioError) and exc.path else exc.message
+        raise RecordsError(
+            str(path),
+            one_line(
+                f"the run's scenario cannot be read ({detail}); a report without it would lack its "
+                "limits, gateway facts and findings"
+            ),
+        ) from None
+    return data, scenario
 
 
 def finite_or_none(value: Any) -> Any:

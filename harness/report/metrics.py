@@ -27,9 +27,15 @@ Definitions (the report and summary.json use these, and only these):
   `appid` claim without validating the token (no `gateway.auth.jwt`); `planned_duration_s` is the load the scenario planned (`run.duration`, or the end of
   stages that do not repeat); `cut_short_s` the planned scenario seconds that did not run, as run.json states
   it (`scenario_time_missing_s`, with `ended_by`) or else planned minus duration when that exceeds 1 s;
+  `never_ended` is true when run.json says the run started but has no end (the process was killed before it
+  could write one): the report then opens by saying the run was cut short;
   `gateway` the replicas, whether they share state, and the token limit per minute and its counter key;
   `shared_state_lost` (None when Redis never failed) counts the times a replica lost the Redis its shared state
-  lives on, the replicas that did, and the decisions they made on their own counters meanwhile;
+  lives on, the replicas that did, and the decisions they made on their own counters meanwhile; its `lost_s`
+  is the scenario seconds at least one replica was on its own (from its `lost` row to its `restored` one, or
+  the end), and `by_app` each app's most tokens within 60 s ending at an attempt that started then, against
+  the gateway's tokens-per-minute (`x_limit`); `shared_state_lost_s` is that `lost_s`, 0 for replicas that
+  kept Redis throughout, None without Redis (what `checks: max_shared_state_lost_s` limits);
 - splits (`by_app`, `by_client_profile`, `by_backend`, `by_replica`): the same attempt-level figures over each
   value's attempts, whose counts add up to the run's. Apps and client profiles are fixed per logical request,
   so they also get the request-level figures (finished requests, client failure rate, retries per request);
@@ -80,7 +86,15 @@ import numpy as np
 import pandas as pd
 
 from harness.client import THROTTLING_KINDS
-from harness.records import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, SHARED_STATE_LOST, TIME_MISSING
+from harness.records import (
+    ENDED,
+    ENDED_BY,
+    LOAD_STARTED_AT,
+    SCENARIO_SECONDS,
+    SHARED_STATE_LOST,
+    SHARED_STATE_RESTORED,
+    TIME_MISSING,
+)
 from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
 from harness.report.verdict import verdict
@@ -257,7 +271,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         figures.update(answered.get(name, {"answered": None, "rate_429": None}))
     streamed = records[records["stream"].fillna(False).astype(bool)]
     summary: dict[str, Any] = {
-        "run": _run_facts(run, span),
+        "run": _run_facts(run, records, span),
         "requests": {**_requests(records), "in_flight_when_stopped": in_flight_when_stopped(run, records)},
         "throughput": {
             "goodput_tokens": finite_or_none(goodput_tokens),
@@ -320,7 +334,7 @@ def successes(records: pd.DataFrame) -> pd.DataFrame:
     return records[records["outcome"] == "success"]
 
 
-def _run_facts(run: RunData, span: float) -> dict[str, Any]:
+def _run_facts(run: RunData, records: pd.DataFrame, span: float) -> dict[str, Any]:
     info = run.run_info
     profiles = sorted(str(p) for p in run.records["client_profile"].dropna().unique())
     engine = info.get("engine", "live")
@@ -329,6 +343,7 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
         scale = run.scenario.run.time_scale
     planned = run.scenario.load_duration() if run.scenario is not None else None
     scenario_file = info.get("scenario")
+    lost = _shared_state_lost(run, records, span)
     return {
         "run_id": run.name,
         "scenario": Path(scenario_file).stem if isinstance(scenario_file, str) and scenario_file else None,
@@ -340,9 +355,11 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
         "duration_s": finite_or_none(span),
         "planned_duration_s": planned,
         "ended_by": info.get(ENDED_BY),
+        "never_ended": ENDED in info and info[ENDED] is None,
         "cut_short_s": _cut_short(info, planned, span),
         "appid_on_trust": _appid_on_trust(run.scenario),
-        "shared_state_lost": _shared_state_lost(run),
+        "shared_state_lost": lost,
+        "shared_state_lost_s": _shared_state_lost_s(run, lost),
         "gateway": _gateway_facts(run.scenario),
         "missing": list(run.missing),
     }
@@ -362,18 +379,76 @@ def _gateway_facts(scenario: Scenario | None) -> dict[str, Any] | None:
     }
 
 
-def _shared_state_lost(run: RunData) -> dict[str, Any] | None:
-    """How often replicas lost Redis, which ones, and how many decisions they made on their own meanwhile."""
+def _shared_state_lost(run: RunData, records: pd.DataFrame, span: float) -> dict[str, Any] | None:
+    """How often replicas lost Redis, which ones, for how long, the decisions they made on their own meanwhile,
+    and what each app got through while they did (None when Redis never failed)."""
     rows = run.shared_state
     if rows is None or rows.empty:
         return None
     lost = rows[rows["shared_state"] == SHARED_STATE_LOST]
     fallbacks = rows.groupby(rows["replica"].fillna("").astype(str))["fallbacks"].max()
+    intervals = lost_intervals(rows, run_start(run), span)
+    limit = _token_limit_tpm(run.scenario_data)
     return {
         "losses": len(lost),
         "replicas": sorted(str(r) for r in lost["replica"].dropna().unique()),
         "fallbacks": int(fallbacks.fillna(0).sum()),
+        "lost_s": sum(until - since for since, until in intervals),
+        "by_app": _while_lost(records, intervals, limit),
     }
+
+
+def _shared_state_lost_s(run: RunData, lost: dict[str, Any] | None) -> float | None:
+    """Scenario seconds any replica enforced limits on its own counters because Redis was lost: 0 for replicas
+    that kept Redis throughout (a `checks:` limit can then hold), None when nothing says (no Redis, no log)."""
+    if lost is not None:
+        return float(lost["lost_s"])
+    scenario = run.scenario
+    if scenario is None or scenario.gateway.shared_state != "redis" or run.shared_state is None:
+        return None
+    return 0.0
+
+
+def lost_intervals(rows: pd.DataFrame, start: float, span: float) -> list[tuple[float, float]]:
+    """(since, until) in seconds since start while at least one replica had lost Redis (its counters its own).
+
+    A replica is on its own from its `lost` row to its next `restored` one, or else to the end of the run.
+    """
+    alone: list[tuple[float, float]] = []
+    since: dict[str, float] = {}
+    for replica, t, state in zip(rows["replica"].fillna("").astype(str), rows["t"], rows["shared_state"], strict=True):
+        at = min(max(float(t) - start, 0.0), span)
+        if state == SHARED_STATE_LOST:
+            since.setdefault(replica, at)
+        elif state == SHARED_STATE_RESTORED and replica in since:
+            alone.append((since.pop(replica), at))
+    alone += [(at, span) for at in since.values()]
+    merged: list[tuple[float, float]] = []
+    for begin, end in sorted(alone):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _while_lost(
+    records: pd.DataFrame, intervals: list[tuple[float, float]], limit: float | None
+) -> dict[str, dict[str, Any]]:
+    """Per app, the most tokens within 60 s ending at an attempt admitted while Redis was lost, and that against
+    the gateway's tokens-per-minute: how far the app went over while the replicas counted on their own."""
+    done = successes(records)
+    out: dict[str, dict[str, Any]] = {}
+    for name, rows in done.groupby("app_id", observed=True, sort=True):
+        times = rows["t"].to_numpy(dtype=float)
+        during = np.zeros(len(times), dtype=bool)
+        for since, until in intervals:
+            during |= (times >= since) & (times <= until)
+        if not during.any():
+            continue
+        peak = float(trailing_sums(rows["t"], rows["usage_total"], times[during]).max())
+        out[str(name)] = {"peak_tokens_60s": peak, "x_limit": peak / limit if limit else None}
+    return out
 
 
 def _appid_on_trust(scenario: Scenario | None) -> bool | None:

@@ -35,17 +35,25 @@ def verdict(
     scenario: Scenario | None = None,
     settings: dict[str, Any] | None = None,
 ) -> list[str]:
-    """The sentences that open the report: the question's findings in order, or the generic headline, then
-    the run against the scenario's own limits when it has any (its sweep's constraints, its checks).
+    """The sentences that open the report: first, when the run never wrote its end, that it was cut short;
+    the question's findings in order, or the generic headline; then the run against the scenario's own
+    limits when it has any (its sweep's constraints, its checks).
 
     `settings` is the scenario as run (scenario.yaml's content), for the swept settings' values."""
     names = question.answered_by if question is not None else ["outcomes"]
-    sentences = [FINDINGS[name](summary) for name in names]
+    opening = [NEVER_ENDED] if summary.get("run", {}).get("never_ended") else []
+    sentences = opening + [FINDINGS[name](summary) for name in names]
     if scenario is not None:
         against = limits(summary, scenario, settings or {})
         if against is not None:
             sentences.append(against)
     return sentences
+
+
+NEVER_ENDED = (
+    "This run was cut short: its run.json has no end (the load generator stopped before writing it, killed or "
+    "crashed), so the figures below cover only the records written until then."
+)
 
 
 def limits(summary: dict[str, Any], scenario: Scenario, settings: dict[str, Any]) -> str | None:
@@ -249,10 +257,17 @@ def token_limit(summary: dict[str, Any]) -> str:
     gateway = summary["run"].get("gateway") or {}
     limit = gateway.get("tokens_per_minute")
     replicas = gateway.get("replicas") or 1
+    lost = summary["run"].get("shared_state_lost")
     if replicas == 1:
         where = "through one gateway"
     elif gateway.get("shared_state") == "none":
         where = f"through {replicas} gateway replicas, each counting on its own"
+    elif lost and lost.get("lost_s"):
+        # what got through while Redis was away was counted per replica: it is not the shared counters' doing
+        where = (
+            f"through {replicas} gateway replicas sharing their counters ({gateway.get('shared_state')}) except for "
+            f"{count(lost['lost_s'])} s without Redis"
+        )
     else:
         where = f"through {replicas} gateway replicas sharing their counters ({gateway.get('shared_state')})"
     if not limit:
@@ -264,16 +279,36 @@ def token_limit(summary: dict[str, Any]) -> str:
         if app["goodput_tpm"] is not None
     ]
     limit_text = f"{count(limit)} tokens per minute per {gateway.get('counter_key')}"
-    return "; ".join(parts or ["No app got tokens through"]) + f" ({limit_text}, {where})."
+    sentence = "; ".join(parts or ["No app got tokens through"]) + f" ({limit_text}, {where})."
+    if lost and lost.get("lost_s"):
+        sentence += " " + enforced_per_replica(lost)
+    return sentence
+
+
+def enforced_per_replica(lost: dict[str, Any]) -> str:
+    """What the replicas let through while Redis was lost: the limit then held per replica, not shared."""
+    over = [
+        f"app {name} got up to {count(app['peak_tokens_60s'])} tokens within 60 s"
+        + (f", {app['x_limit']:.2f} x the limit" if app.get("x_limit") is not None else "")
+        for name, app in (lost.get("by_app") or {}).items()
+    ]
+    return (
+        f"For {count(lost['lost_s'])} s Redis was lost and the limit was enforced per replica"
+        + (": " + "; ".join(over) if over else "")
+        + "."
+    )
 
 
 def shared_state_lost(lost: dict[str, Any]) -> str:
     """The run fact of replicas that lost the Redis their shared state lives on (summary `run.shared_state_lost`)."""
     replicas = ", ".join(lost["replicas"]) or "?"
+    seconds = lost.get("lost_s")
+    during = f" for {count(seconds)} s" if seconds else ""
     return (
-        f"Redis stopped answering {count(lost['losses'])} time(s) (replica(s) {replicas}); "
+        f"Redis stopped answering {count(lost['losses'])} time(s) (replica(s) {replicas}){during}; "
         f"{count(lost['fallbacks'])} decisions fell back to each replica's own counters, so limits and breakers "
         "held per replica only while it was away."
+        + (" " + enforced_per_replica(lost) if seconds and lost.get("by_app") else "")
     )
 
 

@@ -51,6 +51,12 @@ class Checks(Section):
     min_requests: int | None = Field(
         None, ge=0, description="least number of finished logical requests (summary.json requests.logical)"
     )
+    max_shared_state_lost_s: NonNegativeFloat | None = Field(
+        None,
+        description="most scenario seconds gateway replicas enforced limits on their own counters because Redis "
+        "was lost (summary.json run.shared_state_lost_s; 0 fails a run on any loss; unmeasurable without "
+        "gateway.shared_state: redis)",
+    )
 
     def limits(self) -> dict[str, float]:
         """The thresholds that are set, by name."""

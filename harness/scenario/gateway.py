@@ -231,8 +231,9 @@ class TokenLimit(Section):
         10_000,
         alias="max-counter-keys",
         ge=1,
-        description="counter keys kept at once; beyond it the least recently seen key is forgotten (its windows "
-        "start afresh) and counted in /metrics (not an APIM attribute: APIM does not document its bound)",
+        description="counter keys kept at once; beyond it a key seen least recently whose minute window has emptied "
+        "is forgotten, its quota used kept as one number, so no budget is reset; counted in /metrics (not an APIM "
+        "attribute: APIM does not document its bound)",
     )
 
     @field_validator("counter_key")

@@ -32,31 +32,68 @@ def new_run_id(wall: float) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-REDACTED = "***"
+REDACTED = "***"  # how a secret is written: a placeholder starting with it, or itself in an override's text
 # Scenario fields holding secrets (backend and app keys, subscription keys, the HS256 secret): never written.
 SECRET_FIELDS = frozenset({"api_key", "subscription_key", "key", "signing-secret", "signing_secret"})
+# URL fields that may carry a password (redis://:PASSWORD@host): the password is written as `***`
+SECRET_URL_FIELDS = frozenset({"redis_url"})
+_URL_PASSWORD = re.compile(r"^([a-z]+://[^:/@]*:)[^@/]*@")
+PLACEHOLDER_LENGTH = 32  # a signing secret must have 32 characters: its placeholder too, so the copy validates
 
 
-def redacted(data: Any) -> tuple[Any, bool]:
-    """`data` with every secret field's value replaced by `***`, and whether there was any.
+def placeholder(number: int) -> str:
+    """The stand-in of a run's `number`th distinct secret: distinct and long enough for every secret field.
+
+    >>> placeholder(1), len(placeholder(1))
+    ('***redacted-secret-1************', 32)
+    """
+    return f"{REDACTED}redacted-secret-{number}".ljust(PLACEHOLDER_LENGTH, "*")
+
+
+def is_redacted(value: Any) -> bool:
+    """Whether `value` is what a secret was written as."""
+    return isinstance(value, str) and value.startswith(REDACTED)
+
+
+def redacted(data: Any, stand_ins: dict[str, str] | None = None) -> tuple[Any, bool]:
+    """`data` with every secret field's value replaced, and whether there was any.
+
+    With `stand_ins` (a secret -> placeholder map, filled as secrets are met), each distinct secret becomes a
+    distinct placeholder and an equal one the same, so the copy still validates (two subscriptions keep two
+    keys, an app's key still names its subscription); without, every secret is written as `***`.
 
     >>> redacted({"backends": [{"name": "east", "api_key": "s3cret"}]})
     ({'backends': [{'name': 'east', 'api_key': '***'}]}, True)
+    >>> redacted({"gateway": {"redis_url": "redis://:pw@10.0.0.5:6379/0"}})
+    ({'gateway': {'redis_url': 'redis://:***@10.0.0.5:6379/0'}}, True)
+    >>> redacted([{"key": "k1"}, {"key": "k2"}, {"subscription_key": "k1"}], {})[0]  # doctest: +NORMALIZE_WHITESPACE
+    [{'key': '***redacted-secret-1************'}, {'key': '***redacted-secret-2************'},
+     {'subscription_key': '***redacted-secret-1************'}]
     """
     if isinstance(data, dict):
         out: dict[Any, Any] = {}
         found = False
         for name, value in data.items():
             if name in SECRET_FIELDS and value not in (None, ""):
-                out[name], found = REDACTED, True
+                out[name], found = _stand_in(str(value), stand_ins), True
+            elif name in SECRET_URL_FIELDS and isinstance(value, str) and _URL_PASSWORD.match(value):
+                out[name], found = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", value), True
             else:
-                out[name], inner = redacted(value)
+                out[name], inner = redacted(value, stand_ins)
                 found = found or inner
         return out, found
     if isinstance(data, list):
-        items = [redacted(item) for item in data]
+        items = [redacted(item, stand_ins) for item in data]
         return [item for item, _ in items], any(found for _, found in items)
     return data, False
+
+
+def _stand_in(secret: str, stand_ins: dict[str, str] | None) -> str:
+    if stand_ins is None:
+        return REDACTED
+    if secret not in stand_ins:
+        stand_ins[secret] = placeholder(len(stand_ins) + 1)
+    return stand_ins[secret]
 
 
 def redact_override(override: str) -> str:
@@ -64,11 +101,15 @@ def redact_override(override: str) -> str:
 
     >>> redact_override("backends[0].api_key=s3cret"), redact_override("run.seed=7")
     ('backends[0].api_key=***', 'run.seed=7')
+    >>> redact_override("gateway.redis_url=redis://:pw@10.0.0.5:6379/0")
+    'gateway.redis_url=redis://:***@10.0.0.5:6379/0'
     """
     path, equals, raw = override.partition("=")
     names = [part for part in re.split(r"[.\[\]]", path) if part and not part.strip().isdigit()]
     if names and names[-1].strip() in SECRET_FIELDS:
         return f"{path}{equals}{REDACTED}"
+    if names and names[-1].strip() in SECRET_URL_FIELDS:
+        return f"{path}{equals}" + _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", raw.strip())
     try:
         value = yaml.safe_load(raw)
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
@@ -80,13 +121,14 @@ def redact_override(override: str) -> str:
 
 
 def write_scenario_copy(run_dir: Path, scenario_path: str, overrides: list[str]) -> None:
-    """The scenario exactly as given (comments kept) or, with overrides or secrets, the data with secrets as `***`."""
+    """The scenario exactly as given (comments kept) or, with overrides or secrets, the data with each distinct
+    secret as a distinct placeholder (`***redacted-secret-N***...`), so the copy validates as the scenario did."""
     text = Path(scenario_path).read_text(encoding="utf-8")
-    data, has_secrets = redacted(apply_overrides(yaml.safe_load(text) or {}, overrides))
+    data, has_secrets = redacted(apply_overrides(yaml.safe_load(text) or {}, overrides), {})
     if overrides or has_secrets:
         header = "".join(f"# override: {redact_override(o)}\n" for o in overrides)
         how = "with overrides applied" if overrides else "as run"
-        note = f"# secrets written as {REDACTED}\n" if has_secrets else ""
+        note = f"# secrets written as placeholders {REDACTED}redacted-secret-N{REDACTED}\n" if has_secrets else ""
         text = f"# {scenario_path} {how}\n{header}{note}" + yaml.safe_dump(data, sort_keys=False)
     (run_dir / "scenario.yaml").write_text(text, encoding="utf-8")
 
