@@ -190,15 +190,18 @@ def execute(
             telemetry.LOGICAL_ID: f"{settings.run_id}:{user}:{sequence}",
             telemetry.STREAM: plan.stream,
         },
+        getattr(transport, "server", None),  # the Locust transport knows its address; the simulator's has none
     )
 
+    result: AttemptResult | None = None
+
     def traced(record: Record) -> None:
-        spans.end_attempt(record["attempt"], record)
+        # called by the steps with the attempt `result` just sent: the answer's id, model and finish reasons
+        spans.end_attempt(record["attempt"], record, result)
         sink(record)
 
     base = base_headers_for(plan, settings)
     steps = request_steps(plan, user, sequence, settings, rng, plan.counted_prompt_tokens(body), base, traced)
-    result: AttemptResult | None = None
     while True:
         try:
             step = steps.send(result)
