@@ -58,20 +58,39 @@ def test_each_gateway_has_its_own_registry() -> None:
     assert b"gateway_prompt_tokens_total" not in two.exposition().split(b"# TYPE")[-1] or not _samples(two)
 
 
-def test_series_beyond_the_cap_drop_the_least_recently_counted_and_are_counted() -> None:
-    metrics = TokenMetrics(["app_id"], VirtualClock(), max_series=100)
+def test_series_beyond_the_cap_move_to_other_keeping_totals_exact_and_counters_monotonic() -> None:
+    metrics = TokenMetrics(["app_id", "backend"], VirtualClock(), max_series=100)
     for i in range(50_000):
-        metrics.record({"app_id": f"app-{i}"}, prompt=1, completion=1)
-    metrics.record({"app_id": "app-49900"}, prompt=5, completion=0)  # counted again: now the most recent
-    metrics.record({"app_id": "app-new"}, prompt=1, completion=0)  # drops app-49901, the least recent
+        metrics.record({"app_id": f"app-{i}", "backend": f"b{i % 2}"}, prompt=1, completion=1)
+    before = _samples(metrics)
+    metrics.record({"app_id": "app-49900", "backend": "b0"}, prompt=5, completion=0)  # now the most recent
+    metrics.record({"app_id": "app-new", "backend": "b1"}, prompt=1, completion=0)  # app-49901 moves to other
     samples = _samples(metrics)
     apps = {dict(labels)["app_id"] for name, labels in samples if name == "gateway_prompt_tokens_total"}
-    assert len(apps) == 100 and "app-49900" in apps and "app-new" in apps and "app-49901" not in apps
-    assert samples[("gateway_prompt_tokens_total", (("app_id", "app-49900"),))] == 6
+    assert len(apps) == 101 and "other" in apps and "app-49900" in apps and "app-new" in apps
+    assert "app-49901" not in apps
+    assert samples[("gateway_prompt_tokens_total", (("app_id", "app-49900"), ("backend", "b0")))] == 6
+    # `other` keeps the non-caller dimensions, and holds every token of the callers moved there
+    other_b1 = ("gateway_prompt_tokens_total", (("app_id", "other"), ("backend", "b1")))
+    assert samples[other_b1] == before[other_b1] + 1  # app-49901's token joined it
+    prompt_total = sum(v for (name, _), v in samples.items() if name == "gateway_prompt_tokens_total")
+    assert prompt_total == 50_000 + 5 + 1  # nothing is lost from the totals
+    # no series ever falls: a scrape's counters are >= the previous scrape's for every label set still shown
+    assert all(samples.get(key, value) >= value for key, value in before.items())
     assert samples[("gateway_metric_series_evicted_total", ())] == 50_001 - 100
-    assert len(metrics.exposition()) < 100 * 3 * 100 + 2_000  # ~100 bytes a line, three metrics a series
-    # the log still gets every request's tokens: eviction only bounds what /metrics holds
+    assert len(metrics.exposition()) < 101 * 3 * 100 + 2_000  # ~100 bytes a line, three metrics a series
+    # the log still gets every request's tokens
     assert sum(r["value"] for r in metrics.drain() if r["name"] == "total_tokens") == 2 * 50_000 + 5 + 1
+
+
+def test_without_a_caller_dimension_a_set_moved_out_and_back_is_one_sample_that_only_grows() -> None:
+    metrics = TokenMetrics(["model", "backend"], VirtualClock(), max_series=1)
+    a, b = {"model": "m", "backend": "a"}, {"model": "m", "backend": "b"}
+    seen = []
+    for values in (a, b, a, b, a):
+        metrics.record(values, prompt=2, completion=1)
+        seen.append(_samples(metrics)[("gateway_total_tokens_total", (("backend", "a"), ("model", "m")))])
+    assert seen == [3, 3, 6, 6, 9]
 
 
 THROTTLING = """
@@ -128,11 +147,11 @@ async def test_metrics_count_throttling_by_source_and_show_breakers_and_remainin
         remaining = {
             dict(labels)["counter_key"]: value
             for (name, labels), value in samples.items()
-            if name == "gateway_counter_key_remaining_tokens"
+            if name == "gateway_rate_limit_key_remaining_tokens"
         }
         a_used = stack.requests()[0]["total_tokens"]
         assert remaining["a"] == 100 - a_used and remaining["e"] == 100 and set(remaining) == set("abcde")
-        assert samples[("gateway_counter_keys", ())] == 5
+        assert samples[("gateway_rate_limit_keys", ())] == 5
 
         stack.clock.advance(61)
         samples = _scraped((await stack.client.get("/metrics")).text)
