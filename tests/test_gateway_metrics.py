@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from gateway_helpers import gateway_stack
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -186,3 +187,36 @@ async def test_the_log_writes_drained_rows_in_slices_in_order(tmp_path: Path) ->
     prompts = [r for r in rows if r["kind"] == "metric" and r["name"] == "prompt_tokens"]
     assert [r["value"] for r in prompts] == list(range(1_000))
     assert metrics.drain() == []
+
+
+LATENCY = """
+backends:
+  - name: east
+    deployments: {gpt-4o: {tpm: 10000000, latency: {ttft: 2.0, per_token: 0}}}
+gateway:
+  token_limit: {counter-key: header:x-caller, tokens-per-minute: 100}
+"""
+
+
+async def test_latency_histograms_split_gateway_added_from_backend_time() -> None:
+    stack = gateway_stack(LATENCY)
+    try:
+        served = await stack.chat(headers={"x-caller": "a"})  # the backend takes 2 scenario s
+        refused = await stack.chat(headers={"x-caller": "b"}, content="word " * 150)  # > 100 tokens: the gateway's 429
+        assert (served.status_code, refused.status_code) == (200, 429)
+        samples = _scraped((await stack.client.get("/metrics")).text)
+    finally:
+        await stack.aclose()
+    deployment = (("deployment", "gpt-4o"),)
+    # both answers passed through the gateway; only the served one reached a backend
+    assert samples[("gateway_added_duration_seconds_count", deployment)] == 2
+    assert samples[("gateway_added_duration_seconds_sum", deployment)] == 0  # no scenario time passed in the gateway
+    assert samples[("gateway_backend_duration_seconds_count", deployment)] == 1
+    assert samples[("gateway_backend_duration_seconds_sum", deployment)] == pytest.approx(2.0)
+    backend_buckets = {
+        dict(labels)["le"]: value
+        for (name, labels), value in samples.items()
+        if name == "gateway_backend_duration_seconds_bucket"
+    }
+    assert backend_buckets["1.0"] == 0 and backend_buckets["2.5"] == 1 and backend_buckets["+Inf"] == 1
+    assert samples[("gateway_time_scale", ())] == 1

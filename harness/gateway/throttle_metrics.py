@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -93,7 +94,7 @@ class Histogram:
             counts = self.counts[labels] = [0] * (len(BUCKETS) + 1)
             self.sums[labels] = 0.0
             self.examples[labels] = [None] * (len(BUCKETS) + 1)
-        i = next((i for i, bound in enumerate(BUCKETS) if value <= bound), len(BUCKETS))
+        i = bisect_left(BUCKETS, value)  # the first bucket whose bound is >= value (+Inf past the last)
         counts[i] += 1
         self.sums[labels] += value
         if self.exemplars and example:
