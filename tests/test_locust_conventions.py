@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from loadgen_helpers import LOCUST, LOCUSTFILE, RUN_TIMEOUT_S, run_info
+from loadgen_helpers import LOCUST, LOCUSTFILE, RUN_TIMEOUT_S, free_port, run_info
 
 from harness.loadgen.outputs import SCENARIO_RATE_COLUMN, TIME_SCALE_COLUMN
 from harness.records import read_records
@@ -155,3 +156,31 @@ def test_stop_timeout_lets_the_requests_in_flight_finish(tmp_path: Path, stop_ti
         assert recorded == answered  # waited for, as Locust waits for running tasks
     else:
         assert len(recorded) == 2  # stopped at once, as Locust stops users without --stop-timeout
+
+
+def test_tags_reach_the_workers_of_a_distributed_run(tmp_path: Path) -> None:
+    scenario_path = tmp_path / "mixes.yaml"
+    scenario_path.write_text(MIXES, encoding="utf-8")
+    run_dir, port = tmp_path / "dist", free_port()
+    common = ["-f", str(LOCUSTFILE), "--scenario", str(scenario_path)]
+    worker = subprocess.Popen(
+        [LOCUST, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        command = [
+            LOCUST, *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            "--expect-workers", "1", "--headless", "--only-summary", "-t", "1s", "--tags", "long",
+            "--run-dir", str(run_dir),
+        ]  # fmt: skip
+        master = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=tmp_path)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=10)
+    assert master.returncode == 0, master.stderr[-2000:]
+    records = read_records(run_dir / "records.csv")
+    assert records and {r["mix"] for r in records} == {"long"}
