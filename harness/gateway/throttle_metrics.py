@@ -158,9 +158,9 @@ class ThrottleMetrics:
         duration = max(0.0, float(row["duration_s"]))
         started = float(row.get("t") or 0.0)
         added = duration if forwarded_at is None else min(duration, max(0.0, forwarded_at - started))
-        request_id = row.get("gateway_request_id")
-        example = {"gateway_request_id": str(request_id)} if request_id else None
-        wall = self.clock.wall()
+        example, wall = None, 0.0
+        if self.added.exemplars and row.get("gateway_request_id"):  # built only when exemplars are on
+            example, wall = {"gateway_request_id": str(row["gateway_request_id"])}, self.clock.wall()
         self.added.observe(labels, added, example, wall)
         if forwarded_at is not None:
             self.backend_time.observe(labels, duration - added, example, wall)
