@@ -12,17 +12,22 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import jwt
 import pytest
+from gateway_helpers import gateway_stack
 from openai import AzureOpenAI, RateLimitError
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.clock import VirtualClock
 from harness.gateway.metrics import TokenMetrics
+from harness.gateway.shared_state import SharedState, SharedStateMetrics
 from harness.gateway.throttle_metrics import KEYS_SHOWN, ThrottleMetrics
 from harness.gateway.token_limit import TokenLimiter
 from harness.scenario import load_scenario_text
@@ -218,8 +223,6 @@ gateway: {metrics: {exemplars: true}}
 
 @pytest.mark.parametrize("exemplars", [False, True])
 async def test_exemplars_only_when_asked_for_in_openmetrics(exemplars: bool) -> None:
-    from gateway_helpers import gateway_stack
-
     stack = gateway_stack(EXEMPLARS if exemplars else EXEMPLARS.replace("exemplars: true", "exemplars: false"))
     try:
         answer = await stack.chat()
@@ -267,3 +270,12 @@ def test_twenty_thousand_callers_keep_metrics_bounded_and_totals_exact() -> None
     left = sorted(tokens for _, tokens, _ in limiter.remaining_by_key(callers) if tokens is not None)
     assert len(left) == len(limiter) and sorted(s.value for s in keys) == left[:KEYS_SHOWN]
     assert check_metrics(text) == []
+
+
+def test_the_shared_state_families_pass_too() -> None:
+    """The Redis families show only with replicas sharing state: linted here from their collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    shared = SimpleNamespace(up=False, fallbacks=Counter({"token_admission": 3}), losses=1)
+    registry.register(SharedStateMetrics(cast(SharedState, shared)))
+    text = generate_latest(registry).decode()
+    assert "gateway_shared_state_fallbacks_total" in text and check_metrics(text) == []
