@@ -56,6 +56,7 @@ GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 ERROR_TYPE = "error.type"  # on every span that ended in error (general conventions)
+INTERRUPTED = "interrupted"  # error.type of a client span whose request was stopped before its answer came
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input, output

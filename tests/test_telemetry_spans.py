@@ -5,9 +5,11 @@ and the whole is one trace from client to backend."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import gevent
 import pytest
 from gateway_helpers import gateway_stack
 from opentelemetry.sdk.resources import Resource
@@ -19,7 +21,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from harness import telemetry
 from harness.aoai.refusals import TOKEN_LIMIT
 from harness.client.attempt import AttemptResult
+from harness.clock import VirtualClock
+from harness.scenario.workload import App
 from harness.workload.request_trace import RequestTrace
+from harness.workload.requests import RequestPlan
+from harness.workload.session import RunSettings, execute
 
 STACK = """
 backends: [{name: east, deployments: {gpt-4o: {latency: {ttft: 0, per_token: 0}}}}]
@@ -105,3 +111,25 @@ async def test_usage_once_error_type_everywhere_and_one_trace(exported: InMemory
         "gateway",
         80,
     )
+
+
+class _StoppedMidRequest:
+    """A sender whose user is stopped while the attempt is in flight, as Locust stops a user (GreenletExit)."""
+
+    server = telemetry.server_attributes("http://127.0.0.1:9")
+
+    def send(self, path: str, body: bytes, headers: dict[str, str], stream: bool) -> AttemptResult:
+        raise gevent.GreenletExit
+
+
+def test_a_request_stopped_mid_flight_still_ends_its_spans_as_interrupted(exported: InMemorySpanExporter) -> None:
+    plan = RequestPlan(App(id="a"), "chat", "chat", "gpt-4o", 30, 50, False)
+    settings = RunSettings(run_id="t", clock=VirtualClock())
+    with pytest.raises(gevent.GreenletExit):
+        execute(plan, "u1", 1, _StoppedMidRequest(), settings, random.Random(0), lambda record: None)
+    finished = exported.get_finished_spans()
+    # the attempt's span and the root end, so the gateway's and backend's spans below them keep their parent
+    assert sorted(s.kind.name for s in finished) == ["CLIENT", "INTERNAL"]
+    for span in finished:
+        assert span.status.status_code is StatusCode.ERROR
+        assert (span.attributes or {})["error.type"] == telemetry.INTERRUPTED

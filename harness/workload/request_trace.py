@@ -86,3 +86,21 @@ class RequestTrace:
             self._root.set_attribute(telemetry.ERROR_TYPE, error_kind)
             self._root.set_status(Status(StatusCode.ERROR, error_kind))
         self._root.end()
+        self._root = None
+
+    def abandon(self) -> None:
+        """End every span still open, in error (`error.type` interrupted): the request was stopped before its
+        answer came, and the gateway's and backend's spans below it still need their parent."""
+        for span in self._attempts.values():
+            _interrupted(span)
+        self._attempts.clear()
+        if self._root is not None:
+            _interrupted(self._root)
+            self._root = None
+
+
+def _interrupted(span: Span) -> None:
+    span.set_attribute(telemetry.OUTCOME, telemetry.INTERRUPTED)
+    span.set_attribute(telemetry.ERROR_TYPE, telemetry.INTERRUPTED)
+    span.set_status(Status(StatusCode.ERROR, telemetry.INTERRUPTED))
+    span.end()

@@ -202,20 +202,24 @@ def execute(
 
     base = base_headers_for(plan, settings)
     steps = request_steps(plan, user, sequence, settings, rng, plan.counted_prompt_tokens(body), base, traced)
-    while True:
-        try:
-            step = steps.send(result)
-        except StopIteration as done:
-            outcome: Outcome = done.value
-            spans.end(outcome.error_kind)
-            return outcome
-        if isinstance(step, SendAttempt):
-            spans.start_attempt(step.number, step.headers)
-            result = transport.send(path, payload, step.headers, plan.stream)
-        else:
-            result = None
-            if step.seconds > 0:
-                clock.sleep(step.seconds)
+    try:
+        while True:
+            try:
+                step = steps.send(result)
+            except StopIteration as done:
+                outcome: Outcome = done.value
+                spans.end(outcome.error_kind)
+                return outcome
+            if isinstance(step, SendAttempt):
+                spans.start_attempt(step.number, step.headers)
+                result = transport.send(path, payload, step.headers, plan.stream)
+            else:
+                result = None
+                if step.seconds > 0:
+                    clock.sleep(step.seconds)
+    except BaseException:  # the user was stopped mid-request (GreenletExit): its spans still end, and say so
+        spans.abandon()
+        raise
 
 
 def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
