@@ -7,10 +7,31 @@ request is a root span of the load generator with one child span per attempt; ea
 names follow the OpenTelemetry GenAI semantic conventions, plus the harness's own (`harness.*`), and are
 defined here once.
 
+Where the tokens are counted: each attempt's CLIENT span is the GenAI inference span (`{operation} {model}`,
+a call to the model service over HTTP), and only it carries `gen_ai.usage.input_tokens`/`output_tokens`: the
+conventions put usage on the span of the call that consumed it, and an attempt is that call (a refused
+attempt consumed nothing and carries none). Summed over a trace they give the logical request's usage once,
+equal to records.csv. The root span (INTERNAL: the caller's logical request, its retries included) carries no
+usage, and the gateway's and backend's SERVER spans record the tokens they counted as
+`harness.usage.input_tokens`/`output_tokens` instead (`ServerSpan.end` moves them), so a query summing
+`gen_ai.usage.*` over a trace never counts one answer three times, while a gateway that counts differently
+from its backend (APIM counting a stream's prompt only) still shows.
+
+Every span that ends in error carries `error.type`: the record's error kind on the client's spans (e.g.
+`rate_limited`), the log's outcome on the gateway's and the backend's decision on the backend's, all
+low-cardinality identifiers as the conventions ask. Client spans say which server they called
+(`server.address`/`server.port` of the URL), server spans which address they were called on (the `Host`
+header), and a client span of an answer says its `gen_ai.response.id`, `gen_ai.response.model` and
+`gen_ai.response.finish_reasons`.
+
     >>> enabled({})
     False
     >>> enabled({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     True
+    >>> server_attributes("http://127.0.0.1:8000/openai")
+    {'server.address': '127.0.0.1', 'server.port': 8000}
+    >>> server_usage({GEN_AI_USAGE_INPUT_TOKENS: 5, HTTP_STATUS: 200})
+    {'harness.usage.input_tokens': 5, 'http.response.status_code': 200}
 """
 
 from __future__ import annotations
@@ -19,6 +40,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -31,6 +53,12 @@ REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
 GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+ERROR_TYPE = "error.type"  # on every span that ended in error (general conventions)
+INTERRUPTED = "interrupted"  # error.type of a client span whose request was stopped before its answer came
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input, output
 PROVIDER = "azure.ai.openai"
 OPERATION_NAMES = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
@@ -38,6 +66,10 @@ HTTP_STATUS = "http.response.status_code"
 GATEWAY_TOKENS = "harness.gateway.tokens"  # counter: the gateway's token metric, by its dimensions and token type
 
 # the harness's own
+SERVER_USAGE = {  # tokens a server (gateway, backend) counted: not gen_ai.usage.*, which the client span holds
+    GEN_AI_USAGE_INPUT_TOKENS: "harness.usage.input_tokens",
+    GEN_AI_USAGE_OUTPUT_TOKENS: "harness.usage.output_tokens",
+}
 OUTCOME = "harness.outcome"  # the record's error kind, or success
 RETRY_AFTER_S = "harness.retry_after_s"
 BACKEND = "harness.backend"
@@ -125,6 +157,23 @@ def usage_attributes(prompt: int | None, completion: int | None) -> dict[str, in
     return out
 
 
+def server_attributes(url: str) -> dict[str, Any]:
+    """`server.address`/`server.port` of the URL a client calls (the port its scheme implies when none is given)."""
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    if not parts.hostname:
+        return {}
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number: the address alone
+        return {SERVER_ADDRESS: parts.hostname}
+    return {SERVER_ADDRESS: parts.hostname, SERVER_PORT: port}
+
+
+def server_usage(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A server span's attributes with `gen_ai.usage.*` renamed `harness.usage.*` (see the module's docstring)."""
+    return {SERVER_USAGE.get(name, name): value for name, value in attributes.items()}
+
+
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
@@ -138,7 +187,12 @@ class ServerSpan:
         self._tracer = tracer(service)
         self._span: trace.Span | None = None
         if self._tracer is not None:
-            self._span = self._tracer.start_span(name, context=extract(headers), kind=trace.SpanKind.SERVER)
+            self._span = self._tracer.start_span(
+                name,
+                context=extract(headers),
+                kind=trace.SpanKind.SERVER,
+                attributes=server_attributes(headers.get("host", "")),  # the address this server was called on
+            )
 
     def outgoing(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """Raw headers for a call this request makes, carrying this span's traceparent instead of the caller's."""
@@ -150,10 +204,13 @@ class ServerSpan:
         return kept + [(name.encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items()]
 
     def end(self, attributes: Mapping[str, Any], error: str | None = None) -> None:
+        """Close the span; `gen_ai.usage.*` become `harness.usage.*` (counted once, on the client's span), and
+        `error` (a low-cardinality kind) is both the span's error status and its `error.type`."""
         if self._span is None:
             return
-        self._span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+        self._span.set_attributes(server_usage({k: v for k, v in attributes.items() if v is not None}))
         if error:
+            self._span.set_attribute(ERROR_TYPE, error)
             self._span.set_status(trace.Status(trace.StatusCode.ERROR, error))
         self._span.end()
         self._span = None

@@ -29,8 +29,9 @@ class ReceivedSpan:
     trace_id: str
     span_id: str
     parent_id: str
-    kind: int
+    kind: int  # OTLP's SpanKind: 1 internal, 2 server, 3 client
     attributes: dict[str, Any]
+    error: bool = False  # the span's status is ERROR
 
 
 @dataclass
@@ -94,6 +95,7 @@ def _add_spans(received: Received, body: bytes) -> None:
                             parent_id=span.parent_span_id.hex(),
                             kind=span.kind,
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            error=span.status.code == span.status.STATUS_CODE_ERROR,
                         )
                     )
 

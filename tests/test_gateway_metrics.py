@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from gateway_helpers import gateway_stack
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -58,20 +59,39 @@ def test_each_gateway_has_its_own_registry() -> None:
     assert b"gateway_prompt_tokens_total" not in two.exposition().split(b"# TYPE")[-1] or not _samples(two)
 
 
-def test_series_beyond_the_cap_drop_the_least_recently_counted_and_are_counted() -> None:
-    metrics = TokenMetrics(["app_id"], VirtualClock(), max_series=100)
+def test_series_beyond_the_cap_move_to_other_keeping_totals_exact_and_counters_monotonic() -> None:
+    metrics = TokenMetrics(["app_id", "backend"], VirtualClock(), max_series=100)
     for i in range(50_000):
-        metrics.record({"app_id": f"app-{i}"}, prompt=1, completion=1)
-    metrics.record({"app_id": "app-49900"}, prompt=5, completion=0)  # counted again: now the most recent
-    metrics.record({"app_id": "app-new"}, prompt=1, completion=0)  # drops app-49901, the least recent
+        metrics.record({"app_id": f"app-{i}", "backend": f"b{i % 2}"}, prompt=1, completion=1)
+    before = _samples(metrics)
+    metrics.record({"app_id": "app-49900", "backend": "b0"}, prompt=5, completion=0)  # now the most recent
+    metrics.record({"app_id": "app-new", "backend": "b1"}, prompt=1, completion=0)  # app-49901 moves to other
     samples = _samples(metrics)
     apps = {dict(labels)["app_id"] for name, labels in samples if name == "gateway_prompt_tokens_total"}
-    assert len(apps) == 100 and "app-49900" in apps and "app-new" in apps and "app-49901" not in apps
-    assert samples[("gateway_prompt_tokens_total", (("app_id", "app-49900"),))] == 6
+    assert len(apps) == 101 and "other" in apps and "app-49900" in apps and "app-new" in apps
+    assert "app-49901" not in apps
+    assert samples[("gateway_prompt_tokens_total", (("app_id", "app-49900"), ("backend", "b0")))] == 6
+    # `other` keeps the non-caller dimensions, and holds every token of the callers moved there
+    other_b1 = ("gateway_prompt_tokens_total", (("app_id", "other"), ("backend", "b1")))
+    assert samples[other_b1] == before[other_b1] + 1  # app-49901's token joined it
+    prompt_total = sum(v for (name, _), v in samples.items() if name == "gateway_prompt_tokens_total")
+    assert prompt_total == 50_000 + 5 + 1  # nothing is lost from the totals
+    # no series ever falls: a scrape's counters are >= the previous scrape's for every label set still shown
+    assert all(samples.get(key, value) >= value for key, value in before.items())
     assert samples[("gateway_metric_series_evicted_total", ())] == 50_001 - 100
-    assert len(metrics.exposition()) < 100 * 3 * 100 + 2_000  # ~100 bytes a line, three metrics a series
-    # the log still gets every request's tokens: eviction only bounds what /metrics holds
+    assert len(metrics.exposition()) < 101 * 3 * 100 + 2_000  # ~100 bytes a line, three metrics a series
+    # the log still gets every request's tokens
     assert sum(r["value"] for r in metrics.drain() if r["name"] == "total_tokens") == 2 * 50_000 + 5 + 1
+
+
+def test_without_a_caller_dimension_a_set_moved_out_and_back_is_one_sample_that_only_grows() -> None:
+    metrics = TokenMetrics(["model", "backend"], VirtualClock(), max_series=1)
+    a, b = {"model": "m", "backend": "a"}, {"model": "m", "backend": "b"}
+    seen = []
+    for values in (a, b, a, b, a):
+        metrics.record(values, prompt=2, completion=1)
+        seen.append(_samples(metrics)[("gateway_total_tokens_total", (("backend", "a"), ("model", "m")))])
+    assert seen == [3, 3, 6, 6, 9]
 
 
 THROTTLING = """
@@ -128,12 +148,12 @@ async def test_metrics_count_throttling_by_source_and_show_breakers_and_remainin
         remaining = {
             dict(labels)["counter_key"]: value
             for (name, labels), value in samples.items()
-            if name == "gateway_counter_key_remaining_tokens"
+            if name == "gateway_rate_limit_key_remaining_tokens"
         }
         a_used = stack.requests()[0]["total_tokens"]
         assert remaining["a"] == 100 - a_used
         assert set(remaining) == set("abc")  # d and e were refused by the token limit: they left no state
-        assert samples[("gateway_counter_keys", ())] == 3
+        assert samples[("gateway_rate_limit_keys", ())] == 3
 
         stack.clock.advance(61)
         samples = _scraped((await stack.client.get("/metrics")).text)
@@ -168,3 +188,36 @@ async def test_the_log_writes_drained_rows_in_slices_in_order(tmp_path: Path) ->
     prompts = [r for r in rows if r["kind"] == "metric" and r["name"] == "prompt_tokens"]
     assert [r["value"] for r in prompts] == list(range(1_000))
     assert metrics.drain() == []
+
+
+LATENCY = """
+backends:
+  - name: east
+    deployments: {gpt-4o: {tpm: 10000000, latency: {ttft: 2.0, per_token: 0}}}
+gateway:
+  token_limit: {counter-key: header:x-caller, tokens-per-minute: 100}
+"""
+
+
+async def test_latency_histograms_split_gateway_added_from_backend_time() -> None:
+    stack = gateway_stack(LATENCY)
+    try:
+        served = await stack.chat(headers={"x-caller": "a"})  # the backend takes 2 scenario s
+        refused = await stack.chat(headers={"x-caller": "b"}, content="word " * 150)  # > 100 tokens: the gateway's 429
+        assert (served.status_code, refused.status_code) == (200, 429)
+        samples = _scraped((await stack.client.get("/metrics")).text)
+    finally:
+        await stack.aclose()
+    deployment = (("deployment", "gpt-4o"),)
+    # both answers passed through the gateway; only the served one reached a backend
+    assert samples[("gateway_added_duration_seconds_count", deployment)] == 2
+    assert samples[("gateway_added_duration_seconds_sum", deployment)] == 0  # no scenario time passed in the gateway
+    assert samples[("gateway_backend_duration_seconds_count", deployment)] == 1
+    assert samples[("gateway_backend_duration_seconds_sum", deployment)] == pytest.approx(2.0)
+    backend_buckets = {
+        dict(labels)["le"]: value
+        for (name, labels), value in samples.items()
+        if name == "gateway_backend_duration_seconds_bucket"
+    }
+    assert backend_buckets["1.0"] == 0 and backend_buckets["2.5"] == 1 and backend_buckets["+Inf"] == 1
+    assert samples[("gateway_time_scale", ())] == 1

@@ -13,3 +13,5 @@ GATEWAY_REPLICA = "x-gateway-replica"  # which gateway replica answered, 0-based
 # AOAI's quota headers on a backend's answer: what is left in the deployment's request and token windows
 RATELIMIT_REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
 RATELIMIT_REMAINING_TOKENS = "x-ratelimit-remaining-tokens"
+# a PTU deployment's answer: how full its provisioned throughput is, in percent ("42.0%")
+DEPLOYMENT_UTILIZATION = "azure-openai-deployment-utilization"

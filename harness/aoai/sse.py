@@ -89,12 +89,45 @@ def usage_from(usage: Mapping[str, Any], counted_by: str) -> Usage:
 
 def body_usage(body: bytes) -> dict[str, Any] | None:
     """The `usage` object of a JSON answer, as sent (None when the body is not JSON or has none)."""
+    return answer_of_body(body).usage
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a client reports of an answer besides its text: usage as sent, the answer's id and model, and why
+    each choice stopped (empty strings and tuple when the answer does not say)."""
+
+    usage: dict[str, Any] | None = None
+    id: str = ""
+    model: str = ""
+    finish_reasons: tuple[str, ...] = ()
+
+
+def answer_of_body(body: bytes) -> Answer:
+    """The `usage`, `id`, `model` and choices' `finish_reason` of a JSON answer, read in one parse.
+
+    >>> answer_of_body(b'{"id": "c-1", "model": "gpt-4o", "choices": [{"finish_reason": "length"}]}')
+    Answer(usage=None, id='c-1', model='gpt-4o', finish_reasons=('length',))
+    """
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
-        return None
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    return usage if isinstance(usage, dict) else None
+        return Answer()
+    if not isinstance(payload, dict):
+        return Answer()
+    usage = payload.get("usage")
+    choices = payload.get("choices")
+    reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+    return Answer(
+        usage if isinstance(usage, dict) else None,
+        _text(payload.get("id")),
+        _text(payload.get("model")),
+        tuple(r for r in reasons if isinstance(r, str) and r),
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def usage_of_body(body: bytes) -> Usage | None:
@@ -162,6 +195,8 @@ class StreamReader:
     usage: dict[str, Any] | None = None  # the usage chunk, as sent
     done: bool = False  # `[DONE]` came, as `data: [DONE]` or as a bare line
     finish_reason: str | None = None  # the last one a choice carried (on the choice or inside its delta)
+    response_id: str = ""  # the chunks' `id` and `model` (the first non-empty ones)
+    response_model: str = ""
     bad_events: int = 0
     json_body: dict[str, Any] | None = None  # the answer was plain JSON, not SSE (read at `close`)
     parser: SSEParser = field(default_factory=SSEParser, repr=False)
@@ -208,6 +243,10 @@ class StreamReader:
         usage = event.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
+        if not self.response_id:
+            self.response_id = _text(event.get("id"))
+        if not self.response_model:
+            self.response_model = _text(event.get("model"))
         self._read_choices(event, now, "delta")
 
     def _read_choices(self, event: dict[str, Any], now: float, part: str) -> None:
@@ -241,6 +280,7 @@ class StreamReader:
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
             return
         self.json_body = payload
+        self.response_id, self.response_model = _text(payload.get("id")), _text(payload.get("model"))
         self._read_choices(payload, now, "message")
 
     @property

@@ -25,3 +25,7 @@ class AttemptResult:
     stream_end: str = ""  # how a stream ended (harness.aoai.sse STREAM_*); empty when no stream was read
     body_bytes: int = 0
     body: bytes = b""
+    # the answer's `id`, `model` and choices' finish reasons, when it said (for the attempt's span)
+    response_id: str = ""
+    response_model: str = ""
+    finish_reasons: tuple[str, ...] = ()

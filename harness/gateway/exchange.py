@@ -66,6 +66,7 @@ class Exchange:
         self._chunks: UpstreamChunks | None = None
         self._first = b""
         self._raw = b""
+        self.forwarded_at: float | None = None  # when the first member was tried: gateway time ends, backend's begins
 
     async def run(self, deployment_name: str | None) -> Response:
         steps = self.steps.run(deployment_name)
@@ -144,6 +145,8 @@ class Exchange:
 
     async def _send(self, member: str) -> Upstream | Failure:
         gateway = self.gateway
+        if self.forwarded_at is None:
+            self.forwarded_at = self.clock.now()
         scope = self.request.scope
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
@@ -201,7 +204,7 @@ class Exchange:
         self.gateway.throttling.backend_answered(deployment, member, dict(headers))
 
     def finished(self, steps: ExchangeSteps, usage: Usage | None, member: str | None) -> None:
-        self.gateway.throttling.answered(steps.row["outcome"], member)
+        self.gateway.throttling.answered(steps.row["outcome"], member, steps.row, self.forwarded_at)
         if usage is not None:
             self._emit_metrics(usage, member, steps.row["status"])
         self._end_span(member)

@@ -3,9 +3,14 @@
 Exposed as Prometheus counters at `/metrics` and written as `kind: metric` rows to the gateway log.
 Unlike APIM, the backend that served can be a dimension.
 
-At most `max_series` sets of dimension values are kept (an app id as a dimension would otherwise grow
-/metrics with every caller): the least recently counted set is dropped from /metrics, which Prometheus reads
-as the end of that series, and `gateway_metric_series_evicted_total` counts the drops.
+A caller as a dimension (app id, subscription, client IP, a header) would grow /metrics with every caller
+(10 MB a scrape at 20,000 callers), so at most `max_series` sets of dimension values have their own series:
+the ones counted most recently. When a new set needs room, the least recently counted set's counts move
+to `other`: the same labels with each caller dimension's value `other`. A series under `other` only grows
+(Prometheus never sees a counter fall), the totals over all series stay exact, and a caller counted again
+later starts a series of its own afresh. (Chosen by recency rather than volume: a counter ranked by
+volume would move between its own series and `other` as ranks change, taking its count with it.)
+`gateway_metric_series_evicted_total` counts the moves.
 
     >>> from harness.clock import VirtualClock
     >>> metrics = TokenMetrics(["model", "backend"], VirtualClock())
@@ -24,16 +29,25 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from harness import telemetry
 from harness.clock import Clock
 from harness.gateway.log import encode_row
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "TokenMetrics", "label_name"]
+__all__ = ["OPENMETRICS_CONTENT_TYPE", "PROMETHEUS_CONTENT_TYPE", "TokenMetrics", "label_name"]
 
 METRIC_NAMES = ("prompt_tokens", "completion_tokens", "total_tokens")
 SERIES = "gateway_metric_series"
 SERIES_EVICTED = "gateway_metric_series_evicted"
+OTHER = "other"  # a caller dimension's value for the callers without a series of their own
+CALLER_DIMENSIONS = ("app_id", "client_ip", "subscription")  # and every header:<name>
+
+
+def is_caller_dimension(dimension: str) -> bool:
+    """A dimension whose values grow with the callers (not with the scenario's deployments and backends)."""
+    return dimension in CALLER_DIMENSIONS or dimension.startswith("header:")
 
 
 def label_name(dimension: str) -> str:
@@ -50,7 +64,7 @@ class TokenMetrics:
     `registry` serves /metrics; other collectors of the gateway register with it.
     """
 
-    def __init__(self, dimensions: Sequence[str], clock: Clock, max_series: int = 10_000) -> None:
+    def __init__(self, dimensions: Sequence[str], clock: Clock, max_series: int = 1_000) -> None:
         self.dimensions = list(dimensions)
         self.clock = clock
         self.max_series = max_series
@@ -63,6 +77,10 @@ class TokenMetrics:
         self._series: OrderedDict[tuple[str, ...], tuple[int, int]] = OrderedDict()  # values -> (prompt, completion)
         # values -> (prompt, completion, requests) since the last drain
         self._pending: dict[tuple[str, ...], tuple[int, int, int]] = {}
+        # counts moved out of `_series`, by their values with every caller dimension `other` (bounded by the
+        # other dimensions' values, which the scenario bounds)
+        self._other: dict[tuple[str, ...], tuple[int, int]] = {}
+        self._callers = [i for i, d in enumerate(self.dimensions) if is_caller_dimension(d)]
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         # the same counts as OpenTelemetry metrics when telemetry is on (harness.telemetry)
@@ -77,8 +95,7 @@ class TokenMetrics:
         if counts is None:
             series[key] = (prompt, completion)
             if len(series) > self.max_series:
-                series.popitem(last=False)
-                self.evicted += 1
+                self._to_other(*series.popitem(last=False))
         else:
             series.move_to_end(key)
             series[key] = (counts[0] + prompt, counts[1] + completion)
@@ -91,6 +108,15 @@ class TokenMetrics:
             self._pending[key] = (prompt, completion, 1)
         else:
             self._pending[key] = (pending[0] + prompt, pending[1] + completion, pending[2] + 1)
+
+    def _to_other(self, key: tuple[str, ...], counts: tuple[int, int]) -> None:
+        values = list(key)
+        for i in self._callers:
+            values[i] = OTHER
+        other = tuple(values)
+        before = self._other.get(other, (0, 0))
+        self._other[other] = (before[0] + counts[0], before[1] + counts[1])
+        self.evicted += 1
 
     def drain(self) -> list[dict[str, Any]]:
         """`kind: metric` log rows for the tokens counted since the last drain."""
@@ -146,19 +172,29 @@ class TokenMetrics:
             for name in METRIC_NAMES
         ]
         prompt_family, completion_family, total_family = families
+        # a set of values can be both in `_series` and `_other` (no caller dimension, or a caller named
+        # `other`): one sample of their sum, which only grows as counts move between them
+        merged = dict(self._other)
         for key, (prompt, completion) in self._series.items():
+            before = merged.get(key)
+            merged[key] = (prompt, completion) if before is None else (before[0] + prompt, before[1] + completion)
+        for key, (prompt, completion) in merged.items():
             values = list(key)
             prompt_family.add_metric(values, prompt)
             completion_family.add_metric(values, completion)
             total_family.add_metric(values, prompt + completion)
         yield from families
-        yield GaugeMetricFamily(SERIES, "Sets of dimension values the token metrics hold now", value=len(self._series))
+        yield GaugeMetricFamily(
+            SERIES, "Sets of dimension values with a series of their own in the token metrics", value=len(self._series)
+        )
         yield CounterMetricFamily(
             SERIES_EVICTED,
-            "Sets of dimension values dropped from the token metrics to stay within gateway.metrics.max_series",
+            "Sets of dimension values whose counts moved to the caller 'other' to stay within "
+            "gateway.metrics.max_series",
             value=self.evicted,
         )
 
-    def exposition(self) -> bytes:
-        """The Prometheus text format of every metric registered with `registry`."""
-        return generate_latest(self.registry)
+    def exposition(self, openmetrics: bool = False) -> bytes:
+        """The Prometheus text format (or OpenMetrics, which alone carries exemplars) of every metric registered
+        with `registry`."""
+        return generate_openmetrics(self.registry) if openmetrics else generate_latest(self.registry)

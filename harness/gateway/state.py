@@ -20,7 +20,7 @@ from harness.gateway.breaker import Transition
 from harness.gateway.forwarding import build_breakers, deployment_routes
 from harness.gateway.identity import Identifier
 from harness.gateway.log import GatewayLog
-from harness.gateway.metrics import PROMETHEUS_CONTENT_TYPE, TokenMetrics
+from harness.gateway.metrics import OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, TokenMetrics
 from harness.gateway.shared_state import SharedState, SharedStateMetrics, SharedTokenLimiter
 from harness.gateway.throttle_metrics import ThrottleMetrics
 from harness.gateway.token_limit import Ticket, TokenLimiter
@@ -74,7 +74,9 @@ class Gateway:
                 self.limiter = TokenLimiter(config.token_limit, clock)
         self.deployments = deployment_routes(scenario, members, self.breakers)
         self.metrics = TokenMetrics(config.metrics.dimensions, clock, config.metrics.max_series)
-        self.throttling = ThrottleMetrics(self.breakers, self.limiter, clock, config.metrics.max_series)
+        self.throttling = ThrottleMetrics(
+            self.breakers, self.limiter, clock, config.metrics.keys_shown, config.metrics.exemplars
+        )
         self.metrics.registry.register(self.throttling)
         if self.shared is not None:
             self.metrics.registry.register(SharedStateMetrics(self.shared))
@@ -137,4 +139,9 @@ class Gateway:
         await self.log.aclose()
 
     async def metrics_endpoint(self, request: Request) -> Response:
+        # exemplars exist only in the OpenMetrics format: served when asked for it, and exemplars are on
+        if self.config.metrics.exemplars and OPENMETRICS_CONTENT_TYPE.split(";")[0] in request.headers.get(
+            "accept", ""
+        ):
+            return Response(self.metrics.exposition(openmetrics=True), media_type=OPENMETRICS_CONTENT_TYPE)
         return Response(self.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)

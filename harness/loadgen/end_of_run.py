@@ -17,6 +17,7 @@ import gevent
 from locust.runners import WorkerRunner
 
 from harness.errors import CHECKS_FAILED_EXIT_CODE, HarnessError
+from harness.loadgen.outputs import mark_outputs
 from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
 from harness.loadgen.state import STATE
 from harness.records import ENDED, ENDED_BY, EndedBy
@@ -40,7 +41,16 @@ def finish_run(environment: Any, **_: Any) -> None:
         note_cause(EndedBy.STOPPED)
         runner.stop()  # Ctrl-C: users stop before the records file closes (a UI run then closes on test_stop)
     close_run()
-    environment.process_exit_code = STATE.exit_code
+    environment.process_exit_code = STATE.exit_code or failed_requests_exit_code(environment)
+    if STATE.clock is not None:
+        mark_outputs(environment.parsed_options, STATE.clock.scale)
+
+
+def failed_requests_exit_code(environment: Any) -> int:
+    """Locust's --exit-code-on-error when any request failed (0 by the harness's default: see options.py)."""
+    runner = environment.runner
+    failed = runner is not None and bool(len(runner.errors) or len(runner.exceptions))
+    return int(getattr(environment.parsed_options, "exit_code_on_error", 0) or 0) if failed else 0
 
 
 def close_run() -> None:

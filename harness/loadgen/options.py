@@ -50,12 +50,26 @@ def add_arguments(parser: Any, default_scenario: str) -> None:
         include_in_web_ui=False,
         help="api-key header for every request (default: $AZURE_OPENAI_API_KEY)",
     )
+    exit_codes(parser)
     group.add_argument(
         "--bearer-token",
         default="",
         include_in_web_ui=False,
         help="Authorization: Bearer token for every request; `entra` fetches one with azure-identity",
     )
+
+
+def exit_codes(parser: Any) -> None:
+    """Locust's --exit-code-on-error, with the harness's default: throttled and failed requests are what a run
+    measures, so by default they do not fail it (0); given, the option acts as in Locust: a run in which any
+    request failed exits with that code (unless a failed check or a dead stack gives its own, 3 or 4)."""
+    for action in parser._actions:  # Locust's own option: its default and help, not a second option
+        if action.dest == "exit_code_on_error":
+            action.default = 0
+            action.help = (
+                "exit code when any request failed (Locust's convention). Default 0 in the harness: throttling "
+                "is what a run measures; a failed check exits 3 whatever this says"
+            )
 
 
 def overrides_of(options: Any) -> list[str]:

@@ -19,8 +19,10 @@ from harness.loadgen.live import BreakerLog, LiveThrottling
 from harness.loadgen.preflight import check_ports, check_target
 from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import WriterSink
+from harness.loadgen.run_time import stretch_to_run_time
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.state import STATE
+from harness.loadgen.tags import select_mixes
 from harness.records import ENDED, GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
 from harness.workload.requests import token_signer
@@ -75,6 +77,13 @@ def open_run(environment: Any, options: Any) -> None:
     path = scenario_file(options.scenario)
     overrides = harness_options.overrides_of(options)
     scenario = load_scenario(path, overrides)
+    stretch, said = stretch_to_run_time(scenario, float(getattr(options, "run_time", None) or 0))
+    if stretch:  # -t longer than the scenario: the run's scenario (and its copy) say how it goes on
+        overrides = overrides + stretch
+        scenario = load_scenario(path, overrides)
+    if said:
+        log.info(said)
+    STATE.mixes = select_mixes(scenario, options)
     STATE.scenario_path = path
     load_arrivals(scenario)  # a bad trace stops the run before anything starts
     clock = ScaledClock(scenario.run.time_scale)
@@ -111,6 +120,7 @@ def open_run(environment: Any, options: Any) -> None:
         "overrides": overrides,
         "client_profiles": profiles,
         "client_profile_override": options.client_profile or None,
+        "request_mixes": STATE.mixes,  # what --tags/--exclude-tags left (None: every mix)
         "time_scale": scenario.run.time_scale,
         "origin": clock.origin,
         "host": environment.host,

@@ -69,6 +69,7 @@ class HarnessState:
     ramp: Ramp = field(default_factory=Ramp)  # where starting users take their place in the spawn schedule
     ramp_target: int = 0  # the user count the current ramp leads to
     users_started: int = 0  # users this process started in the current run: numbers their names
+    mixes: list[str] | None = None  # the request mixes --tags/--exclude-tags leave (None: every mix)
 
     def elapsed(self) -> float:
         assert self.clock is not None

@@ -15,8 +15,9 @@ import gevent
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
+from harness import telemetry
 from harness.aoai.routes import endpoint_base
-from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK, WHOLE_STREAM_ENDS, StreamReader, body_usage
+from harness.aoai.sse import BODY, STREAM_USAGE_CHUNK, WHOLE_STREAM_ENDS, StreamReader, answer_of_body
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
 
@@ -33,6 +34,7 @@ class Transport:
             base_url, concurrency=1, network_timeout=wall_timeout, connection_timeout=min(wall_timeout, 10.0)
         )
         self.base_path = base_url.split("://", 1)[-1].partition("/")[2].rstrip("/")
+        self.server = telemetry.server_attributes(base_url)  # for the attempts' spans
 
     def close(self) -> None:
         self.client.close()
@@ -95,11 +97,14 @@ class Transport:
                 result.usage, result.usage_source = stream.usage, STREAM_USAGE_CHUNK
             elif stream.body_usage is not None:
                 result.usage, result.usage_source = stream.body_usage, BODY
+            result.response_id, result.response_model = stream.response_id, stream.response_model
+            result.finish_reasons = (stream.finish_reason,) if stream.finish_reason else ()
         if stream.done:
             response.read()  # drain the end of the chunked body so the connection can be reused
 
 
 def _read_usage(result: AttemptResult) -> None:
-    usage = body_usage(result.body)
-    if usage is not None:
-        result.usage, result.usage_source = usage, BODY
+    answer = answer_of_body(result.body)
+    if answer.usage is not None:
+        result.usage, result.usage_source = answer.usage, BODY
+    result.response_id, result.response_model, result.finish_reasons = answer.id, answer.model, answer.finish_reasons

@@ -9,6 +9,7 @@ retries that end well would otherwise hide every throttled attempt from Locust's
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from typing import Any
 
 import gevent
@@ -20,6 +21,7 @@ from harness.client.attempt import AttemptResult
 from harness.loadgen.arrivals import next_trace_row
 from harness.loadgen.live import retried_entry
 from harness.loadgen.state import STATE
+from harness.loadgen.tags import selected as selected_mixes
 from harness.loadgen.transport import Transport
 from harness.workload.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request, user_name
 from harness.workload.session import execute
@@ -44,6 +46,7 @@ class CountedSender:
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self.server = transport.server  # the endpoint's server.address/port, for the attempts' spans
         self.open = False  # an attempt of this user is in flight
 
     def send(self, path: str, body: bytes, headers: dict[str, str], stream: bool) -> AttemptResult:
@@ -79,6 +82,7 @@ class GatewayUser(User):
         self.transports: list[Transport] = []  # one per gateway replica this user sends to
         self.sequence = 0
         self.last_start: float | None = None
+        self.mixes: Collection[str] | None = None  # the mixes --tags/--exclude-tags leave (None: all)
 
     def on_start(self) -> None:
         if not STATE.ready.wait(timeout=30):
@@ -86,6 +90,7 @@ class GatewayUser(User):
         assert STATE.scenario is not None and STATE.settings is not None and STATE.clock is not None
         workload = STATE.scenario.workload
         self.app = assign_app(workload.apps, STATE.app_counts)
+        self.mixes = selected_mixes(self.environment)  # --tags / --exclude-tags
         number = STATE.users_started
         STATE.users_started += 1
         self.name = user_name(STATE.worker_index, number)
@@ -132,7 +137,7 @@ class GatewayUser(User):
         assert STATE.scenario is not None and STATE.clock is not None
         workload = STATE.scenario.workload
         if not STATE.trace_rows:
-            return draw_request(self.app, pick_mix(workload, self.app, self.rng), self.rng)
+            return draw_request(self.app, pick_mix(workload, self.app, self.rng, self.mixes), self.rng)
         row = next_trace_row()
         if row is None:
             return None

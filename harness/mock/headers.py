@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from harness.aoai.headers import CLIENT_REQUEST_ID
+from harness.aoai.headers import CLIENT_REQUEST_ID, DEPLOYMENT_UTILIZATION
 from harness.mock.deployment import RATE_LIMITED_REQUESTS, RATE_LIMITED_TOKENS, Admission
 
 POLICY_IDS = {RATE_LIMITED_TOKENS: "DeploymentRatelimit-Token", RATE_LIMITED_REQUESTS: "DeploymentRatelimit-Requests"}
@@ -52,7 +52,7 @@ def quota_headers(admission: Admission) -> dict[str, str]:
         headers["x-ratelimit-limit-tokens"] = str(admission.limit_tokens)
         headers["x-ratelimit-remaining-tokens"] = str(admission.remaining_tokens)
     if admission.utilization is not None:
-        headers["azure-openai-deployment-utilization"] = f"{admission.utilization:.1f}%"
+        headers[DEPLOYMENT_UTILIZATION] = f"{admission.utilization:.1f}%"
     return headers
 
 

@@ -263,10 +263,21 @@ class Metrics(Section):
         description=f"dimensions of the token metrics: {', '.join(METRIC_DIMENSIONS)} or header:<name>",
     )
     max_series: int = Field(
-        10_000,
+        1_000,
         ge=1,
-        description="sets of dimension values kept in /metrics (and per counter key); beyond it the least "
-        "recently counted set is dropped and counted in gateway_metric_series_evicted_total",
+        description="sets of dimension values with their own series in /metrics: the ones counted most "
+        "recently; the others are summed under `other` (each caller dimension's value `other`), so totals stay "
+        "exact and /metrics bounded whatever the number of callers",
+    )
+    keys_shown: int = Field(
+        100,
+        ge=0,
+        description="counter keys in the gateway_rate_limit_key_remaining_* gauges: those with the fewest tokens left",
+    )
+    exemplars: bool = Field(
+        False,
+        description="attach exemplars (the gateway request id) to the latency histograms; served in the "
+        "OpenMetrics format to a scraper that asks for it",
     )
 
     @field_validator("dimensions")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,8 +132,11 @@ def pick_app(workload: Workload, rng: random.Random) -> App:
     return rng.choices(workload.apps, weights=[a.weight for a in workload.apps])[0]
 
 
-def pick_mix(workload: Workload, app: App, rng: random.Random) -> Mix:
+def pick_mix(workload: Workload, app: App, rng: random.Random, only: Collection[str] | None = None) -> Mix:
+    """The app's next mix, by weight; `only` (mix names) narrows the choice (Locust's --tags)."""
     mixes = [workload.mix(name) for name in app.mixes] if app.mixes else workload.mixes
+    if only is not None:
+        mixes = [mix for mix in mixes if mix.label in only]
     return rng.choices(mixes, weights=[m.weight for m in mixes])[0]
 
 

@@ -37,7 +37,10 @@ from harness.workload.requests import RequestPlan, TokenSigner, auth_headers
 
 
 class Sender(Protocol):
-    """What sends one attempt (the Locust side's `Transport` over a socket)."""
+    """What sends one attempt (the Locust side's `Transport` over a socket); `server` is the endpoint's
+    `server.address`/`server.port`, for the attempts' spans."""
+
+    server: dict[str, Any]
 
     def send(self, path: str, body: bytes, headers: dict[str, str], stream: bool) -> AttemptResult: ...
 
@@ -190,29 +193,36 @@ def execute(
             telemetry.LOGICAL_ID: f"{settings.run_id}:{user}:{sequence}",
             telemetry.STREAM: plan.stream,
         },
+        transport.server,
     )
 
+    result: AttemptResult | None = None
+
     def traced(record: Record) -> None:
-        spans.end_attempt(record["attempt"], record)
+        # called by the steps with the attempt `result` just sent: the answer's id, model and finish reasons
+        spans.end_attempt(record["attempt"], record, result)
         sink(record)
 
     base = base_headers_for(plan, settings)
     steps = request_steps(plan, user, sequence, settings, rng, plan.counted_prompt_tokens(body), base, traced)
-    result: AttemptResult | None = None
-    while True:
-        try:
-            step = steps.send(result)
-        except StopIteration as done:
-            outcome: Outcome = done.value
-            spans.end(outcome.error_kind)
-            return outcome
-        if isinstance(step, SendAttempt):
-            spans.start_attempt(step.number, step.headers)
-            result = transport.send(path, payload, step.headers, plan.stream)
-        else:
-            result = None
-            if step.seconds > 0:
-                clock.sleep(step.seconds)
+    try:
+        while True:
+            try:
+                step = steps.send(result)
+            except StopIteration as done:
+                outcome: Outcome = done.value
+                spans.end(outcome.error_kind)
+                return outcome
+            if isinstance(step, SendAttempt):
+                spans.start_attempt(step.number, step.headers)
+                result = transport.send(path, payload, step.headers, plan.stream)
+            else:
+                result = None
+                if step.seconds > 0:
+                    clock.sleep(step.seconds)
+    except BaseException:  # the user was stopped mid-request (GreenletExit): its spans still end, and say so
+        spans.abandon()
+        raise
 
 
 def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
