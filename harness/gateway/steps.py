@@ -311,6 +311,7 @@ class ExchangeSteps:
             return (yield from self._relay(member, answer))
         if failure is not None:
             return self._upstream_failed(walk.tried[-1], failure)
+        self._settle(None)  # admitted, then no member left to try: nothing was used
         return self._refuse(pool_closed(self.route.pool, gateway.config))
 
     def _relay(self, member: str, answer: Upstream) -> Steps:

@@ -21,7 +21,7 @@ from harness.clock import RealClock
 from harness.errors import CHECKS_FAILED_EXIT_CODE, ScenarioError, UsageError
 from harness.gateway.log import GatewayLog
 from harness.mock.log import JsonlLog
-from harness.records import BACKEND_LOG, GATEWAY_LOG, RECORDS_FILE, RecordWriter
+from harness.records import BACKEND_LOG, ENDED, GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
 from harness.sim.backend import SimBackend
 from harness.sim.client import Callers, start_users
@@ -66,13 +66,13 @@ def simulate(
         "stack": "gateway",
         "versions": versions(),
         "started": iso(wall.wall()),
-        "ended": None,
+        ENDED: None,
     }
     write_run_json(target, info)
     started_wall = wall.wall()
     callers = _run(scenario, scenario_file, target, wall)
     info.update(
-        ended=iso(wall.wall()),
+        {ENDED: iso(wall.wall())},
         scenario_seconds=round(callers.ends - callers.started, 3),
         load_started_at=callers.started,
         wall_seconds=round(wall.wall() - started_wall, 3),
