@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.clock import VirtualClock
-from harness.mock.deployment import (
-    OK,
-    PTU_OVER_CAPACITY,
-    RATE_LIMITED_REQUESTS,
-    RATE_LIMITED_TOKENS,
-    DeploymentModel,
-    requests_per_10s,
-)
+from harness.mock.deployment import DeploymentModel, requests_per_10s
+from harness.records.outcomes import BackendDecision
 from harness.scenario import Deployment
 from harness.tokens import admission_estimate
 
@@ -27,8 +21,8 @@ def test_50k_tpm_allows_50_requests_per_10_seconds_and_says_49_left_after_the_fi
     first = model.admit(10)
     assert (first.limit_requests, first.remaining_requests) == (50, 49)
     decisions = [model.admit(10).decision for _ in range(49)]
-    assert decisions == [OK] * 49
-    assert model.admit(10).decision == RATE_LIMITED_REQUESTS
+    assert decisions == [BackendDecision.OK] * 49
+    assert model.admit(10).decision == BackendDecision.RATE_LIMITED_REQUESTS
 
 
 @pytest.mark.parametrize(
@@ -43,7 +37,7 @@ def test_1k_tpm_gives_one_request_per_10_seconds() -> None:
     assert model.admit(5).allowed
     clock.advance(9.9)
     refused = model.admit(5)
-    assert refused.decision == RATE_LIMITED_REQUESTS
+    assert refused.decision == BackendDecision.RATE_LIMITED_REQUESTS
     clock.advance(10.0)  # the refused request also used the window: it ages out 10 s after it came
     assert model.admit(5).allowed
 
@@ -69,7 +63,7 @@ def test_token_window_refuses_then_recovers_as_requests_age_out() -> None:
     assert model.admit(300).allowed
     clock.advance(1)
     refused = model.admit(200)
-    assert refused.decision == RATE_LIMITED_TOKENS
+    assert refused.decision == BackendDecision.RATE_LIMITED_TOKENS
     # the first 600 leave 60 s after they came, i.e. 39 s from now: that is when 200 more fit
     assert refused.retry_after == pytest.approx(39.0, abs=0.2)
     assert refused.remaining_tokens == 100
@@ -91,7 +85,7 @@ def test_retry_after_of_a_request_429_is_the_earliest_time_it_would_be_admitted(
     model.admit(1)
     clock.advance(1)
     refused = model.admit(1)
-    assert refused.decision == RATE_LIMITED_REQUESTS
+    assert refused.decision == BackendDecision.RATE_LIMITED_REQUESTS
     assert refused.retry_after == pytest.approx(honest, abs=0.05)
     assert refused.estimate == 0
     clock.advance(refused.retry_after - 0.1)
@@ -108,7 +102,7 @@ def test_a_request_429_waits_for_the_token_window_too() -> None:
     model.admit(300)
     clock.advance(1)
     refused = model.admit(300)  # the requests free at 13 s, the 300 tokens only when the 600 leave at 60 s
-    assert refused.decision == RATE_LIMITED_REQUESTS
+    assert refused.decision == BackendDecision.RATE_LIMITED_REQUESTS
     assert refused.retry_after == pytest.approx(56.0, abs=0.2)
     clock.advance(refused.retry_after)
     assert model.admit(300).allowed
@@ -130,7 +124,7 @@ def test_a_deployment_that_does_not_count_rejected_requests_never_charges_them()
     model.admit(1)
     for _ in range(50):  # a client hammering the full window
         clock.advance(0.1)
-        assert model.admit(1).decision == RATE_LIMITED_REQUESTS
+        assert model.admit(1).decision == BackendDecision.RATE_LIMITED_REQUESTS
     assert model.requests is not None and model.requests.used == 2
     clock.advance(5.0)  # 10 s after the two admitted requests
     assert model.admit(1).allowed
@@ -144,7 +138,7 @@ def test_counted_rejections_from_a_fast_retrying_client_keep_the_window_full() -
     for _ in range(60):
         clock.advance(1.0)
         refused = model.admit(1)
-        assert refused.decision == RATE_LIMITED_REQUESTS
+        assert refused.decision == BackendDecision.RATE_LIMITED_REQUESTS
         assert refused.remaining_tokens >= 998  # the tokens were free all along
     clock.advance(refused.retry_after)  # waiting what the last refusal said gets it in
     assert model.admit(1).allowed
@@ -153,7 +147,7 @@ def test_counted_rejections_from_a_fast_retrying_client_keep_the_window_full() -
 def test_request_larger_than_the_token_window_never_fits_and_is_told_the_window_length() -> None:
     model, _ = standard(1_000)
     refused = model.admit(5_000)
-    assert refused.decision == RATE_LIMITED_TOKENS
+    assert refused.decision == BackendDecision.RATE_LIMITED_TOKENS
     assert refused.retry_after == 60.0
 
 
@@ -209,7 +203,7 @@ def test_ptu_allows_a_burst_over_100_then_refuses_until_below_100() -> None:
     burst = model.admit(2_000)  # admitted at 83 %, takes it to 117 %
     assert burst.allowed and burst.utilization == pytest.approx(116.67, abs=0.01)
     refused = model.admit(10)
-    assert refused.decision == PTU_OVER_CAPACITY
+    assert refused.decision == BackendDecision.PTU_OVER_CAPACITY
     assert refused.retry_after == pytest.approx(10.0)  # 1,000 tokens over, draining 100/s
     clock.advance(refused.retry_after)
     assert model.admit(10).allowed

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from harness.client import CAUSE_NAMES
 from harness.clock import VirtualClock
 from harness.loadgen.live import RETRIED_SUFFIX, BreakerLog, LiveThrottling, table_rows
 from harness.loadgen.recorder import to_cells
 from harness.records import ENDED_BY, TIME_MISSING, breaker_row
+from harness.records.outcomes import CAUSE_NAMES
 from tests.loadgen_helpers import free_port, locust, run_info, wait_for
 
 UI_SCALE = 20

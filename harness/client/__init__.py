@@ -3,15 +3,13 @@
 Pure and gevent-safe: nothing here uses asyncio, and every wait goes through the scenario clock.
 """
 
-from harness.client.headers import CAUSE_NAMES, THROTTLING_KINDS, GatewayHeaderNames, capture, classify
+from harness.client.headers import GatewayHeaderNames, capture, classify
 from harness.client.profiles import PROFILE_NAMES, ResponseInfo, RetryDecision, RetryProfile, profile_for
 from harness.client.retry import RETRY_COUNT_HEADER, RetryLoop, RetryOutcome, decision_label, run_with_retries
 
 __all__ = [
-    "CAUSE_NAMES",
     "PROFILE_NAMES",
     "RETRY_COUNT_HEADER",
-    "THROTTLING_KINDS",
     "GatewayHeaderNames",
     "ResponseInfo",
     "RetryDecision",

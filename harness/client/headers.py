@@ -5,9 +5,9 @@ names its own refusals with a typed header (`harness.aoai.refusals`); a backend 
 `policy-id`; another gateway's token limit is known by its token headers.
 
     >>> classify(429, {"policy-id": "DeploymentRatelimit-Token"})
-    'backend_429'
+    <ErrorKind.BACKEND_429: 'backend_429'>
     >>> classify(503, {"x-gateway-refusal": "breaker_open", "x-gateway-request-id": "g1"})
-    'breaker_open'
+    <ErrorKind.BREAKER_OPEN: 'breaker_open'>
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from harness.aoai.headers import BACKEND, GATEWAY_REPLICA, GATEWAY_REQUEST_ID
 from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT, refusal_of
 from harness.aoai.retry_after import retry_after_ms, retry_after_s
+from harness.records.outcomes import ErrorKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +59,6 @@ _TEXT_FIELDS = {
     "region": "x-ms-region",
     "gateway_request_id": GATEWAY_REQUEST_ID,
     "replica": GATEWAY_REPLICA,
-}
-
-# The error kinds that are throttling, by who throttled (the live view and the report count these).
-THROTTLING_KINDS = ("gateway_token_limit", "gateway_quota", "backend_429", "breaker_open")
-
-# Human names of failure causes, used for Locust's failure table.
-CAUSE_NAMES = {
-    "gateway_token_limit": "429 gateway token limit",
-    "gateway_quota": "403 gateway token quota",
-    "backend_429": "429 backend rate limit",
-    "breaker_open": "breaker open / no backend available",
-    "server_error": "5xx server error",
-    "unauthorized": "401 unauthorized (subscription key or token)",
-    "client_error": "4xx client error",
-    "timeout": "timeout",
-    "connection": "connection error",
-    "truncated_stream": "truncated stream (cut, or ended with neither [DONE] nor a finish_reason)",
 }
 
 
@@ -154,20 +138,24 @@ def classify(
     has_backend = BACKEND in headers or "policy-id" in headers
     if status == 429:
         if "policy-id" in headers or has_backend:
-            return "backend_429"
+            return ErrorKind.BACKEND_429
         if names.remaining_tokens in headers:
-            return "gateway_token_limit"  # another gateway's token limit: it sends its token headers
-        return "breaker_open" if from_gateway else "backend_429"
+            return ErrorKind.GATEWAY_TOKEN_LIMIT  # another gateway's token limit: it sends its token headers
+        return ErrorKind.BREAKER_OPEN if from_gateway else ErrorKind.BACKEND_429
     if status == 403 and names.remaining_quota in headers:
-        return "gateway_quota"
+        return ErrorKind.GATEWAY_QUOTA
     if status == 503 and from_gateway and not has_backend:
-        return "breaker_open"
+        return ErrorKind.BREAKER_OPEN
     if status >= 500:
-        return "server_error"
+        return ErrorKind.SERVER_ERROR
     if status == 401:  # a refused key or token: a setup problem, not load, so reports keep it apart
-        return "unauthorized"
-    return "client_error"
+        return ErrorKind.UNAUTHORIZED
+    return ErrorKind.CLIENT_ERROR
 
 
 # the gateway's typed refusals -> the record's error kind (other refusals are told by their status)
-_REFUSAL_KINDS = {TOKEN_LIMIT: "gateway_token_limit", QUOTA: "gateway_quota", BREAKER_OPEN: "breaker_open"}
+_REFUSAL_KINDS = {
+    TOKEN_LIMIT: ErrorKind.GATEWAY_TOKEN_LIMIT,
+    QUOTA: ErrorKind.GATEWAY_QUOTA,
+    BREAKER_OPEN: ErrorKind.BREAKER_OPEN,
+}

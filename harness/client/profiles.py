@@ -59,6 +59,7 @@ class RetryDecision:
     wait_s: float = 0.0
     source: str = ""
     reason: str = ""
+    gave_up: bool = False  # a failure the profile would retry, left alone: its retries or its waiting used up
 
 
 STOP_SUCCESS = RetryDecision(False, reason="success")
@@ -155,13 +156,14 @@ class CustomRetry:
             return STOP_SUCCESS
         retries_taken = attempt - 1
         if retries_taken >= self.max_retries:
-            return RetryDecision(False, reason="retries exhausted")
+            return RetryDecision(False, reason="retries exhausted", gave_up=True)
         delay, header = math.nan, ""
         if response.error is None:
             sentinel = self.honour_cap + 1 if self.overflow_guard else None
             delay, header = parse_retry_after(response.headers, response.now, sentinel)
             if not self._should_retry(response, delay):
-                return RetryDecision(False, reason=self._why_not(response, delay))
+                above_cap = self.give_up_above_cap and math.isfinite(delay) and delay > self.honour_cap
+                return RetryDecision(False, reason=self._why_not(response, delay), gave_up=above_cap)
         if header and math.isfinite(delay) and 0 < delay <= self.honour_cap:
             return RetryDecision(True, delay, header, reason="server wait honoured")
         return RetryDecision(True, self._backoff(retries_taken), "backoff", reason="own backoff")
@@ -238,7 +240,7 @@ class AzureOpenAIBenchmark:
         if not (math.isfinite(wait) and wait >= 0):
             wait, source = self.rng.uniform(0, min(60.0, 2.0 ** (attempt - 1))), "backoff"
         if response.waited_s + wait > self.max_total_wait:
-            return RetryDecision(False, reason=f"would wait more than {self.max_total_wait:g} s in total")
+            return RetryDecision(False, reason=f"would wait more than {self.max_total_wait:g} s in total", gave_up=True)
         return RetryDecision(True, wait, source, reason="429 retried")
 
 

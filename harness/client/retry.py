@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 from harness.client.profiles import ResponseInfo, RetryDecision, RetryProfile
 from harness.clock import Clock
+from harness.records.outcomes import Decision
 
 T = TypeVar("T")
 
@@ -39,12 +40,10 @@ class RetryOutcome(Generic[T]):
 def decision_label(response: ResponseInfo, decision: RetryDecision) -> str:
     """The record's `decision`: success, retry, give_up (a retryable failure left alone) or fail."""
     if decision.retry:
-        return "retry"
+        return Decision.RETRY
     if response.error is None and response.status < 400:
-        return "success"
-    if decision.reason in ("retries exhausted",) or "cap" in decision.reason or "in total" in decision.reason:
-        return "give_up"
-    return "fail"
+        return Decision.SUCCESS
+    return Decision.GIVE_UP if decision.gave_up else Decision.FAIL
 
 
 class RetryLoop:

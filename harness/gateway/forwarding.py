@@ -18,22 +18,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
-from harness.aoai.refusals import BAD_REQUEST, BREAKER_OPEN, QUOTA, TOKEN_LIMIT, UNAUTHORIZED, UPSTREAM_ERROR
+from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT
 from harness.aoai.sse import APIM_COMPAT, Usage
 from harness.clock import Clock
 from harness.gateway.breaker import BreakerListener, CircuitBreaker
 from harness.gateway.pool import Member, Pool
 from harness.gateway.token_limit import Ticket, TokenLimiter
+from harness.records.outcomes import GatewayOutcome
 from harness.scenario import Scenario
 from harness.scenario.gateway import CircuitBreakerRule, GatewayConfig, GatewayRetry, PoolMember, TokenLimit
-
-# the outcome a gateway log row names (the report and the metrics read these): the gateway's own refusals
-# are the wire's refusal kinds, sent to the client in a header as well
-OK = "ok"
-BACKEND_429 = "backend_429"
-# a client that left before its stream ended: logged with nginx's status for it, and the tokens sent until then
-CLIENT_CLOSED = "client_closed"
-CLIENT_CLOSED_STATUS = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,14 +219,14 @@ def add_identity_headers(headers: dict[str, str], gateway_request_id: str, clien
         headers[CLIENT_REQUEST_ID] = client_request_id
 
 
-def outcome_of_backend(status: int) -> str:
+def outcome_of_backend(status: int) -> GatewayOutcome:
     """The log outcome of a relayed backend answer."""
     if 200 <= status < 300:
-        return OK
+        return GatewayOutcome.OK
     if status == 429:
-        return BACKEND_429
+        return GatewayOutcome.BACKEND_429
     if status == 401 or status == 403:
-        return UNAUTHORIZED
+        return GatewayOutcome.UNAUTHORIZED
     if status >= 500:
-        return UPSTREAM_ERROR
-    return BAD_REQUEST
+        return GatewayOutcome.UPSTREAM_ERROR
+    return GatewayOutcome.BAD_REQUEST

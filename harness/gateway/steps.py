@@ -23,9 +23,6 @@ from harness.aoai.validation import Invalid
 from harness.clock import Clock
 from harness.gateway.breaker import CircuitBreaker
 from harness.gateway.forwarding import (
-    CLIENT_CLOSED,
-    CLIENT_CLOSED_STATUS,
-    OK,
     DeploymentRoute,
     Forwarding,
     Refusal,
@@ -45,6 +42,7 @@ from harness.gateway.identity import Caller, Denied, Identifier, counter_key
 from harness.gateway.log import GatewayLog
 from harness.gateway.token_limit import Ticket, TokenLimiter
 from harness.records import gateway_request_row
+from harness.records.outcomes import CLIENT_CLOSED_STATUS, GatewayOutcome
 from harness.scenario.gateway import GatewayConfig
 
 # -- what the steps ask of a driver, and what they are sent back ---------------------------------------------
@@ -348,12 +346,12 @@ class ExchangeSteps:
         self.row["status"] = 200
         self.row["ttft_s"] = self.clock.now() - self.started
         end: StreamEnd = yield Relay(self._identified(headers))
-        outcome, status = OK, 200
+        outcome, status = GatewayOutcome.OK, 200
         if end.cut is not None:  # the member broke off mid-stream (or went silent past the timeout)
-            outcome = UPSTREAM_ERROR
+            outcome = GatewayOutcome.UPSTREAM_ERROR
             self._breaker_failure(member, end.cut)
         elif end.client_gone:  # an abandoned stream is not a finished one; its tokens so far still count
-            outcome, status = CLIENT_CLOSED, CLIENT_CLOSED_STATUS
+            outcome, status = GatewayOutcome.CLIENT_CLOSED, CLIENT_CLOSED_STATUS
         usage = stream_usage(
             self.gateway.config.apim_compat,
             self.prompt_estimate,

@@ -48,11 +48,11 @@ from harness.aoai.headers import DEPLOYMENT_UTILIZATION, RATELIMIT_REMAINING_REQ
 from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT
 from harness.clock import Clock
 from harness.gateway.breaker import CircuitBreaker, Transition
-from harness.gateway.forwarding import BACKEND_429, OK
 from harness.gateway.token_limit import TokenLimiter
+from harness.records.outcomes import GatewayOutcome
 
 # the `source` label of gateway_throttled_total: an outcome named here, or OTHER
-SOURCES = (TOKEN_LIMIT, QUOTA, BACKEND_429, BREAKER_OPEN)
+SOURCES = (TOKEN_LIMIT, QUOTA, GatewayOutcome.BACKEND_429, BREAKER_OPEN)
 OTHER = "other"
 # upper bounds of the latency histograms' buckets, scenario seconds: from a gateway's own milliseconds to a
 # long completion
@@ -151,7 +151,7 @@ class ThrottleMetrics:
         its first forward, None when it was never forwarded) into gateway-added and backend time.
         """
         self.outcomes[outcome] += 1
-        if outcome != OK:
+        if outcome != GatewayOutcome.OK:
             self.throttled[(outcome if outcome in SOURCES else OTHER, backend or "")] += 1
         if row is None or row.get("duration_s") is None:
             return

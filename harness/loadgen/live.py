@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.client import CAUSE_NAMES, THROTTLING_KINDS
 from harness.clock import Clock
 from harness.records import RECORD_FIELDS, RECORD_KINDS, parse_cell
+from harness.records.outcomes import CAUSE_NAMES, THROTTLING_KINDS
 
 WINDOW_WALL_S = 10.0
 RETRY_AFTER_KEPT = 10_000  # the p50 is over the latest Retry-After values, so a long run stays cheap

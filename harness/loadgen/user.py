@@ -16,13 +16,13 @@ import gevent
 from locust import User, task
 from locust.exception import StopUser
 
-from harness.client import CAUSE_NAMES
 from harness.client.attempt import AttemptResult
 from harness.loadgen.arrivals import next_trace_row
 from harness.loadgen.live import retried_entry
 from harness.loadgen.state import STATE
 from harness.loadgen.tags import selected as selected_mixes
 from harness.loadgen.transport import Transport
+from harness.records.outcomes import CAUSE_NAMES
 from harness.workload.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request, user_name
 from harness.workload.session import execute
 from harness.workload.shape import pacing_wait

@@ -9,7 +9,7 @@ scenario seconds it waits and *returns* its result; each driver carries the wait
     >>> from harness.scenario import BackendInstance
     >>> core = BackendCore(BackendInstance(), VirtualClock(), seed=0)
     >>> verdict = run_now(core.admit(core.find("gpt-4o"), estimate=300))
-    >>> verdict.status, verdict.decision
+    >>> verdict.status, str(verdict.decision)
     (200, 'ok')
 """
 
@@ -21,16 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.clock import Clock
-from harness.mock.deployment import OK, PTU_OVER_CAPACITY, Admission, DeploymentModel
+from harness.mock.deployment import Admission, DeploymentModel
 from harness.mock.faults import Faults
 from harness.mock.headers import quota_headers, rate_limit_headers
 from harness.mock.latency import LatencyModel, LatencyPlan, LatencySummary
 from harness.mock.synth import MAX_GENERATED_TOKENS
+from harness.records.outcomes import BackendDecision
 from harness.scenario import BackendInstance, Deployment
-
-QUEUED_THEN_OK = "queued_then_ok"
-OUTAGE = "outage"
-FAULT = "fault"
 
 # a step that waits: yields scenario seconds to wait, returns its result
 Waits = Generator[float, None, "Verdict"]
@@ -129,7 +126,7 @@ class BackendCore:
         added = faults.added_latency() + back
         outage = faults.outage_status(self.clock.now())
         if outage is not None:
-            return Verdict(outage, OUTAGE, added=added, network_s=network)
+            return Verdict(outage, BackendDecision.OUTAGE, added=added, network_s=network)
         started = self.clock.now()
         admission = quota.admit(estimate, count_rejected=False)
         waited = 0.0
@@ -144,7 +141,7 @@ class BackendCore:
                 admission = quota.admit(estimate)  # counts the rejected request against the request window
                 waited = 0.0
         if not admission.allowed:
-            long_wait = faults.long_retry_after() if admission.decision != PTU_OVER_CAPACITY else None
+            long_wait = faults.long_retry_after() if admission.decision != BackendDecision.PTU_OVER_CAPACITY else None
             wait = long_wait if long_wait is not None else admission.retry_after
             return Verdict(429, admission.decision, admission, added, retry_after=wait, network_s=network)
         error = faults.error_status()
@@ -152,10 +149,19 @@ class BackendCore:
             # AOAI's own 429 look (retry headers, policy-id, quota figures), and the tokens are not used
             injected = faults.profile.injected_429
             refused = quota.refuse_admitted(admission, injected.retry_after, injected.policy_id)
-            return Verdict(429, FAULT, refused, added, retry_after=refused.retry_after, network_s=network)
+            return Verdict(
+                429, BackendDecision.FAULT, refused, added, retry_after=refused.retry_after, network_s=network
+            )
         if error is not None:
-            return Verdict(error, FAULT, admission, added, network_s=network)
-        return Verdict(200, QUEUED_THEN_OK if waited > 0 else OK, admission, added, queued_s=waited, network_s=network)
+            return Verdict(error, BackendDecision.FAULT, admission, added, network_s=network)
+        return Verdict(
+            200,
+            BackendDecision.QUEUED_THEN_OK if waited > 0 else BackendDecision.OK,
+            admission,
+            added,
+            queued_s=waited,
+            network_s=network,
+        )
 
     def serve(
         self,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from harness.clock import Clock
 from harness.limits import LeakyBucket, SlidingWindow
+from harness.records.outcomes import BackendDecision
 from harness.scenario import Deployment
 from harness.tokens import default_max_tokens
 
@@ -31,10 +32,6 @@ REQUEST_WINDOW_SECONDS = 10.0
 TOKEN_WINDOW_SECONDS = 60.0
 
 # decisions as written in the backend log
-OK = "ok"
-RATE_LIMITED_TOKENS = "rate_limited_tokens"
-RATE_LIMITED_REQUESTS = "rate_limited_requests"
-PTU_OVER_CAPACITY = "ptu_over_capacity"
 # an admitted request answered 429 after all by an injected fault (the backend log says "fault")
 INJECTED_429 = "injected_429"
 
@@ -43,7 +40,7 @@ INJECTED_429 = "injected_429"
 class Admission:
     """What the deployment decided about one request, with every number its response headers need."""
 
-    decision: str  # OK, RATE_LIMITED_TOKENS, RATE_LIMITED_REQUESTS, PTU_OVER_CAPACITY or INJECTED_429
+    decision: str  # a BackendDecision: ok, rate_limited_tokens, rate_limited_requests or ptu_over_capacity
     estimate: int  # tokens charged at admission (0 when rejected)
     retry_after: float  # seconds until the request would be admitted (0 when admitted)
     limit_requests: int | None = None  # standard deployments only (10 s figure)
@@ -57,7 +54,7 @@ class Admission:
 
     @property
     def allowed(self) -> bool:
-        return self.decision == OK
+        return self.decision == BackendDecision.OK
 
 
 def requests_per_10s(deployment: Deployment) -> int:
@@ -107,8 +104,10 @@ class DeploymentModel:
         if by_requests.allowed and by_tokens.allowed:
             self.requests.charge(1)
             self.tokens.charge(estimate)
-            return self._standard(OK, estimate, 0.0)
-        decision = RATE_LIMITED_REQUESTS if not by_requests.allowed else RATE_LIMITED_TOKENS
+            return self._standard(BackendDecision.OK, estimate, 0.0)
+        decision = (
+            BackendDecision.RATE_LIMITED_REQUESTS if not by_requests.allowed else BackendDecision.RATE_LIMITED_TOKENS
+        )
         if count_rejected and self.deployment.count_rejected_requests:
             self.requests.charge(1)
         return self._standard(decision, 0, self._earliest(estimate))
@@ -159,7 +158,7 @@ class DeploymentModel:
         assert self.bucket is not None
         decision = self.bucket.acquire(estimate)
         return Admission(
-            decision=OK if decision.allowed else PTU_OVER_CAPACITY,
+            decision=BackendDecision.OK if decision.allowed else BackendDecision.PTU_OVER_CAPACITY,
             estimate=estimate if decision.allowed else 0,
             retry_after=decision.retry_after,
             utilization=self.bucket.utilization(),

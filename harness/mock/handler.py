@@ -27,6 +27,7 @@ from harness.mock.log import BackendLog, NullLog
 from harness.mock.streaming import Generation, stream_events
 from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
 from harness.records import backend_row
+from harness.records.outcomes import BackendDecision
 from harness.scenario import BackendInstance, Deployment
 from harness.tokens import admission_estimate, count_prompt_tokens, prompt_texts, requested_max_tokens
 
@@ -152,13 +153,13 @@ class Call:
             return self.reply(
                 400,
                 error_body("BadRequest", "The api-version query parameter is required.", type="invalid_request_error"),
-                "bad_request",
+                BackendDecision.BAD_REQUEST,
             )
         if not self.mock.authorized(request):
             return self.reply(
                 401,
                 error_body("401", "Access denied: the API key is missing or wrong for this resource."),
-                "unauthorized",
+                BackendDecision.UNAUTHORIZED,
             )
         body = parse_body(await request.body())
         if isinstance(body, Invalid):
@@ -171,7 +172,7 @@ class Call:
             return self.reply(
                 404,
                 error_body("DeploymentNotFound", f"This resource has no deployment named '{deployment_name}'."),
-                "not_found",
+                BackendDecision.NOT_FOUND,
             )
         refused = check_request(body, self.operation, runtime.spec.model)
         if refused is not None:
@@ -180,7 +181,7 @@ class Call:
 
     def refuse(self, invalid: Invalid) -> Response:
         """A request AOAI would not read: its 400 (or 413), as AOAI words it."""
-        return self.reply(invalid.status, invalid.body(), "bad_request")
+        return self.reply(invalid.status, invalid.body(), BackendDecision.BAD_REQUEST)
 
     async def serve(self, runtime: DeploymentRuntime, body: dict[str, Any]) -> Response:
         clock, row, operation = self.clock, self.row, self.operation

@@ -10,9 +10,13 @@ from __future__ import annotations
 import math
 
 from harness.aoai.headers import CLIENT_REQUEST_ID, DEPLOYMENT_UTILIZATION
-from harness.mock.deployment import RATE_LIMITED_REQUESTS, RATE_LIMITED_TOKENS, Admission
+from harness.mock.deployment import Admission
+from harness.records.outcomes import BackendDecision
 
-POLICY_IDS = {RATE_LIMITED_TOKENS: "DeploymentRatelimit-Token", RATE_LIMITED_REQUESTS: "DeploymentRatelimit-Requests"}
+POLICY_IDS: dict[str, str] = {
+    BackendDecision.RATE_LIMITED_TOKENS: "DeploymentRatelimit-Token",
+    BackendDecision.RATE_LIMITED_REQUESTS: "DeploymentRatelimit-Requests",
+}
 # what a 429 body says was reached, by policy-id (a PTU's 429 has none)
 LIMIT_NAMES = {"DeploymentRatelimit-Token": "token rate", "DeploymentRatelimit-Requests": "request rate"}
 

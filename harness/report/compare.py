@@ -22,8 +22,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from harness.errors import UsageError
+from harness.records.outcomes import OUTCOME_COLOURS, OUTCOME_LABELS, OUTCOMES, SUCCESS, THROTTLING_KINDS
 from harness.report import metrics, tradeoff
-from harness.report.figures import OUTCOME_COLORS
 from harness.report.flat import flatten
 from harness.report.html import fmt, headline_rows, img_tag, json_safe, page_html, png_bytes, table
 from harness.report.load import RunData, load_run
@@ -279,9 +279,9 @@ def overlay_timeline(compared: list[ComparedRun]) -> Figure:
     for i, c in enumerate(compared):
         records = metrics.annotate(c.run)
         bins = (records["t"] // bin_s) * bin_s
-        ok = records["outcome"] == "success"
+        ok = records["outcome"] == SUCCESS
         goodput = records["usage_total"].where(ok, 0.0).fillna(0.0).groupby(bins).sum() * (60.0 / bin_s)
-        throttled = records["outcome"].isin(metrics.THROTTLED).groupby(bins).mean() * 100
+        throttled = records["outcome"].isin(THROTTLING_KINDS).groupby(bins).mean() * 100
         x = goodput.index.to_numpy(dtype=float) + bin_s / 2
         top.plot(x, goodput.to_numpy(), label=c.short_label, color=f"C{i}")
         bottom.plot(x, throttled.to_numpy(), label=c.short_label, color=f"C{i}")
@@ -309,9 +309,9 @@ def overlay_latency(compared: list[ComparedRun]) -> Figure:
     cdf.legend(fontsize="small")
     x = np.arange(len(compared))
     bottom = np.zeros(len(compared))
-    for outcome in metrics.OUTCOMES:
+    for outcome in OUTCOMES:
         shares = np.array([c.summary["requests"]["attempt_outcomes"][outcome] / len(c.run.records) for c in compared])
-        mix.bar(x, shares * 100, bottom=bottom, label=metrics.OUTCOME_LABELS[outcome], color=OUTCOME_COLORS[outcome])
+        mix.bar(x, shares * 100, bottom=bottom, label=OUTCOME_LABELS[outcome], color=OUTCOME_COLOURS[outcome])
         bottom += shares * 100
     mix.set_xticks(x, [c.short_label for c in compared], rotation=15 if len(compared) > 2 else 0)
     mix.set_ylabel("share of attempts (%)")

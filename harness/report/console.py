@@ -11,16 +11,9 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from harness.records.outcomes import OUTCOME_LABELS, THROTTLING
 from harness.report.units import percent
 from harness.report.verdict import shared_state_lost
-
-# throttled attempts by who refused them: (label, outcome); a 403 of the gateway's quota is counted apart
-_REFUSALS = (
-    ("429 gateway token limit", "gateway_token_limit"),
-    ("403 gateway quota", "gateway_quota"),
-    ("429 from a backend", "backend_429"),
-    ("503 breaker open", "breaker_open"),
-)
 
 
 def _seconds(value: float | None) -> str:
@@ -42,7 +35,9 @@ def format_console_summary(summary: dict[str, Any]) -> str:
     requests += f", {in_flight} in flight when their user stopped, counted nowhere)" if in_flight else ")"
     rate = req["client_failure_rate"]
     attempts = req["attempts"]
-    refused = [(label, req["attempt_outcomes"][outcome]) for label, outcome in _REFUSALS]
+    refused = [
+        (label, req["attempt_outcomes"][outcome]) for outcome, label in OUTCOME_LABELS.items() if outcome in THROTTLING
+    ]
     e2e, ttft, run = summary["end_to_end_latency"], summary["ttft"]["stream"], summary["run"]
     goodput, scale = summary["throughput"]["goodput_tpm"], run["time_scale"]
     rows = [

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from harness.records.outcomes import OUTCOME_COLOURS, OUTCOME_LABELS, OUTCOMES, THROTTLING_KINDS
 from harness.report import metrics
 from harness.report.cost import Levels, ptu_levels
 from harness.report.load import RunData
@@ -28,14 +29,6 @@ from harness.report.load import RunData
 # A limit more than this many times the busiest line is left off the scale of a throughput plot.
 LIMIT_OFF_SCALE = 5.0
 
-OUTCOME_COLORS = {
-    "success": "#4c9a2a",
-    "gateway_token_limit": "#e6a100",
-    "gateway_quota": "#8c6d1f",
-    "backend_429": "#d9534f",
-    "breaker_open": "#7b3fa0",
-    "other_error": "#6c757d",
-}
 REACTION_COLORS = {
     "waited_retry_after": "#1f77b4",
     "own_backoff": "#ff7f0e",
@@ -111,9 +104,9 @@ def timeline(run: RunData, records: pd.DataFrame) -> Drawn:
     x = rates.index.to_numpy(dtype=float)
     ax.stackplot(
         x,
-        [rates[o].to_numpy() for o in metrics.OUTCOMES],
-        labels=[metrics.OUTCOME_LABELS[o] for o in metrics.OUTCOMES],
-        colors=[OUTCOME_COLORS[o] for o in metrics.OUTCOMES],
+        [rates[o].to_numpy() for o in OUTCOMES],
+        labels=[OUTCOME_LABELS[o] for o in OUTCOMES],
+        colors=[OUTCOME_COLOURS[o] for o in OUTCOMES],
         step="post",
     )
     peak = float(rates.sum(axis=1).max()) if len(rates) else 0.0
@@ -158,15 +151,15 @@ def outcomes_by(records: pd.DataFrame) -> Drawn | None:
     figure, axes = _figure(1, len(splits), height=1.8 + 0.45 * max(n.nunique() for _, n in splits))
     for ax, (what, names) in zip(axes[0], splits, strict=True):
         table = pd.crosstab(names, records["outcome"], normalize="index").reindex(
-            columns=list(metrics.OUTCOMES), fill_value=0.0
+            columns=list(OUTCOMES), fill_value=0.0
         )
         table = table.iloc[::-1]  # first name at the top
         left = np.zeros(len(table))
         counts = names.value_counts()
         labels = [f"{n} ({counts[n]:,})" for n in table.index]
-        for outcome in metrics.OUTCOMES:
+        for outcome in OUTCOMES:
             share = table[outcome].to_numpy() * 100
-            ax.barh(labels, share, left=left, color=OUTCOME_COLORS[outcome], label=metrics.OUTCOME_LABELS[outcome])
+            ax.barh(labels, share, left=left, color=OUTCOME_COLOURS[outcome], label=OUTCOME_LABELS[outcome])
             left += share
         ax.set_xlim(0, 100)
         ax.set_xlabel("share of attempts (%)")
@@ -267,7 +260,7 @@ def ptu_utilization(levels: dict[str, Levels], colors: dict[str, str]) -> Drawn:
 def retry_after(records: pd.DataFrame) -> Drawn:
     profiles = sorted(str(p) for p in records["client_profile"].dropna().unique()) or ["(unknown)"]
     figure, axes = _figure(len(profiles), 2, height=1.0 + 3.2 * len(profiles))
-    throttled = records["outcome"].isin(metrics.THROTTLED)
+    throttled = records["outcome"].isin(THROTTLING_KINDS)
     values = records["retry_after"].where(records["retry_after"] > 0)
     edges = _log_edges(values[throttled])
     for row, profile in zip(axes, profiles, strict=True):
@@ -306,12 +299,10 @@ def _retry_after_histogram(
     if edges is None or values.dropna().empty:
         say(ax, f"{label}no Retry-After received")
         return
-    for source in metrics.THROTTLED:
+    for source in THROTTLING_KINDS:
         mine = values[records["outcome"] == source].dropna()
         if len(mine):
-            ax.hist(
-                mine, bins=edges.tolist(), alpha=0.6, label=metrics.OUTCOME_LABELS[source], color=OUTCOME_COLORS[source]
-            )
+            ax.hist(mine, bins=edges.tolist(), alpha=0.6, label=OUTCOME_LABELS[source], color=OUTCOME_COLOURS[source])
     ax.set_xscale("log")
     # plain numbers on the decades only: minor labels pile up when every value is the same
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -328,13 +319,13 @@ def _retry_after_histogram(
 def _reactions(ax: Axes, records: pd.DataFrame, label: str) -> None:
     reaction = metrics.reactions(records)
     table = pd.crosstab(records["outcome"], reaction).reindex(
-        index=list(metrics.THROTTLED), columns=list(metrics.REACTIONS), fill_value=0
+        index=list(THROTTLING_KINDS), columns=list(metrics.REACTIONS), fill_value=0
     )
     bottom = np.zeros(len(table))
     # status on one line, who refused wrapped below it, so four bars' labels don't run into each other
     labels = [
         "\n".join([code, *textwrap.wrap(who, 12)])
-        for code, who in (metrics.OUTCOME_LABELS[s].split(" ", 1) for s in table.index)
+        for code, who in (OUTCOME_LABELS[s].split(" ", 1) for s in table.index)
     ]
     for r in metrics.REACTIONS:
         ax.bar(labels, table[r].to_numpy(), bottom=bottom, label=r.replace("_", " "), color=REACTION_COLORS[r])

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.records.outcomes import OUTCOME_LABELS
 from harness.report import figures, metrics
 from harness.report.load import RunData, load_run
 from harness.report.units import percent
@@ -253,7 +254,7 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
         )
         rows = [
             (
-                metrics.OUTCOME_LABELS[s],
+                OUTCOME_LABELS[s],
                 v["attempts"],
                 v["with_retry_after"],
                 v["retry_after_s"]["p50"],

@@ -85,7 +85,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.client import THROTTLING_KINDS
 from harness.records import (
     ENDED,
     ENDED_BY,
@@ -95,20 +94,19 @@ from harness.records import (
     SHARED_STATE_RESTORED,
     TIME_MISSING,
 )
+from harness.records.outcomes import (
+    OTHER_ERROR,
+    OUTCOMES,
+    SUCCESS,
+    THROTTLING_KINDS,
+    BackendDecision,
+    Decision,
+)
 from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
 from harness.report.verdict import verdict
 from harness.scenario import Scenario
 
-OUTCOMES = ("success", *THROTTLING_KINDS, "other_error")
-OUTCOME_LABELS = {
-    "success": "success",
-    "gateway_token_limit": "429 gateway token limit",
-    "gateway_quota": "403 gateway quota",
-    "backend_429": "429 from a backend",
-    "breaker_open": "503 breaker open",
-    "other_error": "other error",
-}
 THROTTLED = THROTTLING_KINDS
 REACTIONS = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")
 MAX_TOKENS_EDGES = (0, 256, 1024, 4096, math.inf)
@@ -146,7 +144,7 @@ def annotate(run: RunData) -> pd.DataFrame:
     ok = kind.isna() & (status >= 1) & (status <= 399)
     refused = OUTCOMES[1:-1]  # every outcome named by its error kind
     records["outcome"] = pd.Categorical(
-        np.select([ok, *(kind == outcome for outcome in refused)], ["success", *refused], default="other_error"),
+        np.select([ok, *(kind == outcome for outcome in refused)], [SUCCESS, *refused], default=OTHER_ERROR),
         categories=OUTCOMES,
     )
     start, _ = run_window(run)
@@ -276,7 +274,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         "throughput": {
             "goodput_tokens": finite_or_none(goodput_tokens),
             "goodput_tpm": finite_or_none(goodput_tokens / minutes),
-            "successes_per_s": finite_or_none((records["outcome"] == "success").sum() / span if span > 0 else None),
+            "successes_per_s": finite_or_none((records["outcome"] == SUCCESS).sum() / span if span > 0 else None),
         },
         "retries": _retries(records),
         "retry_after": _retry_after(records),
@@ -331,7 +329,7 @@ def in_flight_when_stopped(run: RunData, records: pd.DataFrame) -> int | None:
 
 
 def successes(records: pd.DataFrame) -> pd.DataFrame:
-    return records[records["outcome"] == "success"]
+    return records[records["outcome"] == SUCCESS]
 
 
 def _run_facts(run: RunData, records: pd.DataFrame, span: float) -> dict[str, Any]:
@@ -476,9 +474,9 @@ def _cut_short(info: dict[str, Any], planned: float | None, span: float) -> floa
 
 def _requests(records: pd.DataFrame) -> dict[str, Any]:
     attempts = len(records)
-    ok_by_logical = (records["outcome"] == "success").groupby(records["logical_id"], sort=False).any()
+    ok_by_logical = (records["outcome"] == SUCCESS).groupby(records["logical_id"], sort=False).any()
     last = records["attempt"].fillna(0).groupby(records["logical_id"], sort=False).idxmax()
-    unfinished = int((records.loc[last, "decision"] == "retry").sum())
+    unfinished = int((records.loc[last, "decision"] == Decision.RETRY).sum())
     logical = len(ok_by_logical) - unfinished
     succeeded = int(ok_by_logical.sum())
     counts = records["outcome"].value_counts()
@@ -523,13 +521,13 @@ def reactions(records: pd.DataFrame) -> pd.Series:
     """What the client did after each throttled attempt (see REACTIONS); other attempts get None."""
     decision = records["decision"]
     source = records["retry_wait_source"]
-    retried = decision == "retry"
+    retried = decision == Decision.RETRY
     reaction = np.select(
         [
             retried & source.isin(["retry-after-ms", "retry-after"]),
             retried & (source == "backoff"),
             retried,
-            decision.isin(["give_up", "fail"]),
+            decision.isin([Decision.GIVE_UP, Decision.FAIL]),
         ],
         list(REACTIONS),
         default="",
@@ -579,7 +577,7 @@ def _by_max_tokens(done: pd.DataFrame, values: pd.Series) -> dict[str, Any]:
 def end_to_end(records: pd.DataFrame) -> pd.Series:
     """Per succeeded logical request: first attempt's start to last attempt's end (retries and waits included)."""
     groups = records.groupby("logical_id", sort=False)
-    ok = (records["outcome"] == "success").groupby(records["logical_id"], sort=False).any()
+    ok = (records["outcome"] == SUCCESS).groupby(records["logical_id"], sort=False).any()
     span = groups["end"].max() - groups["t"].min()
     return span[ok]
 
@@ -713,7 +711,7 @@ def lockout(backend: pd.DataFrame | None) -> dict[str, Any] | None:
             "key": backend["backend"].astype(str) + "/" + backend["deployment"].astype(str),
             "refused": by_requests,
             "free": by_requests & (backend["remaining_tokens"] >= estimate),
-            "admitted": decision.isin(["ok", "queued_then_ok"]),
+            "admitted": decision.isin([BackendDecision.OK, BackendDecision.QUEUED_THEN_OK]),
             "remaining": backend["remaining_tokens"],
         }
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.records.outcomes import THROTTLING
 from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
 from harness.report.flat import flatten
 from harness.report.recommend import metric_value, numbers
@@ -21,12 +22,7 @@ from harness.scenario import Question, Scenario
 from harness.scenario.objectives import parse_constraint
 
 # short names of the throttling sources, as a sentence uses them
-SOURCES = {
-    "gateway_token_limit": "got 429 from the gateway token limit",
-    "gateway_quota": "got 403 from the gateway quota",
-    "backend_429": "got 429 from a backend",
-    "breaker_open": "got 503 (breaker open)",
-}
+SOURCES = {kind: look.sentence for kind, look in THROTTLING.items()}
 
 
 def verdict(

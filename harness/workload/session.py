@@ -15,7 +15,6 @@ from harness import telemetry
 from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import COUNTED_DELTAS
 from harness.client import (
-    CAUSE_NAMES,
     RETRY_COUNT_HEADER,
     GatewayHeaderNames,
     ResponseInfo,
@@ -29,6 +28,7 @@ from harness.client import (
 )
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
+from harness.records.outcomes import CAUSE_NAMES, Decision, ErrorKind
 from harness.scenario import Scenario
 from harness.scenario.workload import App
 from harness.tokens import count_text_tokens
@@ -228,7 +228,7 @@ def execute(
 def _error_kind(result: AttemptResult, names: GatewayHeaderNames) -> str:
     kind = classify(result.status, result.headers, result.error, names)
     if not kind and result.truncated:
-        return "truncated_stream"
+        return ErrorKind.TRUNCATED_STREAM
     return kind
 
 
@@ -267,7 +267,7 @@ def attempt_record(
         "ttft_s": result.ttft_s,
         "latency_s": result.latency_s,
         "inter_token_s": result.inter_token_s,
-        "decision": "fail" if error_kind == "truncated_stream" else decision_label(info, decision),
+        "decision": Decision.FAIL if error_kind == ErrorKind.TRUNCATED_STREAM else decision_label(info, decision),
         "retry_wait_s": decision.wait_s if decision.retry else None,
         "retry_wait_source": decision.source if decision.retry else "",
         "request_type": plan.request_type,
