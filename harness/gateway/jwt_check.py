@@ -95,6 +95,10 @@ class SigningKeys:
             keys = jwt.PyJWKSet.from_dict(data).keys
         except jwt.PyJWTError as exc:
             raise ScenarioError(f"{_PATH}.jwks", f"not a usable JSON Web Key Set: {exc}") from None
+        except (KeyError, ValueError, TypeError, AttributeError, NotImplementedError) as exc:
+            # PyJWT reads a key's fields without checking them first (a missing "k", an unknown algorithm)
+            problem = f"{exc.__class__.__name__}: {_first_line(exc)}"
+            raise ScenarioError(f"{_PATH}.jwks", f"not a usable JSON Web Key Set ({problem})") from None
         self._by_kid = {key.key_id: key for key in keys}
 
     @staticmethod

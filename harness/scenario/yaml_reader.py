@@ -44,7 +44,7 @@ class _BoundedLoader(yaml.SafeLoader):
             if self.aliases > MAX_ALIASES:
                 mark = self.peek_event().start_mark
                 raise YamlLimit(f"line {mark.line + 1}: more than {MAX_ALIASES} aliases (*name) in one document")
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
     def construct_document(self, node: Node) -> Any:
         if self.aliases:
