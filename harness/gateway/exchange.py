@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from harness import telemetry
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
 from harness.aoai.validation import Invalid, check_request, parse_body, too_large
+from harness.gateway.forwarding import counts_prompt
 from harness.gateway.proxy import (
     UpstreamFailure,
     downstream_headers,
@@ -44,7 +45,7 @@ from harness.gateway.steps import (
     StreamEnd,
     Upstream,
 )
-from harness.tokens import count_prompt_tokens
+from harness.tokens import prompt_counter
 
 EVENT_STREAM = "text/event-stream"
 
@@ -139,9 +140,17 @@ class Exchange:
         operation = self.operation
         return RequestBody(
             payload,
-            lambda model: count_prompt_tokens(operation, payload, model),
+            await prompt_counter(operation, payload, self._likely_model(payload)),  # a long prompt off the loop
             lambda model: check_request(payload, operation, model),
         )
+
+    def _likely_model(self, payload: dict[str, Any]) -> str | None:
+        """The model the prompt will be counted for, when it will be: the deployment's, if the gateway has it."""
+        if not counts_prompt(self.gateway.config.token_limit, payload.get("stream") is True):
+            return None
+        name = self.request.path_params.get("deployment", payload.get("model"))
+        route = self.gateway.deployments.get(name) if isinstance(name, str) else None
+        return route.model if route is not None else None
 
     async def _send(self, member: str) -> Upstream | Failure:
         gateway = self.gateway

@@ -25,10 +25,10 @@ from harness.mock.errors import error_body, fault_body, rate_limit_body
 from harness.mock.headers import identity_headers, limit_name, whole_seconds
 from harness.mock.log import BackendLog, NullLog
 from harness.mock.streaming import Generation, stream_events
-from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
+from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_json
 from harness.records import backend_row
 from harness.scenario import BackendInstance, Deployment
-from harness.tokens import admission_estimate, count_prompt_tokens, prompt_texts, requested_max_tokens
+from harness.tokens import admission_estimate, prompt_counter, prompt_texts, requested_max_tokens
 
 
 @dataclass
@@ -186,6 +186,7 @@ class Call:
         clock, row, operation = self.clock, self.row, self.operation
         self.headers["azureml-model-session"] = runtime.session
         model = runtime.spec.model
+        count = await prompt_counter(operation, body, model)  # a long prompt off the event loop
         served = await self.drive(
             self.mock.core.serve(
                 runtime.state,
@@ -193,7 +194,7 @@ class Call:
                 body.get("stream") is True and operation != "embeddings",
                 requested_max_tokens(body),
                 admission_estimate(operation, body, model, runtime.state.quota.default_completion),
-                lambda: count_prompt_tokens(operation, body, model),
+                lambda: count(model),
                 row,
             )
         )
@@ -278,7 +279,7 @@ class Call:
         dimensions = body.get("dimensions")
         if not (isinstance(dimensions, int) and 0 < dimensions <= 3072):
             dimensions = EMBEDDING_DIMENSIONS
-        payload = embeddings_body(
+        payload = embeddings_json(
             runtime.reported_model,
             max(1, len(prompt_texts("embeddings", body))),
             prompt_tokens,
@@ -287,7 +288,7 @@ class Call:
             body.get("encoding_format") == "base64",
         )
         self.row["ttft_s"] = plan.ttft
-        return Response(_dumps(payload), status_code=200, headers=headers, media_type=JSON)
+        return Response(payload, status_code=200, headers=headers, media_type=JSON)
 
     async def wait(self, seconds: float) -> None:
         # A zero latency costs nothing: no sleep, not even a yield.
