@@ -192,7 +192,7 @@ def admission_estimate(
     max_tokens = requested_max_tokens(body)
     if max_tokens is None:
         max_tokens = default_completion if default_completion is not None else default_max_tokens(model)
-    best_of = body.get("best_of")
+    best_of = body.get("best_of") if operation == "completions" else None  # a completions parameter alone
     multiplier = best_of if isinstance(best_of, int) and not isinstance(best_of, bool) and best_of > 1 else 1
     return prompt + max_tokens * multiplier
 

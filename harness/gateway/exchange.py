@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from harness import telemetry
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
-from harness.aoai.validation import Invalid, check_request, parse_body, too_large
+from harness.aoai.validation import Invalid, check_api_version, check_request, parse_body, too_large
 from harness.gateway.forwarding import counts_prompt
 from harness.gateway.proxy import (
     UpstreamFailure,
@@ -138,10 +138,13 @@ class Exchange:
         if isinstance(payload, Invalid):
             return payload
         operation = self.operation
+        # the deployments route names its api-version (the v1 route has none): refused here as the backend would
+        on_deployment_route = "deployment" in self.request.path_params
+        version = check_api_version(self.request.query_params.get("api-version")) if on_deployment_route else None
         return RequestBody(
             payload,
             await prompt_counter(operation, payload, self._likely_model(payload)),  # a long prompt off the loop
-            lambda model: check_request(payload, operation, model),
+            lambda model: version or check_request(payload, operation, model),
         )
 
     def _likely_model(self, payload: dict[str, Any]) -> str | None:

@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from harness import telemetry
 from harness.aoai.errors import JSON
 from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
-from harness.aoai.validation import Invalid, check_request, parse_body
+from harness.aoai.validation import Invalid, check_api_version, check_request, parse_body
 from harness.clock import Clock
 from harness.mock.core import BackendCore, Completion, DeploymentState, Served, Verdict
 from harness.mock.deployment import Admission
@@ -148,12 +148,9 @@ class Call:
 
     async def answer(self, deployment_name: str | None) -> Response:
         request = self.request
-        if deployment_name is not None and not request.query_params.get("api-version"):
-            return self.reply(
-                400,
-                error_body("BadRequest", "The api-version query parameter is required.", type="invalid_request_error"),
-                "bad_request",
-            )
+        refused = check_api_version(request.query_params.get("api-version")) if deployment_name is not None else None
+        if refused is not None:  # the v1 route takes no api-version
+            return self.refuse(refused)
         if not self.mock.authorized(request):
             return self.reply(
                 401,
