@@ -133,6 +133,7 @@ def _text(value: Any) -> str:
 
 _USAGE_KEY = b'"usage"'
 _JSON_SPACE = b" \t\r\n"
+_LOOK_BEHIND = 64
 
 
 def _trailing_usage(body: bytes) -> dict[str, Any] | None:
@@ -150,10 +151,10 @@ def _trailing_usage(body: bytes) -> dict[str, Any] | None:
     at = body.rfind(_USAGE_KEY)
     if at < 0:
         return None
-    before = body[:at].rstrip(_JSON_SPACE)
+    before = body[max(0, at - _LOOK_BEHIND) : at].rstrip(_JSON_SPACE)  # a few bytes: no copy of the whole body
     rest = body[at + len(_USAGE_KEY) :].lstrip(_JSON_SPACE)
     if not before.endswith((b",", b"{")) or not rest.startswith(b":"):
-        return None  # not a key of an object
+        return None  # not a key of an object (or much blank before it: parsed the long way)
     try:
         text = rest[1:].decode("utf-8")
         usage, end = _DECODER.raw_decode(text.lstrip())

@@ -28,6 +28,7 @@ from harness.gateway.proxy import (
     upstream_headers,
 )
 from harness.gateway.relay import StreamCut, UpstreamChunks
+from harness.gateway.replies import relayed
 from harness.gateway.state import Gateway
 from harness.gateway.steps import (
     AnswerBody,
@@ -77,9 +78,7 @@ class Exchange:
                 effect = steps.send(result)
             except StopIteration as done:
                 reply: Reply = done.value
-                return Response(
-                    reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type
-                )
+                return relayed(reply.body, reply.status, reply.headers, reply.media_type)  # a large one in slices
             if isinstance(effect, Relay):
                 return StreamingResponse(self._relay_stream(steps, effect), status_code=200, headers=effect.headers)
             result = await self._carry_out(effect)

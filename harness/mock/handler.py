@@ -25,7 +25,7 @@ from harness.mock.errors import error_body, fault_body, rate_limit_body
 from harness.mock.headers import identity_headers, limit_name, whole_seconds
 from harness.mock.log import BackendLog, NullLog
 from harness.mock.streaming import Generation, stream_events
-from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_json
+from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_answer
 from harness.records import backend_row
 from harness.scenario import BackendInstance, Deployment
 from harness.tokens import admission_estimate, prompt_counter, prompt_texts, requested_max_tokens
@@ -276,7 +276,7 @@ class Call:
         dimensions = body.get("dimensions")
         if not (isinstance(dimensions, int) and 0 < dimensions <= 3072):
             dimensions = EMBEDDING_DIMENSIONS
-        payload = embeddings_json(
+        answer = embeddings_answer(
             runtime.reported_model,
             max(1, len(prompt_texts("embeddings", body))),
             prompt_tokens,
@@ -285,7 +285,8 @@ class Call:
             body.get("encoding_format") == "base64",
         )
         self.row["ttft_s"] = plan.ttft
-        return Response(payload, status_code=200, headers=headers, media_type=JSON)
+        headers = {**headers, **answer.headers}
+        return StreamingResponse(answer, status_code=200, headers=headers, media_type=JSON)  # a slice per loop turn
 
     async def wait(self, seconds: float) -> None:
         # A zero latency costs nothing: no sleep, not even a yield.

@@ -19,12 +19,13 @@ import uuid
 from functools import cache
 from typing import Any
 
+from harness.aoai.bodies import SLICE_BYTES, SlicedBody
 from harness.tokens import single_token_words
 
 EMBEDDING_DIMENSIONS = 1536
 # Embedding vectors are drawn from a bank made once per size: a 2,048-input answer is then a join of ready JSON
 # (tens of milliseconds) instead of three million floats drawn and printed (seconds, with the event loop stopped).
-EMBEDDING_BANK_SIZE = 64
+EMBEDDING_BANK_SIZE = 16
 # A real completion never runs forever; this bounds a request that sets no max_tokens.
 MAX_GENERATED_TOKENS = 4096
 
@@ -127,25 +128,31 @@ def _vector_bank(dimensions: int, as_base64: bool) -> tuple[bytes, ...]:
     return tuple(bank)
 
 
-def embeddings_json(
+def embeddings_answer(
     model: str, inputs: int, prompt_tokens: int, rng: random.Random, dimensions: int, as_base64: bool
-) -> bytes:
-    """An embeddings `list` answer as JSON bytes, one vector per input (base64 float32 when asked), built
-    without a float drawn or printed per request.
+) -> SlicedBody:
+    """An embeddings `list` answer, one vector per input (base64 float32 when asked), built without a float drawn
+    or printed per request and without one copy of the whole answer.
 
-    >>> answer = json.loads(embeddings_json("m", 2, 7, random.Random(1), 4, False))
+    >>> answer = json.loads(bytes(embeddings_answer("m", 2, 7, random.Random(1), 4, False)))
     >>> [len(item["embedding"]) for item in answer["data"]], answer["usage"]
     ([4, 4], {'prompt_tokens': 7, 'total_tokens': 7})
     """
     bank = _vector_bank(dimensions, as_base64)
+    slices: list[bytes] = []
     parts: list[bytes] = [b'{"object":"list","data":[']
+    size = 0
     for index in range(inputs):
-        parts += (b'{"object":"embedding","index":%d,"embedding":' % index, bank[rng.randrange(len(bank))], b"},")
-    if inputs:
-        parts[-1] = b"}"
+        vector = bank[rng.randrange(len(bank))]
+        parts += (b"," if index else b"", b'{"object":"embedding","index":%d,"embedding":' % index, vector, b"}")
+        size += len(vector) + 48
+        if size >= SLICE_BYTES:
+            slices.append(b"".join(parts))
+            parts, size = [], 0
     tail = json.dumps(
         {"model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}},
         separators=(",", ":"),
     ).encode()
     parts += (b"],", tail[1:])
-    return b"".join(parts)  # one copy of the answer, not one per vector
+    slices.append(b"".join(parts))
+    return SlicedBody(slices)
