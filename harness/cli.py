@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    from harness.scenario.handoff import SET_ENV_OPTION  # parse time already reads the scenario package
+
     parser.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="FILE", help="scenario YAML file")
     parser.add_argument(
         "--set",
@@ -158,17 +160,25 @@ def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH=VALUE",
         help="override a scenario field (repeatable), e.g. run.time_scale=10",
     )
+    parser.add_argument(
+        SET_ENV_OPTION,
+        dest="set_env",
+        metavar="NAME",
+        help="also read overrides from the environment variable NAME (a JSON list of PATH=VALUE): keeps secrets "
+        "such as api keys off the command line, where any user of the machine can read them",
+    )
 
 
 # Numeric arguments, by their destination, in whichever command has them: (smallest, largest) accepted.
 # argparse checks the type only; a value past these would overflow or starve a computation later on.
-NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
+NUMBER_BOUNDS: dict[str, tuple[float | None, float]] = {
     "rate": (1e-3, 1e6),  # trace import: replay speed (an offset divided by it must stay a time)
     "tpm": (1, 10**12),  # tokens per minute of a deployment
     "origin": (0, 10**11),  # wall time in epoch seconds (year 5138)
-    "repeats": (1, 10_000),
-    "jobs": (1, 1_024),
-    "confirm": (1, 1_000),
+    # sweep: its own checks say why too few; too many would fork without end or never finish
+    "repeats": (None, 10_000),
+    "jobs": (None, 256),
+    "confirm": (None, 1_000),
 }
 
 
@@ -178,9 +188,15 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if value is None or isinstance(value, bool):
             continue
-        if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
-            option = "--" + dest.replace("_", "-")
+        option = "--" + dest.replace("_", "-")
+        if not (isinstance(value, int | float) and math.isfinite(value) and value <= high):
+            raise UsageError(f"{option}: {value!r} is not a number up to {high:g}")
+        if low is not None and value < low:
             raise UsageError(f"{option}: {value!r} is not a number from {low:g} to {high:g}")
+    if getattr(args, "set_env", None):
+        from harness.scenario.handoff import overrides_from_env
+
+        args.overrides = [*overrides_from_env(args.set_env), *args.overrides]
     if getattr(args, "host", None) is not None and not args.host.strip():
         raise UsageError("--host: empty (give an address to listen on, e.g. 127.0.0.1)")
 
