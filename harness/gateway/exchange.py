@@ -20,6 +20,7 @@ from harness import telemetry
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
 from harness.aoai.validation import Invalid, check_api_version, check_request, parse_body, too_large
 from harness.gateway.forwarding import counts_prompt
+from harness.gateway.identity import without_subscription_key
 from harness.gateway.proxy import (
     UpstreamFailure,
     downstream_headers,
@@ -61,7 +62,9 @@ class Exchange:
         self.clock = gateway.clock
         headers = request.headers
         client_ip = request.client.host if request.client else ""
-        self.steps = ExchangeSteps(gateway, str(uuid.uuid4()), operation, headers, client_ip, self)
+        self.steps = ExchangeSteps(
+            gateway, str(uuid.uuid4()), operation, headers, client_ip, self, query=request.query_params
+        )
         self.row = self.steps.row
         self.span = telemetry.ServerSpan("harness-gateway", f"gateway {telemetry.operation_name(operation)}", headers)
         self._upstream: httpx.Response | None = None
@@ -162,6 +165,8 @@ class Exchange:
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
+        if gateway.identifier.checks_subscriptions:  # a checked key stays here, in the query as in the headers
+            target = without_subscription_key(target)
         headers = upstream_headers(
             scope["headers"],
             gateway.backends[member].api_key,
