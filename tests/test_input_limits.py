@@ -241,6 +241,8 @@ def _llm_log(path: Path) -> None:
         (["sweep", "--scenario", "q.yaml", "--repeats", "1000000000"], "--repeats: 1000000000 is not a number up"),
         (["serve", "--scenario", "q.yaml", "--host", " "], "--host: empty"),
         (["report", "a-file", "--out", "a-file"], "a-file"),
+        (["simulate", "--scenario", "q.yaml", "--set-env", "NO_SUCH_VARIABLE"], "no environment variable"),
+        (["simulate", "--scenario", "q.yaml", "--set-env", "HOME"], "HOME must hold a JSON list of PATH=VALUE"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
