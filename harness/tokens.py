@@ -119,7 +119,9 @@ def count_chat_tokens(messages: Iterable[dict[str, Any]], model: str) -> int:
 def prompt_texts(operation: str, body: dict[str, Any]) -> list[str]:
     """The prompt strings of a request body, for chat, completions or embeddings."""
     if operation == "chat":
-        messages = body.get("messages") or []
+        messages = body.get("messages")  # any JSON at all: this may run before the body is validated
+        if not isinstance(messages, list):
+            return []
         return [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
     key = "input" if operation == "embeddings" else "prompt"
     value = body.get(key)

@@ -19,7 +19,7 @@ from harness.aoai.validation import (
     check_api_version,
     check_request,
 )
-from harness.tokens import admission_estimate
+from harness.tokens import admission_estimate, count_prompt_tokens, prompt_chars, prompt_counter
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -79,6 +79,15 @@ def test_best_of_is_a_completions_parameter_bounded_by_n_and_streaming(
     body: dict[str, Any], operation: str, refused: tuple[int, str, str] | None
 ) -> None:
     assert _refusal(body, operation) == refused
+
+
+async def test_a_long_prompt_is_counted_ahead_and_any_body_is_measured_without_error() -> None:
+    long = {"input": ["the quick brown fox " * 100] * 64}  # 128,000 characters: counted in a worker thread
+    count = await prompt_counter("embeddings", long, "text-embedding-3-small")
+    for model in ("text-embedding-3-small", "gpt-35-turbo"):  # the one counted ahead, and another counted inline
+        assert count(model) == count_prompt_tokens("embeddings", long, model) > 64 * 100
+    for body in ({"messages": 5}, {"messages": [5, None]}, {"input": {"a": 1}}, {}):
+        assert prompt_chars("chat", body) == 0 == prompt_chars("embeddings", body)
 
 
 def test_best_of_multiplies_the_estimate_of_completions_only() -> None:
