@@ -8,12 +8,13 @@ loads the servers); this edge turns every HarnessError into one line on stderr a
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError, one_line
 
 DEFAULT_SCENARIO = "scenarios/quickstart.yaml"
 DEFAULT_CONFIRM_RUNS = 3  # live runs per setting of `harness sweep --confirm` without a number
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    from harness.scenario.handoff import SET_ENV_OPTION  # parse time already reads the scenario package
+
     parser.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="FILE", help="scenario YAML file")
     parser.add_argument(
         "--set",
@@ -157,6 +160,52 @@ def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH=VALUE",
         help="override a scenario field (repeatable), e.g. run.time_scale=10",
     )
+    parser.add_argument(
+        SET_ENV_OPTION,
+        dest="set_env",
+        metavar="NAME",
+        help="also read overrides from the environment variable NAME (a JSON list of PATH=VALUE): keeps secrets "
+        "such as api keys off the command line, where any user of the machine can read them",
+    )
+
+
+# Numeric arguments, by their destination, in whichever command has them: (smallest, largest) accepted.
+# argparse checks the type only; a value past these would overflow or starve a computation later on.
+NUMBER_BOUNDS: dict[str, tuple[float | None, float]] = {
+    "rate": (1e-3, 1e6),  # trace import: replay speed (an offset divided by it must stay a time)
+    "tpm": (1, 10**12),  # tokens per minute of a deployment
+    "origin": (0, 10**11),  # wall time in epoch seconds (year 5138)
+    # sweep: its own checks say why too few; too many would fork without end or never finish
+    "repeats": (None, 10_000),
+    "jobs": (None, 256),
+    "confirm": (None, 1_000),
+}
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Arguments argparse lets through that no command can use: a one-line UsageError naming the option."""
+    for dest, (low, high) in NUMBER_BOUNDS.items():
+        value = getattr(args, dest, None)
+        if value is None or isinstance(value, bool):
+            continue
+        option = "--" + dest.replace("_", "-")
+        if not (isinstance(value, int | float) and math.isfinite(value) and value <= high):
+            raise UsageError(f"{option}: {value!r} is not a number up to {high:g}")
+        if low is not None and value < low:
+            raise UsageError(f"{option}: {value!r} is not a number from {low:g} to {high:g}")
+    if getattr(args, "set_env", None):
+        from harness.scenario.handoff import overrides_from_env
+
+        args.overrides = [*overrides_from_env(args.set_env), *args.overrides]
+    if getattr(args, "host", None) is not None and not args.host.strip():
+        raise UsageError("--host: empty (give an address to listen on, e.g. 127.0.0.1)")
+
+
+def _os_error(exc: OSError) -> str:
+    """A path the user named cannot be used (a file where a folder goes, no permission, ...): one line."""
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    hint = " (a folder is needed there, not a file)" if isinstance(exc, FileExistsError | NotADirectoryError) else ""
+    return one_line(f"{where}{exc.strerror or exc.__class__.__name__}{hint}")
 
 
 def _handler(command: str) -> Callable[[argparse.Namespace], int]:
@@ -167,10 +216,14 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_arguments(args)
         return _handler(args.command)(args)
     except HarnessError as exc:
         print(f"harness {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path argument that names the wrong kind of file, or one out of reach
+        print(f"harness {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return UsageError.exit_code
     except KeyboardInterrupt:
         return 130
 

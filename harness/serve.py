@@ -417,6 +417,10 @@ def run(args: argparse.Namespace) -> int:
     clock = ScaledClock(scenario.run.time_scale, args.origin)
     log_dir = Path(args.log_dir) if args.log_dir else None
     ready_file = Path(args.ready_file) if args.ready_file else None
+    # folders first: a file in the way is a one-line error before any server starts, not after all have
+    for folder in (log_dir, ready_file.parent if ready_file is not None else None):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
     log: BackendLog = NullLog()
     listeners: list[Listener] = []
     replicas = Replicas()

@@ -79,6 +79,7 @@ from harness.report.recommend import (
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration
+from harness.scenario.handoff import OVERRIDES_ENV, SET_ENV_OPTION, overrides_env
 from harness.scenario.objectives import Constraint, Objective, parse_constraint, parse_objective
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "gateway.py"
@@ -294,7 +295,7 @@ def locust_command(scenario_file: str, overrides: list[str], run_dir: Path) -> l
     point_scenario = load_scenario(scenario_file, overrides)
     wall_s = math.ceil(point_scenario.run.duration / point_scenario.run.time_scale)
     workload = point_scenario.workload
-    sets = [arg for o in overrides for arg in ("--set", o)]
+    sets = [SET_ENV_OPTION, OVERRIDES_ENV] if overrides else []  # the values go by environment: they may be keys
     return [
         sys.executable,
         "-m",
@@ -315,11 +316,13 @@ def locust_command(scenario_file: str, overrides: list[str], run_dir: Path) -> l
     ]
 
 
-def run_point(command: list[str], run: Run, timeout_s: float) -> None:
-    """Run one Locust process in its own process group; stop it (and only it) if it overruns."""
+def run_point(command: list[str], run: Run, timeout_s: float, overrides: list[str]) -> None:
+    """Run one Locust process in its own process group; stop it (and only it) if it overruns. The overrides go
+    in its environment (`locust_command` names the variable), never on its command line."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **overrides_env(overrides)}
     with (run.run_dir / "locust.log").open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             run.exit_code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -335,9 +338,10 @@ def run_point(command: list[str], run: Run, timeout_s: float) -> None:
 
 def run_live(scenario_file: str, overrides: list[str], run: Run) -> None:
     """One headless Locust run; its summary when it produced records."""
-    command = locust_command(scenario_file, seeded(overrides, run.seed), run.run_dir)
+    point_overrides = seeded(overrides, run.seed)
+    command = locust_command(scenario_file, point_overrides, run.run_dir)
     wall_s = float(command[command.index("-t") + 1].rstrip("s"))
-    run_point(command, run, timeout_s=wall_s * 3 + 90)
+    run_point(command, run, timeout_s=wall_s * 3 + 90, overrides=point_overrides)
     if (run.run_dir / RECORDS_FILE).exists():
         run.summary = run_summary(run.run_dir)
     else:

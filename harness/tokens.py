@@ -11,9 +11,10 @@ Two different numbers live here and must not be confused:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any, Protocol
 
@@ -118,7 +119,9 @@ def count_chat_tokens(messages: Iterable[dict[str, Any]], model: str) -> int:
 def prompt_texts(operation: str, body: dict[str, Any]) -> list[str]:
     """The prompt strings of a request body, for chat, completions or embeddings."""
     if operation == "chat":
-        messages = body.get("messages") or []
+        messages = body.get("messages")  # any JSON at all: this may run before the body is validated
+        if not isinstance(messages, list):
+            return []
         return [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
     key = "input" if operation == "embeddings" else "prompt"
     value = body.get(key)
@@ -134,6 +137,29 @@ def count_prompt_tokens(operation: str, body: dict[str, Any], model: str) -> int
     if operation == "chat":
         return count_chat_tokens([m for m in body.get("messages") or [] if isinstance(m, dict)], model)
     return sum(count_text_tokens(t, model) for t in prompt_texts(operation, body))
+
+
+# Prompts longer than this are counted in a worker thread: tiktoken lets go of the GIL while it encodes, so a
+# server's event loop goes on answering while a 2,048-input request is counted (~0.1 s per MB of text).
+INLINE_COUNT_CHARS = 64 * 1024
+
+
+def prompt_chars(operation: str, body: dict[str, Any]) -> int:
+    """Characters of prompt text in a request body (what counting it costs)."""
+    return sum(len(text) for text in prompt_texts(operation, body))
+
+
+async def prompt_counter(operation: str, body: dict[str, Any], likely_model: str | None) -> Callable[[str], int]:
+    """`count_prompt_tokens` of this body for a model, as a function its caller calls when (and if) it needs it.
+
+    A long prompt is counted at once for `likely_model` (the deployment's), in a worker thread: tiktoken lets go
+    of the GIL while it encodes, so the event loop goes on serving. A short one, or another model, is counted
+    inline when asked.
+    """
+    if likely_model is None or prompt_chars(operation, body) <= INLINE_COUNT_CHARS:
+        return lambda model: count_prompt_tokens(operation, body, model)
+    counted = await asyncio.to_thread(count_prompt_tokens, operation, body, likely_model)
+    return lambda model: counted if model == likely_model else count_prompt_tokens(operation, body, model)
 
 
 def estimate_prompt_tokens(operation: str, body: dict[str, Any]) -> int:
@@ -168,7 +194,7 @@ def admission_estimate(
     max_tokens = requested_max_tokens(body)
     if max_tokens is None:
         max_tokens = default_completion if default_completion is not None else default_max_tokens(model)
-    best_of = body.get("best_of")
+    best_of = body.get("best_of") if operation == "completions" else None  # a completions parameter alone
     multiplier = best_of if isinstance(best_of, int) and not isinstance(best_of, bool) and best_of > 1 else 1
     return prompt + max_tokens * multiplier
 

@@ -83,7 +83,7 @@ class QuirkyBackend:
     """The ASGI app: AOAI chat completions (deployment route), answered as `quirks` says."""
 
     quirks: Quirks = field(default_factory=Quirks)
-    seen: list[dict[str, Any]] = field(default_factory=list)  # each request's headers and body
+    seen: list[dict[str, Any]] = field(default_factory=list)  # each request's headers, body and query string
     throttled: int = 0
 
     def __post_init__(self) -> None:
@@ -94,7 +94,7 @@ class QuirkyBackend:
 
     async def chat(self, request: Request) -> Response:
         body = json.loads(await request.body())
-        self.seen.append({"headers": dict(request.headers), "body": body})
+        self.seen.append({"headers": dict(request.headers), "body": body, "query": request.url.query})
         quirks = self.quirks
         if quirks.throttle is not None and self.throttled < quirks.throttles:
             self.throttled += 1

@@ -137,7 +137,9 @@ PATHS = st.one_of(
     st.tuples(
         st.sampled_from(list(SUFFIX_OPERATIONS)),
         st.sampled_from(["gpt-4o", "text-embedding-3-small", "nope"]),
-        st.sampled_from(["?api-version=2024-10-21", "", "?api-version="]),
+        st.sampled_from(
+            ["?api-version=2024-10-21", "", "?api-version=", "?api-version=banana", "?api-version=2021-01-01"]
+        ),
     ).map(lambda p: f"/openai/deployments/{p[1]}/{p[0]}{p[2]}"),
     st.sampled_from(list(SUFFIX_OPERATIONS)).map(lambda suffix: f"/openai/v1/{suffix}"),
 )

@@ -136,7 +136,8 @@ def test_an_unreadable_jwks_file_is_one_line_naming_the_field(tmp_path: Path) ->
     rule = JwtValidation.model_validate({"jwks-file": str(tmp_path / "missing.json")})
     with pytest.raises(ScenarioError) as caught:
         TokenValidator(rule, VirtualClock())
-    assert str(caught.value).startswith("gateway.auth.jwt.jwks-file: cannot read") and "\n" not in str(caught.value)
+    message = str(caught.value)
+    assert message == f"gateway.auth.jwt.jwks-file: {tmp_path / 'missing.json'}: no such JSON Web Key Set file"
 
 
 @pytest.fixture

@@ -89,7 +89,8 @@ def usage_from(usage: Mapping[str, Any], counted_by: str) -> Usage:
 
 def body_usage(body: bytes) -> dict[str, Any] | None:
     """The `usage` object of a JSON answer, as sent (None when the body is not JSON or has none)."""
-    return answer_of_body(body).usage
+    usage = _trailing_usage(body)  # a large answer is not parsed whole for it
+    return usage if usage is not None else answer_of_body(body).usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,43 @@ def answer_of_body(body: bytes) -> Answer:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+_USAGE_KEY = b'"usage"'
+_JSON_SPACE = b" \t\r\n"
+_LOOK_BEHIND = 64
+
+
+def _trailing_usage(body: bytes) -> dict[str, Any] | None:
+    """`usage` when it is the last member of the answer object, as AOAI sends it, read without parsing the rest.
+
+    A 2,048-input embeddings answer is tens of megabytes of floats: parsing all of it to find `usage` holds the
+    GIL and the event loop for over a second. The last `"usage"` key is followed by its object and the closing
+    brace of the whole answer, or this is not that case (None: the caller parses the body).
+
+    >>> _trailing_usage(b'{"data": [[0.1, 0.2]], "usage": {"prompt_tokens": 3, "total_tokens": 3}} ')
+    {'prompt_tokens': 3, 'total_tokens': 3}
+    >>> _trailing_usage(b'{"usage": {"prompt_tokens": 3}, "model": "m"}') is None
+    True
+    """
+    at = body.rfind(_USAGE_KEY)
+    if at < 0:
+        return None
+    before = body[max(0, at - _LOOK_BEHIND) : at].rstrip(_JSON_SPACE)  # a few bytes: no copy of the whole body
+    rest = body[at + len(_USAGE_KEY) :].lstrip(_JSON_SPACE)
+    if not before.endswith((b",", b"{")) or not rest.startswith(b":"):
+        return None  # not a key of an object (or much blank before it: parsed the long way)
+    try:
+        text = rest[1:].decode("utf-8")
+        usage, end = _DECODER.raw_decode(text.lstrip())
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(usage, dict) or text.lstrip()[end:].strip(" \t\r\n") != "}":
+        return None  # not the last member of the outermost object
+    return usage
+
+
+_DECODER = json.JSONDecoder()
 
 
 def usage_of_body(body: bytes) -> Usage | None:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.aoai.errors import invalid_request_body
+from harness.aoai.errors import error_body, invalid_request_body
 
 # AOAI refuses larger bodies; the gateway has its own (configurable) limit in front of it.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -31,6 +32,16 @@ MAX_DEPTH = 64
 # Integer parameters are 32-bit signed on the service.
 MAX_INT = 2**31 - 1
 CHAT_ROLES = ("system", "user", "assistant", "tool", "function", "developer")
+# Inputs one embeddings request may carry (AOAI's limit, the same for every embeddings model).
+MAX_EMBEDDING_INPUTS = 2048
+# Most dimensions an embeddings model can shorten its vectors to, by model name prefix.
+MAX_EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
+# `best_of` as the completions API bounds it.
+MAX_BEST_OF = 20
+# api-version on the deployments route: a date, optionally a preview or alpha one. The first data-plane version
+# AOAI served is the oldest it reads; a later date is taken as a version this mock was written before.
+API_VERSION_FORMAT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(-preview|-alpha)?$")
+OLDEST_API_VERSION = "2022-03-01-preview"
 # Most completion tokens one request may ask for, by model name prefix (longest prefix wins).
 MAX_COMPLETION_TOKENS = {
     "gpt-35-turbo": 4096,
@@ -54,14 +65,38 @@ class Invalid:
     code: str
     message: str
     param: str | None = None
+    plain: bool = False  # the service's bare `{"error": {"code", "message"}}` rather than an invalid_request_error
 
     def body(self) -> bytes:
+        if self.plain:
+            return error_body(self.code, self.message)
         return invalid_request_body(self.code, self.message, self.param)
 
 
 def too_large(limit: int) -> Invalid:
     """The 413 of a body over `limit` bytes."""
     return Invalid(413, "RequestEntityTooLarge", f"The request body is larger than {limit} bytes.")
+
+
+def check_api_version(value: str | None) -> Invalid | None:
+    """Why AOAI refuses the `api-version` query parameter of a deployments-route request (None: it reads it).
+
+    Missing is a 400 that says so; one that is not a version at all finds no route, AOAI's bare 404; a date
+    before the first version AOAI served is a version it does not support.
+
+    >>> check_api_version("2024-10-21") is None, check_api_version("2025-04-01-preview") is None
+    (True, True)
+    >>> check_api_version("banana").status, check_api_version("2021-01-01").message
+    (404, 'API version not supported')
+    """
+    if not value:
+        return Invalid(400, "BadRequest", "The api-version query parameter is required.")
+    match = API_VERSION_FORMAT.match(value)
+    if match is None or not (1 <= int(match[2]) <= 12 and 1 <= int(match[3]) <= 31):
+        return Invalid(404, "404", "Resource not found", plain=True)
+    if value[:10] < OLDEST_API_VERSION[:10]:
+        return Invalid(400, "BadRequest", "API version not supported", plain=True)
+    return None
 
 
 def parse_body(raw: bytes, max_body_bytes: int = MAX_BODY_BYTES) -> dict[str, Any] | Invalid:
@@ -91,6 +126,16 @@ def check_request(body: dict[str, Any], operation: str, model: str) -> Invalid |
 
 
 def _check_model_limits(body: dict[str, Any], model: str) -> Invalid | None:
+    most = max_embedding_dimensions(model)
+    dimensions = body.get("dimensions")
+    if most is not None and isinstance(dimensions, int) and dimensions > most:
+        return Invalid(
+            400,
+            "invalid_value",
+            f"Invalid 'dimensions': this model makes vectors of at most {most} dimensions, but got "
+            f"{_short(dimensions)} instead.",
+            "dimensions",
+        )
     limit = max_completion_tokens(model)
     for param in ("max_tokens", "max_completion_tokens"):
         value = body.get(param)
@@ -114,6 +159,18 @@ def max_completion_tokens(model: str) -> int | None:
     for prefix in sorted(MAX_COMPLETION_TOKENS, key=len, reverse=True):
         if model.startswith(prefix):
             return MAX_COMPLETION_TOKENS[prefix]
+    return None
+
+
+def max_embedding_dimensions(model: str) -> int | None:
+    """The longest vector an embeddings `model` makes (None: not known, not checked).
+
+    >>> max_embedding_dimensions("text-embedding-3-large"), max_embedding_dimensions("gpt-4o")
+    (3072, None)
+    """
+    for prefix in sorted(MAX_EMBEDDING_DIMENSIONS, key=len, reverse=True):
+        if model.startswith(prefix):
+            return MAX_EMBEDDING_DIMENSIONS[prefix]
     return None
 
 
@@ -277,12 +334,44 @@ COMMON: dict[str, Check] = {
 }
 BY_OPERATION: dict[str, dict[str, Check]] = {
     "chat": {"response_format": _object},
-    "completions": {"best_of": _integer(1, 128), "echo": _boolean, "suffix": _string, "logprobs": _integer(0, 5)},
+    "completions": {
+        "best_of": _integer(0, MAX_BEST_OF),
+        "echo": _boolean,
+        "suffix": _string,
+        "logprobs": _integer(0, 5),
+    },
     "embeddings": {"dimensions": _integer(1), "encoding_format": _one_of("float", "base64")},
 }
+# Parameters of the completions API alone: the other operations do not know them.
+COMPLETIONS_ONLY = ("best_of",)
+
+
+def _unrecognized(param: str) -> Invalid:
+    return Invalid(400, "unknown_parameter", f"Unrecognized request argument supplied: {param}", param)
+
+
+def _best_of(body: dict[str, Any]) -> Invalid | None:
+    """`best_of` against `n` and `stream`: it picks the best of that many candidates, so it cannot be fewer than
+    the `n` returned, and a stream cannot wait for the best one."""
+    best_of, n = body.get("best_of"), body.get("n")
+    if not isinstance(best_of, int):
+        return None
+    if isinstance(n, int) and best_of < n:
+        return Invalid(
+            400, "invalid_value", f"best_of ({best_of}) must be greater than or equal to n ({n}).", "best_of"
+        )
+    if best_of > 1 and body.get("stream") is True:
+        return Invalid(
+            400, "invalid_value", "best_of cannot be used with stream: the answer is chosen at the end.", "best_of"
+        )
+    return None
 
 
 def _check_fields(body: dict[str, Any], operation: str) -> Invalid | None:
+    if operation != "completions":
+        for param in COMPLETIONS_ONLY:
+            if body.get(param) is not None:
+                return _unrecognized(param)
     checks = {**COMMON, **BY_OPERATION.get(operation, {})}
     for param, check in checks.items():
         value = body.get(param)
@@ -290,6 +379,10 @@ def _check_fields(body: dict[str, Any], operation: str) -> Invalid | None:
             problem = check(value, param)
             if problem is not None:
                 return problem
+    if operation == "completions":
+        problem = _best_of(body)
+        if problem is not None:
+            return problem
     if body.get("stream_options") is not None and body.get("stream") is not True:
         return Invalid(
             400,
@@ -391,4 +484,12 @@ def _prompt(value: Any, param: str) -> Invalid | None:
 
 
 def _input(value: Any, param: str) -> Invalid | None:
+    if isinstance(value, list) and value and not isinstance(value[0], int) and len(value) > MAX_EMBEDDING_INPUTS:
+        # a list of token ids is one input; a list of texts or of token lists is one input per item
+        return Invalid(
+            400,
+            "invalid_value",
+            f"Too many inputs. The max number of inputs is {MAX_EMBEDDING_INPUTS}. Send them in several requests.",
+            param,
+        )
     return _texts_or_tokens(value, param, allow_empty_string=False)

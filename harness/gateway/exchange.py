@@ -18,7 +18,9 @@ from starlette.responses import Response, StreamingResponse
 
 from harness import telemetry
 from harness.aoai.sse import StreamReader, Usage, usage_of_body
-from harness.aoai.validation import Invalid, check_request, parse_body, too_large
+from harness.aoai.validation import Invalid, check_api_version, check_request, parse_body, too_large
+from harness.gateway.forwarding import counts_prompt
+from harness.gateway.identity import without_subscription_key
 from harness.gateway.proxy import (
     UpstreamFailure,
     downstream_headers,
@@ -27,6 +29,7 @@ from harness.gateway.proxy import (
     upstream_headers,
 )
 from harness.gateway.relay import StreamCut, UpstreamChunks
+from harness.gateway.replies import relayed
 from harness.gateway.state import Gateway
 from harness.gateway.steps import (
     AnswerBody,
@@ -44,7 +47,7 @@ from harness.gateway.steps import (
     StreamEnd,
     Upstream,
 )
-from harness.tokens import count_prompt_tokens
+from harness.tokens import prompt_counter
 
 EVENT_STREAM = "text/event-stream"
 
@@ -59,7 +62,9 @@ class Exchange:
         self.clock = gateway.clock
         headers = request.headers
         client_ip = request.client.host if request.client else ""
-        self.steps = ExchangeSteps(gateway, str(uuid.uuid4()), operation, headers, client_ip, self)
+        self.steps = ExchangeSteps(
+            gateway, str(uuid.uuid4()), operation, headers, client_ip, self, query=request.query_params
+        )
         self.row = self.steps.row
         self.span = telemetry.ServerSpan("harness-gateway", f"gateway {telemetry.operation_name(operation)}", headers)
         self._upstream: httpx.Response | None = None
@@ -76,9 +81,7 @@ class Exchange:
                 effect = steps.send(result)
             except StopIteration as done:
                 reply: Reply = done.value
-                return Response(
-                    reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type
-                )
+                return relayed(reply.body, reply.status, reply.headers, reply.media_type)  # a large one in slices
             if isinstance(effect, Relay):
                 return StreamingResponse(self._relay_stream(steps, effect), status_code=200, headers=effect.headers)
             result = await self._carry_out(effect)
@@ -137,11 +140,22 @@ class Exchange:
         if isinstance(payload, Invalid):
             return payload
         operation = self.operation
+        # the deployments route names its api-version (the v1 route has none): refused here as the backend would
+        on_deployment_route = "deployment" in self.request.path_params
+        version = check_api_version(self.request.query_params.get("api-version")) if on_deployment_route else None
         return RequestBody(
             payload,
-            lambda model: count_prompt_tokens(operation, payload, model),
-            lambda model: check_request(payload, operation, model),
+            await prompt_counter(operation, payload, self._likely_model(payload)),  # a long prompt off the loop
+            lambda model: version or check_request(payload, operation, model),
         )
+
+    def _likely_model(self, payload: dict[str, Any]) -> str | None:
+        """The model the prompt will be counted for, when it will be: the deployment's, if the gateway has it."""
+        if not counts_prompt(self.gateway.config.token_limit, payload.get("stream") is True):
+            return None
+        name = self.request.path_params.get("deployment", payload.get("model"))
+        route = self.gateway.deployments.get(name) if isinstance(name, str) else None
+        return route.model if route is not None else None
 
     async def _send(self, member: str) -> Upstream | Failure:
         gateway = self.gateway
@@ -151,6 +165,8 @@ class Exchange:
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
+        if gateway.identifier.checks_subscriptions:  # a checked key stays here, in the query as in the headers
+            target = without_subscription_key(target)
         headers = upstream_headers(
             scope["headers"],
             gateway.backends[member].api_key,

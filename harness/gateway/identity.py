@@ -25,6 +25,8 @@ from harness.gateway.lru import BoundedCache
 from harness.scenario.gateway import Auth, counter_key_parts
 
 SUBSCRIPTION_HEADERS = ("ocp-apim-subscription-key", "api-key")
+# APIM also reads the key from the query string, under this name (its default), when no header carries one.
+SUBSCRIPTION_QUERY = "subscription-key"
 
 # APIM's 401 messages for subscription keys (the body is `{"statusCode": 401, "message": ...}`).
 MISSING_KEY = (
@@ -84,13 +86,38 @@ def app_id_of(headers: Mapping[str, str]) -> str:
     return str(app_id)
 
 
-def subscription_key_of(headers: Mapping[str, str]) -> str | None:
-    """The APIM subscription key (`Ocp-Apim-Subscription-Key`, or `api-key` as the openai SDK sends it)."""
+def subscription_key_of(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
+    """The APIM subscription key (`Ocp-Apim-Subscription-Key`, or `api-key` as the openai SDK sends it), else
+    the `subscription-key` query parameter.
+
+    >>> subscription_key_of({}, {"api-version": "2024-10-21", "subscription-key": "k-1"})
+    'k-1'
+    """
     for name in SUBSCRIPTION_HEADERS:
         value = headers.get(name)
         if value:
             return value
-    return None
+    value = query.get(SUBSCRIPTION_QUERY) if query is not None else None
+    return value or None
+
+
+def without_subscription_key(target: bytes) -> bytes:
+    """A request target (path and query, as sent) without its `subscription-key` parameters: a key the gateway
+    has checked goes no further, in the query as in the headers, so no backend's log holds it.
+
+    >>> without_subscription_key(b"/openai/x?subscription-key=s3cret&api-version=2024-10-21")
+    b'/openai/x?api-version=2024-10-21'
+    >>> without_subscription_key(b"/openai/x?api-version=2024-10-21")
+    b'/openai/x?api-version=2024-10-21'
+    """
+    path, mark, query = target.partition(b"?")
+    if not mark or _QUERY_NAME not in query:
+        return target
+    kept = [part for part in query.split(b"&") if part.partition(b"=")[0] != _QUERY_NAME]
+    return path + (b"?" + b"&".join(kept) if kept else b"")
+
+
+_QUERY_NAME = SUBSCRIPTION_QUERY.encode()
 
 
 def key_fingerprint(key: str) -> str:
@@ -115,9 +142,10 @@ class Identifier:
         """Whether keys are the gateway's own (then they are not passed on to the backends)."""
         return bool(self.subscriptions)
 
-    def identify(self, headers: Mapping[str, str]) -> Caller | Denied:
-        """The caller of a request, or why it is refused (lower-cased header names)."""
-        key = subscription_key_of(headers)
+    def identify(self, headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> Caller | Denied:
+        """The caller of a request, or why it is refused (lower-cased header names; the query string's
+        parameters, where APIM also takes the subscription key)."""
+        key = subscription_key_of(headers, query)
         if self.subscriptions:
             if key is None:
                 if self.subscription_required:

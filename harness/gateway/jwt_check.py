@@ -20,7 +20,6 @@ import base64
 import binascii
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -28,6 +27,7 @@ import jwt
 from harness.clock import Clock
 from harness.errors import ScenarioError
 from harness.gateway.lru import BoundedCache
+from harness.inputs import JWKS_LIMIT, InputError, read_text
 from harness.scenario.gateway import JwtValidation
 
 _PATH = "gateway.auth.jwt"
@@ -95,16 +95,24 @@ class SigningKeys:
             keys = jwt.PyJWKSet.from_dict(data).keys
         except jwt.PyJWTError as exc:
             raise ScenarioError(f"{_PATH}.jwks", f"not a usable JSON Web Key Set: {exc}") from None
+        except (KeyError, ValueError, TypeError, AttributeError, NotImplementedError) as exc:
+            # PyJWT reads a key's fields without checking them first (a missing "k", an unknown algorithm)
+            problem = f"{exc.__class__.__name__}: {_first_line(exc)}"
+            raise ScenarioError(f"{_PATH}.jwks", f"not a usable JSON Web Key Set ({problem})") from None
         self._by_kid = {key.key_id: key for key in keys}
 
     @staticmethod
     def _read_file(path: str) -> dict[str, Any]:
+        where = f"{_PATH}.jwks-file"
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:
-            raise ScenarioError(f"{_PATH}.jwks-file", f"cannot read {path}: {exc}") from None
+            # a regular file of bounded size: /dev/zero or a FIFO is one line, not memory exhausted or a hang
+            data = json.loads(read_text(path, "JSON Web Key Set", JWKS_LIMIT), parse_constant=_not_json)
+        except InputError as exc:
+            raise ScenarioError(where, str(exc)) from None
+        except (ValueError, RecursionError) as exc:
+            raise ScenarioError(where, f"{path}: not JSON ({_first_line(exc)})") from None
         if not isinstance(data, dict):
-            raise ScenarioError(f"{_PATH}.jwks-file", f"{path} is not a JSON Web Key Set (an object with keys)")
+            raise ScenarioError(where, f"{path} is not a JSON Web Key Set (an object with keys)")
         return data
 
     def _fetch(self, url: str) -> dict[str, Any] | None:
@@ -116,6 +124,14 @@ class SigningKeys:
                 raise ScenarioError(f"{_PATH}.jwks-url", f"cannot read the key set: {exc}") from None
             return None
         return data if isinstance(data, dict) else None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
 
 
 class TokenValidator:

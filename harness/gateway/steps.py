@@ -216,11 +216,13 @@ class ExchangeSteps:
         headers: Mapping[str, str],
         client_ip: str,
         observer: Observer = UNOBSERVED,
+        query: Mapping[str, str] | None = None,
     ) -> None:
         self.gateway = gateway
         self.id = request_id
         self.operation = operation
         self.headers = headers  # the client's, lower-case names
+        self.query = query  # the query string's parameters, where APIM also takes a subscription key
         self.client_ip = client_ip
         self.observer = observer
         self.clock = gateway.clock
@@ -243,7 +245,7 @@ class ExchangeSteps:
     def run(self, deployment_name: str | None) -> Steps:
         """The request's steps; `deployment_name` from the path, None when the body's `model` names it."""
         gateway = self.gateway
-        identity = gateway.identifier.identify(self.headers)
+        identity = gateway.identifier.identify(self.headers, self.query)
         if isinstance(identity, Denied):
             self.row["app_id"] = None  # nobody the gateway could vouch for
             return self._answer(identity.status, apim_error_body(identity.status, identity.message), UNAUTHORIZED)

@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.client import PROFILE_NAMES
 from harness.errors import UsageError
+from harness.scenario.handoff import SET_ENV_OPTION, overrides_from_env
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -26,6 +27,15 @@ def add_arguments(parser: Any, default_scenario: str) -> None:
         metavar="PATH=VALUE",
         include_in_web_ui=False,
         help="override a scenario field (repeatable), e.g. --set gateway.circuit_breaker.tripDuration=PT30S",
+    )
+    group.add_argument(
+        SET_ENV_OPTION,
+        dest="set_env",
+        default="",
+        metavar="NAME",
+        include_in_web_ui=False,
+        help="also read overrides from the environment variable NAME (a JSON list of PATH=VALUE), so that secrets "
+        "stay off the command line",
     )
     group.add_argument(
         "--run-dir",
@@ -77,6 +87,8 @@ def overrides_of(options: Any) -> list[str]:
     overrides = list(getattr(options, "overrides", None) or [])
     if isinstance(overrides, str):  # the web UI hands lists back as text
         overrides = [o for o in overrides.split(",") if o]
+    if getattr(options, "set_env", ""):
+        overrides = [*overrides_from_env(options.set_env), *overrides]
     scale = getattr(options, "time_scale", 0.0) or 0.0
     if scale < 0:
         raise UsageError("--time-scale must be > 0")

@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.clock import Clock
 from harness.errors import HarnessError
+from harness.scenario.handoff import OVERRIDES_ENV, SET_ENV_OPTION, overrides_env
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 8.0
@@ -42,11 +43,17 @@ def _die_with_parent() -> None:
 
 
 def serve_command(scenario: str, overrides: list[str], ready_file: Path, log_dir: Path, origin: float) -> list[str]:
-    """The `harness serve` command line, run with this interpreter so the same install is used."""
+    """The `harness serve` command line, run with this interpreter so the same install is used. The overrides
+    are not on it (they may hold api keys, and any user can read a command line): `serve_environment` has them."""
     command = [sys.executable, "-m", "harness.cli", "serve", "--scenario", scenario]
-    for override in overrides:
-        command += ["--set", override]
+    if overrides:
+        command += [SET_ENV_OPTION, OVERRIDES_ENV]
     return [*command, "--ready-file", str(ready_file), "--log-dir", str(log_dir), "--origin", repr(origin)]
+
+
+def serve_environment(overrides: list[str]) -> dict[str, str]:
+    """The environment of the `harness serve` child: this one's, and the overrides."""
+    return {**os.environ, **overrides_env(overrides)}
 
 
 @dataclass
@@ -97,6 +104,7 @@ class EmbeddedStack:
         with stderr_path.open("ab") as stderr:
             process = subprocess.Popen(
                 command,
+                env=serve_environment(overrides),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

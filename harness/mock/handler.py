@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from harness import telemetry
 from harness.aoai.errors import JSON
 from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
-from harness.aoai.validation import Invalid, check_request, parse_body
+from harness.aoai.validation import Invalid, check_api_version, check_request, parse_body
 from harness.clock import Clock
 from harness.mock.core import BackendCore, Completion, DeploymentState, Served, Verdict
 from harness.mock.deployment import Admission
@@ -25,11 +25,11 @@ from harness.mock.errors import error_body, fault_body, rate_limit_body
 from harness.mock.headers import identity_headers, limit_name, whole_seconds
 from harness.mock.log import BackendLog, NullLog
 from harness.mock.streaming import Generation, stream_events
-from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_body
+from harness.mock.synth import EMBEDDING_DIMENSIONS, TextSource, chat_body, completions_body, embeddings_answer
 from harness.records import backend_row
 from harness.records.outcomes import BackendDecision
 from harness.scenario import BackendInstance, Deployment
-from harness.tokens import admission_estimate, count_prompt_tokens, prompt_texts, requested_max_tokens
+from harness.tokens import admission_estimate, prompt_counter, prompt_texts, requested_max_tokens
 
 
 @dataclass
@@ -149,12 +149,9 @@ class Call:
 
     async def answer(self, deployment_name: str | None) -> Response:
         request = self.request
-        if deployment_name is not None and not request.query_params.get("api-version"):
-            return self.reply(
-                400,
-                error_body("BadRequest", "The api-version query parameter is required.", type="invalid_request_error"),
-                BackendDecision.BAD_REQUEST,
-            )
+        refused = check_api_version(request.query_params.get("api-version")) if deployment_name is not None else None
+        if refused is not None:  # the v1 route takes no api-version
+            return self.refuse(refused)
         if not self.mock.authorized(request):
             return self.reply(
                 401,
@@ -187,6 +184,7 @@ class Call:
         clock, row, operation = self.clock, self.row, self.operation
         self.headers["azureml-model-session"] = runtime.session
         model = runtime.spec.model
+        count = await prompt_counter(operation, body, model)  # a long prompt off the event loop
         served = await self.drive(
             self.mock.core.serve(
                 runtime.state,
@@ -194,7 +192,7 @@ class Call:
                 body.get("stream") is True and operation != "embeddings",
                 requested_max_tokens(body),
                 admission_estimate(operation, body, model, runtime.state.quota.default_completion),
-                lambda: count_prompt_tokens(operation, body, model),
+                lambda: count(model),
                 row,
             )
         )
@@ -279,7 +277,7 @@ class Call:
         dimensions = body.get("dimensions")
         if not (isinstance(dimensions, int) and 0 < dimensions <= 3072):
             dimensions = EMBEDDING_DIMENSIONS
-        payload = embeddings_body(
+        answer = embeddings_answer(
             runtime.reported_model,
             max(1, len(prompt_texts("embeddings", body))),
             prompt_tokens,
@@ -288,7 +286,8 @@ class Call:
             body.get("encoding_format") == "base64",
         )
         self.row["ttft_s"] = plan.ttft
-        return Response(_dumps(payload), status_code=200, headers=headers, media_type=JSON)
+        headers = {**headers, **answer.headers}
+        return StreamingResponse(answer, status_code=200, headers=headers, media_type=JSON)  # a slice per loop turn
 
     async def wait(self, seconds: float) -> None:
         # A zero latency costs nothing: no sleep, not even a yield.

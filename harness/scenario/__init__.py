@@ -18,7 +18,8 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import ErrorDetails
 
-from harness.errors import ScenarioError, not_utf8
+from harness.errors import ScenarioError
+from harness.inputs import SCENARIO_LIMIT, InputError, read_text
 from harness.scenario.backends import BackendInstance, Cost, Deployment, FaultProfile, LatencyProfile
 from harness.scenario.checks import Checks, Sweep
 from harness.scenario.common import (
@@ -36,6 +37,7 @@ from harness.scenario.gateway import GatewayConfig
 from harness.scenario.question import Question
 from harness.scenario.run import RunSettings
 from harness.scenario.workload import Workload
+from harness.scenario.yaml_reader import YamlLimit, read_yaml
 
 __all__ = [
     "BackendInstance",
@@ -141,13 +143,10 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None, *, workl
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("", "no such scenario file", file=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError("", not_utf8(exc), file=str(path)) from None
-    except OSError as exc:
-        raise ScenarioError("", f"cannot read the file ({exc.__class__.__name__})", file=str(path)) from None
+        # a regular file of bounded size: a FIFO or /dev/zero is one line, never a hang
+        text = read_text(path, "scenario", SCENARIO_LIMIT)
+    except InputError as exc:
+        raise ScenarioError("", exc.message, file=str(path)) from None
     return load_scenario_text(text, source=str(path), overrides=overrides, workload=workload)
 
 
@@ -156,7 +155,9 @@ def load_scenario_text(
 ) -> Scenario:
     """Validate scenario YAML given as text (see `load_scenario`)."""
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
+    except YamlLimit as exc:
+        raise ScenarioError("", str(exc), file=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -208,7 +209,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ScenarioError(override, "an override must look like path=value")
         path, _, raw = override.partition("=")
         try:
-            value = yaml.safe_load(raw)
+            value = read_yaml(raw)
+        except YamlLimit as exc:
+            raise ScenarioError(path, str(exc)) from None
         except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
             raise ScenarioError(path, f"'{_clip(raw)}' is not a YAML value") from None
         keys = _split_path(path.strip())
@@ -274,6 +277,13 @@ def _is_union_tag(key: Any) -> bool:
     return isinstance(key, str) and (key in {"int", "float", "str", "bool", "none"} or "[" in key)
 
 
+def _too_short(min_length: Any) -> str:
+    # an empty value and one a few characters short are different mistakes (a 31-character signing secret)
+    if not isinstance(min_length, int) or min_length <= 1:
+        return "must not be empty"
+    return f"too short (at least {min_length} characters)"
+
+
 def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -299,7 +309,7 @@ def _message(error: ErrorDetails) -> str:
         "literal_error": f"must be one of {ctx.get('expected')}",
         "enum": f"must be one of {ctx.get('expected')}",
         "string_pattern_mismatch": "must be a name of letters, digits, '.', '_' or '-'",
-        "string_too_short": "must not be empty",
+        "string_too_short": _too_short(ctx.get("min_length")),
         "too_short": f"needs at least {ctx.get('min_length')} item(s)",
         "too_long": f"allows at most {ctx.get('max_length')} item(s)",
         "finite_number": "must be a finite number",

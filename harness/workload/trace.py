@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.aoai.routes import OPERATIONS
 from harness.errors import ScenarioError, not_utf8
+from harness.inputs import TRACE_LIMIT, InputError, read_bytes
 from harness.scenario.common import MAX_DURATION_S
 from harness.scenario.workload import MAX_PROMPT_TOKENS
 
@@ -57,10 +58,11 @@ def load_trace(path: str | Path, apps: Collection[str] = (), deployments: Collec
     `deployments`, when given) is a one-line error naming file and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError("workload.trace.file", f"cannot read {path} ({exc.__class__.__name__})") from None
-    except UnicodeDecodeError as exc:
+        # a regular file of bounded size: a FIFO or a device is one line, never a hang
+        text = read_bytes(path, "trace", TRACE_LIMIT).decode("utf-8")
+    except InputError as exc:
+        raise ScenarioError("workload.trace.file", str(exc)) from None
+    except UnicodeDecodeError as exc:  # file:line, as every other trace error
         raise ScenarioError("", f"{path}:{not_utf8(exc).removeprefix('line ')}") from None
     return parse_trace_text(text, str(path), apps, deployments)
 
