@@ -654,6 +654,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(list_metrics(args.scenario, list(args.overrides))))
         return 0
     out = Path(args.out) if args.out else default_out(args.scenario)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a directory")
     scenario, axes, points = plan(args.scenario, list(args.overrides), out, list(getattr(args, "vary", None) or []))
     sweep = sweep_args(args, scenario)
     for point in points:

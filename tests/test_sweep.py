@@ -140,6 +140,7 @@ def test_help_lists_the_options_and_the_metrics(capsys: pytest.CaptureFixture[st
         (["--quantile", "0.5"], "--quantile '0.5': must be a number between 0.5 and 1"),
         (["--quantile", "high"], "--quantile 'high': must be a number between 0.5 and 1"),
         (["--confirm", "0"], "--confirm N must be at least 1"),
+        (["--constraint", "requests.rate_429<=nan"], "the limit must be a finite number"),
     ],
 )
 def test_bad_arguments_stop_before_anything_runs(
@@ -150,6 +151,15 @@ def test_bad_arguments_stop_before_anything_runs(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("harness sweep: error: ")
     assert not out.exists()
+
+
+def test_an_out_that_is_a_file_stops_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "a-file"
+    out.write_text("not a directory")
+    assert main(["sweep", "--scenario", BREAKER, "--set", f"{TRIP}=PT10S,PT1M", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a directory" in err and err.count("\n") == 1
+    assert out.read_text() == "not a directory" and not list(tmp_path.glob("*/records.csv"))
 
 
 def _args(out: Path, *args: str) -> list[str]:

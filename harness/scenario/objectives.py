@@ -13,6 +13,7 @@ reads METRICS_HELP.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -149,6 +150,8 @@ def parse_constraint(text: str) -> Constraint:
         value = float(match["value"])
     except ValueError:
         raise UsageError(f"--constraint '{text}': '{match['value']}' is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"--constraint '{text}': the limit must be a finite number")
     return Constraint(metric_name(match["metric"]), match["op"], value)
 
 
