@@ -128,7 +128,9 @@ def test_no_secret_reaches_any_file_of_a_run_or_the_metrics(tmp_path: Path) -> N
     copy = yaml.safe_load((run_dir / "scenario.yaml").read_text())
     assert is_redacted(copy["backends"][0]["api_key"])
     assert is_redacted(copy["gateway"]["auth"]["jwt"]["signing-secret"])
-    assert json.loads((run_dir / "run.json").read_text())["overrides"] == [f"backends[0].api_key={REDACTED}"]
+    # -t 5s at time scale 20 is 100 scenario s, longer than the scenario's 60: the stretch is an override too
+    overrides = json.loads((run_dir / "run.json").read_text())["overrides"]
+    assert overrides == [f"backends[0].api_key={REDACTED}", "run.duration=100.0"]
 
 
 def test_secrets_inside_a_structured_override_are_redacted_too(tmp_path: Path) -> None:
