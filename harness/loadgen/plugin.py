@@ -30,18 +30,20 @@ from harness.loadgen import planned_end
 from harness.loadgen.distributed import (
     announce_run,
     collect_worker_records,
+    deliver_seats,
     listen_as_master,
     listen_as_worker,
     ship_last_records,
 )
 from harness.loadgen.end_of_run import close_run, finish_run
 from harness.loadgen.run_end import install_signal_handlers, note_cause, watch_stack
-from harness.loadgen.scenario_shape import ScenarioShape
+from harness.loadgen.scenario_shape import ScenarioShape, seat_dispatcher
 from harness.loadgen.startup import DEFAULT_SCENARIO, open_run, prepare_run
 from harness.loadgen.state import STATE
 from harness.loadgen.user import GatewayUser
 from harness.loadgen.webui import install_web_ui
 from harness.records import EndedBy
+from harness.workload.shape import Seat
 
 __all__ = ["GatewayUser", "ScenarioShape", "install"]
 
@@ -80,6 +82,10 @@ def _on_init(environment: Any, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         listen_as_worker(runner)
         return
+    if isinstance(runner, MasterRunner):
+        environment.dispatcher_class = seat_dispatcher(lambda dealt: deliver_seats(runner, dealt))
+    else:
+        environment.dispatcher_class = seat_dispatcher(_seat_here)
     try:
         prepare_run(environment, options)
     except HarnessError as exc:
@@ -103,17 +109,23 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     if STATE.stack is not None:  # whatever the web UI's host field said: users load this run's own stack
         environment.host = STATE.stack.target_url
     assert STATE.clock is not None and STATE.settings is not None
-    STATE.test_started_at = STATE.clock.now()
+    STATE.workers_done.clear()
+    # the load's start on the scenario clock: a master first waits for its workers to set the run up
+    STATE.test_started_at = announce_run(runner) if isinstance(runner, MasterRunner) else STATE.clock.now()
     STATE.test_stopped_at = None
     # scenario time the users start: stages and trace offsets count from here
     STATE.run_info["load_started_at"] = STATE.test_started_at
     STATE.trace_next = 0
-    STATE.workers_done.clear()
     planned_end.arm(runner)
     if STATE.stack is not None and STATE.watchdog is None:
         STATE.watchdog = gevent.spawn(watch_stack, environment)
-    if isinstance(runner, MasterRunner):
-        announce_run(runner)
+
+
+def _seat_here(dealt: dict[str, list[Seat]]) -> None:
+    """One process: every seat is this process's."""
+    for seats in dealt.values():
+        STATE.tally.plan(seats)
+        STATE.ramp.load(seats)
 
 
 def _on_test_stop(environment: Any, **_: Any) -> None:

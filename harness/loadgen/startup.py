@@ -17,7 +17,7 @@ from harness.loadgen import options as harness_options
 from harness.loadgen.arrivals import load_arrivals
 from harness.loadgen.live import BreakerLog, LiveThrottling
 from harness.loadgen.preflight import check_ports, check_target
-from harness.loadgen.ramp import Ramp
+from harness.loadgen.ramp import LoadTally, Ramp
 from harness.loadgen.recorder import WriterSink
 from harness.loadgen.stack import EmbeddedStack
 from harness.loadgen.state import STATE
@@ -127,7 +127,8 @@ def open_run(environment: Any, options: Any) -> None:
     STATE.test_started_at = STATE.test_stopped_at = STATE.end_cause = None
     STATE.app_counts.clear()
     STATE.trace_next = 0
-    STATE.ramp, STATE.ramp_target, STATE.users_started = Ramp(), 0, 0
+    STATE.ramp, STATE.seats, STATE.seats_dealt, STATE.tally = Ramp(), None, False, LoadTally()
+    STATE.load_by_worker.clear()
     STATE.run_open = True
     STATE.ready.set()
 

@@ -13,12 +13,12 @@ from gevent.event import Event
 
 from harness.clock import ScaledClock
 from harness.loadgen.live import LiveThrottling
-from harness.loadgen.ramp import Ramp
+from harness.loadgen.ramp import LoadTally, Ramp
 from harness.loadgen.stack import EmbeddedStack
 from harness.records import EndedBy, RecordWriter
 from harness.scenario import Scenario
 from harness.workload.session import RunSettings
-from harness.workload.shape import StagePlan
+from harness.workload.shape import Seat, StagePlan
 from harness.workload.trace import TraceRow
 
 
@@ -63,9 +63,12 @@ class HarnessState:
     last_finished: str | None = None
     embedded_urls: set[str] = field(default_factory=set)
     watchdog: Any = None
-    ramp: Ramp = field(default_factory=Ramp)  # where starting users take their place in the spawn schedule
-    ramp_target: int = 0  # the user count the current ramp leads to
-    users_started: int = 0  # users this process started in the current run: numbers their names
+    ramp: Ramp = field(default_factory=Ramp)  # the seats of the run's schedule this process still has to start
+    seats: list[Seat] | None = None  # the whole run's schedule (local or master), worked out at its first tick
+    seats_dealt: bool = False  # the seats have gone to the processes that hold the users
+    tally: LoadTally = field(default_factory=LoadTally)  # the load this process was asked for and offered
+    load_by_worker: dict[str, dict[str, Any]] = field(default_factory=dict)  # master: each worker's tally
+    workers_ready: set[str] = field(default_factory=set)  # master: workers that have set up the current run
 
     def elapsed(self) -> float:
         assert self.clock is not None

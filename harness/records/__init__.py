@@ -36,7 +36,15 @@ from harness.records.logs import (
     gateway_request_row,
     shared_state_row,
 )
-from harness.records.run_info import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, TIME_MISSING, EndedBy
+from harness.records.run_info import (
+    ENDED_BY,
+    LOAD_STARTED_AT,
+    OFFERED_LOAD,
+    OFFERED_SHARE_MIN,
+    SCENARIO_SECONDS,
+    TIME_MISSING,
+    EndedBy,
+)
 from harness.records.trace_columns import TRACE_COLUMNS
 
 __all__ = [
@@ -46,6 +54,8 @@ __all__ = [
     "GATEWAY_LOG",
     "GATEWAY_LOG_COLUMNS",
     "LOAD_STARTED_AT",
+    "OFFERED_LOAD",
+    "OFFERED_SHARE_MIN",
     "RECORDS_FILE",
     "RECORD_COLUMNS",
     "RECORD_FIELDS",

@@ -12,6 +12,11 @@ LOAD_STARTED_AT = "load_started_at"  # scenario time (epoch s) the users started
 SCENARIO_SECONDS = "scenario_seconds"  # scenario seconds from the users' start to their stop
 ENDED_BY = "ended_by"  # an EndedBy value
 TIME_MISSING = "scenario_time_missing_s"  # planned scenario seconds the load did not get to run (0 if none)
+# the load offered against the load planned, in user-seconds of scenario time, in total and per process:
+# {"planned_user_s", "offered_user_s", "offered_share", "short", "by_process": {name: {...}}}
+OFFERED_LOAD = "offered_load"
+# below this share of its planned user-seconds a run says, first thing, that it offered less load than planned
+OFFERED_SHARE_MIN = 0.98
 
 
 class EndedBy(StrEnum):

@@ -75,7 +75,14 @@ import numpy as np
 import pandas as pd
 
 from harness.client import THROTTLING_KINDS
-from harness.records import ENDED_BY, LOAD_STARTED_AT, SCENARIO_SECONDS, SHARED_STATE_LOST, TIME_MISSING
+from harness.records import (
+    ENDED_BY,
+    LOAD_STARTED_AT,
+    OFFERED_LOAD,
+    SCENARIO_SECONDS,
+    SHARED_STATE_LOST,
+    TIME_MISSING,
+)
 from harness.report.cost import ptu_utilization, run_cost
 from harness.report.load import RunData, finite_or_none
 from harness.report.verdict import verdict
@@ -318,6 +325,8 @@ def _run_facts(run: RunData, span: float) -> dict[str, Any]:
         "planned_duration_s": planned,
         "ended_by": info.get(ENDED_BY),
         "cut_short_s": _cut_short(info, planned, span),
+        # the load offered against the schedule, in user-seconds, per process (a live run's run.json)
+        "offered_load": info.get(OFFERED_LOAD) if isinstance(info.get(OFFERED_LOAD), dict) else None,
         "appid_on_trust": _appid_on_trust(run.scenario),
         "shared_state_lost": _shared_state_lost(run),
         "gateway": _gateway_facts(run.scenario),
