@@ -5,6 +5,10 @@ breaker rows of gateway.jsonl as they are flushed. `snapshot()` is the JSON of `
 and of the web UI's Throttling tab. Rates are per wall second over the last `WINDOW_WALL_S` wall seconds
 (the same clock as Locust's RPS); Retry-After and breaker times are in scenario seconds.
 
+Nothing in it grows with the number of attempts, whether or not anyone looks: the rates are counts per
+wall second, of which only the last `WINDOW_WALL_S` are kept; the Retry-After values for the median are
+the latest `RETRY_AFTER_KEPT`; everything else is a count or a latest value per backend, deployment or app.
+
     >>> from harness.clock import VirtualClock
     >>> view = LiveThrottling(VirtualClock(start=100.0))
     >>> view.add({"error_kind": "backend_429", "backend": "ptu", "retry_after_ms": 2500.0, "decision": "retry",
@@ -133,7 +137,8 @@ class LiveThrottling:
         self.breakers = breakers
         self.primary = primary
         self.totals: Counter[str] = Counter()
-        self.recent: deque[tuple[float, str]] = deque()
+        # attempts per outcome in each of the last wall seconds: [second, counts], at most a window's worth
+        self.recent: deque[tuple[int, Counter[str]]] = deque(maxlen=int(WINDOW_WALL_S) + 1)
         self.tokens_by_backend: Counter[str] = Counter()
         self.ratelimit: dict[tuple[str, str], dict[str, Any]] = {}
         self.gateway_remaining: dict[str, dict[str, Any]] = {}
@@ -146,7 +151,10 @@ class LiveThrottling:
         """Count one attempt's record (a dict with the record's fields)."""
         outcome = outcome_of(record.get("error_kind"))
         self.totals[outcome] += 1
-        self.recent.append((self.clock.wall(), outcome))
+        second = int(self.clock.wall())
+        if not self.recent or self.recent[-1][0] != second:
+            self.recent.append((second, Counter()))
+        self.recent[-1][1][outcome] += 1
         backend = record.get("backend") or ""
         if backend:
             self.saw_backend_header = True
@@ -172,10 +180,12 @@ class LiveThrottling:
             self.add({name: parse_cell(RECORD_KINDS[name], cells[i]) for name, i in _CELL_INDEX.items()})
 
     def _rates(self) -> dict[str, float]:
-        now = self.clock.wall()
-        while self.recent and self.recent[0][0] < now - WINDOW_WALL_S:
-            self.recent.popleft()
-        counts = Counter(outcome for _, outcome in self.recent)
+        # the current second, still filling, and the full seconds before it, WINDOW_WALL_S in all
+        since = int(self.clock.wall()) - int(WINDOW_WALL_S) + 1
+        counts: Counter[str] = Counter()
+        for second, per_outcome in self.recent:
+            if second >= since:
+                counts.update(per_outcome)
         return {key: round(counts[key] / WINDOW_WALL_S, 3) for key in OUTCOME_KEYS}
 
     def snapshot(self) -> dict[str, Any]:
