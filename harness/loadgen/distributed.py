@@ -145,7 +145,9 @@ def _on_worker_records(environment: Any, msg: Any, **_: Any) -> None:
 
 
 def _on_worker_done(environment: Any, msg: Any, **_: Any) -> None:
-    STATE.load_by_worker[msg.node_id] = dict(msg.data.get("load") or {})
+    # named as the records name the worker's users (`u<index>-...`), not by Locust's host-and-uuid id
+    index = environment.runner.get_worker_index(msg.node_id)
+    STATE.load_by_worker[f"worker {index}"] = dict(msg.data.get("load") or {})
     STATE.workers_done.add(msg.node_id)
 
 
