@@ -32,6 +32,7 @@ from harness.clock import Clock
 from harness.records import RECORD_FIELDS, RECORD_KINDS, parse_cell
 
 WINDOW_WALL_S = 10.0
+PTU_POINTS_KEPT = 600  # per PTU deployment, one utilization point per wall second: the chart's last ten minutes
 RETRY_AFTER_KEPT = 10_000  # the p50 is over the latest Retry-After values, so a long run stays cheap
 SUCCESS, OTHER = "success", "other_error"
 OUTCOME_KEYS = (SUCCESS, *THROTTLING_KINDS, OTHER)
@@ -48,6 +49,7 @@ _FIELDS_READ = (
     "retry_after_ms",
     "ratelimit_remaining_tokens",
     "ratelimit_remaining_requests",
+    "ptu_utilization",
     "gateway_remaining_tokens",
     "gateway_remaining_quota",
     "decision",
@@ -141,6 +143,9 @@ class LiveThrottling:
         self.recent: deque[tuple[int, Counter[str]]] = deque(maxlen=int(WINDOW_WALL_S) + 1)
         self.tokens_by_backend: Counter[str] = Counter()
         self.ratelimit: dict[tuple[str, str], dict[str, Any]] = {}
+        # (backend, deployment) -> [wall second since the view began, utilization %], the latest per second
+        self.ptu: dict[tuple[str, str], deque[list[float]]] = {}
+        self.began = clock.wall()
         self.gateway_remaining: dict[str, dict[str, Any]] = {}
         self.retry_after: deque[float] = deque(maxlen=RETRY_AFTER_KEPT)
         self.retry_after_max: float | None = None
@@ -163,6 +168,9 @@ class LiveThrottling:
         if remaining != (None, None):
             key = (backend or NOT_AVAILABLE, record.get("deployment") or "")
             self.ratelimit[key] = {"tokens": remaining[0], "requests": remaining[1]}
+        utilization = record.get("ptu_utilization")
+        if utilization is not None:
+            self._note_utilization((backend or NOT_AVAILABLE, record.get("deployment") or ""), float(utilization))
         gateway = record.get("gateway_remaining_tokens"), record.get("gateway_remaining_quota")
         if gateway != (None, None):
             self.gateway_remaining[record.get("app_id") or ""] = {"tokens": gateway[0], "quota_tokens": gateway[1]}
@@ -173,6 +181,14 @@ class LiveThrottling:
             reaction = reaction_of(record)
             if reaction is not None:
                 self.reactions[reaction] += 1
+
+    def _note_utilization(self, key: tuple[str, str], utilization: float) -> None:
+        series = self.ptu.setdefault(key, deque(maxlen=PTU_POINTS_KEPT))
+        second = float(int(self.clock.wall() - self.began))
+        if series and series[-1][0] == second:
+            series[-1][1] = utilization
+        else:
+            series.append([second, utilization])
 
     def add_cells(self, rows: Iterable[list[str]]) -> None:
         """Count records shipped as CSV cells (a distributed run's workers)."""
@@ -219,6 +235,10 @@ class LiveThrottling:
                 for (backend, deployment), values_ in sorted(self.ratelimit.items())
             ],
             "gateway_remaining_by_app": dict(sorted(self.gateway_remaining.items())) or None,
+            "ptu_utilization": [
+                {"backend": backend, "deployment": deployment, "latest": series[-1][1], "series": list(series)}
+                for (backend, deployment), series in sorted(self.ptu.items())
+            ],
             "retry_after": {
                 "count": len(values),
                 "p50_s": round(statistics.median(values), 3) if values else None,
@@ -281,7 +301,10 @@ def table_rows(snapshot: dict[str, Any]) -> list[dict[str, str]]:
     if gateway is None:
         row("gateway remaining tokens", "per app", NOT_AVAILABLE, "no token-limit headers in the answers")
     for app, entry in (gateway or {}).items():
-        row("gateway remaining tokens", app, entry["tokens"], f"quota {entry['quota_tokens']}")
+        quota = entry["quota_tokens"]
+        row("gateway remaining tokens", app, entry["tokens"], "no quota" if quota is None else f"quota {quota}")
+    for entry in snapshot.get("ptu_utilization") or []:
+        row("PTU utilization (latest)", f"{entry['backend']} / {entry['deployment']}", f"{entry['latest']:g} %")
     retry = snapshot["retry_after"]
     row("Retry-After received", "p50 / max (scenario s)", f"{retry['p50_s']} / {retry['max_s']}", f"{retry['count']}")
     for key, count in snapshot["reactions"].items():

@@ -79,6 +79,8 @@ def _on_init(environment: Any, **_: Any) -> None:
     runner = environment.runner
     STATE.users_option = getattr(options, "num_users", None)
     STATE.spawn_rate_option = getattr(options, "spawn_rate", None)
+    STATE.cli_options = (STATE.users_option, STATE.spawn_rate_option, float(getattr(options, "time_scale", 0) or 0))
+    STATE.cli_overrides = list(getattr(options, "overrides", None) or [])
     if isinstance(runner, WorkerRunner):
         listen_as_worker(runner)
         return

@@ -4,8 +4,8 @@ The schedule (`harness.workload.shape.schedule`: the scenario's stages, or its c
 is worked out once, at the first tick, as seats in scenario time; Locust is asked for the most seats ever
 live at once, in one dispatch, and `SeatDispatcher` hands each process its seats with that dispatch. Users
 then start and stop on the scenario clock (`harness.loadgen.ramp`), in one process or on many workers,
-rather than at Locust's once-a-wall-second ticks. `-r` (or the web form's ramp) is the scenario's
-`spawn_rate`: users per scenario second.
+rather than at Locust's once-a-wall-second ticks. `-u`/`-r` (or the web form's users and ramp) override
+the scenario's `users` and `spawn_rate` (users per scenario second).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def run_schedule(limit_s: float) -> list[Seat]:
     start order, as in the simulator)."""
     assert STATE.scenario is not None
     workload = STATE.scenario.workload
-    users = int(STATE.users_option or (workload.trace.users if workload.trace else workload.users))
-    rate = float(STATE.spawn_rate_option or workload.spawn_rate)
-    seats = schedule(STATE.plan, users, rate, limit_s)
+    # -u/-r and the web form's users and ramp are in the scenario as overrides (`startup.changed_load_settings`)
+    users = workload.trace.users if workload.trace else workload.users
+    seats = schedule(STATE.plan, users, workload.spawn_rate, limit_s)
     counts: dict[str, int] = {}
     return [Seat(s.number, s.slot, s.start_s, s.end_s, assign_app(workload.apps, counts).id) for s in seats]
 

@@ -50,6 +50,9 @@ class HarnessState:
     # -u / -r as the user gave them; read at init, before headless mode fills in its defaults of 1
     users_option: int | None = None
     spawn_rate_option: float | None = None
+    # what the command line said, which the web form shows unless changed: (-u, -r, --time-scale), the --set list
+    cli_options: tuple[int | None, float | None, float] = (None, None, 0.0)
+    cli_overrides: list[str] = field(default_factory=list)
     # the end of the current run: why the load stopped, and the scenario seconds it was planned to run
     end_cause: EndedBy | None = None
     planned_s: float = 0.0
@@ -62,6 +65,7 @@ class HarnessState:
     runs: dict[str, Path] = field(default_factory=dict)
     last_finished: str | None = None
     embedded_urls: set[str] = field(default_factory=set)
+    embedded_gateway_port: int = 0  # the port every embedded gateway of this process takes when it can
     watchdog: Any = None
     ramp: Ramp = field(default_factory=Ramp)  # the seats of the run's schedule this process still has to start
     seats: list[Seat] | None = None  # the whole run's schedule (local or master), worked out at its first tick
