@@ -42,6 +42,14 @@ RUN_INFO = {
     "overrides": ["run.seed=3"],
     "load_started_at": T0 - 0.5,
     "scenario_seconds": 240.0,
+    # two workers, one of which offered less than its share: the run got 85 % of its planned user-seconds
+    "offered_load": {
+        "planned_user_s": 1000.0,
+        "offered_user_s": 850.0,
+        "offered_share": 0.85,
+        "short": True,
+        "by_process": {"worker 0": {"offered_user_s": 500.0}, "worker 1": {"offered_user_s": 350.0}},
+    },
 }
 # what the attempts of one logical request look like: (error_kind, status, decision, wait source) per attempt
 PATTERNS = (
@@ -493,6 +501,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "planned_duration_s": 300.0,
             "ended_by": None,
             "cut_short_s": 60.0,  # run.json says it ran 240 of 300 s
+            "offered_load": RUN_INFO["offered_load"],  # as run.json states it
             "appid_on_trust": True,  # counted per appid, no jwt validation
             # 3 losses (replica 1 twice); fallbacks: each replica's last count, 40 + 20
             "shared_state_lost": {"losses": 3, "replicas": ["0", "1"], "fallbacks": 60},
@@ -658,3 +667,14 @@ def test_the_page_says_what_ran_and_that_it_was_cut_short(reported: Any) -> None
     assert "<b>Cut short:</b> 60 scenario s of the planned load did not run" in page
     assert "taken on trust" in page
     assert "<b>Shared state lost:</b> Redis stopped answering 3 time(s) (replica(s) 0, 1); 60 decisions fell" in page
+
+
+def test_a_run_that_offered_less_load_than_planned_says_so_first(reported: Any) -> None:
+    from harness.report.console import format_console_summary
+
+    summary, _, run_dir = reported
+    warning = "offered less load than planned: 85.0 % (850 of 1,000 user-s of scenario time; worker 0 500, worker 1 350)"
+    page = (run_dir / "report.html").read_text()
+    assert page.index(warning.capitalize()) < page.index("Question:") < page.index("Headline numbers")
+    console = format_console_summary(summary)
+    assert console.index(warning[0].upper() + warning[1:]) < console.index(SCENARIO["question"]["ask"])

@@ -70,7 +70,7 @@ def close_run() -> None:
     run, summary = _summarize(STATE.run_dir)
     if summary is not None:
         print(format_console_summary(summary))
-    if offered["short"]:
+    elif offered["short"]:  # with a summary, its answer opens with this
         print(offered_load_warning(offered))
     results = evaluate_checks(STATE.scenario.checks, summary or {})
     for result in results:
