@@ -173,3 +173,5 @@ def collect_worker_records(runner: MasterRunner) -> None:
     missing = set(workers) - STATE.workers_done
     if missing:
         log.warning("records of %d worker(s) may be incomplete: no final batch from %s", len(missing), sorted(missing))
+    for worker in missing:  # its load is not known to have been offered: it counts as none
+        STATE.load_by_worker[f"worker {runner.get_worker_index(worker)}"] = {"offered_user_s": 0.0, "reported": False}
