@@ -2,10 +2,11 @@
 
 - at test start the master sends the run's identity (scenario, overrides, run id, scenario time origin,
   credentials, worker count) in RUN_MESSAGE; each worker sets up the same run from it and says so
-  (READY_MESSAGE); the master waits for every worker (bounded), then fixes the load's start on the shared
-  scenario clock a moment ahead, so no worker starts late;
-- with Locust's dispatch each worker gets its seats of the run's schedule and the load's start
-  (SEATS_MESSAGE), so its users start and stop at their scenario times however late a message came;
+  (READY_MESSAGE); the master waits for every worker (bounded);
+- with Locust's dispatch each worker gets its seats of the run's schedule (SEATS_MESSAGE); once every
+  worker has reported its users up, the master fixes the load's start a moment ahead on the shared scenario
+  clock and tells them (START_MESSAGE), so users start and stop at their scenario times, and a seat whose
+  start has passed (a late message) starts at once;
 - workers ship their records every second (RECORDS_MESSAGE) and a last batch at test stop with the load
   they offered (RECORDS_DONE_MESSAGE); the master writes them into the one records.csv and waits (bounded)
   for every last batch.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -24,6 +26,7 @@ from harness.errors import HarnessError
 from harness.loadgen.arrivals import load_arrivals
 from harness.loadgen.ramp import LoadTally, Ramp, seats_from_message, seats_to_message
 from harness.loadgen.recorder import RECORDS_DONE_MESSAGE, RECORDS_MESSAGE, ShippingSink, WriterSink
+from harness.loadgen.scenario_shape import planned_limit
 from harness.loadgen.startup import run_settings, tick_forever
 from harness.loadgen.state import STATE
 from harness.scenario import load_scenario
@@ -34,10 +37,13 @@ log = logging.getLogger("harness")
 RUN_MESSAGE = "harness_run"
 READY_MESSAGE = "harness_ready"
 SEATS_MESSAGE = "harness_seats"
+START_MESSAGE = "harness_start"
+WORKER_USERS_WAIT_S = 30.0
 WORKER_DONE_WAIT_S = 15.0
 WORKER_READY_WAIT_S = 30.0
-# wall seconds between the workers being ready and the load's start: time for the seats and Locust's spawn
-# message to reach them (a seat whose start has passed starts at once, so a slower message costs only that)
+# wall seconds between the test's start (in a distributed run: the workers being ready) and the load's: time
+# for the seats and Locust's spawn message to reach the processes and their users to take their seats (a
+# seat whose start has passed starts at once, so a slower message costs only that)
 START_LEAD_WALL_S = 0.25
 
 
@@ -45,6 +51,7 @@ def listen_as_worker(runner: WorkerRunner) -> None:
     """Worker: wait for the master's description of the run."""
     runner.register_message(RUN_MESSAGE, _on_run_message)
     runner.register_message(SEATS_MESSAGE, _on_seats_message)
+    runner.register_message(START_MESSAGE, _on_start_message)
 
 
 def listen_as_master(runner: MasterRunner) -> None:
@@ -54,9 +61,8 @@ def listen_as_master(runner: MasterRunner) -> None:
     runner.register_message(READY_MESSAGE, _on_worker_ready)
 
 
-def announce_run(runner: MasterRunner) -> float:
-    """Master at test start: tell every worker what the run is and wait until each has set it up; the
-    load's start on the shared scenario clock (a moment from now)."""
+def announce_run(runner: MasterRunner) -> None:
+    """Master at test start: tell every worker what the run is and wait until each has set it up."""
     assert STATE.clock is not None and STATE.settings is not None
     workers = sorted(client.id for client in runner.clients.all)
     STATE.workers_ready.clear()
@@ -80,23 +86,49 @@ def announce_run(runner: MasterRunner) -> float:
         log.warning(
             "%d worker(s) not ready after %g s: their users start late: %s", len(missing), waited, sorted(missing)
         )
-    return STATE.clock.now() + START_LEAD_WALL_S * STATE.clock.scale
 
 
 def deliver_seats(runner: Any, dealt: dict[str, list[Seat]]) -> None:
-    """Master: each worker its seats and the load's start, ahead of Locust's spawn message."""
+    """Master: each worker its seats, ahead of Locust's spawn message."""
     for worker, seats in dealt.items():
-        data = {"started_at": STATE.test_started_at, "planned_s": STATE.planned_s, "seats": seats_to_message(seats)}
-        runner.send_message(SEATS_MESSAGE, data, client_id=worker)
+        runner.send_message(SEATS_MESSAGE, {"seats": seats_to_message(seats)}, client_id=worker)
+
+
+def start_load_when_seated(runner: MasterRunner, load_starts: Callable[[Any, float], None]) -> None:
+    """Master (a greenlet of its own): once every worker reports the users Locust asked of it (bounded), fix
+    the load's start a moment ahead and tell the workers; Locust's spawn message can take a few tenths of a
+    wall second to reach a worker and start its users, several scenario seconds at a high time scale."""
+    assert STATE.clock is not None
+    waited = 0.0
+    while waited < WORKER_USERS_WAIT_S and (
+        runner.target_user_count is None or runner.user_count < runner.target_user_count
+    ):
+        gevent.sleep(0.01)
+        waited += 0.01
+    if runner.target_user_count and runner.user_count < runner.target_user_count:
+        log.warning(
+            "workers hold %d of %d users after %g s: the load starts without the rest",
+            runner.user_count,
+            runner.target_user_count,
+            waited,
+        )
+    at = STATE.clock.now() + START_LEAD_WALL_S * STATE.clock.scale
+    runner.send_message(START_MESSAGE, {"started_at": at, "planned_s": planned_limit(runner)})
+    load_starts(runner, at)
 
 
 def _on_seats_message(environment: Any, msg: Any, **_: Any) -> None:
-    """Worker: its seats of the schedule, on the master's scenario clock."""
-    STATE.test_started_at = float(msg.data["started_at"])
-    STATE.planned_s = float(msg.data["planned_s"])
+    """Worker: its seats of the schedule (the load's start follows when every worker holds its users)."""
     seats = seats_from_message(msg.data["seats"])
     STATE.tally.plan(seats)
     STATE.ramp.load(seats)
+
+
+def _on_start_message(environment: Any, msg: Any, **_: Any) -> None:
+    """Worker: the load's start on the master's scenario clock, and its planned length."""
+    STATE.test_started_at = float(msg.data["started_at"])
+    STATE.planned_s = float(msg.data["planned_s"])
+    STATE.load_start.set()
 
 
 def _on_run_message(environment: Any, msg: Any, **_: Any) -> None:
@@ -122,7 +154,8 @@ def _on_run_message(environment: Any, msg: Any, **_: Any) -> None:
         client_profile = data.get("client_profile") or ""
 
     STATE.settings = run_settings(scenario, data["run_id"], clock, _Options)
-    STATE.test_started_at = None  # until the seats say when the load starts
+    STATE.test_started_at = None  # until the master says when the load starts
+    STATE.load_start.clear()
     STATE.worker_index = getattr(runner, "worker_index", 0) or 0
     STATE.worker_count = max(1, int(data.get("workers") or 1))
     STATE.trace_next = 0

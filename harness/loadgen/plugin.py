@@ -28,12 +28,14 @@ from harness.errors import HarnessError
 from harness.loadgen import options as harness_options
 from harness.loadgen import planned_end
 from harness.loadgen.distributed import (
+    START_LEAD_WALL_S,
     announce_run,
     collect_worker_records,
     deliver_seats,
     listen_as_master,
     listen_as_worker,
     ship_last_records,
+    start_load_when_seated,
 )
 from harness.loadgen.end_of_run import close_run, finish_run
 from harness.loadgen.run_end import install_signal_handlers, note_cause, watch_stack
@@ -112,15 +114,26 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         environment.host = STATE.stack.target_url
     assert STATE.clock is not None and STATE.settings is not None
     STATE.workers_done.clear()
-    # the load's start on the scenario clock: a master first waits for its workers to set the run up
-    STATE.test_started_at = announce_run(runner) if isinstance(runner, MasterRunner) else STATE.clock.now()
     STATE.test_stopped_at = None
-    # scenario time the users start: stages and trace offsets count from here
-    STATE.run_info["load_started_at"] = STATE.test_started_at
     STATE.trace_next = 0
-    planned_end.arm(runner)
+    if isinstance(runner, MasterRunner):
+        # the workers set the run up, get their seats and start their users; the load's start is fixed once
+        # all of them hold their seats, so none starts late (`distributed.start_load_when_seated`)
+        announce_run(runner)
+        gevent.spawn(start_load_when_seated, runner, _load_starts)
+    else:
+        # users take their seats a moment before the load's start: at the start only their requests are left
+        _load_starts(runner, STATE.clock.now() + START_LEAD_WALL_S * STATE.clock.scale)
     if STATE.stack is not None and STATE.watchdog is None:
         STATE.watchdog = gevent.spawn(watch_stack, environment)
+
+
+def _load_starts(runner: Any, at: float) -> None:
+    """The load's start on the scenario clock: stages, seats, trace offsets and the planned end count from it."""
+    STATE.test_started_at = at
+    STATE.run_info["load_started_at"] = at
+    planned_end.arm(runner)
+    STATE.load_start.set()
 
 
 def _seat_here(dealt: dict[str, list[Seat]]) -> None:

@@ -21,9 +21,6 @@ from harness.loadgen.state import STATE
 from harness.workload.requests import assign_app
 from harness.workload.shape import Seat, peak_users, schedule
 
-# Locust's spawn rate: every user in one dispatch (users then wait for their seats)
-AT_ONCE = 100_000.0
-
 
 class ScenarioShape(LoadTestShape):
     """Users to hold every seat of the run's schedule, until its planned end."""
@@ -39,7 +36,8 @@ class ScenarioShape(LoadTestShape):
             STATE.seats_dealt = False
         if STATE.test_started_at is not None and STATE.elapsed() >= limit:
             return None
-        return max(1, peak_users(STATE.seats)), AT_ONCE
+        users = max(1, peak_users(STATE.seats))
+        return users, float(users)  # Locust's spawn rate: every user in one dispatch (they wait for their seats)
 
 
 def run_schedule(limit_s: float) -> list[Seat]:

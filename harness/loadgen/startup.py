@@ -126,6 +126,7 @@ def open_run(environment: Any, options: Any) -> None:
     }
     write_run_json(run_dir, STATE.run_info)
     STATE.test_started_at = STATE.test_stopped_at = STATE.end_cause = None
+    STATE.load_start.clear()
     STATE.app_counts.clear()
     STATE.trace_next = 0
     STATE.ramp, STATE.seats, STATE.seats_dealt, STATE.tally = Ramp(), None, False, LoadTally()

@@ -45,6 +45,7 @@ class HarnessState:
     app_counts: dict[str, int] = field(default_factory=dict)
     workers_done: set[str] = field(default_factory=set)
     ready: Event = field(default_factory=Event)
+    load_start: Event = field(default_factory=Event)  # set once the load's start (test_started_at) is fixed
     worker_index: int = 0
     worker_count: int = 1
     # -u / -r as the user gave them; read at init, before headless mode fills in its defaults of 1

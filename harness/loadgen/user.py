@@ -72,15 +72,22 @@ class GatewayUser(User):
     @task
     def hold_a_seat(self) -> None:
         seat = STATE.ramp.claim(timeout_s=1.0)
-        if seat is None or STATE.test_started_at is None or STATE.clock is None:
+        if seat is None or STATE.clock is None:
             return  # no seat left for now: ask again
         clock = STATE.clock
-        start, end = STATE.test_started_at + seat.start_s, STATE.test_started_at + seat.end_s
-        if start > clock.now():
-            clock.sleep(start - clock.now())
+        self._take(seat)  # before its start: at the start only the request is left to send
+        try:
+            STATE.load_start.wait()  # the load's start is fixed once every process holds its users
+            assert STATE.test_started_at is not None
+            start, end = STATE.test_started_at + seat.start_s, STATE.test_started_at + seat.end_s
+            if start > clock.now():
+                clock.sleep(start - clock.now())
+        except gevent.GreenletExit:
+            self._close()
+            raise
         if clock.now() >= end:
+            self._close()
             return  # its time passed while it waited (a very late message)
-        self._take(seat)
         live_from = clock.now()
         STATE.tally.started_seat(live_from - STATE.test_started_at, live_from - start)
         self.sender = gevent.spawn(self._send_until_stopped)
