@@ -673,7 +673,9 @@ def test_a_run_that_offered_less_load_than_planned_says_so_first(reported: Any) 
     from harness.report.console import format_console_summary
 
     summary, _, run_dir = reported
-    warning = "offered less load than planned: 85.0 % (850 of 1,000 user-s of scenario time; worker 0 500, worker 1 350)"
+    warning = (
+        "offered less load than planned: 85.0 % (850 of 1,000 user-s of scenario time; worker 0 500, worker 1 350)"
+    )
     page = (run_dir / "report.html").read_text()
     assert page.index(warning.capitalize()) < page.index("Question:") < page.index("Headline numbers")
     console = format_console_summary(summary)
