@@ -217,13 +217,13 @@ def _positive(text: str | None, kind: type) -> Any:
 
 
 def users_note() -> str:
-    """Where the run's user count comes from: the form's field does not apply to stages or a trace."""
+    """Where the run's user count comes from: the form's field does not apply to stages."""
     workload = STATE.scenario.workload if STATE.scenario is not None else None
     if workload is not None and workload.stages:
         return "from the scenario's stages (the users field does not apply)"
     if workload is not None and workload.trace is not None:
-        return f"{workload.trace.users}, from the scenario's trace (the users field does not apply)"
-    return f"{STATE.users_option or (workload.users if workload else '')} (the users field)"
+        return f"{workload.trace.users} replaying the scenario's trace (the users field)"
+    return f"{workload.users if workload else ''} (the users field)"  # the scenario holds the field's value
 
 
 def throttling_snapshot(environment: Any) -> dict[str, Any]:
