@@ -24,9 +24,10 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness.clock import ScaledClock
 from harness.errors import HarnessError
 from harness.loadgen.arrivals import load_arrivals
-from harness.loadgen.ramp import LoadTally, Ramp, seats_from_message, seats_to_message
+from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import RECORDS_DONE_MESSAGE, RECORDS_MESSAGE, ShippingSink, WriterSink
 from harness.loadgen.scenario_shape import planned_limit
+from harness.loadgen.seats import LoadTally, seats_from_message, seats_to_message
 from harness.loadgen.startup import run_settings, tick_forever
 from harness.loadgen.state import STATE
 from harness.scenario import load_scenario

@@ -17,8 +17,8 @@ import gevent
 from locust.runners import WorkerRunner
 
 from harness.errors import CHECKS_FAILED_EXIT_CODE, HarnessError
-from harness.loadgen.ramp import load_facts
 from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
+from harness.loadgen.seats import load_facts
 from harness.loadgen.state import STATE
 from harness.records import ENDED_BY, OFFERED_LOAD, EndedBy
 from harness.report.checks import evaluate_checks

@@ -16,7 +16,7 @@ from typing import Any
 from locust import LoadTestShape
 from locust.dispatch import UsersDispatcher
 
-from harness.loadgen.ramp import deal
+from harness.loadgen.seats import deal
 from harness.loadgen.state import STATE
 from harness.workload.requests import assign_app
 from harness.workload.shape import Seat, peak_users, schedule

@@ -17,8 +17,9 @@ from harness.loadgen import options as harness_options
 from harness.loadgen.arrivals import load_arrivals
 from harness.loadgen.live import BreakerLog, LiveThrottling
 from harness.loadgen.preflight import check_ports, check_target
-from harness.loadgen.ramp import LoadTally, Ramp
+from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import WriterSink
+from harness.loadgen.seats import LoadTally
 from harness.loadgen.stack import EmbeddedStack, StackError
 from harness.loadgen.state import STATE
 from harness.records import GATEWAY_LOG, RECORDS_FILE, RecordWriter

@@ -13,7 +13,8 @@ from gevent.event import Event
 
 from harness.clock import ScaledClock
 from harness.loadgen.live import LiveThrottling
-from harness.loadgen.ramp import LoadTally, Ramp
+from harness.loadgen.ramp import Ramp
+from harness.loadgen.seats import LoadTally
 from harness.loadgen.stack import EmbeddedStack
 from harness.records import EndedBy, RecordWriter
 from harness.scenario import Scenario
