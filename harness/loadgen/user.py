@@ -75,16 +75,12 @@ class GatewayUser(User):
         if seat is None or STATE.clock is None:
             return  # no seat left for now: ask again
         clock = STATE.clock
-        self._take(seat)  # before its start: at the start only the request is left to send
-        try:
-            STATE.load_start.wait()  # the load's start is fixed once every process holds its users
-            assert STATE.test_started_at is not None
-            start, end = STATE.test_started_at + seat.start_s, STATE.test_started_at + seat.end_s
-            if start > clock.now():
-                clock.sleep(start - clock.now())
-        except gevent.GreenletExit:
-            self._close()
-            raise
+        self._take(seat)  # before its start: at the start only the request is left to send (on_stop closes it)
+        STATE.load_start.wait()  # the load's start is fixed once every process holds its users
+        assert STATE.test_started_at is not None
+        start, end = STATE.test_started_at + seat.start_s, STATE.test_started_at + seat.end_s
+        if start > clock.now():
+            clock.sleep(start - clock.now())  # a seat whose start has passed (a late message) starts at once
         if clock.now() >= end:
             self._close()
             return  # its time passed while it waited (a very late message)
