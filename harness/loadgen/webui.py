@@ -31,6 +31,7 @@ from harness.loadgen.live import LiveThrottling, table_rows
 from harness.loadgen.startup import DEFAULT_SCENARIO, SCENARIO_CLOCK_NOTE, open_run, run_key, scenario_file
 from harness.loadgen.state import STATE
 from harness.scenario import load_scenario
+from harness.workload.shape import peak_users
 
 TAB = "harness-throttling"
 THROTTLING_PATH = "/harness/throttling"
@@ -226,6 +227,17 @@ def users_note() -> str:
     return f"{workload.users if workload else ''} (the users field)"  # the scenario holds the field's value
 
 
+def sending_now() -> str | None:
+    """Users of the schedule sending now, of the most it ever has at once (which is how many users Locust
+    shows: they hold the seats, and wait between them)."""
+    seats = STATE.seats
+    if not seats or STATE.test_started_at is None or STATE.clock is None:
+        return None
+    now = STATE.elapsed()
+    live = sum(1 for seat in seats if seat.start_s <= now < seat.end_s)
+    return f"{live} of at most {peak_users(seats)}"
+
+
 def throttling_snapshot(environment: Any) -> dict[str, Any]:
     """The Throttling tab's figures for the current (or last) run, with what run they belong to."""
     live = STATE.live
@@ -238,6 +250,7 @@ def throttling_snapshot(environment: Any) -> dict[str, Any]:
         "state": "running" if STATE.run_open and STATE.test_started_at is not None else "not running",
         "target": environment.host,
         "users": users_note(),
+        "users_sending": sending_now(),
         "clock": SCENARIO_CLOCK_NOTE % (scale, scale) if scale != 1 else "real time (time scale 1)",
         "report": f".{REPORT_PATH}" if STATE.last_finished else None,
         "report_of_run": STATE.last_finished,
