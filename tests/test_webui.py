@@ -209,3 +209,46 @@ def test_the_form_shows_the_scenario_and_a_changed_ramp_is_an_override_run_in_sc
         firsts[row["user"]] = min(firsts.get(row["user"], row["t_scenario"]), row["t_scenario"])
     offsets = sorted(t - started for t in firsts.values())
     assert offsets == pytest.approx([0.0, 0.0, 1.0, 1.0, 2.0, 2.0], abs=0.3)  # batches of 2 a scenario second
+
+
+def test_ptu_utilization_per_deployment_from_the_answers_bounded_in_points() -> None:
+    """The Throttling tab's PTU chart: the utilization header of each answer, the latest per wall second and
+    deployment, the same from a worker's shipped cells, and never more than PTU_POINTS_KEPT points."""
+    from harness.loadgen.live import PTU_POINTS_KEPT
+
+    clock = VirtualClock(start=1000.0)
+    direct, shipped = LiveThrottling(clock), LiveThrottling(clock)
+    for second in range(PTU_POINTS_KEPT + 50):
+        for level in (40.0, 60.0 + second % 30):  # two answers a second: the later one is the point
+            record = {"backend": "ptu", "deployment": "gpt-4o", "ptu_utilization": level, "error_kind": ""}
+            direct.add(record)
+            shipped.add_cells([to_cells(record)])
+        direct.add({"backend": "payg", "deployment": "gpt-4o", "error_kind": ""})  # standard: no utilization
+        clock.advance(1.0)
+    snapshot = direct.snapshot()
+    assert snapshot["ptu_utilization"] == shipped.snapshot()["ptu_utilization"]
+    (ptu,) = snapshot["ptu_utilization"]
+    assert (ptu["backend"], ptu["deployment"], ptu["latest"]) == ("ptu", "gpt-4o", 60.0 + (PTU_POINTS_KEPT + 49) % 30)
+    assert len(ptu["series"]) == PTU_POINTS_KEPT
+    assert ptu["series"][-1] == [float(PTU_POINTS_KEPT + 49), ptu["latest"]]
+    rows = table_rows(snapshot)
+    assert {
+        "panel": "PTU utilization (latest)",
+        "item": "ptu / gpt-4o",
+        "value": f"{ptu['latest']:g} %",
+        "detail": "",
+    } in rows
+
+
+def test_the_gateway_remaining_row_says_no_quota_rather_than_none() -> None:
+    view = LiveThrottling(VirtualClock())
+    view.add({"app_id": "noisy", "gateway_remaining_tokens": 1200, "error_kind": ""})
+    rows = [r for r in table_rows(view.snapshot()) if r["panel"] == "gateway remaining tokens"]
+    assert rows == [{"panel": "gateway remaining tokens", "item": "noisy", "value": "1200", "detail": "no quota"}]
+
+
+def test_the_client_reads_a_ptu_deployments_utilization_header() -> None:
+    from harness.client.headers import capture
+
+    assert capture({"azure-openai-deployment-utilization": "37.5%"})["ptu_utilization"] == 37.5
+    assert "ptu_utilization" not in capture({"x-ratelimit-remaining-tokens": "120"})
