@@ -42,6 +42,14 @@ RUN_INFO = {
     "overrides": ["run.seed=3"],
     "load_started_at": T0 - 0.5,
     "scenario_seconds": 240.0,
+    # two workers, one of which offered less than its share: the run got 85 % of its planned user-seconds
+    "offered_load": {
+        "planned_user_s": 1000.0,
+        "offered_user_s": 850.0,
+        "offered_share": 0.85,
+        "short": True,
+        "by_process": {"worker 0": {"offered_user_s": 500.0}, "worker 1": {"offered_user_s": 350.0}},
+    },
 }
 # what the attempts of one logical request look like: (error_kind, status, decision, wait source) per attempt
 PATTERNS = (
@@ -509,6 +517,7 @@ def expected_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "ended_by": None,
             "never_ended": False,  # run.json does not say the run started without an end
             "cut_short_s": 60.0,  # run.json says it ran 240 of 300 s
+            "offered_load": RUN_INFO["offered_load"],  # as run.json states it
             "appid_on_trust": True,  # counted per appid, no jwt validation
             # 3 losses (replica 1 twice); fallbacks: each replica's last count, 40 + 20
             "shared_state_lost": {
@@ -696,3 +705,16 @@ def test_the_page_says_what_ran_and_that_it_was_cut_short(reported: Any) -> None
         f"the limit was enforced per replica: app {app} got up to {figures['peak_tokens_60s']:,.0f} tokens within "
         f"60 s, {figures['x_limit']:.2f} x the limit" in page
     )
+
+
+def test_a_run_that_offered_less_load_than_planned_says_so_first(reported: Any) -> None:
+    from harness.report.console import format_console_summary
+
+    summary, _, run_dir = reported
+    warning = (
+        "offered less load than planned: 85.0 % (850 of 1,000 user-s of scenario time; worker 0 500, worker 1 350)"
+    )
+    page = (run_dir / "report.html").read_text()
+    assert page.index(warning.capitalize()) < page.index("Question:") < page.index("Headline numbers")
+    console = format_console_summary(summary)
+    assert console.index(warning[0].upper() + warning[1:]) < console.index(SCENARIO["question"]["ask"])

@@ -19,7 +19,7 @@ import pytest
 from harness.clock import VirtualClock
 from harness.loadgen.live import RETRIED_SUFFIX, BreakerLog, LiveThrottling, table_rows
 from harness.loadgen.recorder import to_cells
-from harness.records import ENDED_BY, TIME_MISSING, breaker_row
+from harness.records import ENDED_BY, TIME_MISSING, breaker_row, read_records
 from harness.records.outcomes import CAUSE_NAMES
 from tests.loadgen_helpers import free_port, locust, run_info, wait_for
 
@@ -179,3 +179,76 @@ def test_breaker_states_follow_the_gateway_log(tmp_path: Path) -> None:
     ]
     clock.advance(25.0)  # past `until`: closed even before the closing row is flushed
     assert view.snapshot()["breakers"][0]["state"] == "closed"
+
+
+@pytest.mark.e2e
+def test_the_form_shows_the_scenario_and_a_changed_ramp_is_an_override_run_in_scenario_time(web_ui: WebUI) -> None:
+    """Locust's page would show its own defaults (time scale 0, ramp 1 user per wall second); the form shows
+    the run's. A changed ramp is users per scenario second at any time scale, and the report lists it."""
+    with urllib.request.urlopen(web_ui.url + "/", timeout=30) as response:
+        page = response.read().decode()
+    args = json.loads(page.split("window.templateArgs = ", 1)[1].split("</script>", 1)[0].strip().rstrip(";"))
+    # quickstart: 4 users, 4 a second, time scale 1 (no --time-scale on the command line)
+    assert (args["num_users"], args["spawn_rate"]) == (4, 4.0)
+    assert args["extra_options"]["time_scale"]["default_value"] == 1.0
+    assert "harness-ui.js" in page
+    shown = web_ui.get("/harness/form-defaults?scenario=scenarios/ptu-spillover.yaml")
+    assert (shown["users"], shown["spawn_rate"], shown["time_scale"]) == (6, 10.0, 10.0)
+    # ptu-spillover with its own users and time scale, a ramp of 2 users per scenario second
+    form = {"user_count": "6", "spawn_rate": "2", "host": "", "scenario": "scenarios/ptu-spillover.yaml"}
+    assert web_ui.post("/swarm", {**form, "time_scale": "10", "run_dir": str(web_ui.run_dir)})["success"]
+    run_dir = web_ui.run_dir  # the quickstart run prepared at start-up never ran: its directory is this one's
+    wait_for(lambda: web_ui.get("/harness/throttling")["attempts"]["all"] > 12, what="the ramped users' load")
+    web_ui.post("/stop")
+    info = run_info(run_dir)
+    assert info["overrides"] == ["workload.spawn_rate=2"]  # users and time scale as the scenario's: none
+    assert "workload.spawn_rate=2" in (run_dir / "report.html").read_text()
+    started = info["load_started_at"]
+    firsts: dict[str, float] = {}
+    for row in read_records(run_dir / "records.csv"):
+        firsts[row["user"]] = min(firsts.get(row["user"], row["t_scenario"]), row["t_scenario"])
+    offsets = sorted(t - started for t in firsts.values())
+    assert offsets == pytest.approx([0.0, 0.0, 1.0, 1.0, 2.0, 2.0], abs=0.3)  # batches of 2 a scenario second
+
+
+def test_ptu_utilization_per_deployment_from_the_answers_bounded_in_points() -> None:
+    """The Throttling tab's PTU chart: the utilization header of each answer, the latest per wall second and
+    deployment, the same from a worker's shipped cells, and never more than PTU_POINTS_KEPT points."""
+    from harness.loadgen.live import PTU_POINTS_KEPT
+
+    clock = VirtualClock(start=1000.0)
+    direct, shipped = LiveThrottling(clock), LiveThrottling(clock)
+    for second in range(PTU_POINTS_KEPT + 50):
+        for level in (40.0, 60.0 + second % 30):  # two answers a second: the later one is the point
+            record = {"backend": "ptu", "deployment": "gpt-4o", "ptu_utilization": level, "error_kind": ""}
+            direct.add(record)
+            shipped.add_cells([to_cells(record)])
+        direct.add({"backend": "payg", "deployment": "gpt-4o", "error_kind": ""})  # standard: no utilization
+        clock.advance(1.0)
+    snapshot = direct.snapshot()
+    assert snapshot["ptu_utilization"] == shipped.snapshot()["ptu_utilization"]
+    (ptu,) = snapshot["ptu_utilization"]
+    assert (ptu["backend"], ptu["deployment"], ptu["latest"]) == ("ptu", "gpt-4o", 60.0 + (PTU_POINTS_KEPT + 49) % 30)
+    assert len(ptu["series"]) == PTU_POINTS_KEPT
+    assert ptu["series"][-1] == [float(PTU_POINTS_KEPT + 49), ptu["latest"]]
+    rows = table_rows(snapshot)
+    assert {
+        "panel": "PTU utilization (latest)",
+        "item": "ptu / gpt-4o",
+        "value": f"{ptu['latest']:g} %",
+        "detail": "",
+    } in rows
+
+
+def test_the_gateway_remaining_row_says_no_quota_rather_than_none() -> None:
+    view = LiveThrottling(VirtualClock())
+    view.add({"app_id": "noisy", "gateway_remaining_tokens": 1200, "error_kind": ""})
+    rows = [r for r in table_rows(view.snapshot()) if r["panel"] == "gateway remaining tokens"]
+    assert rows == [{"panel": "gateway remaining tokens", "item": "noisy", "value": "1200", "detail": "no quota"}]
+
+
+def test_the_client_reads_a_ptu_deployments_utilization_header() -> None:
+    from harness.client.headers import capture
+
+    assert capture({"azure-openai-deployment-utilization": "37.5%"})["ptu_utilization"] == 37.5
+    assert "ptu_utilization" not in capture({"x-ratelimit-remaining-tokens": "120"})

@@ -6,6 +6,7 @@ Playwright's own browser downloads are not used: `.ci/run` installs Debian's `ch
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -65,6 +66,88 @@ def test_start_watch_throttling_stop_and_open_the_report(tmp_path: Path, browser
         page.wait_for_url(f"**/harness/runs/{run_dir.name}/report.html")
         expect(page.locator("body")).to_contain_text("noisy")
         assert run_info(run_dir)["ended_by"] == "stopped"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def first_sends(run_dir: Path) -> dict[str, float]:
+    """Scenario time of each user's first attempt, from the complete lines written so far."""
+    path = run_dir / "records.csv"
+    text = path.read_text() if path.exists() else ""
+    lines = text[: text.rfind("\n") + 1].splitlines()
+    firsts: dict[str, float] = {}
+    for row in csv.DictReader(lines):
+        t = float(row["t_scenario"])
+        firsts[row["user"]] = min(firsts.get(row["user"], t), t)
+    return firsts
+
+
+def test_the_ui_runs_what_the_report_says(tmp_path: Path, browser: object) -> None:
+    """The form shows the scenario's own users, ramp and time scale; a changed user count is an override the
+    report lists; New restores the scenario's users; the scenario's ramp (all at once) holds at time scale
+    20, so every user starts within 1 scenario s; the header names the stack the users load; a PTU scenario
+    draws its utilization in the Throttling tab."""
+    from playwright.sync_api import Browser, Page, expect
+
+    assert isinstance(browser, Browser)
+    port = free_port()
+    run_dir = tmp_path / "ui"
+    proc = locust(
+        "--web-port", str(port), "--run-dir", str(run_dir), "--scenario", "scenarios/token-limit-per-app.yaml",
+        "--time-scale", "20", cwd=tmp_path,
+    )  # fmt: skip
+
+    def filled_form(page: Page) -> None:
+        expect(page.locator("form[data-harness-filled=true]")).to_have_count(1)
+
+    def field(page: Page, name: str) -> object:
+        return page.locator(f'form input[name="{name}"]')
+
+    def run_until(page: Page, directory: Path, users: int) -> None:
+        page.get_by_role("button", name="Start").click()
+        wait_for(lambda: len(first_sends(directory)) >= users, what=f"{users} users' first attempts")
+        page.get_by_role("button", name="Stop").click()
+        wait_for(lambda: (directory / "report.html").exists(), what=f"the report of {directory.name}")
+
+    try:
+        wait_for(lambda: (run_dir / "run.json").exists(), what="the web UI's first run to be prepared")
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"http://127.0.0.1:{port}/")
+        filled_form(page)
+        expect(field(page, "userCount")).to_have_value("4")  # the scenario's users, not Locust's 1
+        expect(field(page, "timeScale")).to_have_value("20")  # the command line's, not Locust's default 0
+        # a run with 2 users: an override the report names
+        field(page, "userCount").fill("2")
+        run_until(page, run_dir, 2)
+        assert "workload.users=2" in run_info(run_dir)["overrides"]
+        assert "workload.users=2" in (run_dir / "report.html").read_text()
+        # New: the scenario's own users again; a run of them starts all four within 1 scenario s
+        page.get_by_role("button", name="New").click()
+        filled_form(page)
+        expect(field(page, "userCount")).to_have_value("4")
+        second = tmp_path / "ui-2"
+        run_until(page, second, 4)
+        info = run_info(second)
+        assert not [o for o in info["overrides"] if o.startswith("workload.")], info["overrides"]
+        firsts = {user: t - info["load_started_at"] for user, t in first_sends(second).items()}
+        assert len(firsts) == 4 and max(firsts.values()) < 1.0, firsts
+        expect(page.locator("body")).to_contain_text(info["host"])  # the header: this run's own stack
+        expect(page.locator("body")).not_to_contain_text("quota None")
+        # a PTU scenario named in the form: its users, and its utilization drawn as a chart
+        page.get_by_role("button", name="New").click()
+        filled_form(page)
+        page.get_by_role("button", name="Custom parameters").click()
+        field(page, "scenario").fill("scenarios/ptu-spillover.yaml")
+        field(page, "scenario").dispatch_event("change")
+        expect(field(page, "userCount")).to_have_value("6")
+        page.get_by_role("button", name="Start").click()
+        page.get_by_role("tab", name="Throttling").click()
+        expect(page.locator("#harness-ptu-chart polyline[data-deployment]").first).to_be_visible()
+        page.get_by_role("button", name="Stop").click()
+        wait_for(lambda: (tmp_path / "ui-3" / "report.html").exists(), what="the PTU run's report")
+        assert not [o for o in run_info(tmp_path / "ui-3")["overrides"] if o.startswith("workload.")]
     finally:
         proc.terminate()
         proc.communicate(timeout=60)

@@ -52,6 +52,7 @@ _INT_FIELDS = {
 _FLOAT_FIELDS = {
     "ratelimit_reset_requests": "x-ratelimit-reset-requests",
     "ratelimit_reset_tokens": "x-ratelimit-reset-tokens",
+    "ptu_utilization": "azure-openai-deployment-utilization",  # "37.5%": a PTU deployment's level
 }
 _TEXT_FIELDS = {
     "policy_id": "policy-id",
@@ -66,7 +67,7 @@ def _number(value: str | None, kind: type) -> Any:
     """A header as a number; float headers may carry OpenAI's unit suffix ("6s", "120ms")."""
     if value is None:
         return None
-    text = value.strip()
+    text = value.strip().removesuffix("%")
     scale = 1.0
     if kind is float and text.endswith("ms"):
         text, scale = text[:-2], 0.001

@@ -1,14 +1,21 @@
 """Distributed runs: the master tells its workers what the run is; the workers ship their records back.
 
-- at test start the master sends the run's identity (scenario, overrides, run id, scenario time origin and
-  start, credentials, worker count) in RUN_MESSAGE; each worker sets up the same run from it;
-- workers ship their records every second (RECORDS_MESSAGE) and a last batch at test stop
-  (RECORDS_DONE_MESSAGE); the master writes them into the one records.csv and waits for every last batch.
+- at test start the master sends the run's identity (scenario, overrides, run id, scenario time origin,
+  credentials, worker count) in RUN_MESSAGE; each worker sets up the same run from it and says so
+  (READY_MESSAGE); the master waits for every worker (bounded);
+- with Locust's dispatch each worker gets its seats of the run's schedule (SEATS_MESSAGE); once every
+  worker has reported its users up, the master fixes the load's start a moment ahead on the shared scenario
+  clock and tells them (START_MESSAGE), so users start and stop at their scenario times, and a seat whose
+  start has passed (a late message) starts at once;
+- workers ship their records every second (RECORDS_MESSAGE) and a last batch at test stop with the load
+  they offered (RECORDS_DONE_MESSAGE); the master writes them into the one records.csv and waits (bounded)
+  for every last batch.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -17,44 +24,112 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness.clock import ScaledClock
 from harness.errors import HarnessError
 from harness.loadgen.arrivals import load_arrivals
+from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import RECORDS_DONE_MESSAGE, RECORDS_MESSAGE, ShippingSink, WriterSink
+from harness.loadgen.scenario_shape import planned_limit
+from harness.loadgen.seats import LoadTally, seats_from_message, seats_to_message
 from harness.loadgen.startup import run_settings, tick_forever
 from harness.loadgen.state import STATE
 from harness.scenario import load_scenario
+from harness.workload.shape import Seat
 
 log = logging.getLogger("harness")
 
 RUN_MESSAGE = "harness_run"
+READY_MESSAGE = "harness_ready"
+SEATS_MESSAGE = "harness_seats"
+START_MESSAGE = "harness_start"
+WORKER_USERS_WAIT_S = 30.0
 WORKER_DONE_WAIT_S = 15.0
+WORKER_READY_WAIT_S = 30.0
+# wall seconds between the test's start (in a distributed run: the workers being ready) and the load's: time
+# for the seats and Locust's spawn message to reach the processes and their users to take their seats (a
+# seat whose start has passed starts at once, so a slower message costs only that)
+START_LEAD_WALL_S = 0.25
 
 
 def listen_as_worker(runner: WorkerRunner) -> None:
     """Worker: wait for the master's description of the run."""
     runner.register_message(RUN_MESSAGE, _on_run_message)
+    runner.register_message(SEATS_MESSAGE, _on_seats_message)
+    runner.register_message(START_MESSAGE, _on_start_message)
 
 
 def listen_as_master(runner: MasterRunner) -> None:
     """Master: take in the records the workers ship, and note each worker's last batch."""
     runner.register_message(RECORDS_MESSAGE, _on_worker_records)
     runner.register_message(RECORDS_DONE_MESSAGE, _on_worker_done)
+    runner.register_message(READY_MESSAGE, _on_worker_ready)
 
 
 def announce_run(runner: MasterRunner) -> None:
-    """Master at test start: tell every worker what the run is, so they all share its scenario clock."""
+    """Master at test start: tell every worker what the run is and wait until each has set it up."""
     assert STATE.clock is not None and STATE.settings is not None
     workers = sorted(client.id for client in runner.clients.all)
+    STATE.workers_ready.clear()
     message = {
         "scenario": STATE.scenario_path,
         "overrides": STATE.overrides,
         "run_id": STATE.settings.run_id,
         "origin": STATE.clock.origin,
-        "started_at": STATE.test_started_at,
         "api_key": STATE.settings.api_key,
         "bearer_token": STATE.settings.bearer_token,
         "client_profile": STATE.settings.client_profile,
         "workers": len(workers),
     }
     runner.send_message(RUN_MESSAGE, message)
+    waited = 0.0
+    while waited < WORKER_READY_WAIT_S and not set(workers) <= STATE.workers_ready:
+        gevent.sleep(0.01)
+        waited += 0.01
+    missing = set(workers) - STATE.workers_ready
+    if missing:
+        log.warning(
+            "%d worker(s) not ready after %g s: their users start late: %s", len(missing), waited, sorted(missing)
+        )
+
+
+def deliver_seats(runner: Any, dealt: dict[str, list[Seat]]) -> None:
+    """Master: each worker its seats, ahead of Locust's spawn message."""
+    for worker, seats in dealt.items():
+        runner.send_message(SEATS_MESSAGE, {"seats": seats_to_message(seats)}, client_id=worker)
+
+
+def start_load_when_seated(runner: MasterRunner, load_starts: Callable[[Any, float], None]) -> None:
+    """Master (a greenlet of its own): once every worker reports the users Locust asked of it (bounded), fix
+    the load's start a moment ahead and tell the workers; Locust's spawn message can take a few tenths of a
+    wall second to reach a worker and start its users, several scenario seconds at a high time scale."""
+    assert STATE.clock is not None
+    waited = 0.0
+    while waited < WORKER_USERS_WAIT_S and (
+        runner.target_user_count is None or runner.user_count < runner.target_user_count
+    ):
+        gevent.sleep(0.01)
+        waited += 0.01
+    if runner.target_user_count and runner.user_count < runner.target_user_count:
+        log.warning(
+            "workers hold %d of %d users after %g s: the load starts without the rest",
+            runner.user_count,
+            runner.target_user_count,
+            waited,
+        )
+    at = STATE.clock.now() + START_LEAD_WALL_S * STATE.clock.scale
+    runner.send_message(START_MESSAGE, {"started_at": at, "planned_s": planned_limit(runner)})
+    load_starts(runner, at)
+
+
+def _on_seats_message(environment: Any, msg: Any, **_: Any) -> None:
+    """Worker: its seats of the schedule (the load's start follows when every worker holds its users)."""
+    seats = seats_from_message(msg.data["seats"])
+    STATE.tally.plan(seats)
+    STATE.ramp.load(seats)
+
+
+def _on_start_message(environment: Any, msg: Any, **_: Any) -> None:
+    """Worker: the load's start on the master's scenario clock, and its planned length."""
+    STATE.test_started_at = float(msg.data["started_at"])
+    STATE.planned_s = float(msg.data["planned_s"])
+    STATE.load_start.set()
 
 
 def _on_run_message(environment: Any, msg: Any, **_: Any) -> None:
@@ -80,16 +155,22 @@ def _on_run_message(environment: Any, msg: Any, **_: Any) -> None:
         client_profile = data.get("client_profile") or ""
 
     STATE.settings = run_settings(scenario, data["run_id"], clock, _Options)
-    STATE.test_started_at = data["started_at"]
+    STATE.test_started_at = None  # until the master says when the load starts
+    STATE.load_start.clear()
     STATE.worker_index = getattr(runner, "worker_index", 0) or 0
     STATE.worker_count = max(1, int(data.get("workers") or 1))
     STATE.trace_next = 0
-    STATE.users_started = 0
+    STATE.ramp, STATE.tally = Ramp(), LoadTally()
     STATE.sink = ShippingSink(runner.send_message)
     if STATE.flusher is None:
         STATE.flusher = gevent.spawn(tick_forever)
     load_arrivals(scenario)
     STATE.ready.set()
+    runner.send_message(READY_MESSAGE, None)
+
+
+def _on_worker_ready(environment: Any, msg: Any, **_: Any) -> None:
+    STATE.workers_ready.add(msg.node_id)
 
 
 def _on_worker_records(environment: Any, msg: Any, **_: Any) -> None:
@@ -98,6 +179,9 @@ def _on_worker_records(environment: Any, msg: Any, **_: Any) -> None:
 
 
 def _on_worker_done(environment: Any, msg: Any, **_: Any) -> None:
+    # named as the records name the worker's users (`u<index>-...`), not by Locust's host-and-uuid id
+    index = environment.runner.get_worker_index(msg.node_id)
+    STATE.load_by_worker[f"worker {index}"] = dict(msg.data.get("load") or {})
     STATE.workers_done.add(msg.node_id)
 
 
@@ -105,7 +189,7 @@ def ship_last_records(runner: WorkerRunner) -> None:
     """Worker at test stop: send what is still buffered, then the count of everything it shipped."""
     if isinstance(STATE.sink, ShippingSink):
         STATE.sink.tick()
-        runner.send_message(RECORDS_DONE_MESSAGE, {"shipped": STATE.sink.shipped})
+        runner.send_message(RECORDS_DONE_MESSAGE, {"shipped": STATE.sink.shipped, "load": STATE.tally.as_dict()})
 
 
 def collect_worker_records(runner: MasterRunner) -> None:
@@ -123,3 +207,5 @@ def collect_worker_records(runner: MasterRunner) -> None:
     missing = set(workers) - STATE.workers_done
     if missing:
         log.warning("records of %d worker(s) may be incomplete: no final batch from %s", len(missing), sorted(missing))
+    for worker in missing:  # its load is not known to have been offered: it counts as none
+        STATE.load_by_worker[f"worker {runner.get_worker_index(worker)}"] = {"offered_user_s": 0.0, "reported": False}

@@ -19,10 +19,11 @@ from locust.runners import WorkerRunner
 from harness.errors import CHECKS_FAILED_EXIT_CODE, HarnessError
 from harness.loadgen.outputs import mark_outputs
 from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
+from harness.loadgen.seats import load_facts
 from harness.loadgen.state import STATE
-from harness.records import ENDED, ENDED_BY, EndedBy
+from harness.records import ENDED, ENDED_BY, OFFERED_LOAD, EndedBy
 from harness.report.checks import evaluate_checks
-from harness.report.console import format_console_summary
+from harness.report.console import format_console_summary, offered_load_warning
 from harness.workload.rundir import iso, write_run_json
 
 if TYPE_CHECKING:
@@ -73,10 +74,14 @@ def close_run() -> None:
         duration = (STATE.test_stopped_at or STATE.clock.now()) - STATE.test_started_at
     STATE.run_info["scenario_seconds"] = round(duration, 3)
     STATE.run_info.update(end_facts(ended_by(duration), STATE.planned_s or STATE.scenario.load_duration(), duration))
+    offered = offered_load(duration)
+    STATE.run_info[OFFERED_LOAD] = offered
     write_run_json(STATE.run_dir, STATE.run_info)  # the summary reads the run's start and length from it
     run, summary = _summarize(STATE.run_dir)
     if summary is not None:
         print(format_console_summary(summary))
+    elif offered["short"]:  # with a summary, its answer opens with this
+        print(offered_load_warning(offered))
     results = evaluate_checks(STATE.scenario.checks, summary or {})
     for result in results:
         print(result.describe())
@@ -94,6 +99,15 @@ def close_run() -> None:
         _write_report(run, summary)
     STATE.last_finished = STATE.run_dir.name
     sys.stdout.flush()
+
+
+def offered_load(ran_s: float) -> dict[str, Any]:
+    """The load this run offered against its schedule: from this process, or from each worker's tally."""
+    if STATE.run_info.get("distributed"):  # a worker that never reported offered nothing the master saw
+        by_process = dict(sorted(STATE.load_by_worker.items()))
+    else:
+        by_process = {"local": STATE.tally.as_dict()}
+    return load_facts(by_process, STATE.seats or [], ran_s)
 
 
 def ended_by(ran_s: float) -> EndedBy:

@@ -5,6 +5,10 @@ breaker rows of gateway.jsonl as they are flushed. `snapshot()` is the JSON of `
 and of the web UI's Throttling tab. Rates are per wall second over the last `WINDOW_WALL_S` wall seconds
 (the same clock as Locust's RPS); Retry-After and breaker times are in scenario seconds.
 
+Nothing in it grows with the number of attempts, whether or not anyone looks: the rates are counts per
+wall second, of which only the last `WINDOW_WALL_S` are kept; the Retry-After values for the median are
+the latest `RETRY_AFTER_KEPT`; everything else is a count or a latest value per backend, deployment or app.
+
     >>> from harness.clock import VirtualClock
     >>> view = LiveThrottling(VirtualClock(start=100.0))
     >>> view.add({"error_kind": "backend_429", "backend": "ptu", "retry_after_ms": 2500.0, "decision": "retry",
@@ -28,6 +32,7 @@ from harness.records import RECORD_FIELDS, RECORD_KINDS, parse_cell
 from harness.records.outcomes import CAUSE_NAMES, THROTTLING_KINDS
 
 WINDOW_WALL_S = 10.0
+PTU_POINTS_KEPT = 600  # per PTU deployment, one utilization point per wall second: the chart's last ten minutes
 RETRY_AFTER_KEPT = 10_000  # the p50 is over the latest Retry-After values, so a long run stays cheap
 SUCCESS, OTHER = "success", "other_error"
 OUTCOME_KEYS = (SUCCESS, *THROTTLING_KINDS, OTHER)
@@ -44,6 +49,7 @@ _FIELDS_READ = (
     "retry_after_ms",
     "ratelimit_remaining_tokens",
     "ratelimit_remaining_requests",
+    "ptu_utilization",
     "gateway_remaining_tokens",
     "gateway_remaining_quota",
     "decision",
@@ -133,9 +139,13 @@ class LiveThrottling:
         self.breakers = breakers
         self.primary = primary
         self.totals: Counter[str] = Counter()
-        self.recent: deque[tuple[float, str]] = deque()
+        # attempts per outcome in each of the last wall seconds: [second, counts], at most a window's worth
+        self.recent: deque[tuple[int, Counter[str]]] = deque(maxlen=int(WINDOW_WALL_S) + 1)
         self.tokens_by_backend: Counter[str] = Counter()
         self.ratelimit: dict[tuple[str, str], dict[str, Any]] = {}
+        # (backend, deployment) -> [wall second since the view began, utilization %], the latest per second
+        self.ptu: dict[tuple[str, str], deque[list[float]]] = {}
+        self.began = clock.wall()
         self.gateway_remaining: dict[str, dict[str, Any]] = {}
         self.retry_after: deque[float] = deque(maxlen=RETRY_AFTER_KEPT)
         self.retry_after_max: float | None = None
@@ -146,7 +156,10 @@ class LiveThrottling:
         """Count one attempt's record (a dict with the record's fields)."""
         outcome = outcome_of(record.get("error_kind"))
         self.totals[outcome] += 1
-        self.recent.append((self.clock.wall(), outcome))
+        second = int(self.clock.wall())
+        if not self.recent or self.recent[-1][0] != second:
+            self.recent.append((second, Counter()))
+        self.recent[-1][1][outcome] += 1
         backend = record.get("backend") or ""
         if backend:
             self.saw_backend_header = True
@@ -155,6 +168,9 @@ class LiveThrottling:
         if remaining != (None, None):
             key = (backend or NOT_AVAILABLE, record.get("deployment") or "")
             self.ratelimit[key] = {"tokens": remaining[0], "requests": remaining[1]}
+        utilization = record.get("ptu_utilization")
+        if utilization is not None:
+            self._note_utilization((backend or NOT_AVAILABLE, record.get("deployment") or ""), float(utilization))
         gateway = record.get("gateway_remaining_tokens"), record.get("gateway_remaining_quota")
         if gateway != (None, None):
             self.gateway_remaining[record.get("app_id") or ""] = {"tokens": gateway[0], "quota_tokens": gateway[1]}
@@ -166,16 +182,26 @@ class LiveThrottling:
             if reaction is not None:
                 self.reactions[reaction] += 1
 
+    def _note_utilization(self, key: tuple[str, str], utilization: float) -> None:
+        series = self.ptu.setdefault(key, deque(maxlen=PTU_POINTS_KEPT))
+        second = float(int(self.clock.wall() - self.began))
+        if series and series[-1][0] == second:
+            series[-1][1] = utilization
+        else:
+            series.append([second, utilization])
+
     def add_cells(self, rows: Iterable[list[str]]) -> None:
         """Count records shipped as CSV cells (a distributed run's workers)."""
         for cells in rows:
             self.add({name: parse_cell(RECORD_KINDS[name], cells[i]) for name, i in _CELL_INDEX.items()})
 
     def _rates(self) -> dict[str, float]:
-        now = self.clock.wall()
-        while self.recent and self.recent[0][0] < now - WINDOW_WALL_S:
-            self.recent.popleft()
-        counts = Counter(outcome for _, outcome in self.recent)
+        # the current second, still filling, and the full seconds before it, WINDOW_WALL_S in all
+        since = int(self.clock.wall()) - int(WINDOW_WALL_S) + 1
+        counts: Counter[str] = Counter()
+        for second, per_outcome in self.recent:
+            if second >= since:
+                counts.update(per_outcome)
         return {key: round(counts[key] / WINDOW_WALL_S, 3) for key in OUTCOME_KEYS}
 
     def snapshot(self) -> dict[str, Any]:
@@ -209,6 +235,10 @@ class LiveThrottling:
                 for (backend, deployment), values_ in sorted(self.ratelimit.items())
             ],
             "gateway_remaining_by_app": dict(sorted(self.gateway_remaining.items())) or None,
+            "ptu_utilization": [
+                {"backend": backend, "deployment": deployment, "latest": series[-1][1], "series": list(series)}
+                for (backend, deployment), series in sorted(self.ptu.items())
+            ],
             "retry_after": {
                 "count": len(values),
                 "p50_s": round(statistics.median(values), 3) if values else None,
@@ -271,7 +301,10 @@ def table_rows(snapshot: dict[str, Any]) -> list[dict[str, str]]:
     if gateway is None:
         row("gateway remaining tokens", "per app", NOT_AVAILABLE, "no token-limit headers in the answers")
     for app, entry in (gateway or {}).items():
-        row("gateway remaining tokens", app, entry["tokens"], f"quota {entry['quota_tokens']}")
+        quota = entry["quota_tokens"]
+        row("gateway remaining tokens", app, entry["tokens"], "no quota" if quota is None else f"quota {quota}")
+    for entry in snapshot.get("ptu_utilization") or []:
+        row("PTU utilization (latest)", f"{entry['backend']} / {entry['deployment']}", f"{entry['latest']:g} %")
     retry = snapshot["retry_after"]
     row("Retry-After received", "p50 / max (scenario s)", f"{retry['p50_s']} / {retry['max_s']}", f"{retry['count']}")
     for key, count in snapshot["reactions"].items():

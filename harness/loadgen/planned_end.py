@@ -13,7 +13,7 @@ from typing import Any
 import gevent
 
 from harness.loadgen.run_end import note_cause
-from harness.loadgen.scenario_shape import run_time_given
+from harness.loadgen.scenario_shape import planned_limit
 from harness.loadgen.state import STATE
 from harness.records import EndedBy
 
@@ -21,16 +21,14 @@ _timer: gevent.Greenlet | None = None
 
 
 def arm(runner: Any) -> None:
-    """Stop the users `run.duration` (or -t, or the stages' end) scenario seconds from now."""
+    """Stop the users `run.duration` (or -t, or the stages' end) scenario seconds after the load's start."""
     disarm()
-    assert STATE.scenario is not None and STATE.clock is not None
-    scale = STATE.clock.scale
-    run_time = run_time_given(runner)
-    planned = STATE.scenario.load_duration()
-    limit = min(planned, run_time * scale) if run_time else planned
+    assert STATE.clock is not None and STATE.test_started_at is not None
+    limit = planned_limit(runner)
     STATE.planned_s = limit
     global _timer
-    _timer = gevent.spawn_later(limit / scale, _end, runner)
+    wall_s = max(0.0, STATE.test_started_at + limit - STATE.clock.now()) / STATE.clock.scale
+    _timer = gevent.spawn_later(wall_s, _end, runner)
 
 
 def disarm() -> None:

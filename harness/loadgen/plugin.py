@@ -28,20 +28,24 @@ from harness.errors import HarnessError
 from harness.loadgen import options as harness_options
 from harness.loadgen import planned_end
 from harness.loadgen.distributed import (
+    START_LEAD_WALL_S,
     announce_run,
     collect_worker_records,
+    deliver_seats,
     listen_as_master,
     listen_as_worker,
     ship_last_records,
+    start_load_when_seated,
 )
 from harness.loadgen.end_of_run import close_run, finish_run
 from harness.loadgen.run_end import install_signal_handlers, note_cause, watch_stack
-from harness.loadgen.scenario_shape import ScenarioShape
+from harness.loadgen.scenario_shape import ScenarioShape, seat_dispatcher
 from harness.loadgen.startup import DEFAULT_SCENARIO, open_run, prepare_run
 from harness.loadgen.state import STATE
 from harness.loadgen.user import GatewayUser
 from harness.loadgen.webui import install_web_ui
 from harness.records import EndedBy
+from harness.workload.shape import Seat
 
 __all__ = ["GatewayUser", "ScenarioShape", "install"]
 
@@ -77,9 +81,15 @@ def _on_init(environment: Any, **_: Any) -> None:
     runner = environment.runner
     STATE.users_option = getattr(options, "num_users", None)
     STATE.spawn_rate_option = getattr(options, "spawn_rate", None)
+    STATE.cli_options = (STATE.users_option, STATE.spawn_rate_option, float(getattr(options, "time_scale", 0) or 0))
+    STATE.cli_overrides = list(getattr(options, "overrides", None) or [])
     if isinstance(runner, WorkerRunner):
         listen_as_worker(runner)
         return
+    if isinstance(runner, MasterRunner):
+        environment.dispatcher_class = seat_dispatcher(lambda dealt: deliver_seats(runner, dealt))
+    else:
+        environment.dispatcher_class = seat_dispatcher(_seat_here)
     try:
         prepare_run(environment, options)
     except HarnessError as exc:
@@ -103,17 +113,34 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     if STATE.stack is not None:  # whatever the web UI's host field said: users load this run's own stack
         environment.host = STATE.stack.target_url
     assert STATE.clock is not None and STATE.settings is not None
-    STATE.test_started_at = STATE.clock.now()
-    STATE.test_stopped_at = None
-    # scenario time the users start: stages and trace offsets count from here
-    STATE.run_info["load_started_at"] = STATE.test_started_at
-    STATE.trace_next = 0
     STATE.workers_done.clear()
-    planned_end.arm(runner)
+    STATE.test_stopped_at = None
+    STATE.trace_next = 0
+    if isinstance(runner, MasterRunner):
+        # the workers set the run up, get their seats and start their users; the load's start is fixed once
+        # all of them hold their seats, so none starts late (`distributed.start_load_when_seated`)
+        announce_run(runner)
+        gevent.spawn(start_load_when_seated, runner, _load_starts)
+    else:
+        # users take their seats a moment before the load's start: at the start only their requests are left
+        _load_starts(runner, STATE.clock.now() + START_LEAD_WALL_S * STATE.clock.scale)
     if STATE.stack is not None and STATE.watchdog is None:
         STATE.watchdog = gevent.spawn(watch_stack, environment)
-    if isinstance(runner, MasterRunner):
-        announce_run(runner)
+
+
+def _load_starts(runner: Any, at: float) -> None:
+    """The load's start on the scenario clock: stages, seats, trace offsets and the planned end count from it."""
+    STATE.test_started_at = at
+    STATE.run_info["load_started_at"] = at
+    planned_end.arm(runner)
+    STATE.load_start.set()
+
+
+def _seat_here(dealt: dict[str, list[Seat]]) -> None:
+    """One process: every seat is this process's."""
+    for seats in dealt.values():
+        STATE.tally.plan(seats)
+        STATE.ramp.load(seats)
 
 
 def _on_test_stop(environment: Any, **_: Any) -> None:

@@ -1,37 +1,36 @@
-"""Users start on the scenario's spawn schedule, not Locust's: the same `spawn_offsets` the simulator uses.
+"""Users start and stop on the scenario's schedule, not Locust's: the same seats in one process or many.
 
-Locust starts users in batches of floor(rate) per wall second, so at time scale k a scenario's rate r would
-become batches of floor(r * k): the arrival process would change with the compression. Instead the shape
-asks Locust for every new user at once, and each user, as it starts, takes the next place in the ramp and
-waits for its scenario time (`spawn_offsets` after the stage's edge). A user whose place has passed (the
-shape noticed the stage late: Locust asks it once a wall second) starts at once.
-
-    >>> ramp = Ramp()
-    >>> ramp.begin(start=100.0, count=3, rate=2.0)
-    >>> [ramp.claim() for _ in range(4)]
-    [100.0, 100.0, 101.0, None]
+Locust starts users in batches of floor(rate) per wall second and learns of a new stage only at its next
+shape tick (once a wall second, ten scenario seconds at time scale 10), and a distributed run adds the
+time its messages take. So the run's schedule is worked out once, as seats (`harness.workload.shape.
+schedule`: which user starts and stops when, in scenario seconds after the run's start), and Locust is only
+asked for enough users to hold them. Each process gets its seats in a message (`harness.loadgen.seats.
+deal` splits them among workers); each of its users takes the next seat, waits for the seat's start, sends
+until its end and takes the next. A seat whose start has passed (a late message) starts at once: catch-up, never a skipped user.
 """
 
 from __future__ import annotations
 
-from harness.workload.shape import spawn_offsets
+from gevent.queue import Empty, Queue
+
+from harness.workload.shape import Seat
 
 
 class Ramp:
-    """The scenario times at which the users of the current ramp start, handed out in start order."""
+    """The seats this process still has to start, in start order; users take them one at a time."""
 
     def __init__(self) -> None:
-        self._starts: list[float] = []
-        self._next = 0
+        self._seats: Queue[Seat] = Queue()
+        self.count = 0
 
-    def begin(self, start: float, count: int, rate: float) -> None:
-        """A new ramp of `count` users from scenario time `start` at `rate` users per scenario second."""
-        self._starts = [start + offset for offset in spawn_offsets(count, rate)]
-        self._next = 0
+    def load(self, seats: list[Seat]) -> None:
+        for seat in sorted(seats, key=lambda s: (s.start_s, s.number)):
+            self._seats.put(seat)
+        self.count += len(seats)
 
-    def claim(self) -> float | None:
-        """The scenario time the next user starts at (None: no ramp place left: start now)."""
-        if self._next >= len(self._starts):
+    def claim(self, timeout_s: float) -> Seat | None:
+        """The next seat (None when none came within `timeout_s` wall seconds)."""
+        try:
+            return self._seats.get(timeout=timeout_s)
+        except Empty:
             return None
-        self._next += 1
-        return self._starts[self._next - 1]

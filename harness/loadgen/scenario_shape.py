@@ -1,65 +1,82 @@
-"""The Locust shape: users over time from the scenario's stages (or its constant count), in scenario time.
+"""The Locust shape: enough users to hold the run's schedule, whose seats say who sends when.
 
-New users are asked of Locust all at once; each then waits for its place in the scenario's spawn schedule
-(`harness.loadgen.ramp`), so users start as the scenario's `spawn_rate` says at any time scale, exactly as the
-simulator starts them. `-r` (or the web form's rate) is Locust's own ramp, in users per wall second.
+The schedule (`harness.workload.shape.schedule`: the scenario's stages, or its constant count, or -u/-r)
+is worked out once, at the first tick, as seats in scenario time; Locust is asked for the most seats ever
+live at once, in one dispatch, and `SeatDispatcher` hands each process its seats with that dispatch. Users
+then start and stop on the scenario clock (`harness.loadgen.ramp`), in one process or on many workers,
+rather than at Locust's once-a-wall-second ticks. `-u`/`-r` (or the web form's users and ramp) override
+the scenario's `users` and `spawn_rate` (users per scenario second).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from locust import LoadTestShape
+from locust.dispatch import UsersDispatcher
 
+from harness.loadgen.seats import deal
 from harness.loadgen.state import STATE
-
-# Locust's spawn rate when the ramp is ours: every new user in one dispatch (users then wait for their place)
-AT_ONCE = 100_000.0
+from harness.workload.requests import assign_app
+from harness.workload.shape import Seat, peak_users, schedule
 
 
 class ScenarioShape(LoadTestShape):
-    """Users over time from the scenario, in scenario time: stages, else a constant count (-u/-r win)."""
+    """Users to hold every seat of the run's schedule, until its planned end."""
 
     use_common_options = True
 
     def tick(self) -> tuple[int, float] | None:
         if STATE.scenario is None or STATE.clock is None:
             return None
-        scale = STATE.clock.scale
-        elapsed = STATE.elapsed()
-        workload = STATE.scenario.workload
-        if STATE.plan is not None:
-            stage = STATE.plan.at(elapsed)
-            run_time = run_time_given(self.runner)
-            if stage is None or (run_time and elapsed >= run_time * scale):
-                return None
-            if STATE.plan.repeat and elapsed >= STATE.scenario.run.duration:
-                return None  # repeated stages never run out: run.duration ends the run
-            return self._ramp(stage.users, stage.spawn_rate, stage.started_s)
-        # With a shape Locust only starts its --run-time clock after the shape ends, so the shape obeys it.
-        run_time = run_time_given(self.runner)
-        limit = run_time * scale if run_time else STATE.scenario.run.duration
-        if elapsed >= limit:
+        limit = planned_limit(self.runner)
+        if STATE.seats is None:
+            STATE.seats = run_schedule(limit)
+            STATE.seats_dealt = False
+        if STATE.test_started_at is not None and STATE.elapsed() >= limit:
             return None
-        users = int(STATE.users_option or (workload.trace.users if workload.trace else workload.users))
-        if STATE.spawn_rate_option:
-            return users, float(STATE.spawn_rate_option)
-        return self._ramp(users, workload.spawn_rate, 0.0)
+        users = max(1, peak_users(STATE.seats))
+        return users, float(users)  # Locust's spawn rate: every user in one dispatch (they wait for their seats)
 
-    def _ramp(self, users: int, rate: float, edge_s: float) -> tuple[int, float]:
-        """Start a ramp when the user count goes up (from the stage's edge, not from this late tick)."""
-        if users != STATE.ramp_target:
-            assert STATE.clock is not None
-            alive = int(getattr(self.runner, "user_count", 0) or 0)
-            # Locust asks the shape before it starts the test: the first ramp starts now
-            started = STATE.test_started_at if STATE.test_started_at is not None else STATE.clock.now()
-            if users > alive:
-                STATE.ramp.begin(started + edge_s, users - alive, rate)
-            STATE.ramp_target = users
-        return users, AT_ONCE
+
+def run_schedule(limit_s: float) -> list[Seat]:
+    """Every seat of the current run, each with its app (apps get users in proportion to their weights, in
+    start order, as in the simulator)."""
+    assert STATE.scenario is not None
+    workload = STATE.scenario.workload
+    # -u/-r and the web form's users and ramp are in the scenario as overrides (`startup.changed_load_settings`)
+    users = workload.trace.users if workload.trace else workload.users
+    seats = schedule(STATE.plan, users, workload.spawn_rate, limit_s)
+    counts: dict[str, int] = {}
+    return [Seat(s.number, s.slot, s.start_s, s.end_s, assign_app(workload.apps, counts).id) for s in seats]
+
+
+def planned_limit(runner: Any) -> float:
+    """Scenario seconds the load runs: the scenario's (run.duration, or the stages' end), or -t if shorter."""
+    assert STATE.scenario is not None and STATE.clock is not None
+    planned = STATE.scenario.load_duration()
+    run_time = run_time_given(runner)
+    return min(planned, run_time * STATE.clock.scale) if run_time else planned
 
 
 def run_time_given(runner: Any) -> float:
     """Locust's --run-time in wall seconds (0 when not given)."""
     options = getattr(getattr(runner, "environment", None), "parsed_options", None)
     return float(getattr(options, "run_time", None) or 0)
+
+
+def seat_dispatcher(deliver: Callable[[dict[str, list[Seat]]], None]) -> type[UsersDispatcher]:
+    """Locust's dispatcher, which also hands the run's seats to the processes it puts users on (`deliver`
+    gets {process id: its seats}), before Locust tells them to start their users."""
+
+    class SeatDispatcher(UsersDispatcher):
+        def __next__(self) -> dict[str, dict[str, int]]:
+            dispatched = super().__next__()
+            if STATE.seats is not None and not STATE.seats_dealt:
+                STATE.seats_dealt = True
+                users = {node: sum(counts.values()) for node, counts in dispatched.items()}
+                deliver(deal(STATE.seats, users))
+            return dispatched
+
+    return SeatDispatcher

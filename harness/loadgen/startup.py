@@ -20,7 +20,8 @@ from harness.loadgen.preflight import check_ports, check_target
 from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import WriterSink
 from harness.loadgen.run_time import stretch_to_run_time
-from harness.loadgen.stack import EmbeddedStack
+from harness.loadgen.seats import LoadTally
+from harness.loadgen.stack import EmbeddedStack, StackError
 from harness.loadgen.state import STATE
 from harness.loadgen.tags import select_mixes
 from harness.records import ENDED, GATEWAY_LOG, RECORDS_FILE, RecordWriter
@@ -43,11 +44,6 @@ def prepare_run(environment: Any, options: Any) -> None:
     """At start-up: the pre-flight checks of this process's ports, then the first run (ready to Start)."""
     check_ports(options)
     open_run(environment, options)
-    if not getattr(options, "headless", False) and getattr(options, "num_users", None) is None:
-        # the web UI's users field starts at the scenario's count rather than Locust's 1
-        workload = STATE.scenario.workload if STATE.scenario else None
-        if workload is not None and workload.trace is None and not workload.stages:
-            options.num_users = workload.users
 
 
 def scenario_file(name: str) -> str:
@@ -66,6 +62,8 @@ def run_key(environment: Any, options: Any) -> tuple[Any, ...]:
     return (
         scenario_file(options.scenario),
         tuple(harness_options.overrides_of(options)),
+        STATE.users_option,
+        STATE.spawn_rate_option,
         options.client_profile,
         options.run_dir,
         "" if environment.host in STATE.embedded_urls else environment.host,
@@ -83,6 +81,10 @@ def open_run(environment: Any, options: Any) -> None:
         scenario = load_scenario(path, overrides)
     if said:
         log.info(said)
+    load_settings = changed_load_settings(scenario)
+    if load_settings:  # -u/-r or the web form's users and ramp: overrides like any other, so the report lists them
+        overrides = [*overrides, *load_settings]
+        scenario = load_scenario(path, overrides)
     STATE.mixes = select_mixes(scenario, options)
     STATE.scenario_path = path
     load_arrivals(scenario)  # a bad trace stops the run before anything starts
@@ -102,7 +104,7 @@ def open_run(environment: Any, options: Any) -> None:
     STATE.runs[run_id] = run_dir
     STATE.stack = None
     if embedded:
-        STATE.stack = EmbeddedStack.start(path, overrides, run_dir, origin=clock.origin, clock=clock)
+        STATE.stack = _start_stack(path, overrides, run_dir, clock, scenario)
         environment.host = STATE.stack.target_url
         STATE.embedded_urls.add(environment.host)
         log.info("embedded stack ready: users target %s", environment.host)
@@ -135,12 +137,52 @@ def open_run(environment: Any, options: Any) -> None:
     }
     write_run_json(run_dir, STATE.run_info)
     STATE.test_started_at = STATE.test_stopped_at = STATE.end_cause = None
+    STATE.load_start.clear()
     STATE.app_counts.clear()
     STATE.trace_next = 0
-    STATE.ramp, STATE.ramp_target, STATE.users_started = Ramp(), 0, 0
+    STATE.ramp, STATE.seats, STATE.seats_dealt, STATE.tally = Ramp(), None, False, LoadTally()
+    STATE.load_by_worker.clear()
     STATE.in_flight, STATE.draining = 0, False
     STATE.run_open = True
     STATE.ready.set()
+
+
+def changed_load_settings(scenario: Scenario) -> list[str]:
+    """The users and ramp given with -u/-r (or the web form) where they differ from the scenario's own, as
+    overrides; stages set their own users and ramps, so there they do not apply.
+
+    In users per scenario second, the ramp keeps its meaning at every time scale.
+    """
+    workload = scenario.workload
+    if workload.stages:
+        return []
+    changed = []
+    users_path, users = (
+        ("workload.trace.users", workload.trace.users) if workload.trace else ("workload.users", workload.users)
+    )
+    if STATE.users_option and STATE.users_option != users:
+        changed.append(f"{users_path}={STATE.users_option}")
+    if STATE.spawn_rate_option and STATE.spawn_rate_option != workload.spawn_rate:
+        changed.append(f"workload.spawn_rate={STATE.spawn_rate_option:g}")
+    return changed
+
+
+def _start_stack(
+    path: str, overrides: list[str], run_dir: Path, clock: ScaledClock, scenario: Scenario
+) -> EmbeddedStack:
+    """The run's embedded stack; its gateway on the port of this process's previous one when it can, so the
+    URL the web UI shows for the target stays the URL of the stack that runs."""
+    port = STATE.embedded_gateway_port
+    if port and not scenario.gateway.port:
+        try:
+            return EmbeddedStack.start(path, [*overrides, f"gateway.port={port}"], run_dir, clock.origin, clock)
+        except StackError as exc:
+            log.info("the embedded gateway's earlier port %d is taken (%s): a new one", port, exc)
+    stack = EmbeddedStack.start(path, overrides, run_dir, origin=clock.origin, clock=clock)
+    gateway = stack.gateway_url
+    if gateway:
+        STATE.embedded_gateway_port = int(gateway.rsplit(":", 1)[1].split("/")[0])
+    return stack
 
 
 def _run_dir(given: str, run_id: str) -> Path:

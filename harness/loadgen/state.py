@@ -14,11 +14,12 @@ from gevent.event import Event
 from harness.clock import ScaledClock
 from harness.loadgen.live import LiveThrottling
 from harness.loadgen.ramp import Ramp
+from harness.loadgen.seats import LoadTally
 from harness.loadgen.stack import EmbeddedStack
 from harness.records import EndedBy, RecordWriter
 from harness.scenario import Scenario
 from harness.workload.session import RunSettings
-from harness.workload.shape import StagePlan
+from harness.workload.shape import Seat, StagePlan
 from harness.workload.trace import TraceRow
 
 
@@ -45,11 +46,15 @@ class HarnessState:
     app_counts: dict[str, int] = field(default_factory=dict)
     workers_done: set[str] = field(default_factory=set)
     ready: Event = field(default_factory=Event)
+    load_start: Event = field(default_factory=Event)  # set once the load's start (test_started_at) is fixed
     worker_index: int = 0
     worker_count: int = 1
     # -u / -r as the user gave them; read at init, before headless mode fills in its defaults of 1
     users_option: int | None = None
     spawn_rate_option: float | None = None
+    # what the command line said, which the web form shows unless changed: (-u, -r, --time-scale), the --set list
+    cli_options: tuple[int | None, float | None, float] = (None, None, 0.0)
+    cli_overrides: list[str] = field(default_factory=list)
     # the end of the current run: why the load stopped, and the scenario seconds it was planned to run
     end_cause: EndedBy | None = None
     # attempts sent whose record is not written yet; while draining (a signal ends the run) none start
@@ -65,10 +70,14 @@ class HarnessState:
     runs: dict[str, Path] = field(default_factory=dict)
     last_finished: str | None = None
     embedded_urls: set[str] = field(default_factory=set)
+    embedded_gateway_port: int = 0  # the port every embedded gateway of this process takes when it can
     watchdog: Any = None
-    ramp: Ramp = field(default_factory=Ramp)  # where starting users take their place in the spawn schedule
-    ramp_target: int = 0  # the user count the current ramp leads to
-    users_started: int = 0  # users this process started in the current run: numbers their names
+    ramp: Ramp = field(default_factory=Ramp)  # the seats of the run's schedule this process still has to start
+    seats: list[Seat] | None = None  # the whole run's schedule (local or master), worked out at its first tick
+    seats_dealt: bool = False  # the seats have gone to the processes that hold the users
+    tally: LoadTally = field(default_factory=LoadTally)  # the load this process was asked for and offered
+    load_by_worker: dict[str, dict[str, Any]] = field(default_factory=dict)  # master: each worker's tally
+    workers_ready: set[str] = field(default_factory=set)  # master: workers that have set up the current run
     mixes: list[str] | None = None  # the request mixes --tags/--exclude-tags leave (None: every mix)
 
     def elapsed(self) -> float:

@@ -25,7 +25,7 @@ from harness.loadgen.transport import Transport
 from harness.records.outcomes import CAUSE_NAMES
 from harness.workload.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request, user_name
 from harness.workload.session import execute
-from harness.workload.shape import pacing_wait
+from harness.workload.shape import Seat, pacing_wait
 
 
 def replica_urls(host: str) -> list[str]:
@@ -72,7 +72,9 @@ class Interrupted(Exception):
 
 
 class GatewayUser(User):
-    """A caller of the scenario's workload: one app, its client profile, requests drawn from its mixes."""
+    """A holder of seats of the run's schedule: it takes the next seat of its process, waits for the seat's
+    start, sends as the seat's caller (one app, its client profile, requests drawn from its mixes) until the
+    seat's end, and takes the next. Locust starts as many as the schedule ever has live at once."""
 
     abstract = False
 
@@ -83,19 +85,59 @@ class GatewayUser(User):
         self.sequence = 0
         self.last_start: float | None = None
         self.mixes: Collection[str] | None = None  # the mixes --tags/--exclude-tags leave (None: all)
+        self.sender: gevent.Greenlet | None = None
 
     def on_start(self) -> None:
         if not STATE.ready.wait(timeout=30):
             raise StopUser()
+
+    def on_stop(self) -> None:
+        if self.sender is not None:
+            self.sender.kill(block=True)
+        self._close()
+
+    def wait_time(self) -> float:
+        return 0.0  # a seat's own think times and pacing are kept in `_send_until_stopped`
+
+    @task
+    def hold_a_seat(self) -> None:
+        seat = STATE.ramp.claim(timeout_s=1.0)
+        if seat is None or STATE.clock is None:
+            return  # no seat left for now: ask again
+        clock = STATE.clock
+        self._take(seat)  # before its start: at the start only the request is left to send (on_stop closes it)
+        STATE.load_start.wait()  # the load's start is fixed once every process holds its users
+        assert STATE.test_started_at is not None
+        start, end = STATE.test_started_at + seat.start_s, STATE.test_started_at + seat.end_s
+        if start > clock.now():
+            clock.sleep(start - clock.now())  # a seat whose start has passed (a late message) starts at once
+        if clock.now() >= end:
+            self._close()
+            return  # its time passed while it waited (a very late message)
+        live_from = clock.now()
+        STATE.tally.started_seat(live_from - STATE.test_started_at, live_from - start)
+        self.sender = gevent.spawn(self._send_until_stopped)
+        try:
+            self.sender.join(timeout=max(0.0, end - clock.now()) / clock.scale)
+        finally:
+            # the seat ends on the scenario clock: whatever it has in flight is cut, as Locust stops a user
+            self.sender.kill(block=True)
+            self.sender = None
+            STATE.tally.offered_user_s += max(0.0, min(clock.now(), end) - live_from)
+            self._close()
+
+    def _take(self, seat: Seat) -> None:
+        """Become the seat's caller: its app, its name and draws (the simulator's user of the same number)."""
         assert STATE.scenario is not None and STATE.settings is not None and STATE.clock is not None
         workload = STATE.scenario.workload
-        self.app = assign_app(workload.apps, STATE.app_counts)
+        apps = {app.id: app for app in workload.apps}
+        self.app = apps.get(seat.app) or assign_app(workload.apps, STATE.app_counts)
+        self.name = user_name(STATE.worker_index, seat.number)
+        self.rng = random.Random(f"{STATE.scenario.run.seed}:{user_name(0, seat.number)}")
         self.mixes = selected_mixes(self.environment)  # --tags / --exclude-tags
-        number = STATE.users_started
-        STATE.users_started += 1
-        self.name = user_name(STATE.worker_index, number)
-        self.rng = random.Random(f"{STATE.scenario.run.seed}:{self.name}")
+        self.sequence, self.last_start = 0, None
         # As a load balancer in front of gateway units: each request to the next replica, or sticky per user
+        number = seat.number
         urls = replica_urls(self.host or self.environment.host)
         if STATE.scenario.gateway.spread == "sticky":
             urls = [urls[number % len(urls)]]
@@ -103,26 +145,29 @@ class GatewayUser(User):
             urls = urls[number % len(urls) :] + urls[: number % len(urls)]  # users start on different replicas
         self.transports = [Transport(url, STATE.clock, STATE.settings.timeout_s) for url in urls]
         self.transport = self.transports[0]
-        start = STATE.ramp.claim()  # this user's place in the scenario's spawn schedule
-        if start is not None and start > STATE.clock.now():
-            STATE.clock.sleep(start - STATE.clock.now())
 
-    def on_stop(self) -> None:
+    def _close(self) -> None:
         for transport in self.transports:
             transport.close()
+        self.transports = []
 
-    def wait_time(self) -> float:
+    def _send_until_stopped(self) -> None:
+        assert STATE.clock is not None
+        while True:
+            self.request()
+            STATE.clock.sleep(self._think_s())
+
+    def _think_s(self) -> float:
+        """Scenario seconds before the next request: the stage's pacing to its target rate, else think time."""
         assert STATE.scenario is not None and STATE.clock is not None
-        scale = STATE.clock.scale
         if STATE.trace_rows:
             return 0.0
         stage = STATE.plan.at(STATE.elapsed()) if STATE.plan else None
         if stage is not None and stage.rate:
             since = STATE.clock.now() - (self.last_start or STATE.clock.now())
-            return pacing_wait(stage.rate, max(1, stage.users), since) / scale
-        return STATE.scenario.workload.think_time.sample(self.rng) / scale
+            return pacing_wait(stage.rate, max(1, stage.users), since)
+        return STATE.scenario.workload.think_time.sample(self.rng)
 
-    @task
     def request(self) -> None:
         assert STATE.scenario is not None and STATE.settings is not None and STATE.clock is not None
         plan = self._next_plan()

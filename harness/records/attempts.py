@@ -55,6 +55,7 @@ RECORD_COLUMNS: tuple[Column, ...] = (
     Column("ratelimit_limit_tokens", "int", "x-ratelimit-limit-tokens"),
     Column("ratelimit_reset_requests", "float", "x-ratelimit-reset-requests (s)"),
     Column("ratelimit_reset_tokens", "float", "x-ratelimit-reset-tokens (s)"),
+    Column("ptu_utilization", "float", "azure-openai-deployment-utilization: a PTU deployment's level after it, %"),
     Column("policy_id", "str", "policy-id of a backend 429"),
     Column("gateway_remaining_tokens", "int", "the gateway's remaining-tokens header"),
     Column("gateway_remaining_quota", "int", "the gateway's remaining-quota-tokens header"),

@@ -14,6 +14,11 @@ ENDED_BY = "ended_by"  # an EndedBy value
 TIME_MISSING = "scenario_time_missing_s"  # planned scenario seconds the load did not get to run (0 if none)
 ATTEMPTS_CUT = "attempts_cut_at_stop"  # attempts still unanswered when a signal's bounded wait for them ended
 ENDED = "ended"  # wall time (ISO 8601) the run's end was written; absent or null when the run never got there
+# the load offered against the load planned, in user-seconds of scenario time, in total and per process:
+# {"planned_user_s", "offered_user_s", "offered_share", "short", "by_process": {name: {...}}}
+OFFERED_LOAD = "offered_load"
+# below this share of its planned user-seconds a run says, first thing, that it offered less load than planned
+OFFERED_SHARE_MIN = 0.98
 
 
 class EndedBy(StrEnum):

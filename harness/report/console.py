@@ -56,6 +56,9 @@ def format_console_summary(summary: dict[str, Any]) -> str:
     ]
     if run.get("shared_state_lost"):
         rows.append(("shared state", shared_state_lost(run["shared_state_lost"])))
+    offered = run.get("offered_load")
+    if offered and offered.get("offered_share") is not None:
+        rows.append(("load offered", f"{_percent(offered['offered_share'])} of the planned user-seconds"))
     if run.get("cut_short_s"):
         why = f" ({run['ended_by']})" if run.get("ended_by") else ""
         rows.append(("cut short", f"{run['cut_short_s']:.1f} s of planned scenario time did not run{why}"))
@@ -63,8 +66,27 @@ def format_console_summary(summary: dict[str, Any]) -> str:
     line = "-" * (width + 40)
     table = [f"{name:<{width}}  {value}" for name, value in rows]
     opening = [run["question"]] if run.get("question") else []
+    if offered and offered.get("short"):
+        opening.insert(0, offered_load_warning(offered).upper()[:1] + offered_load_warning(offered)[1:])
     answer = textwrap.wrap(" ".join(summary.get("verdict", [])), width + 40)
     return "\n".join(["Harness summary", line, *table, line, *opening, *answer])
+
+
+def offered_load_warning(offered: dict[str, Any]) -> str:
+    """One line for a run that offered less load than it planned (run.json's `offered_load`).
+
+    >>> offered_load_warning({"offered_user_s": 850.0, "planned_user_s": 1000.0, "offered_share": 0.85,
+    ...                       "by_process": {"w0": {"offered_user_s": 350.0}, "w1": {"offered_user_s": 500.0}}})
+    'offered less load than planned: 85.0 % (850 of 1,000 user-s of scenario time; w0 350, w1 500)'
+    """
+    parts = ", ".join(
+        f"{name} {float(p.get('offered_user_s') or 0):,.0f}" for name, p in (offered.get("by_process") or {}).items()
+    )
+    return (
+        f"offered less load than planned: {percent(offered['offered_share'])} "
+        f"({offered['offered_user_s']:,.0f} of {offered['planned_user_s']:,.0f} user-s of scenario time"
+        + (f"; {parts})" if len(offered.get("by_process") or {}) > 1 else ")")
+    )
 
 
 def _percent(fraction: float | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.records.outcomes import OUTCOME_LABELS
 from harness.report import figures, metrics
+from harness.report.console import offered_load_warning
 from harness.report.load import RunData, load_run
 from harness.report.units import percent
 from harness.report.verdict import shared_state_lost
@@ -137,7 +138,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images: dict[str, bytes]) -> str:
     run = summary["run"]
-    parts = [f"<h1>Run {html.escape(str(run['run_id']))}</h1>", _opening(summary), _run_facts(run)]
+    parts = [f"<h1>Run {html.escape(str(run['run_id']))}</h1>", _offered_short(run), _opening(summary), _run_facts(run)]
     if run["missing"]:
         items = "".join(f"<li>{html.escape(m)}</li>" for m in run["missing"])
         parts.append(f'<div class="missing"><b>Not shown, because data is missing:</b><ul>{items}</ul></div>')
@@ -166,6 +167,27 @@ def _opening(summary: dict[str, Any]) -> str:
     )
 
 
+def _offered_short(run: dict[str, Any]) -> str:
+    """First thing on the page when the run offered less load than its schedule planned."""
+    offered = run.get("offered_load")
+    if not offered or not offered.get("short"):
+        return ""
+    return f'<p class="missing"><b>{html.escape(offered_load_warning(offered).capitalize())}.</b></p>'
+
+
+def _offered_item(offered: dict[str, Any] | None) -> str:
+    if not offered or offered.get("offered_share") is None:
+        return ""
+    processes = offered.get("by_process") or {}
+    split = ", ".join(f"{html.escape(str(n))} {fmt(p.get('offered_user_s'))}" for n, p in processes.items())
+    return (
+        f"<li>load offered: {percent(offered['offered_share'])} of the planned "
+        f"({fmt(offered['offered_user_s'])} of {fmt(offered['planned_user_s'])} user-s)"
+        + (f"; per worker: {split}" if len(processes) > 1 else "")
+        + "</li>"
+    )
+
+
 def _run_facts(run: dict[str, Any]) -> str:
     """What was run and how: scenario, settings changed, engine and clock, clients, and whether it was cut short."""
     scenario = run.get("scenario") or "unknown scenario"
@@ -182,6 +204,7 @@ def _run_facts(run: dict[str, Any]) -> str:
         f"<li>load ran {fmt(run['duration_s'])} scenario s"
         + (f" of {fmt(planned)} planned" if planned is not None else "")
         + "</li>",
+        _offered_item(run.get("offered_load")),
     ]
     if run.get("appid_on_trust"):
         items.append(

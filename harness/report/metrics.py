@@ -89,6 +89,7 @@ from harness.records import (
     ENDED,
     ENDED_BY,
     LOAD_STARTED_AT,
+    OFFERED_LOAD,
     SCENARIO_SECONDS,
     SHARED_STATE_LOST,
     SHARED_STATE_RESTORED,
@@ -355,6 +356,8 @@ def _run_facts(run: RunData, records: pd.DataFrame, span: float) -> dict[str, An
         "ended_by": info.get(ENDED_BY),
         "never_ended": ENDED in info and info[ENDED] is None,
         "cut_short_s": _cut_short(info, planned, span),
+        # the load offered against the schedule, in user-seconds, per process (a live run's run.json)
+        "offered_load": info.get(OFFERED_LOAD) if isinstance(info.get(OFFERED_LOAD), dict) else None,
         "appid_on_trust": _appid_on_trust(run.scenario),
         "shared_state_lost": lost,
         "shared_state_lost_s": _shared_state_lost_s(run, lost),
