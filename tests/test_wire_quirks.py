@@ -31,6 +31,9 @@ from harness.scenario.workload import App
 from harness.workload.requests import RequestPlan
 from harness.workload.session import RunSettings, execute
 
+# real sockets and the wall clock (time scale 1): the servers answer in real seconds
+pytestmark = pytest.mark.e2e
+
 API_VERSION = "2024-10-21"
 PATH = CHAT.format(deployment="gpt-4o") + f"?api-version={API_VERSION}"
 STREAM_BODY = json.dumps({"messages": [{"role": "user", "content": "Stream it"}], "stream": True}).encode()
