@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quirky_backend import CHAT, EVENT_STREAM, PIECES, LoopbackServers, Quirks, QuirkyBackend
 
 from harness.client.attempt import AttemptResult
-from harness.clock import RealClock, ScaledClock
+from harness.clock import Clock, RealClock, ScaledClock
 from harness.gateway.app import build_gateway_app
 from harness.loadgen.transport import Transport
 from harness.scenario import load_scenario_text
@@ -44,13 +44,14 @@ NO_SSE_NO_DONE = Quirks(content_type="application/json", done=False, ttft=0.3, p
 class Wire:
     """A quirky backend and a gateway in front of it, both served by uvicorn on loopback."""
 
-    def __init__(self, servers: LoopbackServers, gateway_yaml: str = "") -> None:
+    def __init__(self, servers: LoopbackServers, gateway_yaml: str = "", clock: Clock | None = None) -> None:
         self.backend = QuirkyBackend()
         self.direct = servers.start(self.backend)
         scenario = load_scenario_text(
             f"backends: [{{name: quirky, url: '{self.direct}', deployments: {{gpt-4o: {{}}}}}}]\n{gateway_yaml}"
         )
-        self.app = build_gateway_app(scenario, RealClock(), {"quirky": self.direct}, None, keep_log_rows=True)
+        clock = clock or RealClock()
+        self.app = build_gateway_app(scenario, clock, {"quirky": self.direct}, None, keep_log_rows=True)
         self.gateway = servers.start(self.app)
 
     def url(self, target: str) -> str:
@@ -271,16 +272,18 @@ def test_the_quirky_backend_answers_as_aoai_by_default(wire: Wire) -> None:
     assert wire.backend.seen[-1]["headers"]["x-gateway-request-id"]
 
 
-def test_the_gateway_trips_for_an_http_date_retry_after() -> None:
+@pytest.mark.parametrize("scale", [1.0, 20.0])
+def test_the_gateway_trips_for_an_http_date_retry_after(scale: float) -> None:
     """acceptRetryAfter with `Retry-After: <HTTP date>`: the breaker trips until that date, counted from the
     backend's own Date header (which the relayed answer does not carry), not for the configured tripDuration
-    (90 s here); the log keeps the wait."""
+    (90 s here); the log keeps the wait. The wait is the backend's, whatever the gateway's time scale: 20 s of
+    scenario time at scale 1 and at scale 20 alike."""
     breaker = (
         "gateway: {circuit_breaker: {failureCondition: {count: 1, statusCodeRanges: [{min: 429, max: 429}]}, "
         "tripDuration: PT90S, acceptRetryAfter: true}}"
     )
     with LoopbackServers(lifetime=60) as servers:
-        wire = Wire(servers, breaker)
+        wire = Wire(servers, breaker, ScaledClock(scale))
         wire.backend.quirks = Quirks(throttle="http-date", retry_s=20)
         httpx.post(wire.gateway + PATH, content=STREAM_BODY, headers={"content-type": "application/json"}, timeout=20)
         rows = wire.app.state.gateway.log.rows

@@ -86,6 +86,8 @@ class GatewayUser(User):
         self.last_start: float | None = None
         self.mixes: Collection[str] | None = None  # the mixes --tags/--exclude-tags leave (None: all)
         self.sender: gevent.Greenlet | None = None
+        self.in_request = False  # a logical request of the seat is on its way
+        self.seat_over = False  # the seat has ended: no new request starts
 
     def on_start(self) -> None:
         if not STATE.ready.wait(timeout=30):
@@ -119,12 +121,22 @@ class GatewayUser(User):
         self.sender = gevent.spawn(self._send_until_stopped)
         try:
             self.sender.join(timeout=max(0.0, end - clock.now()) / clock.scale)
+            self._let_the_request_finish()
         finally:
             # the seat ends on the scenario clock: whatever it has in flight is cut, as Locust stops a user
             self.sender.kill(block=True)
             self.sender = None
             STATE.tally.offered_user_s += max(0.0, min(clock.now(), end) - live_from)
             self._close()
+
+    def _let_the_request_finish(self) -> None:
+        """At the seat's end a request on its way may finish, for up to Locust's `--stop-timeout` (wall seconds),
+        as Locust lets a stopping user finish its task; no new request starts. Without it, it is cut at once."""
+        grace = float(self.environment.stop_timeout or 0)
+        if grace <= 0 or self.sender is None or self.sender.dead or not self.in_request:
+            return
+        self.seat_over = True
+        self.sender.join(timeout=grace)
 
     def _take(self, seat: Seat) -> None:
         """Become the seat's caller: its app, its name and draws (the simulator's user of the same number)."""
@@ -136,6 +148,7 @@ class GatewayUser(User):
         self.rng = random.Random(f"{STATE.scenario.run.seed}:{user_name(0, seat.number)}")
         self.mixes = selected_mixes(self.environment)  # --tags / --exclude-tags
         self.sequence, self.last_start = 0, None
+        self.seat_over = False
         # As a load balancer in front of gateway units: each request to the next replica, or sticky per user
         number = seat.number
         urls = replica_urls(self.host or self.environment.host)
@@ -153,9 +166,10 @@ class GatewayUser(User):
 
     def _send_until_stopped(self) -> None:
         assert STATE.clock is not None
-        while True:
+        while not self.seat_over:
             self.request()
-            STATE.clock.sleep(self._think_s())
+            if not self.seat_over:
+                STATE.clock.sleep(self._think_s())
 
     def _think_s(self) -> float:
         """Scenario seconds before the next request: the stage's pacing to its target rate, else think time."""
@@ -176,7 +190,11 @@ class GatewayUser(User):
             return
         self.last_start = STATE.clock.now()
         self.sequence += 1
-        self._send(plan)
+        self.in_request = True
+        try:
+            self._send(plan)
+        finally:
+            self.in_request = False
 
     def _next_plan(self) -> RequestPlan | None:
         assert STATE.scenario is not None and STATE.clock is not None
