@@ -20,7 +20,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
-import yaml
 
 from harness.errors import RecordsError, ScenarioError, one_line
 from harness.inputs import SCENARIO_LIMIT, InputError, read_text
@@ -38,6 +37,7 @@ from harness.records import (
     Column,
 )
 from harness.scenario import Scenario, load_scenario_text
+from harness.scenario.yaml_reader import read_yaml
 
 # Integers are read as float64: they may be empty, and a writer may have written 256 as 256.0.
 _ARROW_TYPES = {"str": pa.string(), "int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}
@@ -329,7 +329,7 @@ def _read_scenario(path: Path, notes: list[str]) -> tuple[dict[str, Any], Scenar
     try:
         text = read_text(path, "scenario", SCENARIO_LIMIT)
         scenario = load_scenario_text(text, source=str(path))
-        data = yaml.safe_load(text) or {}
+        data = read_yaml(text) or {}  # already validated, so within the alias limits
     except (InputError, ScenarioError) as exc:
         detail = f"{exc.path}: {exc.message}" if isinstance(exc, ScenarioError) and exc.path else exc.message
         raise RecordsError(
