@@ -1,6 +1,6 @@
 """PTU utilization per backend (time-weighted, from the backend log) and what a run cost (scenario prices).
 
-The definitions are in `harness.report.metrics`; this module computes two of its numbers.
+The definitions are in `harness.report.summary`; this module computes two of its numbers.
 
     >>> none = (np.zeros(0), np.zeros(0))
     >>> level = bucket_level((np.array([0.0]), np.array([60.0])), none, end=60.0)  # 60 % at 0 s, empty at 36 s
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.report.summary.types import PtuUtilization
 from harness.scenario import BackendInstance, Scenario
 
 # A PTU deployment's bucket holds one minute of its drain (capacity = PTUs x ptu_tokens_per_minute, drained
@@ -146,7 +147,7 @@ def combine(levels: Mapping[str, Levels], weights: Mapping[str, float], end: flo
 
 def ptu_utilization(
     backend_log: pd.DataFrame | None, scenario: Scenario | None, start: float, span: float
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PtuUtilization]:
     """{"mean", "p95"} of each backend's time-weighted PTU utilization (percent) over [0, span]; backends
     without a utilization in the log are absent."""
     levels = ptu_levels(backend_log, scenario, start, span)
