@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.report.summary.types import PtuUtilization
+from harness.report.summary.types import BackendCost, Cost, PtuUtilization
 from harness.scenario import BackendInstance, Scenario
 
 # A PTU deployment's bucket holds one minute of its drain (capacity = PTUs x ptu_tokens_per_minute, drained
@@ -220,9 +219,7 @@ def _instance(scenario: Scenario | None, name: str) -> BackendInstance | None:
     return next((b for b in scenario.backends if b.name == name), None)
 
 
-def run_cost(
-    scenario: Scenario | None, successes: pd.DataFrame, span: float, goodput_tokens: float
-) -> dict[str, Any] | None:
+def run_cost(scenario: Scenario | None, successes: pd.DataFrame, span: float, goodput_tokens: float) -> Cost | None:
     """PTU, PAYG and total cost per backend, the run's total and its cost per 1M goodput tokens.
 
     None when no backend of the scenario has a `cost` (or the run has no valid scenario.yaml).
@@ -230,7 +227,7 @@ def run_cost(
     if scenario is None or all(b.cost is None for b in scenario.backends):
         return None
     hours = span / 3600.0
-    backends: dict[str, dict[str, Any]] = {}
+    backends: dict[str, BackendCost] = {}
     currency = next(b.cost.currency for b in scenario.backends if b.cost is not None)
     total = 0.0
     for instance in scenario.backends:

@@ -22,7 +22,16 @@ from harness.report.console import offered_load_warning
 from harness.report.load import RunData, load_run
 from harness.report.summary.build import summarize
 from harness.report.summary.frame import REACTIONS
-from harness.report.summary.types import ChargebackRow, Lockout, PerKey, RunFacts, Summary, SummaryFile, to_json
+from harness.report.summary.types import (
+    BackendCost,
+    ChargebackRow,
+    Lockout,
+    PerKey,
+    RunFacts,
+    Summary,
+    SummaryFile,
+    to_json,
+)
 from harness.report.summary.types import json_safe as json_safe
 from harness.report.units import percent
 from harness.report.verdict import shared_state_lost
@@ -401,7 +410,7 @@ def _cost_section(summary: Summary) -> str:
     utilized = any(b.get("ptu_utilization") for b in backends.values())
     if cost is None and not utilized:
         return ""
-    spend = cost["backends"] if cost is not None else {}
+    spend: dict[str, BackendCost] = cost["backends"] if cost is not None else {}
     names = list(backends) + [n for n in spend if n not in backends]
     header: list[str] = ["backend", "token share"]
     if utilized:
@@ -417,8 +426,9 @@ def _cost_section(summary: Summary) -> str:
             utilization = figures.get("ptu_utilization") or {}
             row += [_percent_of_100(utilization.get("mean")), _percent_of_100(utilization.get("p95"))]
         if cost is not None:
-            priced = spend.get(name) or {}
-            row += [fmt(priced.get(k), 4) for k in ("payg", "ptu", "total")]
+            priced = spend.get(name)
+            figures_of = (None, None, None) if priced is None else (priced["payg"], priced["ptu"], priced["total"])
+            row += [fmt(value, 4) for value in figures_of]
         rows.append(row)
     parts = ["<h2>Utilization and cost</h2>", table(header, rows)]
     if utilized:

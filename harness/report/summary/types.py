@@ -213,6 +213,21 @@ class ChargebackRow(TypedDict):
     error_pct: float | None
 
 
+class BackendCost(TypedDict):
+    """A backend's cost over the run (None figures for a backend without `cost`)."""
+
+    ptu: float | None
+    payg: float | None
+    total: float | None
+
+
+class Cost(TypedDict):
+    currency: str
+    total: float
+    per_1m_tokens: float | None
+    backends: dict[str, BackendCost]
+
+
 class SummaryBody(TypedDict):
     """Every section but the verdict, which is written from these."""
 
@@ -234,7 +249,7 @@ class SummaryBody(TypedDict):
     drain: Drain | None
     lockout: Lockout | None
     chargeback: list[ChargebackRow] | None
-    cost: dict[str, Any] | None  # harness.report.cost's shape
+    cost: Cost | None
 
 
 class Summary(SummaryBody):
