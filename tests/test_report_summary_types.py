@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints, is_typeddict
 
+from test_report_cost import write_run as write_priced_run
 from test_report_metrics import write_synthetic_run
 
 from harness.report.html import write_report
@@ -61,6 +62,13 @@ def test_every_key_of_a_summary_is_declared_by_its_section_type(tmp_path: Path) 
     assert _typed_keys(Summary, summary, "summary") == []
     written = json.loads(BEFORE.read_text(encoding="utf-8"))
     assert _typed_keys(SummaryFile, written, "summary.json") == []
+
+
+def test_the_cost_and_ptu_sections_are_declared_too(tmp_path: Path) -> None:
+    summary = summarize(load_run(write_priced_run(tmp_path / "priced")))
+    assert summary["cost"] is not None
+    assert any(b["ptu_utilization"] is not None for b in summary["backends"].values())
+    assert _typed_keys(Summary, summary, "summary") == []
 
 
 def test_the_checker_finds_an_undeclared_key_and_a_missing_one(tmp_path: Path) -> None:
