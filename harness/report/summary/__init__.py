@@ -76,6 +76,7 @@ Definitions (the report and summary.json use these, and only these):
   an attempt without usage adds nothing); `total` = ptu + payg. A backend without `cost` has None figures
   and adds nothing to the run's `total`; `per_1m_tokens` = total / goodput tokens x 1,000,000.
 
-    >>> summary = summarize(load_run("reports/runs/quickstart"))  # summarize: harness.report.summary.build  # doctest: +SKIP
+    >>> from harness.report.summary.build import summarize  # doctest: +SKIP
+    >>> summary = summarize(load_run("reports/runs/quickstart"))  # doctest: +SKIP
     >>> summary["requests"]["client_failure_rate"]  # doctest: +SKIP
 """
