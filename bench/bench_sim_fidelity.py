@@ -31,7 +31,7 @@ from harness.errors import UsageError
 from harness.records import RECORDS_FILE
 from harness.report.calibrate import calibrate, flow
 from harness.report.load import load_run
-from harness.report.metrics import summarize
+from harness.report.summary.build import summarize
 from harness.scenario import load_scenario
 from harness.sim import simulate
 

@@ -61,7 +61,6 @@ from harness.report.compare import write_comparison
 from harness.report.confirm import LiveResult, LiveRun, confirm_line, decide, judge_live
 from harness.report.html import json_safe
 from harness.report.load import load_run
-from harness.report.metrics import summarize
 from harness.report.recommend import (
     DEFAULT_QUANTILE,
     PointRuns,
@@ -76,6 +75,7 @@ from harness.report.recommend import (
     recommend,
     worst_case,
 )
+from harness.report.summary.build import summarize
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration

@@ -11,7 +11,7 @@ from test_report_metrics import expected_summary, write_synthetic_run
 from harness.report.checks import CHECKED_NUMBERS, checked_number, evaluate_checks
 from harness.report.console import format_console_summary
 from harness.report.load import load_run
-from harness.report.metrics import summarize
+from harness.report.summary.build import summarize
 from harness.scenario.checks import Checks
 
 

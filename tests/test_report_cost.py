@@ -20,7 +20,7 @@ from harness.records import RecordWriter
 from harness.report.cost import bucket_level, combine, ptu_utilization, run_cost
 from harness.report.html import write_report
 from harness.report.load import load_run
-from harness.report.metrics import summarize
+from harness.report.summary.build import summarize
 from harness.scenario import validate_scenario
 
 T0 = 1_700_000_000.0

@@ -19,7 +19,7 @@ from harness.report import verdict
 from harness.report.console import format_console_summary
 from harness.report.html import headline_rows
 from harness.report.load import load_run
-from harness.report.metrics import summarize
+from harness.report.summary.build import summarize
 from harness.report.units import count, percent
 from harness.sim import simulate
 

@@ -10,6 +10,7 @@ Each check reads exactly one summary number (`CHECKED_NUMBERS`); a number that c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,7 @@ class CheckResult:
         return f"check {self.name}: {verdict}: actual {actual}, limit {self.limit:g} (off by {by:.4g})"
 
 
-def checked_number(summary: dict[str, Any], name: str) -> float | None:
+def checked_number(summary: Mapping[str, Any], name: str) -> float | None:
     """The summary number check `name` limits; None when the summary lacks it."""
     value: Any = summary
     for key in CHECKED_NUMBERS[name]:
@@ -53,7 +54,7 @@ def checked_number(summary: dict[str, Any], name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def evaluate_checks(checks: Checks, summary: dict[str, Any]) -> list[CheckResult]:
+def evaluate_checks(checks: Checks, summary: Mapping[str, Any]) -> list[CheckResult]:
     """Every set threshold against its summary number; a number that cannot be measured fails its check."""
     results = []
     for name, limit in checks.limits().items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,15 @@ from matplotlib.figure import Figure
 
 from harness.errors import UsageError
 from harness.records.outcomes import OUTCOME_COLOURS, OUTCOME_LABELS, OUTCOMES, SUCCESS, THROTTLING_KINDS
-from harness.report import metrics, tradeoff
+from harness.report import tradeoff
 from harness.report.flat import flatten
-from harness.report.html import fmt, headline_rows, img_tag, json_safe, page_html, png_bytes, table
+from harness.report.html import fmt, headline_rows, img_tag, page_html, png_bytes, table
 from harness.report.load import RunData, load_run
+from harness.report.summary.build import summarize
+from harness.report.summary.frame import NO_BACKEND, annotate, duration_s
+from harness.report.summary.latency import end_to_end
+from harness.report.summary.types import Summary, json_safe
+from harness.report.summary.windows import nice_bin
 from harness.report.units import percent
 
 __all__ = [
@@ -51,7 +57,7 @@ class ComparedRun:
     """One run of a comparison: its data, summary, and the settings that set it apart."""
 
     run: RunData
-    summary: dict[str, Any]
+    summary: Summary
     settings: dict[str, Any]
 
     index: int = 0  # position in the comparison, from 0
@@ -128,7 +134,7 @@ def compare_runs(run_dirs: list[str | Path]) -> list[ComparedRun]:
         raise UsageError("compare needs at least two run directories")
     runs = [load_run(d) for d in run_dirs]
     settings = differing_settings(runs)
-    compared = [ComparedRun(r, metrics.summarize(r), s, i) for i, (r, s) in enumerate(zip(runs, settings, strict=True))]
+    compared = [ComparedRun(r, summarize(r), s, i) for i, (r, s) in enumerate(zip(runs, settings, strict=True))]
     name_runs(compared)
     return compared
 
@@ -231,11 +237,11 @@ def backend_split(compared: list[ComparedRun]) -> list[tuple[Any, ...]]:
     """Rows of the per-backend table: each backend any run reached, a measure per row, a run per column."""
     backends: list[str] = []
     for c in compared:
-        backends += [b for b in c.summary.get("by_backend", {}) if b != metrics.NO_BACKEND and b not in backends]
+        backends += [b for b in c.summary.get("by_backend", {}) if b != NO_BACKEND and b not in backends]
     rows: list[tuple[Any, ...]] = []
     for name in backends:
-        split = [c.summary["by_backend"].get(name) or {} for c in compared]
-        own = [(c.summary.get("backends") or {}).get(name) or {} for c in compared]
+        split: list[Mapping[str, Any]] = [c.summary["by_backend"].get(name) or {} for c in compared]
+        own: list[Mapping[str, Any]] = [(c.summary.get("backends") or {}).get(name) or {} for c in compared]
         trips = [_trips(c.summary, name) for c in compared]
         utilization = [(o.get("ptu_utilization") or {}).get("mean") for o in own]
         rows += [
@@ -251,11 +257,12 @@ def backend_split(compared: list[ComparedRun]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _trips(summary: dict[str, Any], backend: str) -> int | None:
+def _trips(summary: Summary, backend: str) -> int | None:
     breakers = summary.get("breaker")
     if breakers is None:
         return None  # no gateway log
-    return int((breakers.get(backend) or {}).get("trips", 0))
+    figures = breakers.get(backend)
+    return 0 if figures is None else int(figures["trips"])
 
 
 def _settings_table(compared: list[ComparedRun], differing: list[str]) -> str:
@@ -274,10 +281,10 @@ def overlay_timeline(compared: list[ComparedRun]) -> Figure:
     """Goodput and the throttled share of attempts over scenario time, one line per run."""
     figure = Figure(figsize=(11, 6.5), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True)
-    span = max(metrics.duration_s(c.run) for c in compared)
-    bin_s = max(metrics.nice_bin(span, target_bins=60), 5.0)
+    span = max(duration_s(c.run) for c in compared)
+    bin_s = max(nice_bin(span, target_bins=60), 5.0)
     for i, c in enumerate(compared):
-        records = metrics.annotate(c.run)
+        records = annotate(c.run)
         bins = (records["t"] // bin_s) * bin_s
         ok = records["outcome"] == SUCCESS
         goodput = records["usage_total"].where(ok, 0.0).fillna(0.0).groupby(bins).sum() * (60.0 / bin_s)
@@ -301,7 +308,7 @@ def overlay_latency(compared: list[ComparedRun]) -> Figure:
     cdf, mix = figure.subplots(1, 2)
     quantiles = np.linspace(0, 1, 201)
     for i, c in enumerate(compared):
-        e2e = metrics.end_to_end(metrics.annotate(c.run))
+        e2e = end_to_end(annotate(c.run))
         if len(e2e):
             cdf.plot(e2e.quantile(quantiles).to_numpy(), quantiles * 100, label=c.short_label, color=f"C{i}")
     cdf.set_xlabel("end-to-end latency of succeeded requests, retries included (scenario s)")

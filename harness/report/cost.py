@@ -1,6 +1,6 @@
 """PTU utilization per backend (time-weighted, from the backend log) and what a run cost (scenario prices).
 
-The definitions are in `harness.report.metrics`; this module computes two of its numbers.
+The definitions are in `harness.report.summary`; this module computes two of its numbers.
 
     >>> none = (np.zeros(0), np.zeros(0))
     >>> level = bucket_level((np.array([0.0]), np.array([60.0])), none, end=60.0)  # 60 % at 0 s, empty at 36 s
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.report.summary.types import BackendCost, Cost, PtuUtilization
 from harness.scenario import BackendInstance, Scenario
 
 # A PTU deployment's bucket holds one minute of its drain (capacity = PTUs x ptu_tokens_per_minute, drained
@@ -146,7 +146,7 @@ def combine(levels: Mapping[str, Levels], weights: Mapping[str, float], end: flo
 
 def ptu_utilization(
     backend_log: pd.DataFrame | None, scenario: Scenario | None, start: float, span: float
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PtuUtilization]:
     """{"mean", "p95"} of each backend's time-weighted PTU utilization (percent) over [0, span]; backends
     without a utilization in the log are absent."""
     levels = ptu_levels(backend_log, scenario, start, span)
@@ -219,9 +219,7 @@ def _instance(scenario: Scenario | None, name: str) -> BackendInstance | None:
     return next((b for b in scenario.backends if b.name == name), None)
 
 
-def run_cost(
-    scenario: Scenario | None, successes: pd.DataFrame, span: float, goodput_tokens: float
-) -> dict[str, Any] | None:
+def run_cost(scenario: Scenario | None, successes: pd.DataFrame, span: float, goodput_tokens: float) -> Cost | None:
     """PTU, PAYG and total cost per backend, the run's total and its cost per 1M goodput tokens.
 
     None when no backend of the scenario has a `cost` (or the run has no valid scenario.yaml).
@@ -229,7 +227,7 @@ def run_cost(
     if scenario is None or all(b.cost is None for b in scenario.backends):
         return None
     hours = span / 3600.0
-    backends: dict[str, dict[str, Any]] = {}
+    backends: dict[str, BackendCost] = {}
     currency = next(b.cost.currency for b in scenario.backends if b.cost is not None)
     total = 0.0
     for instance in scenario.backends:

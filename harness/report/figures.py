@@ -22,9 +22,33 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness.records.outcomes import OUTCOME_COLOURS, OUTCOME_LABELS, OUTCOMES, THROTTLING_KINDS
-from harness.report import metrics
 from harness.report.cost import Levels, ptu_levels
 from harness.report.load import RunData
+from harness.report.summary.frame import (
+    MAX_TOKENS_LABELS,
+    PERCENTILES,
+    REACTIONS,
+    SPLITS,
+    annotate,
+    attempts_per_request,
+    duration_s,
+    max_tokens_bucket,
+    missing_label,
+    ok_backend_rows,
+    reactions,
+    run_start,
+    run_window,
+    successes,
+)
+from harness.report.summary.splits import app_limits, backend_limits
+from harness.report.summary.windows import (
+    nice_bin,
+    open_intervals,
+    outcome_timeline,
+    rolling_tokens,
+    sample_times,
+    trailing_sums,
+)
 
 # A limit more than this many times the busiest line is left off the scale of a throughput plot.
 LIMIT_OFF_SCALE = 5.0
@@ -49,14 +73,14 @@ class Drawn:
 
 def draw_all(run: RunData) -> dict[str, Drawn]:
     """Every figure the run's data allows, by file stem; what cannot be drawn is added to run.missing."""
-    records = metrics.annotate(run)
+    records = annotate(run)
     colors = backend_colors(run, records)
     drawn = [timeline(run, records)]
     by_split = outcomes_by(records)
     if by_split is not None:
         drawn.append(by_split)
     drawn.append(throughput(run, records, colors))
-    levels = ptu_levels(run.backend, run.scenario, *metrics.run_window(run))
+    levels = ptu_levels(run.backend, run.scenario, *run_window(run))
     if levels:
         drawn.append(ptu_utilization(levels, colors))
     drawn += [retry_after(records), latency(records), retries(records)]
@@ -92,10 +116,10 @@ def _figure(
 
 
 def timeline(run: RunData, records: pd.DataFrame) -> Drawn:
-    span = metrics.duration_s(run)
-    bin_s = metrics.nice_bin(span)
-    rates = metrics.outcome_timeline(records, bin_s)
-    intervals = metrics.open_intervals(run.breakers, metrics.run_start(run), span)
+    span = duration_s(run)
+    bin_s = nice_bin(span)
+    rates = outcome_timeline(records, bin_s)
+    intervals = open_intervals(run.breakers, run_start(run), span)
     names = sorted({b for b, _, _ in intervals} | _pool_names(run)) if run.breakers is not None else []
     rows = 2 if names else 1
     figure = Figure(figsize=(11, 5.5 if names else 4.0), layout="constrained")
@@ -142,8 +166,8 @@ def _pool_names(run: RunData) -> set[str]:
 def outcomes_by(records: pd.DataFrame) -> Drawn | None:
     """Share of attempts by outcome per app, per client profile and per backend: the splits with two or more."""
     splits = []
-    for split, key in metrics.SPLITS.items():
-        names = records[key].astype(object).fillna(metrics.missing_label(key))
+    for split, key in SPLITS.items():
+        names = records[key].astype(object).fillna(missing_label(key))
         if names.nunique() > 1:
             splits.append((split.removeprefix("by_").replace("_", " "), names))
     if not splits:
@@ -177,13 +201,13 @@ def outcomes_by(records: pd.DataFrame) -> Drawn | None:
 
 def throughput(run: RunData, records: pd.DataFrame, colors: dict[str, str]) -> Drawn:
     figure, axes = _figure(1, 3, height=4.2, width_ratios=[2, 2, 1])
-    span = metrics.duration_s(run)
-    step = metrics.nice_bin(span, target_bins=240)
+    span = duration_s(run)
+    step = nice_bin(span, target_bins=240)
     for ax, key, limits, what in (
-        (axes[0, 0], "backend", metrics.backend_limits(run), "backend"),
-        (axes[0, 1], "app_id", metrics.app_limits(run, records), "app"),
+        (axes[0, 0], "backend", backend_limits(run), "backend"),
+        (axes[0, 1], "app_id", app_limits(run, records), "app"),
     ):
-        table = metrics.rolling_tokens(records, key, span, step)
+        table = rolling_tokens(records, key, span, step)
         names = sorted(set(table.columns) | set(limits))
         mine = colors if key == "backend" else palette(names)
         for name in table.columns:
@@ -201,7 +225,7 @@ def throughput(run: RunData, records: pd.DataFrame, colors: dict[str, str]) -> D
         ax.set_xlim(0, max(span, step))
         if len(table.columns):
             ax.legend(fontsize="small")
-    share = metrics.successes(records).groupby("backend", observed=True)["usage_total"].sum()
+    share = successes(records).groupby("backend", observed=True)["usage_total"].sum()
     ax = axes[0, 2]
     if share.sum() > 0:
         share = share / share.sum() * 100
@@ -317,9 +341,9 @@ def _retry_after_histogram(
 
 
 def _reactions(ax: Axes, records: pd.DataFrame, label: str) -> None:
-    reaction = metrics.reactions(records)
+    reaction = reactions(records)
     table = pd.crosstab(records["outcome"], reaction).reindex(
-        index=list(THROTTLING_KINDS), columns=list(metrics.REACTIONS), fill_value=0
+        index=list(THROTTLING_KINDS), columns=list(REACTIONS), fill_value=0
     )
     bottom = np.zeros(len(table))
     # status on one line, who refused wrapped below it, so four bars' labels don't run into each other
@@ -327,7 +351,7 @@ def _reactions(ax: Axes, records: pd.DataFrame, label: str) -> None:
         "\n".join([code, *textwrap.wrap(who, 12)])
         for code, who in (OUTCOME_LABELS[s].split(" ", 1) for s in table.index)
     ]
-    for r in metrics.REACTIONS:
+    for r in REACTIONS:
         ax.bar(labels, table[r].to_numpy(), bottom=bottom, label=r.replace("_", " "), color=REACTION_COLORS[r])
         bottom += table[r].to_numpy()
     ax.set_ylabel("throttled attempts")
@@ -337,10 +361,10 @@ def _reactions(ax: Axes, records: pd.DataFrame, label: str) -> None:
 
 def latency(records: pd.DataFrame) -> Drawn:
     figure, axes = _figure(1, 2, height=4.2)
-    done = metrics.successes(records)
+    done = successes(records)
     stream = done["stream"].fillna(False).astype(bool)
-    buckets = metrics.max_tokens_bucket(done["max_tokens"])
-    by_bucket = [(f"max_tokens {label}", buckets == label) for label in (*metrics.MAX_TOKENS_LABELS, "unset")]
+    buckets = max_tokens_bucket(done["max_tokens"])
+    by_bucket = [(f"max_tokens {label}", buckets == label) for label in (*MAX_TOKENS_LABELS, "unset")]
     panels = (
         (axes[0, 0], "latency_s", "Latency of successful attempts", [("stream", stream), ("non-stream", ~stream)]),
         (axes[0, 1], "ttft_s", "Time to first token of successful streams", [("all streams", stream)]),
@@ -353,7 +377,7 @@ def latency(records: pd.DataFrame) -> Drawn:
             say(ax, "no streamed requests succeeded in this run")
             continue
         x = np.arange(len(shown))
-        for j, p in enumerate(metrics.PERCENTILES):
+        for j, p in enumerate(PERCENTILES):
             heights = [v.quantile(p / 100) for _, v in shown]
             ax.bar(x + (j - 1) * 0.27, heights, width=0.27, label=f"p{p}")
         ax.set_xticks(x, [f"{name}\n(n={len(v)})" for name, v in shown], fontsize="small", rotation=30)
@@ -372,7 +396,7 @@ def latency(records: pd.DataFrame) -> Drawn:
 def retries(records: pd.DataFrame) -> Drawn:
     figure, axes = _figure(1, 2, height=4.0)
     ax = axes[0, 0]
-    sizes = metrics.attempts_per_request(records).value_counts().sort_index()
+    sizes = attempts_per_request(records).value_counts().sort_index()
     ax.bar(sizes.index.astype(int), sizes.to_numpy(), color="C0")
     ax.set_xlabel("attempts per logical request")
     ax.set_ylabel("logical requests")
@@ -402,14 +426,14 @@ def drain(run: RunData, records: pd.DataFrame) -> Drawn:
     figure, axes = _figure(1, 2, height=4.0, width_ratios=[2, 1])
     backend = run.backend
     assert backend is not None
-    ok = metrics.ok_backend_rows(backend)
-    start, span = metrics.run_window(run)
-    step = metrics.nice_bin(span, target_bins=240)
-    samples = metrics.sample_times(span, step)
+    ok = ok_backend_rows(backend)
+    start, span = run_window(run)
+    step = nice_bin(span, target_bins=240)
+    samples = sample_times(span, step)
     t = ok["t"] - start
     ax = axes[0, 0]
     for column, label in (("estimate_charged", "charged at admission"), ("total_tokens", "actually used (usage)")):
-        ax.plot(samples, metrics.trailing_sums(t, ok[column], samples), label=label)
+        ax.plot(samples, trailing_sums(t, ok[column], samples), label=label)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("scenario time since start (s)")
     ax.set_ylabel("tokens in the last 60 scenario s")

@@ -12,14 +12,27 @@ import io
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness.records.outcomes import OUTCOME_LABELS
-from harness.report import figures, metrics
+from harness.report import figures
 from harness.report.console import offered_load_warning
 from harness.report.load import RunData, load_run
+from harness.report.summary.build import summarize
+from harness.report.summary.frame import REACTIONS
+from harness.report.summary.types import (
+    BackendCost,
+    ChargebackRow,
+    Lockout,
+    PerKey,
+    RunFacts,
+    Summary,
+    SummaryFile,
+    to_json,
+)
+from harness.report.summary.types import json_safe as json_safe
 from harness.report.units import percent
 from harness.report.verdict import shared_state_lost
 
@@ -38,25 +51,29 @@ def write_report(
     out: str | Path | None = None,
     *,
     run: RunData | None = None,
-    summary: dict[str, Any] | None = None,
+    summary: Mapping[str, Any] | None = None,
 ) -> Path:
     """Report on one run directory; writes into `out` (default: the run directory) and returns report.html.
 
-    A caller that has already loaded the run and summarized it passes both, so nothing is computed twice.
+    A caller that has already loaded the run and summarized it passes both, so nothing is computed twice
+    (its summary as `summarize` made it, possibly made JSON-safe: the same keys).
     """
     run = run if run is not None else load_run(run_dir)
     out_dir = Path(out) if out is not None else run.run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summary if summary is not None else metrics.summarize(run)
+    made = cast(Summary, summary) if summary is not None else summarize(run)
     drawn = figures.draw_all(run)
     images = {name: png_bytes(d.figure) for name, d in drawn.items()}
     for name, data in images.items():
         (out_dir / f"{name}.png").write_bytes(data)
     # a copy: the caller's summary stays as summarize() made it
-    summary = {**summary, "run": {**summary["run"], "missing": list(run.missing)}}
-    summary["figures"] = [f"{name}.png" for name in images]
-    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n", encoding="utf-8")
-    page = render_run(summary, drawn, images)
+    written: SummaryFile = {
+        **made,
+        "run": {**made["run"], "missing": list(run.missing)},
+        "figures": [f"{name}.png" for name in images],
+    }
+    (out_dir / "summary.json").write_text(json.dumps(to_json(written), indent=2) + "\n", encoding="utf-8")
+    page = render_run(written, drawn, images)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     for note in run.missing:
@@ -68,19 +85,6 @@ def png_bytes(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
-
-
-def json_safe(value: Any) -> Any:
-    """Nested data with NaN/inf as None and numpy scalars as plain numbers, for strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -108,11 +112,11 @@ def img_tag(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 
-def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+def headline_rows(summary: Summary) -> list[tuple[str, Any]]:
     """The numbers a reader looks at first, as (label, value); also the rows of `harness compare`."""
     req, thr, ret = summary["requests"], summary["throughput"], summary["retries"]
     lat, ttft, e2e = summary["latency"]["all"], summary["ttft"]["stream"], summary["end_to_end_latency"]
-    lockout = summary.get("lockout") or {}
+    lockout: Mapping[str, Any] = summary.get("lockout") or {}
     return [
         ("logical requests", req["logical"]),
         ("unfinished at the end (waiting to retry; not in the rates)", req["unfinished"]),
@@ -136,7 +140,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images: dict[str, bytes]) -> str:
+def render_run(summary: SummaryFile, drawn: dict[str, figures.Drawn], images: dict[str, bytes]) -> str:
     run = summary["run"]
     parts = [f"<h1>Run {html.escape(str(run['run_id']))}</h1>", _offered_short(run), _opening(summary), _run_facts(run)]
     if run["missing"]:
@@ -155,7 +159,7 @@ def render_run(summary: dict[str, Any], drawn: dict[str, figures.Drawn], images:
     return page_html(f"Run {run['run_id']}", "".join(parts))
 
 
-def _opening(summary: dict[str, Any]) -> str:
+def _opening(summary: Summary) -> str:
     """The scenario's question and this run's answer, first thing on the page."""
     answer = " ".join(html.escape(sentence) for sentence in summary["verdict"])
     question = summary["run"].get("question")
@@ -167,7 +171,7 @@ def _opening(summary: dict[str, Any]) -> str:
     )
 
 
-def _offered_short(run: dict[str, Any]) -> str:
+def _offered_short(run: RunFacts) -> str:
     """First thing on the page when the run offered less load than its schedule planned."""
     offered = run.get("offered_load")
     if not offered or not offered.get("short"):
@@ -188,10 +192,11 @@ def _offered_item(offered: dict[str, Any] | None) -> str:
     )
 
 
-def _run_facts(run: dict[str, Any]) -> str:
+def _run_facts(run: RunFacts) -> str:
     """What was run and how: scenario, settings changed, engine and clock, clients, and whether it was cut short."""
     scenario = run.get("scenario") or "unknown scenario"
-    description = f": {html.escape(run['description'])}" if run.get("description") else ""
+    text = run.get("description")
+    description = f": {html.escape(text)}" if text else ""
     how = "simulated (discrete events, no wall clock)" if run.get("engine") == "sim" else "live"
     if run.get("engine") != "sim":
         how += f" at time scale {fmt(run['time_scale'])} (latencies and durations are scenario time)"
@@ -224,7 +229,7 @@ def _run_facts(run: dict[str, Any]) -> str:
     return f'<ul class="facts">{"".join(items)}</ul>'
 
 
-def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
+def _tables_after(figure_name: str, summary: Summary) -> str:
     if figure_name == "timeline" and summary["breaker"]:
         return table(
             ("backend", "trips", "open (scenario s)"),
@@ -233,6 +238,10 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
     if figure_name == "outcomes_by":
         return _split_tables(summary)
     if figure_name == "throughput":
+        per_key: tuple[tuple[Mapping[str, PerKey], str], ...] = (
+            (summary["backends"], "backend"),
+            (summary["apps"], "app"),
+        )
         header: tuple[str, ...] = (
             "name",
             "requests",
@@ -258,10 +267,10 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
                         v["peak_tpm"],
                         v["limit_tpm"],
                     )
-                    for n, v in summary[section].items()
+                    for n, v in shares.items()
                 ),
             )
-            for section, what in (("backends", "backend"), ("apps", "app"))
+            for shares, what in per_key
         )
     if figure_name == "retry_after":
         header = (
@@ -282,7 +291,7 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
                 v["with_retry_after"],
                 v["retry_after_s"]["p50"],
                 v["retry_after_s"]["max"],
-                *(v["client_did"][r] for r in metrics.REACTIONS),
+                *(v["client_did"][r] for r in REACTIONS),
             )
             for s, v in summary["retry_after"].items()
         ]
@@ -306,17 +315,16 @@ def _tables_after(figure_name: str, summary: dict[str, Any]) -> str:
     return ""
 
 
-def _split_tables(summary: dict[str, Any]) -> str:
+def _split_tables(summary: Summary) -> str:
     """One table per split with two or more values: attempts, outcomes by source, failures, goodput, latency."""
     header = (
         "name", "attempts", "throttled", "429 gateway", "429 backend", "503 breaker", "403 quota",
         "requests failed", "retries per request", "goodput (tokens/min)", "latency p95 (s)", "tokens",
     )  # fmt: skip
     parts = []
-    splits = (("by_app", "app"), ("by_client_profile", "client profile"), ("by_backend", "backend"),
-              ("by_replica", "gateway replica"))  # fmt: skip
-    for split, what in splits:
-        values = summary[split]
+    splits = ((summary["by_app"], "app"), (summary["by_client_profile"], "client profile"),
+              (summary["by_backend"], "backend"), (summary["by_replica"], "gateway replica"))  # fmt: skip
+    for values, what in splits:
         if len(values) < 2:
             continue
         rows = (
@@ -345,7 +353,7 @@ def _split_tables(summary: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _lockout_section(lockout: dict[str, Any] | None) -> str:
+def _lockout_section(lockout: Lockout | None) -> str:
     """A sentence and a table when backends refused requests on the request window while tokens were free."""
     if not lockout or not lockout["with_tokens_free"]:
         return ""
@@ -365,7 +373,7 @@ def _lockout_section(lockout: dict[str, Any] | None) -> str:
     )
 
 
-def _chargeback_section(rows: list[dict[str, Any]] | None) -> str:
+def _chargeback_section(rows: list[ChargebackRow] | None) -> str:
     title = "<h2>Chargeback: tokens per app and model, gateway vs backends</h2>"
     if rows is None:
         return title + '<p class="missing">Needs both the gateway log and the backend log.</p>'
@@ -396,13 +404,13 @@ def _chargeback_section(rows: list[dict[str, Any]] | None) -> str:
     return title + note + table(header, body)
 
 
-def _cost_section(summary: dict[str, Any]) -> str:
+def _cost_section(summary: Summary) -> str:
     """Token share, PTU utilization and spend per backend; nothing when the run has neither figure."""
     backends, cost = summary["backends"], summary["cost"]
     utilized = any(b.get("ptu_utilization") for b in backends.values())
     if cost is None and not utilized:
         return ""
-    spend = cost["backends"] if cost is not None else {}
+    spend: dict[str, BackendCost] = cost["backends"] if cost is not None else {}
     names = list(backends) + [n for n in spend if n not in backends]
     header: list[str] = ["backend", "token share"]
     if utilized:
@@ -412,14 +420,15 @@ def _cost_section(summary: dict[str, Any]) -> str:
         header += [f"PAYG spend ({unit})", f"PTU cost ({unit})", f"total ({unit})"]
     rows = []
     for name in names:
-        figures = backends.get(name, {})
+        figures: Mapping[str, Any] = backends.get(name) or {}
         row: list[Any] = [name, percent(figures.get("token_share"))]
         if utilized:
             utilization = figures.get("ptu_utilization") or {}
             row += [_percent_of_100(utilization.get("mean")), _percent_of_100(utilization.get("p95"))]
         if cost is not None:
-            priced = spend.get(name) or {}
-            row += [fmt(priced.get(k), 4) for k in ("payg", "ptu", "total")]
+            priced = spend.get(name)
+            figures_of = (None, None, None) if priced is None else (priced["payg"], priced["ptu"], priced["total"])
+            row += [fmt(value, 4) for value in figures_of]
         rows.append(row)
     parts = ["<h2>Utilization and cost</h2>", table(header, rows)]
     if utilized:

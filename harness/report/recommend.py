@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,7 +147,7 @@ class RatedPoint:
     levels: list[RatedPoint] = field(default_factory=list)  # with varied inputs: the setting at each level
 
 
-def numbers(summary: dict[str, Any]) -> dict[str, float | None]:
+def numbers(summary: Mapping[str, Any]) -> dict[str, float | None]:
     """Every number of a summary by its dotted path (None where the run could not measure it).
 
     >>> numbers({"requests": {"rate_429": 0.1, "attempt_outcomes": {"success": 9}}, "run": {"run_id": "a"}})
@@ -161,7 +162,7 @@ def numbers(summary: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def metric_value(summary: dict[str, Any], flat: dict[str, float | None], name: str) -> float | None:
+def metric_value(summary: Mapping[str, Any], flat: dict[str, float | None], name: str) -> float | None:
     """One number of a run; a backend whose breaker never tripped has 0 trips (the summary leaves it out)."""
     if name in flat:
         return flat[name]

@@ -10,13 +10,14 @@ summary to one sentence. A scenario without a `question:` gets the `outcomes` fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.records.outcomes import THROTTLING
 from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
 from harness.report.flat import flatten
 from harness.report.recommend import metric_value, numbers
+from harness.report.summary.types import SharedStateLost, Split, SummaryBody
 from harness.report.units import count, percent
 from harness.scenario import Question, Scenario
 from harness.scenario.objectives import parse_constraint
@@ -26,7 +27,7 @@ SOURCES = {kind: look.sentence for kind, look in THROTTLING.items()}
 
 
 def verdict(
-    summary: dict[str, Any],
+    summary: SummaryBody,
     question: Question | None,
     scenario: Scenario | None = None,
     settings: dict[str, Any] | None = None,
@@ -52,7 +53,7 @@ NEVER_ENDED = (
 )
 
 
-def limits(summary: dict[str, Any], scenario: Scenario, settings: dict[str, Any]) -> str | None:
+def limits(summary: SummaryBody, scenario: Scenario, settings: dict[str, Any]) -> str | None:
     """This run against the limits its own scenario sets: each sweep constraint and each check, held or broken,
     with the run's value of every swept setting (None when the scenario sets no limit).
 
@@ -98,7 +99,7 @@ def _metric_text(metric: str, value: float, digits: int = 1) -> str:
     return f"{value:,.{3 + digits}g}"
 
 
-def outcomes(summary: dict[str, Any]) -> str:
+def outcomes(summary: SummaryBody) -> str:
     req, run = summary["requests"], summary["run"]
     attempts = req["attempts"]
     shares = req["attempt_outcomes"]
@@ -113,7 +114,7 @@ def outcomes(summary: dict[str, Any]) -> str:
     )
 
 
-def by_app(summary: dict[str, Any]) -> str:
+def by_app(summary: SummaryBody) -> str:
     parts: list[str] = []
     for name, app in summary["by_app"].items():
         sources = _sources(app)
@@ -127,7 +128,7 @@ def by_app(summary: dict[str, Any]) -> str:
     return "; ".join(parts) + f"; {tail}."
 
 
-def by_client_profile(summary: dict[str, Any]) -> str:
+def by_client_profile(summary: SummaryBody) -> str:
     parts: list[str] = []
     for name, profile in summary["by_client_profile"].items():
         did = profile["client_did"]
@@ -146,7 +147,7 @@ def by_client_profile(summary: dict[str, Any]) -> str:
     return ". ".join(parts) + "."
 
 
-def by_backend(summary: dict[str, Any]) -> str:
+def by_backend(summary: SummaryBody) -> str:
     parts: list[str] = []
     for name, backend in summary["backends"].items():
         answered = backend.get("answered")
@@ -162,7 +163,7 @@ def by_backend(summary: dict[str, Any]) -> str:
     return "; ".join(parts) + "." + _in_flight(summary)
 
 
-def _in_flight(summary: dict[str, Any]) -> str:
+def _in_flight(summary: SummaryBody) -> str:
     """Requests in flight when their user stopped are counted nowhere (metrics' definition): say so when any were."""
     in_flight = summary["requests"].get("in_flight_when_stopped")
     if not in_flight:
@@ -174,15 +175,15 @@ def _in_flight(summary: dict[str, Any]) -> str:
     )
 
 
-def ptu_utilization(summary: dict[str, Any]) -> str:
-    shown = [(n, b["ptu_utilization"]) for n, b in summary["backends"].items() if b.get("ptu_utilization")]
+def ptu_utilization(summary: SummaryBody) -> str:
+    shown = [(n, u) for n, b in summary["backends"].items() if (u := b.get("ptu_utilization"))]
     if not shown:
         return "No PTU utilization was measured (no PTU backend, or no backend log)."
     parts = [f"{name} averaged {u['mean']:.0f} % (p95 {u['p95']:.0f} %)" for name, u in shown]
     return "PTU utilization: " + "; ".join(parts) + "; above 100 % a PTU deployment answers 429."
 
 
-def breaker(summary: dict[str, Any]) -> str:
+def breaker(summary: SummaryBody) -> str:
     breakers = summary["breaker"]
     if breakers is None:
         return "Breaker state is unknown: the run has no gateway log."
@@ -198,7 +199,7 @@ def breaker(summary: dict[str, Any]) -> str:
     return "The breaker tripped " + "; ".join(parts) + "."
 
 
-def drain(summary: dict[str, Any]) -> str:
+def drain(summary: SummaryBody) -> str:
     d = summary["drain"]
     if d is None:
         return "The admission charge is unknown: the run has no backend log."
@@ -211,7 +212,7 @@ def drain(summary: dict[str, Any]) -> str:
     )
 
 
-def chargeback(summary: dict[str, Any]) -> str:
+def chargeback(summary: SummaryBody) -> str:
     rows = summary["chargeback"]
     if rows is None:
         return "Chargeback needs both the gateway log and the backend log."
@@ -225,7 +226,7 @@ def chargeback(summary: dict[str, Any]) -> str:
     return "Against the backends' usage, the gateway counted " + "; ".join(parts) + "."
 
 
-def cost(summary: dict[str, Any]) -> str:
+def cost(summary: SummaryBody) -> str:
     spent = summary["cost"]
     if spent is None:
         return "No backend has a price (backends[].cost): no cost."
@@ -237,7 +238,7 @@ def cost(summary: dict[str, Any]) -> str:
     )
 
 
-def lockout(summary: dict[str, Any]) -> str:
+def lockout(summary: SummaryBody) -> str:
     lock = summary["lockout"]
     if lock is None:
         return "Request-window lockout is unknown: the run has no backend log."
@@ -249,8 +250,8 @@ def lockout(summary: dict[str, Any]) -> str:
     )
 
 
-def token_limit(summary: dict[str, Any]) -> str:
-    gateway = summary["run"].get("gateway") or {}
+def token_limit(summary: SummaryBody) -> str:
+    gateway: Mapping[str, Any] = summary["run"].get("gateway") or {}
     limit = gateway.get("tokens_per_minute")
     replicas = gateway.get("replicas") or 1
     lost = summary["run"].get("shared_state_lost")
@@ -281,7 +282,7 @@ def token_limit(summary: dict[str, Any]) -> str:
     return sentence
 
 
-def enforced_per_replica(lost: dict[str, Any]) -> str:
+def enforced_per_replica(lost: SharedStateLost) -> str:
     """What the replicas let through while Redis was lost: the limit then held per replica, not shared."""
     over = [
         f"app {name} got up to {count(app['peak_tokens_60s'])} tokens within 60 s"
@@ -295,7 +296,7 @@ def enforced_per_replica(lost: dict[str, Any]) -> str:
     )
 
 
-def shared_state_lost(lost: dict[str, Any]) -> str:
+def shared_state_lost(lost: SharedStateLost) -> str:
     """The run fact of replicas that lost the Redis their shared state lives on (summary `run.shared_state_lost`)."""
     replicas = ", ".join(lost["replicas"]) or "?"
     seconds = lost.get("lost_s")
@@ -308,7 +309,7 @@ def shared_state_lost(lost: dict[str, Any]) -> str:
     )
 
 
-def _sources(split: dict[str, Any]) -> str:
+def _sources(split: Split) -> str:
     attempts = split["attempts"]
     outcomes = split["attempt_outcomes"]
     return ", ".join(f"{percent(outcomes[s] / attempts)} {label}" for s, label in SOURCES.items() if outcomes[s])
@@ -321,7 +322,7 @@ def _signed_percent(value: float | None) -> str:
     return f"{'+' if shown > 0 else ''}{shown + 0.0:.1f} %"  # + 0.0: no "-0.0"
 
 
-FINDINGS: dict[str, Callable[[dict[str, Any]], str]] = {
+FINDINGS: dict[str, Callable[[SummaryBody], str]] = {
     "token_limit": token_limit,
     "outcomes": outcomes,
     "by_app": by_app,
