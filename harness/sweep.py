@@ -59,7 +59,6 @@ from harness.errors import HarnessError, ScenarioError, UsageError
 from harness.records import RECORDS_FILE
 from harness.report.compare import write_comparison
 from harness.report.confirm import LiveResult, LiveRun, confirm_line, decide, judge_live
-from harness.report.html import json_safe
 from harness.report.load import load_run
 from harness.report.recommend import (
     DEFAULT_QUANTILE,
@@ -76,6 +75,7 @@ from harness.report.recommend import (
     worst_case,
 )
 from harness.report.summary.build import summarize
+from harness.report.summary.schema import json_safe
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration

@@ -17,7 +17,7 @@ from test_report_metrics import write_synthetic_run
 from harness.report.html import write_report
 from harness.report.load import load_run
 from harness.report.summary.build import summarize
-from harness.report.summary.types import Summary, SummaryFile, to_json
+from harness.report.summary.schema import Summary, SummaryFile, to_json
 
 BEFORE = Path(__file__).parent / "data" / "synthetic-summary.json"
 

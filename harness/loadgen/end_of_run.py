@@ -122,9 +122,9 @@ def ended_by(ran_s: float) -> EndedBy:
 def _summarize(run_dir: Path) -> tuple[RunData | None, dict[str, Any] | None]:
     """The run as the report reads it, and its summary: the one source of the console, checks and report."""
     # imported here: pandas is for the end of a run, not for Locust's start-up
-    from harness.report.html import json_safe
     from harness.report.load import load_run
-    from harness.report.metrics import summarize
+    from harness.report.summary.build import summarize
+    from harness.report.summary.schema import json_safe
 
     try:
         run = load_run(run_dir)

@@ -31,7 +31,7 @@ from harness.report.load import RunData, load_run
 from harness.report.summary.build import summarize
 from harness.report.summary.frame import NO_BACKEND, annotate, duration_s
 from harness.report.summary.latency import end_to_end
-from harness.report.summary.types import Summary, json_safe
+from harness.report.summary.schema import Summary, json_safe
 from harness.report.summary.windows import nice_bin
 from harness.report.units import percent
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.report.summary.types import BackendCost, Cost, PtuUtilization
+from harness.report.summary.schema import BackendCost, Cost, PtuUtilization
 from harness.scenario import BackendInstance, Scenario
 
 # A PTU deployment's bucket holds one minute of its drain (capacity = PTUs x ptu_tokens_per_minute, drained

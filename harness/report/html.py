@@ -22,7 +22,7 @@ from harness.report.console import offered_load_warning
 from harness.report.load import RunData, load_run
 from harness.report.summary.build import summarize
 from harness.report.summary.frame import REACTIONS
-from harness.report.summary.types import (
+from harness.report.summary.schema import (
     BackendCost,
     ChargebackRow,
     Lockout,
@@ -32,7 +32,6 @@ from harness.report.summary.types import (
     SummaryFile,
     to_json,
 )
-from harness.report.summary.types import json_safe as json_safe
 from harness.report.units import percent
 from harness.report.verdict import shared_state_lost
 

@@ -17,7 +17,7 @@ from harness.records.outcomes import THROTTLING
 from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
 from harness.report.flat import flatten
 from harness.report.recommend import metric_value, numbers
-from harness.report.summary.types import SharedStateLost, Split, SummaryBody
+from harness.report.summary.schema import SharedStateLost, Split, SummaryBody
 from harness.report.units import count, percent
 from harness.scenario import Question, Scenario
 from harness.scenario.objectives import parse_constraint

@@ -137,9 +137,10 @@ def _run(scenario: Scenario, scenario_file: str, run_dir: Path, wall: RealClock)
 def _summarize(run_dir: Path, info: dict[str, Any], scenario: Scenario, report: bool) -> None:
     """The summary and the checks' verdict into run.json (and the report when asked), as a live run ends."""
     from harness.report.checks import evaluate_checks
-    from harness.report.html import json_safe, write_report
+    from harness.report.html import write_report
     from harness.report.load import load_run
-    from harness.report.metrics import summarize
+    from harness.report.summary.build import summarize
+    from harness.report.summary.schema import json_safe
 
     run = load_run(run_dir)
     summary = json_safe(summarize(run))

@@ -8,7 +8,7 @@ import pandas as pd
 from harness.records.outcomes import BackendDecision
 from harness.report.load import finite_or_none
 from harness.report.summary.frame import ok_backend_rows
-from harness.report.summary.types import Drain, DrainFigures, Lockout, LockoutFigures
+from harness.report.summary.schema import Drain, DrainFigures, Lockout, LockoutFigures
 
 
 def drain(backend: pd.DataFrame | None) -> Drain | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness.report.load import RunData
 from harness.report.summary.frame import run_start
-from harness.report.summary.types import BreakerFigures
+from harness.report.summary.schema import BreakerFigures
 from harness.report.summary.windows import open_intervals
 
 

@@ -12,11 +12,11 @@ from harness.report.summary.breaker import breaker
 from harness.report.summary.chargeback import chargeback
 from harness.report.summary.frame import annotate, percentiles, run_window, successes
 from harness.report.summary.latency import end_to_end, latency, ttft
-from harness.report.summary.requests import requests_section, throughput
 from harness.report.summary.retries import retries, retry_after
 from harness.report.summary.run_facts import run_facts
+from harness.report.summary.schema import Summary, SummaryBody
 from harness.report.summary.splits import apps, backends, splits
-from harness.report.summary.types import Summary, SummaryBody
+from harness.report.summary.traffic import requests_section, throughput
 from harness.report.verdict import verdict
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.report.summary.frame import ok_backend_rows
-from harness.report.summary.types import ChargebackRow
+from harness.report.summary.schema import ChargebackRow
 
 KINDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 

@@ -14,7 +14,7 @@ import pandas as pd
 from harness.records import LOAD_STARTED_AT, SCENARIO_SECONDS
 from harness.records.outcomes import OTHER_ERROR, OUTCOMES, SUCCESS, THROTTLING_KINDS, Decision
 from harness.report.load import RunData, finite_or_none
-from harness.report.summary.types import Percentiles
+from harness.report.summary.schema import Percentiles
 
 THROTTLED = THROTTLING_KINDS
 REACTIONS = ("waited_retry_after", "own_backoff", "retried_at_once", "gave_up")

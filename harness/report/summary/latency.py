@@ -7,7 +7,7 @@ import pandas as pd
 
 from harness.records.outcomes import SUCCESS
 from harness.report.summary.frame import MAX_TOKENS_LABELS, max_tokens_bucket, percentiles, successes
-from harness.report.summary.types import Latency, Percentiles, Ttft
+from harness.report.summary.schema import Latency, Percentiles, Ttft
 
 
 def latency(records: pd.DataFrame, column: str) -> Latency:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from harness.report.load import finite_or_none
 from harness.report.summary.frame import REACTIONS, THROTTLED, attempts_per_request, percentiles, reactions
-from harness.report.summary.types import Retries, RetryAfter
+from harness.report.summary.schema import Retries, RetryAfter
 
 
 def retries(records: pd.DataFrame) -> Retries:

@@ -12,7 +12,7 @@ import pandas as pd
 from harness.records import ENDED, ENDED_BY, OFFERED_LOAD, SCENARIO_SECONDS, SHARED_STATE_LOST, TIME_MISSING
 from harness.report.load import RunData, finite_or_none
 from harness.report.summary.frame import number, run_start, successes, token_limit_tpm
-from harness.report.summary.types import AppWhileLost, GatewayFacts, RunFacts, SharedStateLost
+from harness.report.summary.schema import AppWhileLost, GatewayFacts, RunFacts, SharedStateLost
 from harness.report.summary.windows import lost_intervals, trailing_sums
 from harness.scenario import Scenario
 

@@ -19,8 +19,8 @@ from harness.report.summary.frame import (
     successes,
     token_limit_tpm,
 )
-from harness.report.summary.requests import requests
-from harness.report.summary.types import Backend, BackendAnswers, PerKey, Split
+from harness.report.summary.schema import Backend, BackendAnswers, PerKey, Split
+from harness.report.summary.traffic import requests
 from harness.report.summary.windows import peak_window_tokens
 
 

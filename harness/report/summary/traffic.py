@@ -7,7 +7,7 @@ import pandas as pd
 
 from harness.records.outcomes import OUTCOMES, SUCCESS, Decision
 from harness.report.load import RunData, finite_or_none
-from harness.report.summary.types import Requests, RequestsSection, Throughput
+from harness.report.summary.schema import Requests, RequestsSection, Throughput
 
 
 def requests(records: pd.DataFrame) -> Requests:
