@@ -24,12 +24,11 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness.clock import ScaledClock
 from harness.errors import HarnessError
 from harness.loadgen.arrivals import load_arrivals
-from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import RECORDS_DONE_MESSAGE, RECORDS_MESSAGE, ShippingSink, WriterSink
 from harness.loadgen.scenario_shape import planned_limit
-from harness.loadgen.seats import LoadTally, seats_from_message, seats_to_message
-from harness.loadgen.startup import run_settings, tick_forever
-from harness.loadgen.state import STATE
+from harness.loadgen.seats import seats_from_message, seats_to_message
+from harness.loadgen.startup import keep_flushing, run_settings
+from harness.loadgen.state import LoadRun, Recording, RunSetup, process_of
 from harness.scenario import load_scenario
 from harness.workload.shape import Seat
 
@@ -62,27 +61,28 @@ def listen_as_master(runner: MasterRunner) -> None:
     runner.register_message(READY_MESSAGE, _on_worker_ready)
 
 
-def announce_run(runner: MasterRunner) -> None:
+def announce_run(runner: MasterRunner, run: LoadRun) -> None:
     """Master at test start: tell every worker what the run is and wait until each has set it up."""
-    assert STATE.clock is not None and STATE.settings is not None
+    settings = run.setup.settings
     workers = sorted(client.id for client in runner.clients.all)
-    STATE.workers_ready.clear()
+    ready = run.workers.ready
+    ready.clear()
     message = {
-        "scenario": STATE.scenario_path,
-        "overrides": STATE.overrides,
-        "run_id": STATE.settings.run_id,
-        "origin": STATE.clock.origin,
-        "api_key": STATE.settings.api_key,
-        "bearer_token": STATE.settings.bearer_token,
-        "client_profile": STATE.settings.client_profile,
+        "scenario": run.setup.scenario_path,
+        "overrides": run.setup.overrides,
+        "run_id": settings.run_id,
+        "origin": run.clock.origin,
+        "api_key": settings.api_key,
+        "bearer_token": settings.bearer_token,
+        "client_profile": settings.client_profile,
         "workers": len(workers),
     }
     runner.send_message(RUN_MESSAGE, message)
     waited = 0.0
-    while waited < WORKER_READY_WAIT_S and not set(workers) <= STATE.workers_ready:
+    while waited < WORKER_READY_WAIT_S and not set(workers) <= ready:
         gevent.sleep(0.01)
         waited += 0.01
-    missing = set(workers) - STATE.workers_ready
+    missing = set(workers) - ready
     if missing:
         log.warning(
             "%d worker(s) not ready after %g s: their users start late: %s", len(missing), waited, sorted(missing)
@@ -95,11 +95,12 @@ def deliver_seats(runner: Any, dealt: dict[str, list[Seat]]) -> None:
         runner.send_message(SEATS_MESSAGE, {"seats": seats_to_message(seats)}, client_id=worker)
 
 
-def start_load_when_seated(runner: MasterRunner, load_starts: Callable[[Any, float], None]) -> None:
+def start_load_when_seated(
+    runner: MasterRunner, run: LoadRun, load_starts: Callable[[Any, LoadRun, float], None]
+) -> None:
     """Master (a greenlet of its own): once every worker reports the users Locust asked of it (bounded), fix
     the load's start a moment ahead and tell the workers; Locust's spawn message can take a few tenths of a
     wall second to reach a worker and start its users, several scenario seconds at a high time scale."""
-    assert STATE.clock is not None
     waited = 0.0
     while waited < WORKER_USERS_WAIT_S and (
         runner.target_user_count is None or runner.user_count < runner.target_user_count
@@ -113,99 +114,119 @@ def start_load_when_seated(runner: MasterRunner, load_starts: Callable[[Any, flo
             runner.target_user_count,
             waited,
         )
-    at = STATE.clock.now() + START_LEAD_WALL_S * STATE.clock.scale
-    runner.send_message(START_MESSAGE, {"started_at": at, "planned_s": planned_limit(runner)})
-    load_starts(runner, at)
+    at = run.clock.now() + START_LEAD_WALL_S * run.clock.scale
+    runner.send_message(START_MESSAGE, {"started_at": at, "planned_s": planned_limit(runner, run)})
+    load_starts(runner, run, at)
+
+
+def _worker_run(environment: Any) -> LoadRun | None:
+    """Worker: the run the master last described (None before its first message)."""
+    return process_of(environment).run
 
 
 def _on_seats_message(environment: Any, msg: Any, **_: Any) -> None:
     """Worker: its seats of the schedule (the load's start follows when every worker holds its users)."""
+    run = _worker_run(environment)
+    if run is None:
+        log.error("worker got its seats before the run they belong to: ignored")
+        return
     seats = seats_from_message(msg.data["seats"])
-    STATE.tally.plan(seats)
-    STATE.ramp.load(seats)
+    run.schedule.tally.plan(seats)
+    run.schedule.ramp.load(seats)
 
 
 def _on_start_message(environment: Any, msg: Any, **_: Any) -> None:
     """Worker: the load's start on the master's scenario clock, and its planned length."""
-    STATE.test_started_at = float(msg.data["started_at"])
-    STATE.planned_s = float(msg.data["planned_s"])
-    STATE.load_start.set()
+    run = _worker_run(environment)
+    if run is None:
+        log.error("worker told to start before it knew the run: ignored")
+        return
+    run.timeline.started_at = float(msg.data["started_at"])
+    run.timeline.planned_s = float(msg.data["planned_s"])
+    run.timeline.load_start.set()
 
 
 def _on_run_message(environment: Any, msg: Any, **_: Any) -> None:
-    """Worker: set up this run as the master describes it, sharing its scenario clock."""
+    """Worker: set up this run as the master describes it, sharing its scenario clock: a new run."""
     data = msg.data
     runner = environment.runner
+    process = process_of(environment)
     try:
         scenario = load_scenario(data["scenario"], data["overrides"])
     except HarnessError as exc:
         log.error("worker cannot load the scenario: %s", exc)
         return
     clock = ScaledClock(scenario.run.time_scale, origin=data["origin"])
-    STATE.scenario, STATE.scenario_path, STATE.overrides, STATE.clock = (
-        scenario,
-        data["scenario"],
-        data["overrides"],
-        clock,
-    )
 
     class _Options:
         api_key = data.get("api_key") or ""
         bearer_token = data.get("bearer_token") or ""
         client_profile = data.get("client_profile") or ""
 
-    STATE.settings = run_settings(scenario, data["run_id"], clock, _Options)
-    STATE.test_started_at = None  # until the master says when the load starts
-    STATE.load_start.clear()
-    STATE.worker_index = getattr(runner, "worker_index", 0) or 0
-    STATE.worker_count = max(1, int(data.get("workers") or 1))
-    STATE.trace_next = 0
-    STATE.ramp, STATE.tally = Ramp(), LoadTally()
-    STATE.sink = ShippingSink(runner.send_message)
-    if STATE.flusher is None:
-        STATE.flusher = gevent.spawn(tick_forever)
-    load_arrivals(scenario)
-    STATE.ready.set()
+    settings = run_settings(scenario, data["run_id"], clock, _Options)
+    arrivals = load_arrivals(
+        scenario,
+        data["scenario"],
+        worker_index=getattr(runner, "worker_index", 0) or 0,
+        worker_count=max(1, int(data.get("workers") or 1)),
+    )
+    setup = RunSetup(scenario, data["scenario"], data["overrides"], settings, clock)
+    process.run = LoadRun(setup, arrivals, Recording(sink=ShippingSink(runner.send_message)))
+    keep_flushing(process)
+    process.ready.set()
     runner.send_message(READY_MESSAGE, None)
 
 
+def _master_run(environment: Any) -> LoadRun | None:
+    return process_of(environment).run
+
+
 def _on_worker_ready(environment: Any, msg: Any, **_: Any) -> None:
-    STATE.workers_ready.add(msg.node_id)
+    run = _master_run(environment)
+    if run is not None:
+        run.workers.ready.add(msg.node_id)
 
 
 def _on_worker_records(environment: Any, msg: Any, **_: Any) -> None:
-    if isinstance(STATE.sink, WriterSink):
-        STATE.sink.write_cells(msg.data)
+    run = _master_run(environment)
+    if run is not None and isinstance(run.recording.sink, WriterSink):
+        run.recording.sink.write_cells(msg.data)
 
 
 def _on_worker_done(environment: Any, msg: Any, **_: Any) -> None:
+    run = _master_run(environment)
+    if run is None:
+        return
     # named as the records name the worker's users (`u<index>-...`), not by Locust's host-and-uuid id
     index = environment.runner.get_worker_index(msg.node_id)
-    STATE.load_by_worker[f"worker {index}"] = dict(msg.data.get("load") or {})
-    STATE.workers_done.add(msg.node_id)
+    run.workers.load[f"worker {index}"] = dict(msg.data.get("load") or {})
+    run.workers.done.add(msg.node_id)
 
 
 def ship_last_records(runner: WorkerRunner) -> None:
     """Worker at test stop: send what is still buffered, then the count of everything it shipped."""
-    if isinstance(STATE.sink, ShippingSink):
-        STATE.sink.tick()
-        runner.send_message(RECORDS_DONE_MESSAGE, {"shipped": STATE.sink.shipped, "load": STATE.tally.as_dict()})
+    run = _worker_run(runner.environment)
+    if run is not None and isinstance(run.recording.sink, ShippingSink):
+        sink = run.recording.sink
+        sink.tick()
+        runner.send_message(RECORDS_DONE_MESSAGE, {"shipped": sink.shipped, "load": run.schedule.tally.as_dict()})
 
 
-def collect_worker_records(runner: MasterRunner) -> None:
+def collect_worker_records(runner: MasterRunner, run: LoadRun) -> None:
     """Make sure every worker has stopped and shipped its last records before the master quits."""
     from locust.rpc import Message
 
+    done = run.workers.done
     workers = [client.id for client in runner.clients.all]
     for worker in workers:
-        if worker not in STATE.workers_done:
+        if worker not in done:
             runner.server.send_to_client(Message("stop", None, worker))
     waited = 0.0
-    while waited < WORKER_DONE_WAIT_S and not set(workers) <= STATE.workers_done:
+    while waited < WORKER_DONE_WAIT_S and not set(workers) <= done:
         gevent.sleep(0.1)
         waited += 0.1
-    missing = set(workers) - STATE.workers_done
+    missing = set(workers) - done
     if missing:
         log.warning("records of %d worker(s) may be incomplete: no final batch from %s", len(missing), sorted(missing))
     for worker in missing:  # its load is not known to have been offered: it counts as none
-        STATE.load_by_worker[f"worker {runner.get_worker_index(worker)}"] = {"offered_user_s": 0.0, "reported": False}
+        run.workers.load[f"worker {runner.get_worker_index(worker)}"] = {"offered_user_s": 0.0, "reported": False}

@@ -18,9 +18,9 @@ from locust.runners import WorkerRunner
 
 from harness.errors import CHECKS_FAILED_EXIT_CODE, HarnessError
 from harness.loadgen.outputs import mark_outputs
-from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts, note_cause
+from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts
 from harness.loadgen.seats import load_facts
-from harness.loadgen.state import STATE
+from harness.loadgen.state import LoadProcess, LoadRun, process_of
 from harness.records import ENDED, ENDED_BY, OFFERED_LOAD, EndedBy
 from harness.report.checks import evaluate_checks
 from harness.report.console import format_console_summary, offered_load_warning
@@ -34,17 +34,19 @@ def finish_run(environment: Any, **_: Any) -> None:
     """Locust's `quitting` listener: end the open run; the exit code is the worst verdict of this process's runs."""
     if isinstance(environment.runner, WorkerRunner):
         return
+    process = process_of(environment)
     # a SIGTERM in the web UI also reaches Locust's own handler, which may be the one that got us here:
     # let our handler, pending in the same loop iteration, note the cause first
     gevent.sleep(0)
     runner = environment.runner
-    if STATE.run_open and runner is not None and runner.state not in ("stopped", "init"):
-        note_cause(EndedBy.STOPPED)
+    run = process.open_run
+    if run is not None and runner is not None and runner.state not in ("stopped", "init"):
+        run.timeline.note_cause(EndedBy.STOPPED)
         runner.stop()  # Ctrl-C: users stop before the records file closes (a UI run then closes on test_stop)
-    close_run()
-    environment.process_exit_code = STATE.exit_code or failed_requests_exit_code(environment)
-    if STATE.clock is not None:
-        mark_outputs(environment.parsed_options, STATE.clock.scale)
+    close_run(process)
+    environment.process_exit_code = process.exit_code or failed_requests_exit_code(environment)
+    if process.run is not None:
+        mark_outputs(environment.parsed_options, process.run.clock.scale)
 
 
 def failed_requests_exit_code(environment: Any) -> int:
@@ -54,69 +56,72 @@ def failed_requests_exit_code(environment: Any) -> int:
     return int(getattr(environment.parsed_options, "exit_code_on_error", 0) or 0) if failed else 0
 
 
-def close_run() -> None:
+def close_run(process: LoadProcess) -> None:
     """Close the open run: records, stack and logs, run.json's end, the summary, checks and report.html."""
-    if not STATE.run_open or STATE.writer is None or STATE.run_dir is None:
+    run = process.open_run
+    if run is None:
         return
-    assert STATE.clock is not None and STATE.scenario is not None
-    STATE.run_open = False
-    STATE.ready.clear()
-    if STATE.watchdog is not None:
-        STATE.watchdog.kill(block=False)
-        STATE.watchdog = None
-    STATE.sink = None
-    STATE.writer.close()
-    if STATE.stack is not None:
-        STATE.stack.stop()  # the servers flush backend.jsonl and gateway.jsonl as they stop
-    STATE.run_info[ENDED] = iso(STATE.clock.wall())
+    recording, timeline, clock = run.recording, run.timeline, run.clock
+    writer, run_dir, info = recording.writer, recording.run_dir, recording.run_info
+    if writer is None or run_dir is None:
+        return  # a worker's run: the master writes it
+    run.open = False
+    process.ready.clear()
+    if run.watchdog is not None:
+        run.watchdog.kill(block=False)
+        run.watchdog = None
+    recording.sink = None
+    writer.close()
+    if run.stack is not None:
+        run.stack.stop()  # the servers flush backend.jsonl and gateway.jsonl as they stop
+    info[ENDED] = iso(clock.wall())
     duration = 0.0
-    if STATE.test_started_at is not None:
-        duration = (STATE.test_stopped_at or STATE.clock.now()) - STATE.test_started_at
-    STATE.run_info["scenario_seconds"] = round(duration, 3)
-    STATE.run_info.update(end_facts(ended_by(duration), STATE.planned_s or STATE.scenario.load_duration(), duration))
-    offered = offered_load(duration)
-    STATE.run_info[OFFERED_LOAD] = offered
-    write_run_json(STATE.run_dir, STATE.run_info)  # the summary reads the run's start and length from it
-    run, summary = _summarize(STATE.run_dir)
+    if timeline.started_at is not None:
+        duration = (timeline.stopped_at or clock.now()) - timeline.started_at
+    info["scenario_seconds"] = round(duration, 3)
+    info.update(end_facts(ended_by(run, duration), timeline.planned_s or run.scenario.load_duration(), duration))
+    offered = offered_load(run, duration)
+    info[OFFERED_LOAD] = offered
+    write_run_json(run_dir, info)  # the summary reads the run's start and length from it
+    data, summary = _summarize(run_dir)
     if summary is not None:
         print(format_console_summary(summary))
     elif offered["short"]:  # with a summary, its answer opens with this
         print(offered_load_warning(offered))
-    results = evaluate_checks(STATE.scenario.checks, summary or {})
+    results = evaluate_checks(run.scenario.checks, summary or {})
     for result in results:
         print(result.describe())
-    STATE.run_info["summary"] = summary
-    STATE.run_info["checks"] = [r.describe() for r in results]
+    info["summary"] = summary
+    info["checks"] = [r.describe() for r in results]
     # Throttled and failed requests are what a run measures, not an error of the run: the exit code is
     # the verdict of the scenario's checks (Locust alone would exit 1 on the first failed request).
     verdict = CHECKS_FAILED_EXIT_CODE if any(not r.passed for r in results) else 0
-    if STATE.run_info[ENDED_BY] == EndedBy.STACK_DIED:
+    if info[ENDED_BY] == EndedBy.STACK_DIED:
         verdict = STACK_DIED_EXIT_CODE
-    STATE.exit_code = max(STATE.exit_code, verdict)
-    write_run_json(STATE.run_dir, STATE.run_info)
-    print(f"run directory: {STATE.run_dir}")
-    if run is not None:
-        _write_report(run, summary)
-    STATE.last_finished = STATE.run_dir.name
+    process.exit_code = max(process.exit_code, verdict)
+    write_run_json(run_dir, info)
+    print(f"run directory: {run_dir}")
+    if data is not None:
+        _write_report(data, summary)
+    process.last_finished = run_dir.name
     sys.stdout.flush()
 
 
-def offered_load(ran_s: float) -> dict[str, Any]:
+def offered_load(run: LoadRun, ran_s: float) -> dict[str, Any]:
     """The load this run offered against its schedule: from this process, or from each worker's tally."""
-    if STATE.run_info.get("distributed"):  # a worker that never reported offered nothing the master saw
-        by_process = dict(sorted(STATE.load_by_worker.items()))
+    if run.recording.run_info.get("distributed"):  # a worker that never reported offered nothing the master saw
+        by_process = dict(sorted(run.workers.load.items()))
     else:
-        by_process = {"local": STATE.tally.as_dict()}
-    return load_facts(by_process, STATE.seats or [], ran_s)
+        by_process = {"local": run.schedule.tally.as_dict()}
+    return load_facts(by_process, run.schedule.seats or [], ran_s)
 
 
-def ended_by(ran_s: float) -> EndedBy:
+def ended_by(run: LoadRun, ran_s: float) -> EndedBy:
     """The noted cause, else completed when the load ran its plan (to Locust's one-second shape tick)."""
-    if STATE.end_cause is not None:
-        return STATE.end_cause
-    assert STATE.clock is not None and STATE.scenario is not None
-    planned = STATE.planned_s or STATE.scenario.load_duration()
-    return EndedBy.COMPLETED if ran_s >= planned - STATE.clock.scale else EndedBy.STOPPED
+    if run.timeline.end_cause is not None:
+        return run.timeline.end_cause
+    planned = run.timeline.planned_s or run.scenario.load_duration()
+    return EndedBy.COMPLETED if ran_s >= planned - run.clock.scale else EndedBy.STOPPED
 
 
 def _summarize(run_dir: Path) -> tuple[RunData | None, dict[str, Any] | None]:

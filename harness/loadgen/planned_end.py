@@ -12,39 +12,35 @@ from typing import Any
 
 import gevent
 
-from harness.loadgen.run_end import note_cause
 from harness.loadgen.scenario_shape import planned_limit
-from harness.loadgen.state import STATE
+from harness.loadgen.state import LoadRun
 from harness.records import EndedBy
 
-_timer: gevent.Greenlet | None = None
 
-
-def arm(runner: Any) -> None:
+def arm(runner: Any, run: LoadRun) -> None:
     """Stop the users `run.duration` (or -t, or the stages' end) scenario seconds after the load's start."""
-    disarm()
-    assert STATE.clock is not None and STATE.test_started_at is not None
-    limit = planned_limit(runner)
-    STATE.planned_s = limit
-    global _timer
-    wall_s = max(0.0, STATE.test_started_at + limit - STATE.clock.now()) / STATE.clock.scale
-    _timer = gevent.spawn_later(wall_s, _end, runner)
+    disarm(run)
+    timeline = run.timeline
+    assert timeline.started_at is not None
+    limit = planned_limit(runner, run)
+    timeline.planned_s = limit
+    wall_s = max(0.0, timeline.started_at + limit - run.clock.now()) / run.clock.scale
+    timeline.planned_end = gevent.spawn_later(wall_s, _end, runner, run)
 
 
-def disarm() -> None:
-    global _timer
+def disarm(run: LoadRun) -> None:
+    timer = run.timeline.planned_end
     # not when the timer itself is stopping the users: the end of a web UI run is written in that greenlet
-    if _timer is not None and _timer is not gevent.getcurrent():
-        _timer.kill(block=False)
-    _timer = None
+    if timer is not None and timer is not gevent.getcurrent():
+        timer.kill(block=False)
+    run.timeline.planned_end = None
 
 
-def _end(runner: Any) -> None:
+def _end(runner: Any, run: LoadRun) -> None:
     if runner.state not in ("spawning", "running"):
         return
-    assert STATE.clock is not None
-    STATE.test_stopped_at = STATE.clock.now()  # the load ends now; stopping the users takes a few ms more
-    note_cause(EndedBy.COMPLETED)
+    run.timeline.stopped_at = run.clock.now()  # the load ends now; stopping the users takes a few ms more
+    run.timeline.note_cause(EndedBy.COMPLETED)
     options = getattr(runner.environment, "parsed_options", None)
     if options is not None and getattr(options, "headless", False):
         runner.quit()

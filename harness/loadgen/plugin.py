@@ -12,7 +12,11 @@ form applied) and every Stop ends it (records, summary and report.html written a
 
 The parts: `startup` (start of a run, with `preflight` checks), `user`, `scenario_shape`, `distributed`
 (master and workers), `end_of_run` and `run_end` (how it ended), `webui` and `live` (the Throttling tab);
-`state` is what they share in one process.
+`state` is what they share: the process's `LoadProcess` on `environment.harness`, its current `LoadRun`.
+
+The only module-level state is the listeners registered on Locust's global `events` hook: Locust imports the
+locustfile (and so calls `install()`) before any Environment exists, and fires `init` with it once it does;
+that listener creates the process's harness and hangs it on the Environment.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ from harness.loadgen.distributed import (
     start_load_when_seated,
 )
 from harness.loadgen.end_of_run import close_run, finish_run
-from harness.loadgen.run_end import install_signal_handlers, note_cause, watch_stack
+from harness.loadgen.run_end import install_signal_handlers, watch_stack
 from harness.loadgen.scenario_shape import ScenarioShape, seat_dispatcher
 from harness.loadgen.startup import DEFAULT_SCENARIO, open_run, prepare_run
-from harness.loadgen.state import STATE
+from harness.loadgen.state import CommandLine, LoadProcess, LoadRun, attach, process_of
 from harness.loadgen.user import GatewayUser
 from harness.loadgen.webui import install_web_ui
 from harness.records import EndedBy
@@ -68,32 +72,35 @@ def install(default_scenario: str | None = None) -> None:
     events.quitting.add_listener(finish_run)
 
 
-def _fail(message: str) -> None:
+def _fail(environment: Any, message: str) -> None:
     sys.stderr.write(f"locust: error: {message}\n")
     sys.stderr.flush()
-    if STATE.stack is not None:
-        STATE.stack.stop()
+    run = process_of(environment).run
+    if run is not None and run.stack is not None:
+        run.stack.stop()
     sys.exit(2)
 
 
 def _on_init(environment: Any, **_: Any) -> None:
     options = environment.parsed_options
     runner = environment.runner
-    STATE.users_option = getattr(options, "num_users", None)
-    STATE.spawn_rate_option = getattr(options, "spawn_rate", None)
-    STATE.cli_options = (STATE.users_option, STATE.spawn_rate_option, float(getattr(options, "time_scale", 0) or 0))
-    STATE.cli_overrides = list(getattr(options, "overrides", None) or [])
+    # -u / -r as the user gave them: read here, before headless mode fills in its defaults of 1
+    users, rate = getattr(options, "num_users", None), getattr(options, "spawn_rate", None)
+    command_line = CommandLine(
+        users, rate, float(getattr(options, "time_scale", 0) or 0), tuple(getattr(options, "overrides", None) or [])
+    )
+    process = attach(environment, LoadProcess(command_line, users_option=users, spawn_rate_option=rate))
     if isinstance(runner, WorkerRunner):
         listen_as_worker(runner)
         return
     if isinstance(runner, MasterRunner):
-        environment.dispatcher_class = seat_dispatcher(lambda dealt: deliver_seats(runner, dealt))
+        environment.dispatcher_class = seat_dispatcher(process, lambda dealt: deliver_seats(runner, dealt))
     else:
-        environment.dispatcher_class = seat_dispatcher(_seat_here)
+        environment.dispatcher_class = seat_dispatcher(process, lambda dealt: _seat_here(process, dealt))
     try:
         prepare_run(environment, options)
     except HarnessError as exc:
-        _fail(str(exc))
+        _fail(environment, str(exc))
     install_signal_handlers(environment)
     if environment.web_ui is not None:
         install_web_ui(environment)
@@ -105,42 +112,46 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         return
-    if not STATE.run_open:  # started without the web UI's Start (Locust's keyboard controls): a new run too
+    process = process_of(environment)
+    run = process.open_run
+    if run is None:  # started without the web UI's Start (Locust's keyboard controls): a new run too
         try:
-            open_run(environment, environment.parsed_options)
+            run = open_run(environment, environment.parsed_options)
         except HarnessError as exc:
-            _fail(str(exc))
-    if STATE.stack is not None:  # whatever the web UI's host field said: users load this run's own stack
-        environment.host = STATE.stack.target_url
-    assert STATE.clock is not None and STATE.settings is not None
-    STATE.workers_done.clear()
-    STATE.test_stopped_at = None
-    STATE.trace_next = 0
+            _fail(environment, str(exc))
+            return
+    if run.stack is not None:  # whatever the web UI's host field said: users load this run's own stack
+        environment.host = run.stack.target_url
+    # a prepared run stopped before its load started is started again as it was prepared
+    run.workers.done.clear()
+    run.timeline.stopped_at = None
+    run.arrivals.next_row = 0
     if isinstance(runner, MasterRunner):
         # the workers set the run up, get their seats and start their users; the load's start is fixed once
         # all of them hold their seats, so none starts late (`distributed.start_load_when_seated`)
-        announce_run(runner)
-        gevent.spawn(start_load_when_seated, runner, _load_starts)
+        announce_run(runner, run)
+        gevent.spawn(start_load_when_seated, runner, run, _load_starts)
     else:
         # users take their seats a moment before the load's start: at the start only their requests are left
-        _load_starts(runner, STATE.clock.now() + START_LEAD_WALL_S * STATE.clock.scale)
-    if STATE.stack is not None and STATE.watchdog is None:
-        STATE.watchdog = gevent.spawn(watch_stack, environment)
+        _load_starts(runner, run, run.clock.now() + START_LEAD_WALL_S * run.clock.scale)
+    if run.stack is not None and run.watchdog is None:
+        run.watchdog = gevent.spawn(watch_stack, environment, run)
 
 
-def _load_starts(runner: Any, at: float) -> None:
+def _load_starts(runner: Any, run: LoadRun, at: float) -> None:
     """The load's start on the scenario clock: stages, seats, trace offsets and the planned end count from it."""
-    STATE.test_started_at = at
-    STATE.run_info["load_started_at"] = at
-    planned_end.arm(runner)
-    STATE.load_start.set()
+    run.timeline.started_at = at
+    run.recording.run_info["load_started_at"] = at
+    planned_end.arm(runner, run)
+    run.timeline.load_start.set()
 
 
-def _seat_here(dealt: dict[str, list[Seat]]) -> None:
+def _seat_here(process: LoadProcess, dealt: dict[str, list[Seat]]) -> None:
     """One process: every seat is this process's."""
+    assert process.run is not None
     for seats in dealt.values():
-        STATE.tally.plan(seats)
-        STATE.ramp.load(seats)
+        process.run.schedule.tally.plan(seats)
+        process.run.schedule.ramp.load(seats)
 
 
 def _on_test_stop(environment: Any, **_: Any) -> None:
@@ -148,12 +159,16 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         ship_last_records(runner)
         return
-    planned_end.disarm()
-    if STATE.clock is not None and STATE.test_stopped_at is None:  # else the planned end stopped it
-        STATE.test_stopped_at = STATE.clock.now()
+    process = process_of(environment)
+    run = process.run
+    if run is None:
+        return
+    planned_end.disarm(run)
+    if run.timeline.stopped_at is None:  # else the planned end stopped it
+        run.timeline.stopped_at = run.clock.now()
     if isinstance(runner, MasterRunner):
-        collect_worker_records(runner)
+        collect_worker_records(runner, run)
     options = environment.parsed_options
-    if not getattr(options, "headless", False) and STATE.test_started_at is not None:
-        note_cause(EndedBy.STOPPED)  # unless the planned end or a signal said otherwise first
-        close_run()  # each Start of the web UI is a run: its records, summary and report are written now
+    if not getattr(options, "headless", False) and run.timeline.started_at is not None:
+        run.timeline.note_cause(EndedBy.STOPPED)  # unless the planned end or a signal said otherwise first
+        close_run(process)  # each Start of the web UI is a run: its records, summary and report are written now

@@ -24,7 +24,7 @@ from typing import Any
 
 import gevent
 
-from harness.loadgen.state import STATE
+from harness.loadgen.state import LoadRun, process_of
 from harness.records import ATTEMPTS_CUT, ENDED_BY, TIME_MISSING, EndedBy
 
 SIGNAL_CAUSES = {signal.SIGTERM: EndedBy.SIGTERM, signal.SIGINT: EndedBy.SIGINT}
@@ -40,12 +40,6 @@ def end_facts(cause: EndedBy, planned_s: float, ran_s: float) -> dict[str, Any]:
     return {ENDED_BY: cause.value, TIME_MISSING: missing}
 
 
-def note_cause(cause: EndedBy) -> None:
-    """Remember why the load is ending; the first cause wins (a signal during a planned end is not one)."""
-    if STATE.end_cause is None:
-        STATE.end_cause = cause
-
-
 def install_signal_handlers(environment: Any) -> None:
     """SIGTERM and SIGINT: note the cause, then quit as Ctrl-C would (the end of the run gets written)."""
     # a libev watcher rather than signal.signal: the handler runs in a greenlet, where it may block
@@ -56,24 +50,27 @@ def install_signal_handlers(environment: Any) -> None:
 def _on_signal(environment: Any, signum: signal.Signals) -> None:
     # runs in its own greenlet. In the web UI Locust's own SIGTERM handler shuts down already (quitting
     # twice would print the statistics twice); headless, it is not installed before the shape ends.
-    note_cause(SIGNAL_CAUSES[signum])
+    run = process_of(environment).run
+    if run is not None:
+        run.timeline.note_cause(SIGNAL_CAUSES[signum])
     options = environment.parsed_options
     if signum == signal.SIGINT or getattr(options, "headless", False):
-        drain()
+        if run is not None:
+            drain(run)
         quit_locust(environment)
 
 
-def drain() -> int:
+def drain(run: LoadRun) -> int:
     """Let the attempts in flight finish and be recorded (bounded), starting none; returns those cut."""
-    if not STATE.run_open:
+    if not run.open:
         return 0
-    STATE.draining = True
-    timeout = STATE.settings.timeout_s / STATE.clock.scale if STATE.settings and STATE.clock else DRAIN_WALL_S
-    deadline = time.monotonic() + min(DRAIN_WALL_S, timeout)
-    while STATE.in_flight > 0 and time.monotonic() < deadline:
+    in_flight = run.in_flight
+    in_flight.draining = True
+    deadline = time.monotonic() + min(DRAIN_WALL_S, run.setup.settings.timeout_s / run.clock.scale)
+    while in_flight.count > 0 and time.monotonic() < deadline:
         gevent.sleep(DRAIN_POLL_S)
-    cut = max(0, STATE.in_flight)
-    STATE.run_info[ATTEMPTS_CUT] = cut
+    cut = max(0, in_flight.count)
+    run.recording.run_info[ATTEMPTS_CUT] = cut
     return cut
 
 
@@ -87,17 +84,17 @@ def quit_locust(environment: Any) -> None:
         web_ui.stop()
 
 
-def watch_stack(environment: Any) -> None:
+def watch_stack(environment: Any, run: LoadRun) -> None:
     """While the load runs: when the embedded servers exit on their own, say so in a line and end the run."""
-    while STATE.run_open and STATE.stack is not None:
-        code = STATE.stack.died()
+    while run.open and run.stack is not None:
+        code = run.stack.died()
         if code is not None:
             sys.stderr.write(
                 f"locust: error: the embedded stack exited during the run (exit code {code}): "
-                f"{STATE.stack.last_words()}\n"
+                f"{run.stack.last_words()}\n"
             )
             sys.stderr.flush()
-            note_cause(EndedBy.STACK_DIED)
+            run.timeline.note_cause(EndedBy.STACK_DIED)
             quit_locust(environment)
             return
         gevent.sleep(STACK_WATCH_INTERVAL_S)

@@ -17,7 +17,7 @@ from locust import LoadTestShape
 from locust.dispatch import UsersDispatcher
 
 from harness.loadgen.seats import deal
-from harness.loadgen.state import STATE
+from harness.loadgen.state import LoadProcess, LoadRun, process_of
 from harness.workload.requests import assign_app
 from harness.workload.shape import Seat, peak_users, schedule
 
@@ -28,36 +28,36 @@ class ScenarioShape(LoadTestShape):
     use_common_options = True
 
     def tick(self) -> tuple[int, float] | None:
-        if STATE.scenario is None or STATE.clock is None:
+        run = process_of(self.runner.environment).run if self.runner is not None else None
+        if run is None:
             return None
-        limit = planned_limit(self.runner)
-        if STATE.seats is None:
-            STATE.seats = run_schedule(limit)
-            STATE.seats_dealt = False
-        if STATE.test_started_at is not None and STATE.elapsed() >= limit:
+        limit = planned_limit(self.runner, run)
+        schedule = run.schedule
+        if schedule.seats is None:
+            schedule.seats = run_schedule(run, limit)
+            schedule.dealt = False
+        if run.timeline.started_at is not None and run.elapsed() >= limit:
             return None
-        users = max(1, peak_users(STATE.seats))
+        users = max(1, peak_users(schedule.seats))
         return users, float(users)  # Locust's spawn rate: every user in one dispatch (they wait for their seats)
 
 
-def run_schedule(limit_s: float) -> list[Seat]:
-    """Every seat of the current run, each with its app (apps get users in proportion to their weights, in
-    start order, as in the simulator)."""
-    assert STATE.scenario is not None
-    workload = STATE.scenario.workload
+def run_schedule(run: LoadRun, limit_s: float) -> list[Seat]:
+    """Every seat of the run, each with its app (apps get users in proportion to their weights, in start
+    order, as in the simulator)."""
+    workload = run.scenario.workload
     # -u/-r and the web form's users and ramp are in the scenario as overrides (`startup.changed_load_settings`)
     users = workload.trace.users if workload.trace else workload.users
-    seats = schedule(STATE.plan, users, workload.spawn_rate, limit_s)
+    seats = schedule(run.arrivals.plan, users, workload.spawn_rate, limit_s)
     counts: dict[str, int] = {}
     return [Seat(s.number, s.slot, s.start_s, s.end_s, assign_app(workload.apps, counts).id) for s in seats]
 
 
-def planned_limit(runner: Any) -> float:
+def planned_limit(runner: Any, run: LoadRun) -> float:
     """Scenario seconds the load runs: the scenario's (run.duration, or the stages' end), or -t if shorter."""
-    assert STATE.scenario is not None and STATE.clock is not None
-    planned = STATE.scenario.load_duration()
+    planned = run.scenario.load_duration()
     run_time = run_time_given(runner)
-    return min(planned, run_time * STATE.clock.scale) if run_time else planned
+    return min(planned, run_time * run.clock.scale) if run_time else planned
 
 
 def run_time_given(runner: Any) -> float:
@@ -66,17 +66,18 @@ def run_time_given(runner: Any) -> float:
     return float(getattr(options, "run_time", None) or 0)
 
 
-def seat_dispatcher(deliver: Callable[[dict[str, list[Seat]]], None]) -> type[UsersDispatcher]:
-    """Locust's dispatcher, which also hands the run's seats to the processes it puts users on (`deliver`
-    gets {process id: its seats}), before Locust tells them to start their users."""
+def seat_dispatcher(process: LoadProcess, deliver: Callable[[dict[str, list[Seat]]], None]) -> type[UsersDispatcher]:
+    """Locust's dispatcher, which also hands the current run's seats to the processes it puts users on
+    (`deliver` gets {process id: its seats}), before Locust tells them to start their users."""
 
     class SeatDispatcher(UsersDispatcher):
         def __next__(self) -> dict[str, dict[str, int]]:
             dispatched = super().__next__()
-            if STATE.seats is not None and not STATE.seats_dealt:
-                STATE.seats_dealt = True
+            schedule = process.run.schedule if process.run is not None else None
+            if schedule is not None and schedule.seats is not None and not schedule.dealt:
+                schedule.dealt = True
                 users = {node: sum(counts.values()) for node, counts in dispatched.items()}
-                deliver(deal(STATE.seats, users))
+                deliver(deal(schedule.seats, users))
             return dispatched
 
     return SeatDispatcher

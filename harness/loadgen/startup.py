@@ -17,12 +17,10 @@ from harness.loadgen import options as harness_options
 from harness.loadgen.arrivals import load_arrivals
 from harness.loadgen.live import BreakerLog, LiveThrottling
 from harness.loadgen.preflight import check_ports, check_target
-from harness.loadgen.ramp import Ramp
 from harness.loadgen.recorder import WriterSink
 from harness.loadgen.run_time import stretch_to_run_time
-from harness.loadgen.seats import LoadTally
 from harness.loadgen.stack import EmbeddedStack, StackError
-from harness.loadgen.state import STATE
+from harness.loadgen.state import LoadProcess, LoadRun, Recording, RunSetup, process_of
 from harness.loadgen.tags import select_mixes
 from harness.records import ENDED, GATEWAY_LOG, RECORDS_FILE, RecordWriter
 from harness.scenario import Scenario, load_scenario
@@ -59,19 +57,22 @@ def scenario_file(name: str) -> str:
 
 def run_key(environment: Any, options: Any) -> tuple[Any, ...]:
     """What makes two runs the same run: a prepared run is reused by Start only when none of it changed."""
+    process = process_of(environment)
     return (
         scenario_file(options.scenario),
         tuple(harness_options.overrides_of(options)),
-        STATE.users_option,
-        STATE.spawn_rate_option,
+        process.users_option,
+        process.spawn_rate_option,
         options.client_profile,
         options.run_dir,
-        "" if environment.host in STATE.embedded_urls else environment.host,
+        "" if environment.host in process.embedded_urls else environment.host,
     )
 
 
-def open_run(environment: Any, options: Any) -> None:
-    """Load the scenario, check the target, open the run directory, start the embedded stack (unless --host)."""
+def open_run(environment: Any, options: Any) -> LoadRun:
+    """Load the scenario, check the target, open the run directory, start the embedded stack (unless --host):
+    a new run, the process's current one from now on."""
+    process = process_of(environment)
     path = scenario_file(options.scenario)
     overrides = harness_options.overrides_of(options)
     scenario = load_scenario(path, overrides)
@@ -81,73 +82,64 @@ def open_run(environment: Any, options: Any) -> None:
         scenario = load_scenario(path, overrides)
     if said:
         log.info(said)
-    load_settings = changed_load_settings(scenario)
+    load_settings = changed_load_settings(scenario, process)
     if load_settings:  # -u/-r or the web form's users and ramp: overrides like any other, so the report lists them
         overrides = [*overrides, *load_settings]
         scenario = load_scenario(path, overrides)
-    STATE.mixes = select_mixes(scenario, options)
-    STATE.scenario_path = path
-    load_arrivals(scenario)  # a bad trace stops the run before anything starts
+    mixes = select_mixes(scenario, options)
+    arrivals = load_arrivals(scenario, path)  # a bad trace stops the run before anything starts
     clock = ScaledClock(scenario.run.time_scale)
-    embedded = not environment.host or environment.host in STATE.embedded_urls
-    run_dir = _run_dir(options.run_dir, new_run_id(clock.wall()))
+    embedded = not environment.host or environment.host in process.embedded_urls
+    run_dir = _run_dir(options.run_dir, new_run_id(clock.wall()), set(process.runs.values()))
     run_id = run_dir.name
     settings = run_settings(scenario, run_id, clock, options)
     if not embedded:
         check_target(environment.host, scenario, settings)
     key = run_key(environment, options)
-    STATE.created_run_dir = not run_dir.exists()
+    created_run_dir = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_scenario_copy(run_dir, path, overrides)
-    STATE.scenario, STATE.overrides, STATE.settings = scenario, overrides, settings
-    STATE.clock, STATE.run_dir, STATE.run_key = clock, run_dir, key
-    STATE.runs[run_id] = run_dir
-    STATE.stack = None
+    process.runs[run_id] = run_dir
+    stack = None
     if embedded:
-        STATE.stack = _start_stack(path, overrides, run_dir, clock, scenario)
-        environment.host = STATE.stack.target_url
-        STATE.embedded_urls.add(environment.host)
+        stack = _start_stack(process, path, overrides, run_dir, clock, scenario)
+        environment.host = stack.target_url
+        process.embedded_urls.add(environment.host)
         log.info("embedded stack ready: users target %s", environment.host)
     if clock.scale != 1:
         log.info(SCENARIO_CLOCK_NOTE, clock.scale, clock.scale)
-    STATE.live = live_view(scenario, clock, run_dir if STATE.stack and STATE.stack.gateway_url else None)
-    STATE.writer = RecordWriter(run_dir / RECORDS_FILE, clock)
-    STATE.sink = WriterSink(STATE.writer, STATE.live)
-    if STATE.flusher is None:
-        STATE.flusher = gevent.spawn(tick_forever)
+    live = live_view(scenario, clock, run_dir if stack and stack.gateway_url else None)
+    writer = RecordWriter(run_dir / RECORDS_FILE, clock)
     profiles = sorted({settings.profile_name(app) for app in scenario.workload.apps})
-    STATE.run_info = {
+    run_info = {
         "run_id": run_id,
         "scenario": path,
         "overrides": overrides,
         "client_profiles": profiles,
         "client_profile_override": options.client_profile or None,
-        "request_mixes": STATE.mixes,  # what --tags/--exclude-tags left (None: every mix)
+        "request_mixes": mixes,  # what --tags/--exclude-tags left (None: every mix)
         "time_scale": scenario.run.time_scale,
         "origin": clock.origin,
         "host": environment.host,
         "embedded": embedded,
-        "stack": "gateway" if STATE.stack and STATE.stack.gateway_url else ("mock" if STATE.stack else None),
-        "ready": STATE.stack.ready if STATE.stack else [],
-        "stack_pid": STATE.stack.process.pid if STATE.stack else None,
+        "stack": "gateway" if stack and stack.gateway_url else ("mock" if stack else None),
+        "ready": stack.ready if stack else [],
+        "stack_pid": stack.process.pid if stack else None,
         "versions": {**versions(), "openai_profile": ", ".join(profiles)},
         "started": iso(clock.wall()),
         ENDED: None,  # written at the end: a run.json without it is a run that never got there
         "distributed": isinstance(environment.runner, MasterRunner),
     }
-    write_run_json(run_dir, STATE.run_info)
-    STATE.test_started_at = STATE.test_stopped_at = STATE.end_cause = None
-    STATE.load_start.clear()
-    STATE.app_counts.clear()
-    STATE.trace_next = 0
-    STATE.ramp, STATE.seats, STATE.seats_dealt, STATE.tally = Ramp(), None, False, LoadTally()
-    STATE.load_by_worker.clear()
-    STATE.in_flight, STATE.draining = 0, False
-    STATE.run_open = True
-    STATE.ready.set()
+    write_run_json(run_dir, run_info)
+    recording = Recording(WriterSink(writer, live), run_dir, created_run_dir, writer, run_info)
+    run = LoadRun(RunSetup(scenario, path, overrides, settings, clock, mixes), arrivals, recording, stack, live, key)
+    process.run = run
+    keep_flushing(process)
+    process.ready.set()
+    return run
 
 
-def changed_load_settings(scenario: Scenario) -> list[str]:
+def changed_load_settings(scenario: Scenario, process: LoadProcess) -> list[str]:
     """The users and ramp given with -u/-r (or the web form) where they differ from the scenario's own, as
     overrides; stages set their own users and ramps, so there they do not apply.
 
@@ -160,19 +152,19 @@ def changed_load_settings(scenario: Scenario) -> list[str]:
     users_path, users = (
         ("workload.trace.users", workload.trace.users) if workload.trace else ("workload.users", workload.users)
     )
-    if STATE.users_option and STATE.users_option != users:
-        changed.append(f"{users_path}={STATE.users_option}")
-    if STATE.spawn_rate_option and STATE.spawn_rate_option != workload.spawn_rate:
-        changed.append(f"workload.spawn_rate={STATE.spawn_rate_option:g}")
+    if process.users_option and process.users_option != users:
+        changed.append(f"{users_path}={process.users_option}")
+    if process.spawn_rate_option and process.spawn_rate_option != workload.spawn_rate:
+        changed.append(f"workload.spawn_rate={process.spawn_rate_option:g}")
     return changed
 
 
 def _start_stack(
-    path: str, overrides: list[str], run_dir: Path, clock: ScaledClock, scenario: Scenario
+    process: LoadProcess, path: str, overrides: list[str], run_dir: Path, clock: ScaledClock, scenario: Scenario
 ) -> EmbeddedStack:
     """The run's embedded stack; its gateway on the port of this process's previous one when it can, so the
     URL the web UI shows for the target stays the URL of the stack that runs."""
-    port = STATE.embedded_gateway_port
+    port = process.embedded_gateway_port
     if port and not scenario.gateway.port:
         try:
             return EmbeddedStack.start(path, [*overrides, f"gateway.port={port}"], run_dir, clock.origin, clock)
@@ -181,16 +173,15 @@ def _start_stack(
     stack = EmbeddedStack.start(path, overrides, run_dir, origin=clock.origin, clock=clock)
     gateway = stack.gateway_url
     if gateway:
-        STATE.embedded_gateway_port = int(gateway.rsplit(":", 1)[1].split("/")[0])
+        process.embedded_gateway_port = int(gateway.rsplit(":", 1)[1].split("/")[0])
     return stack
 
 
-def _run_dir(given: str, run_id: str) -> Path:
+def _run_dir(given: str, run_id: str, used: set[Path]) -> Path:
     """--run-dir for the first run; later runs of the same process get `<dir>-2`, `<dir>-3`, ..."""
     if not given:
         return DEFAULT_RUNS_DIR / run_id
     base = Path(given)
-    used = set(STATE.runs.values())
     candidate, n = base, 1
     while candidate in used:
         n += 1
@@ -223,10 +214,16 @@ def run_settings(scenario: Scenario, run_id: str, clock: ScaledClock, options: A
     )
 
 
-def tick_forever() -> None:
-    """Flush the record sink every second (run as a greenlet)."""
+def keep_flushing(process: LoadProcess) -> None:
+    """Flush the current run's record sink every second, from one greenlet for the process's life."""
+    if process.flusher is None:
+        process.flusher = gevent.spawn(_tick_forever, process)
+
+
+def _tick_forever(process: LoadProcess) -> None:
     # records reach the disk (or the master) at least once a second, even when no request ends
     while True:
         gevent.sleep(1.0)
-        if STATE.sink is not None:
-            STATE.sink.tick()
+        run = process.run
+        if run is not None and run.recording.sink is not None:
+            run.recording.sink.tick()

@@ -29,7 +29,7 @@ from harness.clock import VirtualClock
 from harness.errors import HarnessError
 from harness.loadgen.live import LiveThrottling, table_rows
 from harness.loadgen.startup import DEFAULT_SCENARIO, SCENARIO_CLOCK_NOTE, open_run, run_key, scenario_file
-from harness.loadgen.state import STATE
+from harness.loadgen.state import LoadProcess, LoadRun, process_of
 from harness.scenario import load_scenario
 from harness.workload.shape import peak_users
 
@@ -58,6 +58,7 @@ def install_web_ui(environment: Any) -> None:
         {"href": f".{THROTTLING_PATH}", "title": "Throttling figures of the current run (JSON)"},
     ]
     app = web_ui.app
+    process = process_of(environment)
 
     @app.route(THROTTLING_PATH)
     def throttling() -> Response:
@@ -66,7 +67,7 @@ def install_web_ui(environment: Any) -> None:
     @app.route(FORM_DEFAULTS_PATH)
     def defaults() -> Response:
         try:
-            return jsonify({"ok": True, **form_defaults(request.args.get("scenario", ""))})
+            return jsonify({"ok": True, **form_defaults(process, request.args.get("scenario", ""))})
         except HarnessError as exc:
             return jsonify({"ok": False, "message": str(exc)})
 
@@ -74,20 +75,20 @@ def install_web_ui(environment: Any) -> None:
     def static_file(name: str) -> Any:
         return send_from_directory(STATIC_DIR.resolve(), name)
 
-    _show_real_values(web_ui)
+    _show_real_values(web_ui, process)
 
     @app.route(REPORT_PATH)
     def latest_report() -> Any:
-        if STATE.last_finished is None:
+        if process.last_finished is None:
             return Response("no run has finished yet: its report appears here when it stops\n", 404)
         # relative, so it holds under --web-base-path too: /harness/report -> /harness/runs/<id>/report.html
-        return redirect(f"runs/{STATE.last_finished}/report.html")
+        return redirect(f"runs/{process.last_finished}/report.html")
 
     @app.route(f"{RUN_FILES_PATH}/<run_id>/<path:name>")
     def run_file(run_id: str, name: str) -> Any:
-        if run_id not in STATE.runs:
+        if run_id not in process.runs:
             return Response(f"no run {run_id} in this Locust process\n", 404)
-        return send_from_directory(STATE.runs[run_id].resolve(), name)
+        return send_from_directory(process.runs[run_id].resolve(), name)
 
     @app.before_request
     def start_of_a_run() -> Any:
@@ -110,9 +111,9 @@ def install_web_ui(environment: Any) -> None:
             rows = table_rows(throttling_snapshot(environment))
             data["extended_stats"] = [{"key": TAB, "data": rows}]
             response.set_data(jsonify(data).get_data())
-        elif request.path.endswith("/swarm") and STATE.stack is not None:
+        elif request.path.endswith("/swarm") and process.run is not None and process.run.stack is not None:
             # Locust took the form's host field (empty, or an earlier run's stack): users load this run's stack
-            environment.host = STATE.stack.target_url
+            environment.host = process.run.stack.target_url
             data = response.get_json()
             data["host"] = environment.host
             response.set_data(jsonify(data).get_data())
@@ -122,33 +123,37 @@ def install_web_ui(environment: Any) -> None:
 def next_run(environment: Any, form: Any) -> None:
     """On Start: the form's harness options into the parsed options, then a new run unless one is ready."""
     options = environment.parsed_options
+    process = process_of(environment)
+    command_line = process.command_line
     for name, kind in FORM_OPTIONS.items():
         if name in form:
             text = form[name].strip()
             setattr(options, name, kind(text) if text else kind())
     # a value the form shows unchanged is the scenario's (or the command line's): no override of the run
-    shown = form_defaults(options.scenario)
+    shown = form_defaults(process, options.scenario)
     users, rate = _positive(form.get("user_count"), int), _positive(form.get("spawn_rate"), float)
-    STATE.users_option = users if users is not None and users != shown["users"] else STATE.cli_options[0]
-    STATE.spawn_rate_option = rate if rate is not None and rate != shown["spawn_rate"] else STATE.cli_options[1]
+    process.users_option = users if users is not None and users != shown["users"] else command_line.users
+    process.spawn_rate_option = rate if rate is not None and rate != shown["spawn_rate"] else command_line.spawn_rate
     if options.time_scale == shown["time_scale"]:
-        options.time_scale = STATE.cli_options[2]
-    if form.get("host", "").strip() in STATE.embedded_urls:
+        options.time_scale = command_line.time_scale
+    if form.get("host", "").strip() in process.embedded_urls:
         environment.host = ""  # the embedded stack of an earlier run: this run starts its own
-    if STATE.run_open:
-        if STATE.test_started_at is not None:
+    run = process.open_run
+    if run is not None:
+        if run.timeline.started_at is not None:
             return  # a running run: Locust only changes its user count
-        if STATE.run_key == run_key(environment, options):
+        if run.key == run_key(environment, options):
             return  # prepared at start-up with these very options
-        _discard_unused_run()
+        _discard_unused_run(process, run)
     open_run(environment, options)
 
 
-def form_defaults(scenario: str) -> dict[str, Any]:
+def form_defaults(process: LoadProcess, scenario: str) -> dict[str, Any]:
     """What the start form shows for `scenario`: its users, ramp and time scale with the command line's
     options (None where the form's field does not apply: stages set their own users and ramps)."""
-    users, rate, scale = STATE.cli_options
-    overrides = list(STATE.cli_overrides) + ([f"run.time_scale={scale}"] if scale else [])
+    command_line = process.command_line
+    users, rate, scale = command_line.users, command_line.spawn_rate, command_line.time_scale
+    overrides = list(command_line.overrides) + ([f"run.time_scale={scale}"] if scale else [])
     loaded = load_scenario(scenario_file(scenario or DEFAULT_SCENARIO), overrides)
     workload = loaded.workload
     own_users = workload.trace.users if workload.trace else workload.users
@@ -160,7 +165,7 @@ def form_defaults(scenario: str) -> dict[str, Any]:
     }
 
 
-def _show_real_values(web_ui: Any) -> None:
+def _show_real_values(web_ui: Any, process: LoadProcess) -> None:
     """Locust fills its page from the command line: the users, ramp and time scale the run will have and
     the target the users will load are shown instead (Locust's `--time-scale` default of 0 means "the
     scenario's")."""
@@ -169,8 +174,10 @@ def _show_real_values(web_ui: Any) -> None:
     def update_with_real_values() -> None:
         update()
         args = web_ui.template_args
+        run = process.run
+        scenario_path = run.setup.scenario_path if run is not None else ""
         try:
-            shown = form_defaults(STATE.scenario_path)
+            shown = form_defaults(process, scenario_path)
         except HarnessError:
             return
         if shown["users"] is not None:
@@ -178,10 +185,10 @@ def _show_real_values(web_ui: Any) -> None:
         extra = args.get("extra_options") or {}
         if "time_scale" in extra:
             extra["time_scale"]["default_value"] = shown["time_scale"]
-        if "scenario" in extra and STATE.scenario_path:
-            extra["scenario"]["default_value"] = STATE.scenario_path
-        if STATE.stack is not None:
-            args["host"] = STATE.stack.target_url
+        if "scenario" in extra and scenario_path:
+            extra["scenario"]["default_value"] = scenario_path
+        if run is not None and run.stack is not None:
+            args["host"] = run.stack.target_url
 
     web_ui.update_template_args = update_with_real_values
 
@@ -194,19 +201,19 @@ def _with_page_script(response: Response) -> Response:
     return response
 
 
-def _discard_unused_run() -> None:
+def _discard_unused_run(process: LoadProcess, run: LoadRun) -> None:
     """A run prepared but never started, whose options changed before Start: stop its stack, drop it."""
-    STATE.run_open = False
-    if STATE.stack is not None:
-        STATE.stack.stop()
-        STATE.stack = None
-    if STATE.writer is not None:
-        STATE.writer.close()
-    STATE.sink = None
-    if STATE.run_dir is not None:
-        STATE.runs.pop(STATE.run_dir.name, None)
-        if STATE.created_run_dir:
-            shutil.rmtree(STATE.run_dir, ignore_errors=True)
+    run.open = False
+    if run.stack is not None:
+        run.stack.stop()
+    recording = run.recording
+    if recording.writer is not None:
+        recording.writer.close()
+    recording.sink = None
+    if recording.run_dir is not None:
+        process.runs.pop(recording.run_dir.name, None)
+        if recording.created_run_dir:
+            shutil.rmtree(recording.run_dir, ignore_errors=True)
 
 
 def _positive(text: str | None, kind: type) -> Any:
@@ -217,9 +224,9 @@ def _positive(text: str | None, kind: type) -> Any:
     return value if value and value > 0 else None
 
 
-def users_note() -> str:
+def users_note(run: LoadRun | None) -> str:
     """Where the run's user count comes from: the form's field does not apply to stages."""
-    workload = STATE.scenario.workload if STATE.scenario is not None else None
+    workload = run.scenario.workload if run is not None else None
     if workload is not None and workload.stages:
         return "from the scenario's stages (the users field does not apply)"
     if workload is not None and workload.trace is not None:
@@ -227,32 +234,35 @@ def users_note() -> str:
     return f"{workload.users if workload else ''} (the users field)"  # the scenario holds the field's value
 
 
-def sending_now() -> str | None:
+def sending_now(run: LoadRun | None) -> str | None:
     """Users of the schedule sending now, of the most it ever has at once (which is how many users Locust
     shows: they hold the seats, and wait between them)."""
-    seats = STATE.seats
-    if not seats or STATE.test_started_at is None or STATE.clock is None:
+    seats = run.schedule.seats if run is not None else None
+    if run is None or not seats or run.timeline.started_at is None:
         return None
-    now = STATE.elapsed()
+    now = run.elapsed()
     live = sum(1 for seat in seats if seat.start_s <= now < seat.end_s)
     return f"{live} of at most {peak_users(seats)}"
 
 
 def throttling_snapshot(environment: Any) -> dict[str, Any]:
     """The Throttling tab's figures for the current (or last) run, with what run they belong to."""
-    live = STATE.live
+    process = process_of(environment)
+    run = process.run
+    live = run.live if run is not None else None
     snapshot = live.snapshot() if live is not None else LiveThrottling(VirtualClock()).snapshot()
-    scale = STATE.clock.scale if STATE.clock is not None else 1.0
+    scale = run.clock.scale if run is not None else 1.0
+    run_dir = run.recording.run_dir if run is not None else None
     snapshot["run"] = {
-        "run_id": STATE.run_dir.name if STATE.run_dir else None,
-        "run_dir": str(STATE.run_dir) if STATE.run_dir else None,
-        "scenario": STATE.scenario_path or None,
-        "state": "running" if STATE.run_open and STATE.test_started_at is not None else "not running",
+        "run_id": run_dir.name if run_dir else None,
+        "run_dir": str(run_dir) if run_dir else None,
+        "scenario": run.setup.scenario_path if run is not None else None,
+        "state": "running" if run is not None and run.open and run.timeline.started_at is not None else "not running",
         "target": environment.host,
-        "users": users_note(),
-        "users_sending": sending_now(),
+        "users": users_note(run),
+        "users_sending": sending_now(run),
         "clock": SCENARIO_CLOCK_NOTE % (scale, scale) if scale != 1 else "real time (time scale 1)",
-        "report": f".{REPORT_PATH}" if STATE.last_finished else None,
-        "report_of_run": STATE.last_finished,
+        "report": f".{REPORT_PATH}" if process.last_finished else None,
+        "report_of_run": process.last_finished,
     }
     return snapshot
