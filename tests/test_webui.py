@@ -19,7 +19,7 @@ import pytest
 from harness.clock import VirtualClock
 from harness.loadgen.live import RETRIED_SUFFIX, BreakerLog, LiveThrottling, table_rows
 from harness.loadgen.recorder import to_cells
-from harness.records import ENDED_BY, TIME_MISSING, breaker_row, read_records
+from harness.records import ENDED_BY, OFFERED_LOAD, TIME_MISSING, breaker_row, read_records
 from harness.records.outcomes import CAUSE_NAMES
 from tests.loadgen_helpers import free_port, locust, run_info, wait_for
 
@@ -252,3 +252,61 @@ def test_the_client_reads_a_ptu_deployments_utilization_header() -> None:
 
     assert capture({"azure-openai-deployment-utilization": "37.5%"})["ptu_utilization"] == 37.5
     assert "ptu_utilization" not in capture({"x-ratelimit-remaining-tokens": "120"})
+
+
+FRESH_TRACE_ROWS = 16
+FRESH_SCALE = 6
+FRESH_DURATION_S = 30
+
+
+def fresh_state_scenario(directory: Path) -> Path:
+    """A trace of requests every half scenario second against a roomy deployment: no 429, no retries."""
+    rows = [f"{i * 0.5},chat-app,chat,60,20,false,gpt-4o" for i in range(FRESH_TRACE_ROWS)]
+    (directory / "trace.csv").write_text(
+        "offset_s,app,operation,prompt_tokens,max_tokens,stream,deployment\n" + "\n".join(rows) + "\n"
+    )
+    path = directory / "trace-replay.yaml"
+    path.write_text(
+        f"run: {{duration: {FRESH_DURATION_S}, seed: 1}}\n"
+        "backends:\n  - name: aoai-eastus\n    deployments:\n      gpt-4o: {tpm: 10000000}\n"
+        "workload:\n  apps: [{id: chat-app}]\n  trace: {file: trace.csv, users: 2}\n"
+    )
+    return path
+
+
+@pytest.mark.e2e
+def test_a_second_run_in_the_process_starts_from_fresh_state(web_ui: WebUI, tmp_path: Path) -> None:
+    """Run 1 replays part of a trace with 2 users and is stopped; run 2 (Start again, other users) must
+    replay the whole trace from its first row, plan its own seats, count only its own attempts and end
+    on its own terms: nothing of run 1 (trace position, seats, tally, live figures, end cause) carries over."""
+    scenario = str(fresh_state_scenario(tmp_path))
+
+    def start(users: int) -> Any:
+        form = {"user_count": str(users), "spawn_rate": str(users), "host": "", "scenario": scenario}
+        return web_ui.post("/swarm", {**form, "time_scale": str(FRESH_SCALE), "run_dir": str(web_ui.run_dir)})
+
+    assert start(users=2)["success"]
+    wait_for(lambda: web_ui.get("/harness/throttling")["attempts"]["total"]["success"] >= 3, what="run 1's load")
+    web_ui.post("/stop")
+    first = web_ui.run_dir
+    assert run_info(first)[ENDED_BY] == "stopped"
+    first_id = first.name
+
+    assert start(users=3)["success"]
+    second = first.with_name(f"{first.name}-2")
+    wait_for(lambda: (second / "report.html").exists(), timeout_s=60, what="run 2 to run its plan")
+    info = run_info(second)
+    # the end cause is run 2's own: it ran its plan, whereas run 1 was stopped
+    assert info[ENDED_BY] == "completed" and info[TIME_MISSING] == 0
+    records = read_records(second / "records.csv")
+    assert {r["run_id"] for r in records} == {second.name} != {first_id}
+    # the trace from its first row: every row once (run 1 had used some of them)
+    assert sum(1 for r in records if r["attempt"] == 1) == FRESH_TRACE_ROWS
+    assert all(r["status"] == 200 for r in records)
+    # run 2's own schedule of 3 users (run 1 had 2), and only run 2's offered load against it
+    offered = info[OFFERED_LOAD]
+    assert offered["planned_user_s"] > 2 * FRESH_DURATION_S
+    assert offered["offered_user_s"] <= offered["planned_user_s"] + 0.5
+    # the live figures count run 2's attempts only
+    totals = web_ui.get("/harness/throttling")["attempts"]["total"]
+    assert sum(totals.values()) == len(records)
