@@ -122,10 +122,9 @@ def _on_test_start(environment: Any, **_: Any) -> None:
             return
     if run.stack is not None:  # whatever the web UI's host field said: users load this run's own stack
         environment.host = run.stack.target_url
-    # a prepared run stopped before its load started is started again as it was prepared
+    # a prepared run stopped before its load started (no request sent yet) is started again as it was
     run.workers.done.clear()
     run.timeline.stopped_at = None
-    run.arrivals.next_row = 0
     if isinstance(runner, MasterRunner):
         # the workers set the run up, get their seats and start their users; the load's start is fixed once
         # all of them hold their seats, so none starts late (`distributed.start_load_when_seated`)
