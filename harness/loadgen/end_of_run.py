@@ -39,7 +39,7 @@ def finish_run(environment: Any, **_: Any) -> None:
     # let our handler, pending in the same loop iteration, note the cause first
     gevent.sleep(0)
     runner = environment.runner
-    run = process.open_run
+    run = process.active_run
     if run is not None and runner is not None and runner.state not in ("stopped", "init"):
         run.timeline.note_cause(EndedBy.STOPPED)
         runner.stop()  # Ctrl-C: users stop before the records file closes (a UI run then closes on test_stop)
@@ -58,7 +58,7 @@ def failed_requests_exit_code(environment: Any) -> int:
 
 def close_run(process: LoadProcess) -> None:
     """Close the open run: records, stack and logs, run.json's end, the summary, checks and report.html."""
-    run = process.open_run
+    run = process.active_run
     if run is None:
         return
     recording, timeline, clock = run.recording, run.timeline, run.clock

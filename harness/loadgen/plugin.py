@@ -113,7 +113,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         return
     process = process_of(environment)
-    run = process.open_run
+    run = process.active_run
     if run is None:  # started without the web UI's Start (Locust's keyboard controls): a new run too
         try:
             run = open_run(environment, environment.parsed_options)

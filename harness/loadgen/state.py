@@ -183,7 +183,7 @@ class LoadProcess:
     flusher: gevent.Greenlet | None = None
 
     @property
-    def open_run(self) -> LoadRun | None:
+    def active_run(self) -> LoadRun | None:
         """The run between its start and its records being written, if there is one."""
         return self.run if self.run is not None and self.run.open else None
 

@@ -138,7 +138,7 @@ def next_run(environment: Any, form: Any) -> None:
         options.time_scale = command_line.time_scale
     if form.get("host", "").strip() in process.embedded_urls:
         environment.host = ""  # the embedded stack of an earlier run: this run starts its own
-    run = process.open_run
+    run = process.active_run
     if run is not None:
         if run.timeline.started_at is not None:
             return  # a running run: Locust only changes its user count
