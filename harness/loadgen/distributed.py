@@ -209,6 +209,9 @@ def ship_last_records(runner: WorkerRunner) -> None:
     if run is not None and isinstance(run.recording.sink, ShippingSink):
         sink = run.recording.sink
         sink.tick()
+        # Locust's statistics otherwise reach the master only every few seconds: sent now, ahead of the message
+        # the master waits for, they count every request these records count
+        runner._send_stats()
         runner.send_message(RECORDS_DONE_MESSAGE, {"shipped": sink.shipped, "load": run.schedule.tally.as_dict()})
 
 
