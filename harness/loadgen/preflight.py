@@ -24,6 +24,7 @@ from harness.aoai.routes import endpoint_base
 from harness.client import classify
 from harness.errors import UsageError
 from harness.loadgen.transport import Transport
+from harness.records.outcomes import ErrorKind
 from harness.scenario import Scenario
 from harness.workload.requests import auth_headers, draw_request, pick_mix
 from harness.workload.session import RunSettings
@@ -92,7 +93,7 @@ def check_target(url: str, scenario: Scenario, settings: RunSettings) -> None:
         result = transport.send(path, json.dumps(body).encode(), headers, False)
     finally:
         transport.close()
-    quota = classify(result.status, result.headers, None, settings.header_names) == "gateway_quota"
+    quota = classify(result.status, result.headers, None, settings.header_names) == ErrorKind.GATEWAY_QUOTA
     if result.status in (401, 403) and not quota:  # a 403 from a token quota means the credentials were fine
         if not (settings.api_key or settings.bearer_token):
             raise UsageError(f"{url} refused a request without credentials ({result.status}): give --api-key")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from harness.records.outcomes import THROTTLING
+from harness.records.outcomes import THROTTLING, ErrorKind
 from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
 from harness.report.flat import flatten
 from harness.report.recommend import metric_value, numbers
@@ -123,7 +123,7 @@ def by_app(summary: SummaryBody) -> str:
             f"attempts{f' ({sources})' if sources else ''} and {percent(app['client_failure_rate'])} of its "
             "requests failed"
         )
-    backend_429s = summary["requests"]["attempt_outcomes"]["backend_429"]
+    backend_429s = summary["requests"]["attempt_outcomes"][ErrorKind.BACKEND_429]
     tail = "backends never returned 429" if not backend_429s else f"backends returned {count(backend_429s)} 429s"
     return "; ".join(parts) + f"; {tail}."
 

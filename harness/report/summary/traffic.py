@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.records.outcomes import OUTCOMES, SUCCESS, Decision
+from harness.records.outcomes import OUTCOMES, SUCCESS, Decision, ErrorKind
 from harness.report.load import RunData, finite_or_none
 from harness.report.summary.schema import Requests, RequestsSection, Throughput
 
@@ -27,11 +27,11 @@ def requests(records: pd.DataFrame) -> Requests:
         "failed": logical - succeeded,
         "client_failure_rate": (logical - succeeded) / logical if logical else None,
         "attempt_outcomes": outcome_counts,
-        "rate_429": (outcome_counts["gateway_token_limit"] + outcome_counts["backend_429"]) / attempts,
-        "rate_429_gateway": outcome_counts["gateway_token_limit"] / attempts,
-        "rate_429_backend": outcome_counts["backend_429"] / attempts,
-        "rate_503_breaker": outcome_counts["breaker_open"] / attempts,
-        "rate_403_quota": outcome_counts["gateway_quota"] / attempts,
+        "rate_429": (outcome_counts[ErrorKind.GATEWAY_TOKEN_LIMIT] + outcome_counts[ErrorKind.BACKEND_429]) / attempts,
+        "rate_429_gateway": outcome_counts[ErrorKind.GATEWAY_TOKEN_LIMIT] / attempts,
+        "rate_429_backend": outcome_counts[ErrorKind.BACKEND_429] / attempts,
+        "rate_503_breaker": outcome_counts[ErrorKind.BREAKER_OPEN] / attempts,
+        "rate_403_quota": outcome_counts[ErrorKind.GATEWAY_QUOTA] / attempts,
     }
 
 
