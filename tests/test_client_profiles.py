@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from retry_driver import run_with_retries
 
-from harness.client import ResponseInfo, decision_label, profile_for, run_with_retries
+from harness.client import ResponseInfo, decision_label, profile_for
 from harness.client.profiles import CustomRetry, parse_retry_after
 from harness.clock import VirtualClock
 

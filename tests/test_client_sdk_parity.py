@@ -16,8 +16,9 @@ import httpx2
 import openai
 import pytest
 from openai import _base_client
+from retry_driver import run_with_retries
 
-from harness.client import ResponseInfo, profile_for, run_with_retries
+from harness.client import ResponseInfo, profile_for
 from harness.clock import VirtualClock
 
 

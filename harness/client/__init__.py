@@ -5,7 +5,7 @@ Pure and gevent-safe: nothing here uses asyncio, and every wait goes through the
 
 from harness.client.headers import GatewayHeaderNames, capture, classify
 from harness.client.profiles import PROFILE_NAMES, ResponseInfo, RetryDecision, RetryProfile, profile_for
-from harness.client.retry import RETRY_COUNT_HEADER, RetryLoop, RetryOutcome, decision_label, run_with_retries
+from harness.client.retry import RETRY_COUNT_HEADER, RetryLoop, decision_label
 
 __all__ = [
     "PROFILE_NAMES",
@@ -14,11 +14,9 @@ __all__ = [
     "ResponseInfo",
     "RetryDecision",
     "RetryLoop",
-    "RetryOutcome",
     "RetryProfile",
     "capture",
     "classify",
     "decision_label",
     "profile_for",
-    "run_with_retries",
 ]

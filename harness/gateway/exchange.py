@@ -49,8 +49,6 @@ from harness.gateway.steps import (
 )
 from harness.tokens import prompt_counter
 
-EVENT_STREAM = "text/event-stream"
-
 
 class Exchange:
     """One client request: the gateway's steps carried out over HTTP."""
