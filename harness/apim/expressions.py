@@ -15,6 +15,7 @@ forms back. Anything else is reported as not evaluated.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from harness.scenario.gateway import counter_key_parts
 
@@ -110,26 +111,34 @@ def _key_term(term: str, variables: dict[str, str]) -> str | None:
 
 def _terms(body: str) -> list[str]:
     """`body` split at the `+` signs outside strings and brackets."""
-    terms, depth, quote, start, i = [], 0, "", 0, 0
-    while i < len(body):
-        char = body[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char == '"':
-            quote = char
-        elif char in "([{":
+    terms, depth, start = [], 0, 0
+    for i, char in _outside_strings(body):
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             depth -= 1
         elif char == "+" and depth == 0:
             terms.append(body[start:i].strip())
             start = i + 1
-        i += 1
     terms.append(body[start:].strip())
     return terms
+
+
+def _outside_strings(text: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, character) of `text` from `start`, C# string literals (and their escapes) skipped."""
+    quoted, i = False, start
+    while i < len(text):
+        char = text[i]
+        if quoted:
+            if char == "\\":
+                i += 1
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        else:
+            yield i, char
+        i += 1
 
 
 def counter_key_expression(key: str) -> str:
@@ -230,23 +239,14 @@ def expression_end(text: str, start: int) -> int:
     """Index of the bracket closing the expression that opens at `start` (C# strings skipped), or the text's end."""
     opening = text[start + 1]
     closing = ")" if opening == "(" else "}"
-    depth, i, quote = 0, start + 1, ""
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char == '"':
-            quote = char
-        elif char == opening:
+    depth = 0
+    for i, char in _outside_strings(text, start + 1):
+        if char == opening:
             depth += 1
         elif char == closing:
             depth -= 1
             if depth == 0:
                 return i
-        i += 1
     return len(text)
 
 
