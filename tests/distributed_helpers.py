@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from harness.records import LOAD_STARTED_AT, OFFERED_LOAD, read_records
 RUN_LIMIT_S = 240
 
 
-def run_scenario(run_dir: Path, scenario: str, workers: int, *overrides: str) -> subprocess.CompletedProcess[str]:
-    """`locust --headless` of `scenario` (its own users, ramp and duration); with `workers` > 0 a master and
-    that many worker processes."""
+def run_scenario(
+    run_dir: Path, scenario: str, workers: int, *overrides: str, options: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`locust --headless` of `scenario` (its own users, ramp and duration unless `options` say otherwise); with
+    `workers` > 0 a master and that many worker processes."""
     common = ["-f", str(LOCUSTFILE), "--scenario", str(ROOT / "scenarios" / scenario)]
     sets = [arg for o in overrides for arg in ("--set", o)]
-    command = [LOCUST, *common, "--headless", "--only-summary", "--run-dir", str(run_dir), *sets]
+    command = [LOCUST, *common, "--headless", "--only-summary", "--run-dir", str(run_dir), *sets, *options]
     if not workers:
         return subprocess.run(command, capture_output=True, text=True, timeout=RUN_LIMIT_S, cwd=run_dir.parent)
     port = free_port()

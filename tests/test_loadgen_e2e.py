@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from distributed_helpers import run_scenario
 from loadgen_helpers import LOCUST, LOCUSTFILE, ROOT, RUN_TIMEOUT_S, free_port
 
 from harness.loadgen.live import RETRIED_SUFFIX
@@ -150,37 +151,8 @@ def test_bad_scenario_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
 
 def test_master_and_two_workers_write_every_record(tmp_path: Path) -> None:
     run_dir = tmp_path / "dist"
-    port = free_port()
-    common = ["-f", str(LOCUSTFILE), "--scenario", str(ROOT / "scenarios" / "quickstart.yaml")]
-    workers = [
-        subprocess.Popen(
-            [LOCUST, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=tmp_path,
-        )
-        for _ in range(2)
-    ]
-    try:
-        master_command = [
-            LOCUST, *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-            "--expect-workers", "2", "--headless", "-u", "6", "-r", "6", "-t", "4s",
-            "--set", "run.time_scale=20", "--run-dir", str(run_dir), "--json-file", str(run_dir / "locust"),
-        ]  # fmt: skip
-        master = subprocess.run(
-            master_command,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            cwd=tmp_path,
-        )
-        for worker in workers:
-            worker.wait(timeout=30)
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                worker.wait(timeout=10)
+    options = ["-u", "6", "-r", "6", "-t", "4s", "--json-file", str(run_dir / "locust")]
+    master = run_scenario(run_dir, "quickstart.yaml", 2, "run.time_scale=20", options=options)
     assert master.returncode == 0, master.stdout[-3000:]
     records = assert_records_match_locust(run_dir)
     assert len({r["user"].split("-")[0] for r in records}) == 2, "records from both workers"

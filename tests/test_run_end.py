@@ -28,9 +28,10 @@ def test_end_facts_say_how_much_of_the_plan_is_missing() -> None:
     assert end_facts(EndedBy.STOPPED, planned_s=60.0, ran_s=75.0)[TIME_MISSING] == 0.0  # never negative
 
 
-def headless_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
-    scenario = tmp_path / "plain.yaml"
-    scenario.write_text(PLAIN_SCENARIO)
+def headless_run(tmp_path: Path, text: str = "") -> tuple[subprocess.Popen[str], Path]:
+    """A headless run of `text` (PLAIN_SCENARIO when empty) at time scale 10, once its first records are in."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(text or PLAIN_SCENARIO)
     run_dir = tmp_path / "run"
     proc = locust(
         "--headless", "--scenario", str(scenario), "--time-scale", "10", "--run-dir", str(run_dir), "--only-summary",
@@ -85,14 +86,7 @@ workload:
 
 
 def test_ctrl_c_waits_for_the_attempts_in_flight_and_records_them(tmp_path: Path) -> None:
-    scenario = tmp_path / "slow.yaml"
-    scenario.write_text(SLOW_SCENARIO)
-    run_dir = tmp_path / "run"
-    proc = locust(
-        "--headless", "--scenario", str(scenario), "--time-scale", "10", "--run-dir", str(run_dir), "--only-summary",
-        cwd=tmp_path,
-    )  # fmt: skip
-    wait_for(lambda: records_written(run_dir), what="the first records")
+    proc, run_dir = headless_run(tmp_path, SLOW_SCENARIO)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, err[-2000:]

@@ -19,8 +19,8 @@ import httpx
 import openai
 import pytest
 from openai import AzureOpenAI
-from prometheus_client.parser import text_string_to_metric_families
-from quirky_backend import AOAI_API_SIMULATOR, CHAT, PIECES, LoopbackServers, Quirks, QuirkyBackend
+from quirky_backend import AOAI_API_SIMULATOR, CHAT, PIECES, LoopbackServers, Quirks
+from wire_helpers import Wire
 
 from harness.aoai.sse import (
     STREAM_BARE_DONE,
@@ -32,10 +32,8 @@ from harness.aoai.sse import (
     WHOLE_STREAM_ENDS,
 )
 from harness.clock import RealClock
-from harness.gateway.app import build_gateway_app
 from harness.loadgen.transport import Transport
 from harness.records import RECORD_FIELDS
-from harness.scenario import load_scenario_text
 from harness.scenario.workload import App
 from harness.workload.requests import RequestPlan
 from harness.workload.session import RunSettings, execute
@@ -43,34 +41,6 @@ from harness.workload.session import RunSettings, execute
 API_VERSION = "2024-10-21"
 PLAN = RequestPlan(App(id="ends"), "chat", "chat", "gpt-4o", 30, 50, True, include_usage=False)
 TARGETS = ["direct", "gateway"]
-
-
-class Wire:
-    """The quirky backend and a gateway in front of it, both served by uvicorn on loopback."""
-
-    def __init__(self, servers: LoopbackServers) -> None:
-        self.backend = QuirkyBackend()
-        self.direct = servers.start(self.backend)
-        scenario = load_scenario_text(
-            f"backends: [{{name: quirky, url: '{self.direct}', deployments: {{gpt-4o: {{}}}}}}]\n"
-        )
-        self.app = build_gateway_app(scenario, RealClock(), {"quirky": self.direct}, None, keep_log_rows=True)
-        self.gateway = servers.start(self.app)
-
-    def url(self, target: str) -> str:
-        return self.direct if target == "direct" else self.gateway
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [r for r in self.app.state.gateway.log.rows if r["kind"] == "request"]
-
-    def completion_tokens_metric(self) -> float:
-        scraped = httpx.get(self.gateway + "/metrics", timeout=10).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(scraped)
-            for sample in family.samples
-            if sample.name == "gateway_completion_tokens_total"
-        )
 
 
 @pytest.fixture(scope="module")

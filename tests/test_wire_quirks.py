@@ -19,14 +19,12 @@ import httpx
 import openai
 import pytest
 from openai import AzureOpenAI
-from prometheus_client.parser import text_string_to_metric_families
-from quirky_backend import CHAT, EVENT_STREAM, PIECES, LoopbackServers, Quirks, QuirkyBackend
+from quirky_backend import CHAT, EVENT_STREAM, PIECES, LoopbackServers, Quirks
+from wire_helpers import Wire
 
 from harness.client.attempt import AttemptResult
-from harness.clock import Clock, RealClock, ScaledClock
-from harness.gateway.app import build_gateway_app
+from harness.clock import RealClock, ScaledClock
 from harness.loadgen.transport import Transport
-from harness.scenario import load_scenario_text
 from harness.scenario.workload import App
 from harness.workload.requests import RequestPlan
 from harness.workload.session import RunSettings, execute
@@ -39,35 +37,6 @@ PATH = CHAT.format(deployment="gpt-4o") + f"?api-version={API_VERSION}"
 STREAM_BODY = json.dumps({"messages": [{"role": "user", "content": "Stream it"}], "stream": True}).encode()
 STREAM_PLAN = RequestPlan(App(id="quirks"), "chat", "chat", "gpt-4o", 30, 50, True, include_usage=False)
 NO_SSE_NO_DONE = Quirks(content_type="application/json", done=False, ttft=0.3, per_token=0.02)
-
-
-class Wire:
-    """A quirky backend and a gateway in front of it, both served by uvicorn on loopback."""
-
-    def __init__(self, servers: LoopbackServers, gateway_yaml: str = "", clock: Clock | None = None) -> None:
-        self.backend = QuirkyBackend()
-        self.direct = servers.start(self.backend)
-        scenario = load_scenario_text(
-            f"backends: [{{name: quirky, url: '{self.direct}', deployments: {{gpt-4o: {{}}}}}}]\n{gateway_yaml}"
-        )
-        clock = clock or RealClock()
-        self.app = build_gateway_app(scenario, clock, {"quirky": self.direct}, None, keep_log_rows=True)
-        self.gateway = servers.start(self.app)
-
-    def url(self, target: str) -> str:
-        return self.direct if target == "direct" else self.gateway
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [r for r in self.app.state.gateway.log.rows if r["kind"] == "request"]
-
-    def completion_tokens_metric(self) -> float:
-        scraped = httpx.get(self.gateway + "/metrics", timeout=10).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(scraped)
-            for sample in family.samples
-            if sample.name == "gateway_completion_tokens_total"
-        )
 
 
 @pytest.fixture
