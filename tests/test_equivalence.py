@@ -25,11 +25,14 @@ from harness.aoai.validation import check_request
 from harness.clock import VirtualClock
 from harness.gateway.log import GatewayLog
 from harness.mock.log import MemoryLog
+from harness.records.outcomes import GatewayOutcome
 from harness.scenario import load_scenario_text
+from harness.scenario.workload import App
 from harness.sim.backend import SimBackend
 from harness.sim.engine import Scheduler
 from harness.sim.gateway import GatewayCall, GatewayReply, SimReplicas
 from harness.tokens import admission_estimate, count_prompt_tokens
+from harness.workload.requests import RequestPlan
 
 # Fields that differ between two runs of the same thing: ids minted per run, and times.
 VARYING = {
@@ -45,9 +48,12 @@ VARYING = {
 
 SMALL = f"{{gpt-4o: {{tpm: 1000, latency: {INSTANT}}}}}"  # one request per 10 s
 LARGE = f"{{gpt-4o: {{tpm: 10000000, latency: {INSTANT}}}}}"
+LONG_ANSWERS = f"{{gpt-4o: {{tpm: 10000000, latency: {INSTANT}, completion_tokens: 150}}}}"  # 162 tokens each
 STREAMING = "{gpt-4o: {tpm: 10000000, latency: {ttft: 0.2, per_token: 0.01}}}"
 BREAKER = "circuit_breaker: {failureCondition: {count: 1, interval: PT1M}, tripDuration: PT1M, acceptRetryAfter: false}"
 TOKEN_LIMIT = "token_limit: {tokens_per_minute: 200, counter_key: appid}"
+PROMPT_TOKENS = 12
+OK = GatewayOutcome.OK
 SETTLE = 5.0  # scenario seconds each request is given to finish, in both drivers, before the next pause
 QUOTA = "token_limit: {tokens_per_minute: 100000, token_quota: 60, token_quota_period: Hourly, counter_key: appid}"
 
@@ -70,6 +76,8 @@ class Kind:
     name: str
     scenario: str
     sends: tuple[Send, ...]
+    shows: tuple[str, ...]  # the gateway outcomes the requests must end in, in order: the kind really happened
+    retried: bool = False  # a request went on to a second member
 
 
 def _backends(**deployments: str) -> str:
@@ -78,53 +86,74 @@ def _backends(**deployments: str) -> str:
 
 
 KINDS = [
-    Kind("plain", _backends(east=LARGE), (Send(), Send(after=1, max_tokens=None))),
-    Kind("stream with usage", _backends(east=STREAMING), (Send(stream=True, include_usage=True, max_tokens=30),)),
-    Kind("stream without usage", _backends(east=STREAMING), (Send(stream=True, max_tokens=30),)),
-    Kind("token-limit 429", _backends(east=LARGE) + f"gateway: {{{TOKEN_LIMIT}}}", (Send(max_tokens=150),) * 3),
-    Kind("backend 429 with Retry-After", _backends(east=SMALL), (Send(), Send(after=1), Send(after=10))),
+    Kind("plain", _backends(east=LARGE), (Send(), Send(after=1, max_tokens=None)), (OK, OK)),
+    Kind(
+        "stream with usage",
+        _backends(east=STREAMING),
+        (Send(stream=True, include_usage=True, max_tokens=30),),
+        (OK,),
+    ),
+    Kind("stream without usage", _backends(east=STREAMING), (Send(stream=True, max_tokens=30),), (OK,)),
+    Kind(
+        "token-limit 429",
+        _backends(east=LONG_ANSWERS) + f"gateway: {{{TOKEN_LIMIT}}}",
+        (Send(max_tokens=150),) * 3,
+        (OK, OK, GatewayOutcome.TOKEN_LIMIT),
+    ),
+    Kind(
+        "backend 429 with Retry-After",
+        _backends(east=SMALL),
+        (Send(), Send(after=1), Send(after=10)),
+        (OK, GatewayOutcome.BACKEND_429, OK),
+    ),
     Kind(
         "backend 429, gateway retry to another member",
         _backends(east=SMALL, west=LARGE)
         + "gateway: {pool: {members: [{backend: east, priority: 1}, {backend: west, priority: 2}]}, "
         "retry: {enabled: true}}",
         (Send(), Send(after=1), Send(after=1)),
+        (OK, OK, OK),
+        retried=True,
     ),
     Kind(
         "breaker open",
         _backends(east=SMALL) + f"gateway: {{{BREAKER}}}",
         (Send(), Send(after=1), Send(after=1), Send(after=61)),
+        (OK, GatewayOutcome.BACKEND_429, GatewayOutcome.BREAKER_OPEN, OK),
     ),
-    Kind("quota 403", _backends(east=LARGE) + f"gateway: {{{QUOTA}}}", (Send(max_tokens=20),) * 4),
+    Kind(
+        "quota 403",
+        _backends(east=LARGE) + f"gateway: {{{QUOTA}}}",
+        (Send(max_tokens=20),) * 4,
+        (OK, OK, GatewayOutcome.QUOTA, GatewayOutcome.QUOTA),
+    ),
     Kind(
         "injected fault",
         "backends: [{name: east, deployments: " + LARGE + ", faults: {error_rates: {500: 0.5}}}]\n",
         (Send(),) * 6,
+        (),  # which of the six are struck is the seed's draw: at least one of them, checked below
     ),
     Kind(
         "validation 400",
         _backends(east=LARGE),
         (Send(body={"messages": "not a list"}), Send(body={"messages": [], "max_tokens": -1})),
+        (GatewayOutcome.BAD_REQUEST, GatewayOutcome.BAD_REQUEST),
     ),
     Kind(
         "auth 401",
         _backends(east=LARGE) + "gateway: {auth: {subscriptions: [{id: team-a, key: key-of-team-a}]}}",
         (Send(app=None), Send(headers={"api-key": "a-forged-key"}), Send(headers={"api-key": "key-of-team-a"})),
+        (GatewayOutcome.UNAUTHORIZED, GatewayOutcome.UNAUTHORIZED, OK),
     ),
 ]
 
 
 def _body(send: Send) -> dict[str, Any]:
+    """The body the load generator would send for these options (or the given, invalid, one)."""
     if send.body is not None:
         return send.body
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": "Say hello to the gateway, please."}]}
-    if send.max_tokens is not None:
-        body["max_tokens"] = send.max_tokens
-    if send.stream:
-        body["stream"] = True
-        if send.include_usage:
-            body["stream_options"] = {"include_usage": True}
-    return body
+    plan = RequestPlan(App(), "chat", "chat", "gpt-4o", PROMPT_TOKENS, send.max_tokens, send.stream, send.include_usage)
+    return plan.body("deployments")
 
 
 def _headers(send: Send) -> dict[str, str]:
@@ -192,6 +221,12 @@ def _comparable(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 async def test_the_live_stack_and_the_simulator_leave_the_same_rows(kind: Kind) -> None:
     live_gateway, live_backend = await _live(kind)
     sim_gateway, sim_backend = _simulated(kind)
-    assert len(live_gateway) >= len(kind.sends)
+    requests = [r for r in live_gateway if r["kind"] == "request"]
+    outcomes = [r["outcome"] for r in requests]
+    if kind.shows:
+        assert outcomes == list(kind.shows)
+    else:
+        assert GatewayOutcome.UPSTREAM_ERROR in outcomes and OK in outcomes
+    assert any(len(r["attempts"]) == 2 for r in requests) == kind.retried
     assert list(_comparable(sim_gateway)) == list(_comparable(live_gateway))
     assert list(_comparable(sim_backend)) == list(_comparable(live_backend))
