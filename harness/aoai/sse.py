@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.compact_json import to_text
 from harness.tokens import count_text_tokens
 
 DONE = "[DONE]"
@@ -36,7 +37,7 @@ def frame(data: str) -> bytes:
 
 def event(payload: Mapping[str, Any]) -> bytes:
     """An event carrying `payload` as compact JSON."""
-    return frame(json.dumps(payload, separators=(",", ":")))
+    return frame(to_text(payload))
 
 
 DONE_FRAME = frame(DONE)

@@ -5,7 +5,6 @@ Locust-free on purpose (the Locust user only calls `execute`), so it can be driv
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from harness.client import (
 )
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
+from harness.compact_json import to_bytes
 from harness.records.outcomes import CAUSE_NAMES, Decision, ErrorKind
 from harness.scenario import Scenario
 from harness.scenario.workload import App
@@ -181,7 +181,7 @@ def execute(
     """
     clock = settings.clock
     body = plan.body(settings.route)
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = to_bytes(body)
     path = plan.path(settings.api_version, settings.route)
     spans = RequestTrace(
         plan.operation,
