@@ -33,7 +33,7 @@ from harness.scenario import BackendInstance, Deployment
 Waits = Generator[float, None, "Verdict"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Verdict:
     """What the resource decided about one request before answering it.
 
@@ -50,7 +50,7 @@ class Verdict:
     network_s: tuple[float, float] = (0.0, 0.0)  # the one-way delays drawn: to the resource, and back
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Completion:
     """How long the answer is and why it stopped."""
 
@@ -58,7 +58,7 @@ class Completion:
     finish_reason: str  # "stop" or "length"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Served:
     """What the resource answers one request, decided: a refusal (`verdict.status`, its headers, after
     `verdict.added`), or a 200 with the prompt's count and, but for embeddings, the completion's length."""

@@ -73,7 +73,7 @@ class RunSettings:
         return profile_for(name, rng)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Outcome:
     """The logical request as the caller saw it: its final attempt, how many attempts, how long overall."""
 
@@ -103,7 +103,7 @@ def header_names_for(scenario: Scenario) -> GatewayHeaderNames:
     ).lowered()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class SendAttempt:
     """Send attempt `number` with `headers`: sent back its `AttemptResult`."""
 
@@ -111,7 +111,7 @@ class SendAttempt:
     headers: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Pause:
     """Wait `seconds` before the next attempt (the retry profile's decision; 0 still yields to others)."""
 
