@@ -201,7 +201,9 @@ class Call:
         if verdict.status != 200:
             await self.wait(verdict.added)
             if verdict.status == 429 and admission is not None:
-                error = rate_limit_body(runtime.name, limit_name(admission), whole_seconds(row["retry_after"]))
+                wait = row["retry_after"]  # None: the 429 tells no wait
+                told = whole_seconds(wait) if wait is not None else None
+                error = rate_limit_body(runtime.name, limit_name(admission), told)
             else:
                 error = fault_body(verdict.status)
             return Response(error, status_code=verdict.status, headers=headers, media_type=JSON)
@@ -218,7 +220,7 @@ class Call:
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             return StreamingResponse(
                 self.logged(
-                    stream_events(generation, plan, clock, include_usage, admitted_at),
+                    stream_events(generation, plan, clock, include_usage, admitted_at, served.cut_after),
                     plan.ttft,
                     runtime,
                     admission,
