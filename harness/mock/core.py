@@ -154,9 +154,14 @@ class BackendCore:
             injected = faults.profile.injected_429
             told = injected.retry_after is not None  # else a 429 with no wait in it (some servers, proxies)
             refused = quota.refuse_admitted(admission, injected.retry_after or 0.0, injected.policy_id)
-            wait = refused.retry_after if told else None
             return Verdict(
-                429, BackendDecision.FAULT, refused, added, retry_after=wait, network_s=network, advertised=told
+                429,
+                BackendDecision.FAULT,
+                refused,
+                added,
+                retry_after=refused.retry_after if told else None,
+                network_s=network,
+                advertised=told,
             )
         if error is not None:
             return Verdict(error, BackendDecision.FAULT, admission, added, network_s=network)
