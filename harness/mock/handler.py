@@ -212,6 +212,8 @@ class Call:
         if served.completion is None:
             return await self.embeddings(runtime, body, prompt_tokens, admission, verdict, headers)
         generation = self.generate(runtime, served.completion, prompt_tokens)
+        if served.cut_after is not None:
+            self.finish_reason = None  # the stream breaks off before its finish chunk
         completion_tokens = generation.completion_tokens
         plan = self.mock.core.latency(runtime.state, completion_tokens, verdict.added)
         if row["stream"]:
