@@ -1,9 +1,22 @@
-"""Fault profiles, each off by default: error rates, added latency, outage, day-long Retry-After, queueing."""
+"""Fault profiles, each off by default: error rates, added latency, outage, day-long Retry-After, queueing,
+429s that tell no wait, streams cut mid-way."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
-from mock_helpers import ZERO_LATENCY, mock_app
+from mock_helpers import API, ZERO_LATENCY, backend, mock_app
+from quirky_backend import LoopbackServers
+
+from harness.aoai.sse import STREAM_CUT
+from harness.clock import VirtualClock
+from harness.mock.app import build_mock_app
+from harness.mock.faults import Faults
+from harness.mock.log import MemoryLog
+from harness.mock.streaming import StreamCutFault
+from harness.records.outcomes import BackendDecision
+from harness.scenario import FaultProfile
 
 TIGHT = {"gpt-4o": {"tpm": 1_000, "latency": ZERO_LATENCY}}  # one request per 10 s
 
@@ -158,3 +171,74 @@ async def test_an_injected_429_on_a_ptu_deployment_gives_the_utilization_back() 
     assert r.headers["azure-openai-deployment-utilization"] == "0.0%"
     assert r.headers["retry-after-ms"] == "1000" and "policy-id" not in r.headers
     assert "provisioned throughput" in r.json()["error"]["message"]
+
+
+async def test_an_injected_429_set_to_tell_no_wait_sends_neither_retry_header() -> None:
+    faults = {"error_rates": {429: 1.0}, "injected_429": {"retry_after": None}}
+    async with mock_app(deployments={"gpt-4o": {"latency": ZERO_LATENCY}}, faults=faults) as m:
+        r = await m.chat(max_tokens=5)
+    assert r.status_code == 429
+    assert "retry-after" not in r.headers and "retry-after-ms" not in r.headers
+    assert r.headers["policy-id"] == "DeploymentRatelimit-Requests"  # otherwise the 429 AOAI sends
+    assert r.json()["error"]["message"].endswith("Please retry later.")
+    (row,) = m.log.rows
+    assert (row["decision"], row["retry_after"]) == (BackendDecision.FAULT, None)
+
+
+CUT = {"cut_streams": {"probability": 1.0, "after": 0.25}}
+FORTY_TOKENS = {"gpt-4o": {"latency": ZERO_LATENCY, "completion_tokens": 40}}
+
+
+async def test_a_cut_stream_breaks_off_after_its_share_of_the_tokens_and_logs_what_was_sent() -> None:
+    async with mock_app(deployments=FORTY_TOKENS, faults=CUT) as m:
+        whole = await m.chat(max_tokens=30)  # not a stream: never cut
+        # in process, the server's broken body reaches the reader (on a socket, a dropped connection: below)
+        with pytest.raises(StreamCutFault):
+            async with m.client.stream(
+                "POST",
+                f"/openai/deployments/gpt-4o/chat/completions{API}",
+                json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 30, "stream": True},
+            ) as response:
+                assert response.status_code == 200
+                await response.aread()
+    assert whole.status_code == 200 and whole.json()["usage"]["completion_tokens"] == 30
+    ok, cut = m.log.rows
+    assert ok["decision"] == BackendDecision.OK
+    assert (cut["status"], cut["decision"], cut["completion_tokens"]) == (200, BackendDecision.CUT_STREAM, 7)
+    assert cut["total_tokens"] == cut["prompt_tokens"] + 7  # 30 * 0.25, rounded down: what was sent, and charged
+
+
+def test_the_served_mock_drops_the_connection_of_a_cut_stream() -> None:
+    """Over a real socket: the chunked body never ends, so a client reads a broken connection, not an answer
+    that ended early and cleanly."""
+    from harness.loadgen.transport import Transport  # the load generator's client, as the Locust user sends
+
+    clock, log = VirtualClock(1_000.0), MemoryLog()
+    app = build_mock_app(backend(deployments=FORTY_TOKENS, faults=CUT), clock, log, seed=0)
+    with LoopbackServers(lifetime=30) as servers:
+        transport = Transport(servers.start(app), clock, timeout_s=30)
+        try:
+            body = b'{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 30, "stream": true}'
+            result = transport.send(
+                f"/openai/deployments/gpt-4o/chat/completions{API}", body, {"content-type": "application/json"}, True
+            )
+        finally:
+            transport.close()
+    assert result.status == 200 and result.truncated and result.stream_end == STREAM_CUT
+    assert result.error_detail  # the connection broke: the body did not just end
+    assert result.usage is None and log.rows[0]["completion_tokens"] == 7
+
+
+def test_faults_that_are_off_make_no_draw() -> None:
+    rng = random.Random(0)
+    faults = Faults(FaultProfile(), started_at=0.0, rng=rng)
+    state = rng.getstate()
+    assert faults.stream_cut_after(30) is None and faults.long_retry_after() is None
+    assert rng.getstate() == state  # a scenario without them keeps its draws where they were
+
+
+def test_a_cut_needs_two_tokens_and_keeps_the_first_and_never_the_last() -> None:
+    faults = Faults(FaultProfile(cut_streams={"probability": 1.0, "after": 0.01}), 0.0, random.Random(0))
+    assert [faults.stream_cut_after(n) for n in (1, 2, 10)] == [None, 1, 1]
+    faults = Faults(FaultProfile(cut_streams={"probability": 1.0, "after": 0.99}), 0.0, random.Random(0))
+    assert [faults.stream_cut_after(n) for n in (2, 10, 1000)] == [1, 9, 990]

@@ -135,3 +135,13 @@ def test_distributions_sample_within_bounds_and_scalars_are_constants() -> None:
     assert 330 <= samples[3800] <= 470  # and so is the 95th percentile
     with pytest.raises(ValueError):
         Distribution.model_validate({"kind": "uniform", "low": 3, "high": 1})
+
+
+def test_the_stream_cut_and_the_silent_429_faults_are_off_by_default_and_checked() -> None:
+    faults = load_scenario_text("backends: [{name: a}]").backends[0].faults
+    assert faults.cut_streams.probability == 0 and faults.injected_429.retry_after == 1.0
+    text = "backends: [{name: a, faults: {injected_429: {retry_after: null}, cut_streams: {probability: 0.1}}}]"
+    faults = load_scenario_text(text).backends[0].faults
+    assert faults.injected_429.retry_after is None and faults.cut_streams.after == 0.5
+    with pytest.raises(ScenarioError, match=r"^backends\[0\]\.faults\.cut_streams\.after: must be < 1"):
+        load_scenario_text("backends: [{name: a, faults: {cut_streams: {after: 1}}}]")

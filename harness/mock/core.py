@@ -38,7 +38,8 @@ class Verdict:
     """What the resource decided about one request before answering it.
 
     status 200 means admitted (answer with a completion); otherwise answer `status` at once, after the
-    fault's `added` latency. `retry_after` is the wait a 429 advertises (the day-long fault included).
+    fault's `added` latency. `retry_after` is the wait a 429 advertises (the day-long fault included);
+    `advertised` is False for an injected 429 that tells no wait at all (`injected_429.retry_after: null`).
     """
 
     status: int
@@ -48,6 +49,7 @@ class Verdict:
     queued_s: float = 0.0  # time spent queued for room (PAYG queueing fault)
     retry_after: float | None = None
     network_s: tuple[float, float] = (0.0, 0.0)  # the one-way delays drawn: to the resource, and back
+    advertised: bool = True
 
 
 @dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
@@ -61,12 +63,14 @@ class Completion:
 @dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Served:
     """What the resource answers one request, decided: a refusal (`verdict.status`, its headers, after
-    `verdict.added`), or a 200 with the prompt's count and, but for embeddings, the completion's length."""
+    `verdict.added`), or a 200 with the prompt's count and, but for embeddings, the completion's length.
+    `cut_after` is set on a stream whose connection is cut (the fault): the tokens sent before the cut."""
 
     verdict: Verdict
     headers: dict[str, str]
     prompt_tokens: int = 0
     completion: Completion | None = None
+    cut_after: int | None = None
 
 
 @dataclass
@@ -148,9 +152,16 @@ class BackendCore:
         if error == 429:
             # AOAI's own 429 look (retry headers, policy-id, quota figures), and the tokens are not used
             injected = faults.profile.injected_429
-            refused = quota.refuse_admitted(admission, injected.retry_after, injected.policy_id)
+            told = injected.retry_after is not None  # else a 429 with no wait in it (some servers, proxies)
+            refused = quota.refuse_admitted(admission, injected.retry_after or 0.0, injected.policy_id)
             return Verdict(
-                429, BackendDecision.FAULT, refused, added, retry_after=refused.retry_after, network_s=network
+                429,
+                BackendDecision.FAULT,
+                refused,
+                added,
+                retry_after=refused.retry_after if told else None,
+                network_s=network,
+                advertised=told,
             )
         if error is not None:
             return Verdict(error, BackendDecision.FAULT, admission, added, network_s=network)
@@ -193,6 +204,8 @@ class BackendCore:
             utilization=admission.utilization,
             queued_s=verdict.queued_s,
         )
+        if verdict.status == 429 and not verdict.advertised:  # no Retry-After, none logged
+            return Served(verdict, rate_limit_headers(admission, advertise=False))
         if verdict.status == 429:  # the deployment's own (its decision logged) or an injected one (a fault)
             wait = verdict.retry_after if verdict.retry_after is not None else admission.retry_after
             row["retry_after"] = wait
@@ -202,8 +215,12 @@ class BackendCore:
         prompt = prompt_tokens()
         completion = None if operation == "embeddings" else self.completion(deployment, max_tokens)
         tokens = completion.tokens if completion is not None else 0
+        cut = self.faults.stream_cut_after(tokens) if stream else None
+        if cut is not None:  # only the tokens sent before the cut are used (and logged)
+            row["decision"] = BackendDecision.CUT_STREAM
+            tokens = cut
         row.update(prompt_tokens=prompt, completion_tokens=tokens, total_tokens=prompt + tokens)
-        return Served(verdict, quota_headers(admission), prompt, completion)
+        return Served(verdict, quota_headers(admission), prompt, completion, cut)
 
     def network_delay(self) -> float:
         """One way of the network between the gateway and this resource (from its own random stream)."""

@@ -19,12 +19,12 @@ FAULT_CODES = {
 }
 
 
-def rate_limit_body(deployment: str, what: str, retry_after_s: int) -> bytes:
-    """The 429 body; its message says when to retry, as AOAI's does."""
+def rate_limit_body(deployment: str, what: str, retry_after_s: int | None) -> bytes:
+    """The 429 body; its message says when to retry, as AOAI's does (or only to retry later, when the answer
+    tells no wait)."""
+    when = "later" if retry_after_s is None else f"after {retry_after_s} seconds"
     return error_body(
-        "429",
-        f"The {what} limit of deployment '{deployment}' has been reached for now. "
-        f"Please retry after {retry_after_s} seconds.",
+        "429", f"The {what} limit of deployment '{deployment}' has been reached for now. Please retry {when}."
     )
 
 

@@ -1,4 +1,5 @@
-"""Faults one mock instance injects: error rates, added latency, an outage window, day-long Retry-After, queueing.
+"""Faults one mock instance injects: error rates, added latency, an outage window, day-long Retry-After, queueing,
+streams cut mid-way.
 
 Every fault is off by default; each draw uses the instance's seeded random generator so a run repeats.
 
@@ -69,3 +70,14 @@ class Faults:
         if queueing.probability > 0 and self.rng.random() < queueing.probability:
             return queueing.max_wait
         return 0.0
+
+    def stream_cut_after(self, tokens: int) -> int | None:
+        """How many of a streamed answer's `tokens` go out before its connection is cut, or None (not cut).
+
+        An answer of one token has no middle to cut; the draw is made only when the fault is on, so a
+        scenario without it keeps its draws where they were.
+        """
+        cut = self.profile.cut_streams
+        if cut.probability <= 0 or tokens < 2 or self.rng.random() >= cut.probability:
+            return None
+        return min(tokens - 1, max(1, int(tokens * cut.after)))

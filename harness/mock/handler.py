@@ -201,7 +201,9 @@ class Call:
         if verdict.status != 200:
             await self.wait(verdict.added)
             if verdict.status == 429 and admission is not None:
-                error = rate_limit_body(runtime.name, limit_name(admission), whole_seconds(row["retry_after"]))
+                wait = row["retry_after"]  # None: the 429 tells no wait
+                told = whole_seconds(wait) if wait is not None else None
+                error = rate_limit_body(runtime.name, limit_name(admission), told)
             else:
                 error = fault_body(verdict.status)
             return Response(error, status_code=verdict.status, headers=headers, media_type=JSON)
@@ -210,6 +212,8 @@ class Call:
         if served.completion is None:
             return await self.embeddings(runtime, body, prompt_tokens, admission, verdict, headers)
         generation = self.generate(runtime, served.completion, prompt_tokens)
+        if served.cut_after is not None:
+            self.finish_reason = None  # the stream breaks off before its finish chunk
         completion_tokens = generation.completion_tokens
         plan = self.mock.core.latency(runtime.state, completion_tokens, verdict.added)
         if row["stream"]:
@@ -218,7 +222,7 @@ class Call:
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             return StreamingResponse(
                 self.logged(
-                    stream_events(generation, plan, clock, include_usage, admitted_at),
+                    stream_events(generation, plan, clock, include_usage, admitted_at, served.cut_after),
                     plan.ttft,
                     runtime,
                     admission,

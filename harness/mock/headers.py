@@ -60,15 +60,19 @@ def quota_headers(admission: Admission) -> dict[str, str]:
     return headers
 
 
-def rate_limit_headers(admission: Admission, retry_after: float | None = None) -> dict[str, str]:
+def rate_limit_headers(
+    admission: Admission, retry_after: float | None = None, advertise: bool = True
+) -> dict[str, str]:
     """The 429 headers: both retry headers, the reset headers and the policy that refused.
 
-    `retry_after` overrides the admission's own figure (the day-long Retry-After fault).
+    `retry_after` overrides the admission's own figure (the day-long Retry-After fault); with `advertise`
+    False neither retry header is sent (an injected 429 that tells no wait).
     """
     wait = admission.retry_after if retry_after is None else retry_after
     headers = quota_headers(admission)
-    headers["retry-after"] = str(whole_seconds(wait))
-    headers["retry-after-ms"] = str(max(0, math.ceil(wait * 1000)))
+    if advertise:
+        headers["retry-after"] = str(whole_seconds(wait))
+        headers["retry-after-ms"] = str(max(0, math.ceil(wait * 1000)))
     if admission.limit_requests is not None:
         headers["x-ratelimit-reset-requests"] = str(whole_seconds(admission.reset_requests))
         headers["x-ratelimit-reset-tokens"] = str(whole_seconds(admission.reset_tokens))

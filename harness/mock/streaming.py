@@ -4,11 +4,16 @@ Event order: the prompt-filter chunk (`choices: []`), the role chunk (chat), one
 with `finish_reason`, the usage chunk when `stream_options.include_usage` is set (`choices: []`, every
 other chunk `usage: null`), then `data: [DONE]`. Each token is sent when the latency plan says it is due;
 waits are measured from the start against the clock, so scheduling delays do not accumulate.
+
+A stream cut mid-way (the `cut_streams` fault) raises `StreamCutFault` after its last chunk: under uvicorn an
+exception from the body after the headers closes the connection without the chunked body's end, so the
+reader sees a broken connection, not a short answer that ended cleanly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,6 +23,27 @@ from harness.clock import Clock
 from harness.compact_json import to_text
 from harness.mock.latency import LatencyPlan
 from harness.mock.synth import completion_id, prompt_filter_results, usage
+
+
+class StreamCutFault(Exception):
+    """The injected cut of a stream: raised from the body so the server drops the connection mid-answer."""
+
+
+def _is_planned_cut(error: BaseException | None) -> bool:
+    if isinstance(error, StreamCutFault):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return all(_is_planned_cut(inner) for inner in error.exceptions)
+    return False
+
+
+def _drop_planned_cut_tracebacks(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and _is_planned_cut(record.exc_info[1]))
+
+
+# uvicorn reports an exception from the app on this logger; a cut the scenario asked for is logged as a
+# backend.jsonl row (decision cut_stream), not as a traceback.
+logging.getLogger("uvicorn.error").addFilter(_drop_planned_cut_tracebacks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +124,18 @@ class ChunkWriter:
 
 
 async def stream_events(
-    generation: Generation, plan: LatencyPlan, clock: Clock, include_usage: bool, start: float | None = None
+    generation: Generation,
+    plan: LatencyPlan,
+    clock: Clock,
+    include_usage: bool,
+    start: float | None = None,
+    cut_after: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE body, each token yielded when due; the first token (with the opening chunks) at TTFT.
 
     Due times count from `start` (the request's arrival; now when not given), so the time spent admitting
-    the request and sending the headers is part of the TTFT rather than added to it.
+    the request and sending the headers is part of the TTFT rather than added to it. With `cut_after`, the
+    body breaks off (`StreamCutFault`) right after that many token chunks: no finish, usage nor [DONE].
     """
     writer = ChunkWriter(generation)
     start = clock.now() if start is None else start
@@ -112,6 +144,8 @@ async def stream_events(
     pieces = generation.pieces
     last = len(pieces) - 1
     for i, piece in enumerate(pieces):
+        if i == cut_after:
+            raise StreamCutFault(f"the stream was cut after {i} of {len(pieces)} tokens")
         if i > 0:
             due += plan.gaps[i - 1]
         wait = start + due - clock.now()

@@ -87,7 +87,11 @@ BACKEND_LOG_COLUMNS: tuple[Column, ...] = (
     Column("operation", "str", "chat, completions or embeddings"),
     Column("stream", "bool", "streamed answer"),
     Column("status", "int", "HTTP status"),
-    Column("decision", "str", "ok, queued_then_ok, rate_limited_tokens, rate_limited_requests, ptu_over_capacity, ..."),
+    Column(
+        "decision",
+        "str",
+        "ok, queued_then_ok, cut_stream, rate_limited_tokens, rate_limited_requests, ptu_over_capacity, ...",
+    ),
     Column("estimate", "int", "the request's admission estimate, charged or not"),
     Column("estimate_charged", "int", "tokens charged at admission (0 when refused)"),
     Column("prompt_tokens", "int", "usage.prompt_tokens"),

@@ -124,6 +124,7 @@ class BackendDecision(StrEnum):
     PTU_OVER_CAPACITY = "ptu_over_capacity"
     OUTAGE = "outage"
     FAULT = "fault"  # an injected error (or 429)
+    CUT_STREAM = "cut_stream"  # admitted and streamed, then the connection was cut mid-way (an injected fault)
     BAD_REQUEST = "bad_request"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"

@@ -122,6 +122,20 @@ class Queueing(Section):
     max_wait: Duration = Field(10.0, description="longest wait; beyond it the request gets its 429 after all")
 
 
+class CutStreams(Section):
+    """Streamed answers whose connection ends mid-way: some chunks, then no finish chunk, no usage chunk and no
+    `data: [DONE]` (a network fault, or a proxy's idle or total timeout, in real life)."""
+
+    probability: float = Field(0.0, ge=0, le=1, description="share of streamed answers (of two tokens or more) cut")
+    after: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="share of the answer's tokens sent before the cut (rounded down; at least the first token, "
+        "never the last); the tokens sent are what the backend logs and charges",
+    )
+
+
 class Injected429(Section):
     """How an injected 429 (`error_rates: {429: ...}`) looks: like AOAI's own, with its tokens given back.
 
@@ -129,10 +143,11 @@ class Injected429(Section):
     1 s windows), hence a request-rate policy and a one-second wait by default.
     """
 
-    retry_after: Duration = Field(
+    retry_after: Duration | None = Field(
         1.0,
         description="the wait it advertises (retry-after, retry-after-ms); longer when the deployment's own "
-        "windows admit the request only later",
+        "windows admit the request only later. null sends neither header (nor a wait in the message), as some "
+        "AOAI-compatible servers and proxies answer: the gateway and the clients fall back on their own backoff",
     )
     policy_id: Annotated[str, StringConstraints(min_length=1)] = Field(
         "DeploymentRatelimit-Requests",
@@ -158,6 +173,12 @@ class FaultProfile(Section):
     outage: Outage | None = Field(None, description="a region outage window")
     long_retry_after: LongRetryAfter = Field(default_factory=LongRetryAfter, description="day-long Retry-After 429s")
     queueing: Queueing = Field(default_factory=Queueing, description="queue instead of answering 429")
+    cut_streams: CutStreams = Field(
+        default_factory=CutStreams,
+        description="streamed answers cut mid-way: the connection ends after `after` of the tokens (backend.jsonl "
+        "decision cut_stream); the gateway logs upstream_error and counts the tokens it relayed, the client "
+        "records a truncated_stream",
+    )
 
     @model_validator(mode="after")
     def _check_rates(self) -> FaultProfile:

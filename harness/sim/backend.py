@@ -50,6 +50,7 @@ class BackendAnswer:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     inter_token_s: float | None = None
+    cut: bool = False  # the stream's connection broke off after `completion_tokens` (the cut_streams fault)
 
 
 class SimBackend:
@@ -117,9 +118,16 @@ class SimBackend:
         first_token = now + plan.ttft
         streamed = row["stream"]
         gap = (plan.total - plan.ttft) / (completion - 1) if streamed and completion > 1 else None
-        row.update(ttft_s=plan.ttft, duration_s=end - arrived)
+        cut = served.cut_after
+        if cut is not None:  # the connection ends right after the chunk of the cut-th token
+            end = first_token + (gap or 0.0) * (cut - 1)
+            completion = cut
+        # a cut stream logs no first-token time, as the mock's (it logs one for a stream sent whole)
+        row.update(ttft_s=plan.ttft if cut is None else None, duration_s=end - arrived)
         # A stream's headers go out at admission, the rest when the whole answer is ready.
-        reply = BackendAnswer(200, headers, now if streamed else end, first_token, end, prompt, completion, gap)
+        reply = BackendAnswer(
+            200, headers, now if streamed else end, first_token, end, prompt, completion, gap, cut is not None
+        )
         self.scheduler.at(reply.headers_at, answer, reply)
         self.scheduler.at(end, self._finish, state, verdict, prompt + completion, row)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from harness.aoai.sse import BODY, STREAM_DONE, STREAM_USAGE_CHUNK
+from harness.aoai.sse import BODY, STREAM_CUT, STREAM_DONE, STREAM_USAGE_CHUNK
 from harness.aoai.validation import Invalid, check_request
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
@@ -228,7 +228,9 @@ class LogicalRequest:
         if reply.status == 200:
             self._read_usage(result, reply)
             if self.plan.stream:
-                result.stream_end = STREAM_DONE  # the mock always ends a stream with `data: [DONE]`
+                # the mock ends a stream with `data: [DONE]`, unless its connection is cut (a fault)
+                result.stream_end = STREAM_CUT if reply.cut else STREAM_DONE
+                result.truncated = reply.cut
         self._step(result)
 
     def _read_usage(self, result: AttemptResult, reply: GatewayReply) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -22,7 +22,7 @@ from harness.aoai.headers import CLIENT_REQUEST_ID
 from harness.aoai.sse import COUNTED_DELTAS, STREAM_USAGE, USAGE, Usage
 from harness.aoai.validation import Invalid
 from harness.clock import Clock
-from harness.gateway.breaker import BACKEND_TIMEOUT, CircuitBreaker, Transition
+from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, BACKEND_TIMEOUT, CircuitBreaker, Transition
 from harness.gateway.forwarding import DeploymentRoute, build_breakers, deployment_routes
 from harness.gateway.identity import Identifier
 from harness.gateway.log import GatewayLog
@@ -77,6 +77,7 @@ class GatewayReply:
     usage: dict[str, int] | None = None  # in the body or a stream's usage chunk
     inter_token_s: float | None = None
     streamed_tokens: int = 0  # completion tokens a stream carried
+    cut: bool = False  # the stream broke off before its end (the client's connection is aborted)
 
 
 class GatewayState:
@@ -254,12 +255,15 @@ class SimExchange:
 
     def _stream_ended(self, headers: dict[str, str], answer: BackendAnswer) -> None:
         measured = partial(self._stream_usage, answer)
+        # a cut: the member's connection broke off, as the live relay reads it (its breaker counts it)
+        cut = Failure(BACKEND_PROTOCOL_ERROR, 502, "the backend's answer broke off") if answer.cut else None
         with contextlib.suppress(StopIteration):  # the steps settle and log at the end of the stream
-            self._run.send(StreamEnd(measured))
+            self._run.send(StreamEnd(measured, cut))
         completion = answer.completion_tokens or 0
-        usage = self._body_usage(answer) if self.call.include_usage else None
+        usage = self._body_usage(answer) if self.call.include_usage and not answer.cut else None
         first_token = answer.first_token_at if answer.first_token_at is not None else answer.headers_at
-        self.reply(GatewayReply(200, headers, b"", first_token, answer.end_at, usage, answer.inter_token_s, completion))
+        reply = GatewayReply(200, headers, b"", first_token, answer.end_at, usage, answer.inter_token_s, completion)
+        self.reply(reply if not answer.cut else replace(reply, cut=True))
 
     def _reply_whole(self, reply: Reply) -> None:
         """A whole answer, at the time it is complete: a member's (with its usage when a 200) or the gateway's."""
@@ -272,7 +276,7 @@ class SimExchange:
 
     def _stream_usage(self, answer: BackendAnswer, prompt_estimate: int, model: str) -> Usage:
         """What the gateway counts of a stream: its usage chunk, else the deltas with its own prompt count."""
-        if self.call.include_usage:
+        if self.call.include_usage and not answer.cut:  # a cut stream never got to its usage chunk
             return self._usage(answer, STREAM_USAGE)
         return Usage(prompt_estimate, answer.completion_tokens or 0, COUNTED_DELTAS)
 

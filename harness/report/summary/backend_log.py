@@ -43,7 +43,7 @@ def lockout(backend: pd.DataFrame | None) -> Lockout | None:
             "key": backend["backend"].astype(str) + "/" + backend["deployment"].astype(str),
             "refused": by_requests,
             "free": by_requests & (backend["remaining_tokens"] >= estimate),
-            "admitted": decision.isin([BackendDecision.OK, BackendDecision.QUEUED_THEN_OK]),
+            "admitted": decision.isin([BackendDecision.OK, BackendDecision.QUEUED_THEN_OK, BackendDecision.CUT_STREAM]),
             "remaining": backend["remaining_tokens"],
         }
     )
