@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from tqdm import tqdm
@@ -75,7 +75,8 @@ from harness.report.recommend import (
     worst_case,
 )
 from harness.report.summary.build import summarize
-from harness.report.summary.schema import json_safe
+from harness.report.summary.load import run_info_summary
+from harness.report.summary.schema import Summary, json_safe
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration
@@ -223,7 +224,7 @@ class Run:
 
     seed: int
     run_dir: Path
-    summary: dict[str, Any] | None = None
+    summary: Summary | None = None
     exit_code: int | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -357,12 +358,11 @@ def run_sim(scenario_file: str, overrides: list[str], run: Run) -> None:
     (run.run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n", encoding="utf-8")
 
 
-def run_summary(run_dir: Path) -> dict[str, Any]:
-    """The summary the run stored in run.json as it ended (both engines do), else computed from its files."""
-    info_path = run_dir / "run.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
-    summary = info.get("summary") if isinstance(info, dict) else None
-    return summary if isinstance(summary, dict) else json_safe(summarize(load_run(run_dir)))
+def run_summary(run_dir: Path) -> Summary:
+    """The summary the run stored in run.json as it ended (both engines do; checked against the schema),
+    else computed from its files."""
+    stored = run_info_summary(run_dir / "run.json")
+    return stored if stored is not None else cast(Summary, json_safe(summarize(load_run(run_dir))))
 
 
 ENGINE_RUNNERS: dict[str, Callable[[str, list[str], Run], None]] = {"sim": run_sim, "live": run_live}

@@ -19,6 +19,7 @@ from typing import Any
 from harness.errors import CHECKS_FAILED_EXIT_CODE
 from harness.report.checks import evaluate_checks
 from harness.report.recommend import format_value, metric_value, numbers
+from harness.report.summary.schema import Summary
 from harness.scenario.checks import Checks
 from harness.scenario.objectives import Constraint
 
@@ -29,7 +30,7 @@ class LiveRun:
 
     run_dir: str
     seed: int
-    summary: dict[str, Any] | None
+    summary: Summary | None
     problems: list[str] = field(default_factory=list)
     exit_code: int | None = None
 

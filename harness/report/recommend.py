@@ -40,6 +40,7 @@ import yaml
 from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
 from harness.report.flat import flatten
 from harness.report.stats import Estimate, estimate
+from harness.report.summary.schema import Summary, SummaryBody
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration
 from harness.scenario.objectives import HEADLINE, PER_BACKEND, Constraint, Objective, unknown_metric
@@ -55,7 +56,7 @@ class PointRuns:
     label: str
     settings: dict[str, str]
     run_dirs: list[str]
-    summaries: list[dict[str, Any] | None]
+    summaries: list[Summary | None]
     checks: Checks = field(default_factory=Checks)
     problems: list[str] = field(default_factory=list)
     level: dict[str, str] = field(default_factory=dict)  # the varied inputs' values this point ran at
@@ -162,7 +163,7 @@ def numbers(summary: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def metric_value(summary: Mapping[str, Any], flat: dict[str, float | None], name: str) -> float | None:
+def metric_value(summary: SummaryBody, flat: dict[str, float | None], name: str) -> float | None:
     """One number of a run; a backend whose breaker never tripped has 0 trips (the summary leaves it out)."""
     if name in flat:
         return flat[name]
@@ -172,7 +173,7 @@ def metric_value(summary: Mapping[str, Any], flat: dict[str, float | None], name
     return None
 
 
-def known_metrics(summaries: list[dict[str, Any]]) -> set[str]:
+def known_metrics(summaries: list[Summary]) -> set[str]:
     """The metric names any of these summaries has (breaker counts for every backend when a gateway log exists)."""
     known: set[str] = set()
     for summary in summaries:
@@ -182,7 +183,7 @@ def known_metrics(summaries: list[dict[str, Any]]) -> set[str]:
     return known
 
 
-def check_metrics(objective: Objective, constraints: list[Constraint], summaries: list[dict[str, Any]]) -> None:
+def check_metrics(objective: Objective, constraints: list[Constraint], summaries: list[Summary]) -> None:
     """UsageError naming the first objective or constraint metric that none of the summaries has."""
     known = known_metrics(summaries)
     if objective.metric not in known:
@@ -192,7 +193,7 @@ def check_metrics(objective: Objective, constraints: list[Constraint], summaries
             raise unknown_metric(constraint.metric, "--constraint")
 
 
-def headline_names(summaries: list[dict[str, Any]]) -> list[str]:
+def headline_names(summaries: list[Summary]) -> list[str]:
     """The headline metrics these summaries have, fixed ones first, then per backend in the scenario's order."""
     known = known_metrics(summaries)
     backends: list[str] = []
@@ -473,7 +474,7 @@ def format_value(metric: str, value: float | None, *, delta: bool = False) -> st
     return f"{value:.3g}"
 
 
-def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def agreement(sim: dict[str, Estimate], live: Summary) -> dict[str, dict[str, Any]]:
     """Per metric: simulated mean ± CI against one live run, and whether the live value falls inside.
 
     `within_ci` compares with the CI of the simulated mean; `within_prediction` with the wider interval one
@@ -482,7 +483,7 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
     return agreement_over(sim, [live])
 
 
-def agreement_over(sim: dict[str, Estimate], lives: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def agreement_over(sim: dict[str, Estimate], lives: list[Summary]) -> dict[str, dict[str, Any]]:
     """`agreement` against the mean of several live runs; each row also keeps every live run's value.
 
     >>> row = agreement_over({"x.rate": estimate([0.1, 0.2])}, [{"x": {"rate": 0.1}}, {"x": {"rate": 0.3}}])["x.rate"]
