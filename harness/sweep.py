@@ -77,6 +77,7 @@ from harness.report.recommend import (
 from harness.report.summary.build import summarize
 from harness.report.summary.load import run_info_summary
 from harness.report.summary.schema import Summary, json_safe
+from harness.report.sweep_schema import AgreementRow, Confirmation, Recommendation
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration
@@ -520,7 +521,7 @@ def comparison_payload(
     sweep: SweepArgs,
     axes: dict[str, list[str]],
     candidates: list[Candidate],
-    recommendation: dict[str, Any] | None,
+    recommendation: Recommendation | None,
 ) -> dict[str, Any]:
     """The content of comparison.json."""
     q = f"{sweep.quantile:g}"
@@ -578,12 +579,12 @@ def confirm_runs(scenario_file: str, point: Point, times: int, out: Path) -> lis
 
 def confirm(
     scenario_file: str, candidates: list[Candidate], sweep: SweepArgs, out: Path, times: int
-) -> tuple[dict[str, Any], int]:
+) -> tuple[Confirmation, int]:
     """Run the best and the runner-up live, judge them, decide; comparison.json's `confirm` and the exit code."""
     order = ranked([c.rated for c in candidates], sweep.objective)[:2]
     chosen = [next(c for c in candidates if c.rated is r) for r in order]
     live: dict[str, LiveResult] = {}
-    agreements: dict[str, dict[str, dict[str, Any]]] = {}  # per setting: simulated vs live, number by number
+    agreements: dict[str, dict[str, AgreementRow]] = {}  # per setting: simulated vs live, number by number
     for candidate in chosen:
         label = candidate.rated.point.label
         runs = confirm_runs(scenario_file, candidate.point, times, out)
@@ -595,7 +596,7 @@ def confirm(
     decision = decide(labels, live, sweep.no_fail)
     pick = live[labels[0]]
     rows = agreements[labels[0]]
-    result = {
+    result: Confirmation = {
         "runs_per_setting": times,
         "pick": labels[0],
         "confirmed": decision.confirmed,
@@ -606,7 +607,7 @@ def confirm(
         "line": confirm_line(labels, live, decision),
         "held_runs": {label: [r.held_runs, len(r.runs)] for label, r in live.items()},
         "broken": [str(c.constraint) for c in pick.broken()],
-        "candidates": {label: r.as_json() | {"metrics": drawn[label]} for label, r in live.items()},
+        "candidates": {label: {**r.as_json(), "metrics": drawn[label]} for label, r in live.items()},
         "metrics": rows,
         "within_ci": sorted(n for n, r in rows.items() if r["within_ci"]),
         "outside_ci": sorted(n for n, r in rows.items() if r["within_ci"] is False),
@@ -713,7 +714,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_confirm(confirmed: dict[str, Any]) -> None:
+def _print_confirm(confirmed: Confirmation) -> None:
     print(confirmed["line"])
     rows = confirmed["metrics"]
     if rows:
