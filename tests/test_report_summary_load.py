@@ -138,7 +138,12 @@ def test_a_missing_section_or_key_is_refused(tmp_path: Path, section: str, key: 
         del data[section][key]
     file = write(tmp_path / "summary.json", data)
     field = section if key is None else f"{section}.{key}"
-    assert refusal(file).startswith(f"{file}: {field}: missing (written by an older harness?")
+    expected = f"{file}: {field}: missing (written by an older harness? `harness report RUN_DIR` writes it anew)"
+    assert refusal(file) == expected
+    run_json = write(tmp_path / "run.json", {"summary": data})
+    with pytest.raises(SummaryError) as caught:
+        run_info_summary(run_json)
+    assert str(caught.value) == f"{run_json}: summary.{field}: missing (written by an older harness?)"
 
 
 def test_not_json_names_the_line(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ the file and the first field that is wrong:
 
 What is checked, and why:
 - every section and key the schema declares must be there (none is marked NotRequired): a summary written
-  by an older harness that lacks a section is refused, not half-read; `harness report RUN_DIR` writes it
-  anew from the run's own files (records and logs), which is the only source of its numbers anyway;
+  by an older harness that lacks a section is refused, not half-read. For summary.json the error says
+  `harness report RUN_DIR` writes it anew from the run's own files (records and logs), the only source of its
+  numbers anyway; a sweep reads the summary its runs stored in run.json as they ended, never an older one;
 - values have the declared JSON type, strictly: a number for a float (an integer is a number), an integer
   for an int (not 1.5, not true), a string, a list, an object, or null where the schema allows None. Nothing
   is converted: the summary returned is the parsed JSON itself, so it is written back byte for byte;
@@ -48,7 +49,8 @@ _EXPECTED = {
     "none_required": "expected null",
     "finite_number": "expected a finite number",
 }
-_REREAD = "(written by an older harness? `harness report RUN_DIR` writes it anew from the run's files)"
+_OLDER = "written by an older harness?"
+_REPORT_AGAIN = "`harness report RUN_DIR` writes it anew"
 
 
 class SummaryError(HarnessError):
@@ -74,9 +76,9 @@ def _adapter() -> TypeAdapter[Summary]:
     return TypeAdapter(Summary)
 
 
-def summary_from(data: object, file: str | Path, field: str = "") -> Summary:
+def summary_from(data: object, file: str | Path, field: str = "", remedy: str = "") -> Summary:
     """`data` (parsed JSON) as a `Summary`, unchanged, once it matches the schema; `field` is where it sits in
-    `file` (e.g. run.json's `summary`), for the error line."""
+    `file` (e.g. run.json's `summary`), for the error line; `remedy` what to do about a missing key."""
     try:
         _adapter().validate_python(data, strict=True)
     except ValidationError as exc:
@@ -84,19 +86,21 @@ def summary_from(data: object, file: str | Path, field: str = "") -> Summary:
         where = _dotted([field] if field else [], first["loc"])
         kind = first["type"]
         if kind == "missing":
-            raise SummaryError(file, where, f"missing {_REREAD}") from None
+            why = f"{_OLDER} {remedy}" if remedy else _OLDER
+            raise SummaryError(file, where, f"missing ({why})") from None
         raise SummaryError(file, where, _EXPECTED.get(kind, str(first["msg"]).lower())) from None
     return cast(Summary, data)
 
 
 def load_summary(path: str | Path) -> Summary:
     """summary.json at `path`, checked (see the module's rules)."""
-    return summary_from(_read_json(path, "summary"), path)
+    return summary_from(_read_json(path, "summary"), path, remedy=_REPORT_AGAIN)
 
 
 def run_info_summary(path: str | Path) -> Summary | None:
     """The summary run.json at `path` stored as its run ended, checked; None when there is no run.json or
-    it holds no summary (a run whose summary could not be computed stores null)."""
+    it holds no summary (a run whose summary could not be computed stores null). The summary in run.json is
+    the one the run computed as it ended; nothing rewrites it, so a refused one means the run is refused."""
     if not Path(path).exists():
         return None
     info = _read_json(path, "run.json")
