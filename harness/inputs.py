@@ -32,6 +32,8 @@ POLICY_LIMIT = 4 * MiB  # APIM's own policy documents are limited to 256 KiB per
 BACKENDS_LIMIT = 16 * MiB
 TRACE_LIMIT = 512 * MiB  # exported request logs can be large; they are read row by row after this
 JWKS_LIMIT = 1 * MiB
+# summary.json, or run.json with the summary in it: the per-app and per-backend splits grow with the scenario
+SUMMARY_LIMIT = 64 * MiB
 
 
 class InputError(HarnessError):

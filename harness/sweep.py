@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from tqdm import tqdm
@@ -75,7 +75,9 @@ from harness.report.recommend import (
     worst_case,
 )
 from harness.report.summary.build import summarize
-from harness.report.summary.schema import json_safe
+from harness.report.summary.load import run_info_summary
+from harness.report.summary.schema import Summary, json_safe
+from harness.report.sweep_schema import AgreementRow, Confirmation, Recommendation
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration
@@ -223,7 +225,7 @@ class Run:
 
     seed: int
     run_dir: Path
-    summary: dict[str, Any] | None = None
+    summary: Summary | None = None
     exit_code: int | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -357,12 +359,11 @@ def run_sim(scenario_file: str, overrides: list[str], run: Run) -> None:
     (run.run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n", encoding="utf-8")
 
 
-def run_summary(run_dir: Path) -> dict[str, Any]:
-    """The summary the run stored in run.json as it ended (both engines do), else computed from its files."""
-    info_path = run_dir / "run.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
-    summary = info.get("summary") if isinstance(info, dict) else None
-    return summary if isinstance(summary, dict) else json_safe(summarize(load_run(run_dir)))
+def run_summary(run_dir: Path) -> Summary:
+    """The summary the run stored in run.json as it ended (both engines do; checked against the schema),
+    else computed from its files."""
+    stored = run_info_summary(run_dir / "run.json")
+    return stored if stored is not None else cast(Summary, json_safe(summarize(load_run(run_dir))))
 
 
 ENGINE_RUNNERS: dict[str, Callable[[str, list[str], Run], None]] = {"sim": run_sim, "live": run_live}
@@ -520,7 +521,7 @@ def comparison_payload(
     sweep: SweepArgs,
     axes: dict[str, list[str]],
     candidates: list[Candidate],
-    recommendation: dict[str, Any] | None,
+    recommendation: Recommendation | None,
 ) -> dict[str, Any]:
     """The content of comparison.json."""
     q = f"{sweep.quantile:g}"
@@ -578,12 +579,12 @@ def confirm_runs(scenario_file: str, point: Point, times: int, out: Path) -> lis
 
 def confirm(
     scenario_file: str, candidates: list[Candidate], sweep: SweepArgs, out: Path, times: int
-) -> tuple[dict[str, Any], int]:
+) -> tuple[Confirmation, int]:
     """Run the best and the runner-up live, judge them, decide; comparison.json's `confirm` and the exit code."""
     order = ranked([c.rated for c in candidates], sweep.objective)[:2]
     chosen = [next(c for c in candidates if c.rated is r) for r in order]
     live: dict[str, LiveResult] = {}
-    agreements: dict[str, dict[str, dict[str, Any]]] = {}  # per setting: simulated vs live, number by number
+    agreements: dict[str, dict[str, AgreementRow]] = {}  # per setting: simulated vs live, number by number
     for candidate in chosen:
         label = candidate.rated.point.label
         runs = confirm_runs(scenario_file, candidate.point, times, out)
@@ -595,7 +596,7 @@ def confirm(
     decision = decide(labels, live, sweep.no_fail)
     pick = live[labels[0]]
     rows = agreements[labels[0]]
-    result = {
+    result: Confirmation = {
         "runs_per_setting": times,
         "pick": labels[0],
         "confirmed": decision.confirmed,
@@ -606,7 +607,7 @@ def confirm(
         "line": confirm_line(labels, live, decision),
         "held_runs": {label: [r.held_runs, len(r.runs)] for label, r in live.items()},
         "broken": [str(c.constraint) for c in pick.broken()],
-        "candidates": {label: r.as_json() | {"metrics": drawn[label]} for label, r in live.items()},
+        "candidates": {label: {**r.as_json(), "metrics": drawn[label]} for label, r in live.items()},
         "metrics": rows,
         "within_ci": sorted(n for n, r in rows.items() if r["within_ci"]),
         "outside_ci": sorted(n for n, r in rows.items() if r["within_ci"] is False),
@@ -713,7 +714,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_confirm(confirmed: dict[str, Any]) -> None:
+def _print_confirm(confirmed: Confirmation) -> None:
     print(confirmed["line"])
     rows = confirmed["metrics"]
     if rows:

@@ -36,7 +36,7 @@ from harness.gateway.log import GatewayLog
 from harness.loadgen.transport import Transport
 from harness.mock.log import MemoryLog
 from harness.mock.pool import build_pool
-from harness.records.outcomes import BackendDecision, Decision, ErrorKind, GatewayOutcome
+from harness.records.outcomes import BackendDecision, Decision, ErrorKind, GatewayOutcome, WaitSource
 from harness.scenario import Scenario, load_scenario_text
 from harness.scenario.workload import App
 from harness.sim.backend import SimBackend
@@ -140,7 +140,7 @@ def _no_wait_told(gateway: Rows, backend: Rows, records: Rows) -> None:
     assert all(r["retry_after"] is None for r in backend + _requests(gateway))
     assert [r["decision"] for r in records] == [Decision.RETRY, Decision.RETRY, Decision.GIVE_UP]
     assert all("retry_after_s" not in r and "retry_after_ms" not in r for r in records)
-    assert {r["retry_wait_source"] for r in records[:2]} == {"backoff"}
+    assert {r["retry_wait_source"] for r in records[:2]} == {WaitSource.BACKOFF}
 
 
 KINDS = [

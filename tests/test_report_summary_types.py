@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, get_args, get_origin, get_type_hints
 
 from test_report_cost import write_run as write_priced_run
 from test_report_metrics import write_synthetic_run
+from typing_extensions import is_typeddict  # the schema's TypedDicts are typing_extensions' (pydantic reads those)
 
 from harness.report.html import write_report
 from harness.report.load import load_run

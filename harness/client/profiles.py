@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from harness.aoai.retry_after import http_date
+from harness.records.outcomes import WaitSource
 
 # The openai Python SDK's constants (openai/_constants.py); the honour cap changed in 2.52.
 INITIAL_RETRY_DELAY = 0.5
@@ -51,7 +52,7 @@ class ResponseInfo:
 class RetryDecision:
     """Retry after `wait_s` scenario seconds, or stop; `source` says where the wait came from.
 
-    source is "retry-after-ms" or "retry-after" when a server header was honoured, "backoff" for the
+    source (a `WaitSource`) is retry-after-ms or retry-after when a server header was honoured, backoff for the
     client's own exponential backoff, and "" when there is no retry.
     """
 
@@ -88,7 +89,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel:
     >>> parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:20 GMT", "date": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0, None)
     (20.0, 'retry-after')
     """
-    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+    for header, divisor in ((WaitSource.RETRY_AFTER_MS, 1000.0), (WaitSource.RETRY_AFTER, 1.0)):
         value = headers.get(header)
         if value is None:
             continue
@@ -109,7 +110,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel:
     # Counted from the answer's own Date: both dates are the server's clock, so the wait is right at every time
     # scale and however late the answer is read; `now` (the client's clock) only when the answer has no Date.
     dated = http_date(headers.get("date"))
-    return when - (now if dated is None else dated), "retry-after"
+    return when - (now if dated is None else dated), WaitSource.RETRY_AFTER
 
 
 def retryable_status(status: int) -> bool:
@@ -166,7 +167,7 @@ class CustomRetry:
                 return RetryDecision(False, reason=self._why_not(response, delay), gave_up=above_cap)
         if header and math.isfinite(delay) and 0 < delay <= self.honour_cap:
             return RetryDecision(True, delay, header, reason="server wait honoured")
-        return RetryDecision(True, self._backoff(retries_taken), "backoff", reason="own backoff")
+        return RetryDecision(True, self._backoff(retries_taken), WaitSource.BACKOFF, reason="own backoff")
 
     def _should_retry(self, response: ResponseInfo, delay: float) -> bool:
         if self.give_up_above_cap and math.isfinite(delay) and delay > self.honour_cap:
@@ -233,12 +234,13 @@ class AzureOpenAIBenchmark:
         if response.status != 429:
             return RetryDecision(False, reason="only 429 is retried")
         ms = response.headers.get("retry-after-ms")
+        source: str  # a WaitSource, or empty when the header says nothing usable
         try:
-            wait, source = float(ms) / 1000.0 if ms is not None else math.nan, "retry-after-ms"
+            wait, source = float(ms) / 1000.0 if ms is not None else math.nan, WaitSource.RETRY_AFTER_MS
         except ValueError:
             wait, source = math.nan, ""
         if not (math.isfinite(wait) and wait >= 0):
-            wait, source = self.rng.uniform(0, min(60.0, 2.0 ** (attempt - 1))), "backoff"
+            wait, source = self.rng.uniform(0, min(60.0, 2.0 ** (attempt - 1))), WaitSource.BACKOFF
         if response.waited_s + wait > self.max_total_wait:
             return RetryDecision(False, reason=f"would wait more than {self.max_total_wait:g} s in total", gave_up=True)
         return RetryDecision(True, wait, source, reason="429 retried")

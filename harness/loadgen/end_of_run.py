@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gevent
 from locust.runners import WorkerRunner
@@ -28,6 +28,7 @@ from harness.workload.rundir import iso, write_run_json
 
 if TYPE_CHECKING:
     from harness.report.load import RunData
+    from harness.report.summary.schema import Summary
 
 
 def finish_run(environment: Any, **_: Any) -> None:
@@ -124,7 +125,7 @@ def ended_by(run: LoadRun, ran_s: float) -> EndedBy:
     return EndedBy.COMPLETED if ran_s >= planned - run.clock.scale else EndedBy.STOPPED
 
 
-def _summarize(run_dir: Path) -> tuple[RunData | None, dict[str, Any] | None]:
+def _summarize(run_dir: Path) -> tuple[RunData | None, Summary | None]:
     """The run as the report reads it, and its summary: the one source of the console, checks and report."""
     # imported here: pandas is for the end of a run, not for Locust's start-up
     from harness.report.load import load_run
@@ -133,13 +134,13 @@ def _summarize(run_dir: Path) -> tuple[RunData | None, dict[str, Any] | None]:
 
     try:
         run = load_run(run_dir)
-        return run, json_safe(summarize(run))
+        return run, cast("Summary", json_safe(summarize(run)))
     except HarnessError as exc:
         print(f"summary: not computed: {exc}")
         return None, None
 
 
-def _write_report(run: RunData, summary: dict[str, Any] | None) -> None:
+def _write_report(run: RunData, summary: Summary | None) -> None:
     from harness.report.html import write_report
 
     try:

@@ -29,7 +29,7 @@ from typing import Any
 
 from harness.clock import Clock
 from harness.records import RECORD_FIELDS, RECORD_KINDS, parse_cell
-from harness.records.outcomes import CAUSE_NAMES, THROTTLING_KINDS, Decision
+from harness.records.outcomes import CAUSE_NAMES, THROTTLING_KINDS, Decision, WaitSource
 
 WINDOW_WALL_S = 10.0
 PTU_POINTS_KEPT = 600  # per PTU deployment, one utilization point per wall second: the chart's last ten minutes
@@ -86,7 +86,7 @@ def reaction_of(record: dict[str, Any]) -> str | None:
         source = record.get("retry_wait_source") or ""
         if not record.get("retry_wait_s"):
             return "retried_at_once"
-        return "own_backoff" if source == "backoff" else "waited_retry_after"
+        return "own_backoff" if source == WaitSource.BACKOFF else "waited_retry_after"
     if decision == Decision.GIVE_UP:
         return "gave_up"
     if decision == Decision.FAIL:

@@ -97,6 +97,15 @@ class Decision(StrEnum):
     FAIL = "fail"  # a failure the profile does not retry
 
 
+class WaitSource(StrEnum):
+    """Where the wait before a retry came from (records.csv's `retry_wait_source`): a server header, or the
+    client's own backoff."""
+
+    RETRY_AFTER_MS = "retry-after-ms"
+    RETRY_AFTER = "retry-after"
+    BACKOFF = "backoff"
+
+
 class GatewayOutcome(StrEnum):
     """A gateway.jsonl request row's `outcome`: the answer relayed, or the gateway's own refusal."""
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from harness.errors import CHECKS_FAILED_EXIT_CODE
 from harness.report.checks import evaluate_checks
 from harness.report.recommend import format_value, metric_value, numbers
+from harness.report.summary.schema import Summary
+from harness.report.sweep_schema import Confirmation, LiveVerdict
 from harness.scenario.checks import Checks
 from harness.scenario.objectives import Constraint
 
@@ -29,7 +30,7 @@ class LiveRun:
 
     run_dir: str
     seed: int
-    summary: dict[str, Any] | None
+    summary: Summary | None
     problems: list[str] = field(default_factory=list)
     exit_code: int | None = None
 
@@ -86,12 +87,17 @@ class LiveResult:
     def broken(self) -> list[ConstraintLive]:
         return [c for c in self.per_constraint.values() if not c.held]
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> LiveVerdict:
         measured = [v for v in self.objective_values if v is not None]
         return {
             "runs": [
-                {"run_dir": r.run_dir, "seed": r.seed, "exit_code": r.exit_code, "problems": r.problems}
-                | {"values": {n: c.values[i] for n, c in self.per_constraint.items()}}
+                {
+                    "run_dir": r.run_dir,
+                    "seed": r.seed,
+                    "exit_code": r.exit_code,
+                    "problems": r.problems,
+                    "values": {n: c.values[i] for n, c in self.per_constraint.items()},
+                }
                 for i, r in enumerate(self.runs)
             ],
             "constraints_met": self.held,
@@ -182,7 +188,7 @@ def confirm_line(order: list[str], live: dict[str, LiveResult], decision: Decisi
     return line + "no setting held live, nothing to recommend" + (f" ({tail})" if tail else "")
 
 
-def confirm_headline(confirm: dict[str, Any]) -> str:
+def confirm_headline(confirm: Confirmation) -> str:
     """The first line of compare.html when a sweep was confirmed live (from comparison.json's `confirm`).
 
     >>> confirm_headline({"confirmed": True, "final": "PT1M", "pick": "PT1M", "held_runs": {"PT1M": [3, 3]}})

@@ -12,6 +12,7 @@ import textwrap
 from typing import Any
 
 from harness.records.outcomes import OUTCOME_LABELS, THROTTLING
+from harness.report.summary.schema import Summary
 from harness.report.units import percent
 from harness.report.verdict import shared_state_lost
 
@@ -26,7 +27,7 @@ def _how(engine: str | None, scale: float | None) -> str:
     return f"at time scale {'-' if scale is None else f'{scale:g}'}"
 
 
-def format_console_summary(summary: dict[str, Any]) -> str:
+def format_console_summary(summary: Summary) -> str:
     """A short table of the run's headline numbers for the console; `-` for what could not be measured."""
     req = summary["requests"]
     requests = f"{req['logical']} ({req['attempts']} attempts"
@@ -54,8 +55,9 @@ def format_console_summary(summary: dict[str, Any]) -> str:
         ("client profile(s)", ", ".join(run["client_profiles"]) or "unknown"),
         ("scenario time", f"{_seconds(run['duration_s'])} {_how(run.get('engine'), scale)}"),
     ]
-    if run.get("shared_state_lost"):
-        rows.append(("shared state", shared_state_lost(run["shared_state_lost"])))
+    lost = run.get("shared_state_lost")
+    if lost:
+        rows.append(("shared state", shared_state_lost(lost)))
     offered = run.get("offered_load")
     if offered and offered.get("offered_share") is not None:
         rows.append(("load offered", f"{_percent(offered['offered_share'])} of the planned user-seconds"))
@@ -65,7 +67,8 @@ def format_console_summary(summary: dict[str, Any]) -> str:
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 40)
     table = [f"{name:<{width}}  {value}" for name, value in rows]
-    opening = [run["question"]] if run.get("question") else []
+    question = run.get("question")
+    opening = [question] if question else []
     if offered and offered.get("short"):
         opening.insert(0, offered_load_warning(offered).upper()[:1] + offered_load_warning(offered)[1:])
     answer = textwrap.wrap(" ".join(summary.get("verdict", [])), width + 40)

@@ -40,6 +40,8 @@ import yaml
 from harness.report.checks import CHECKED_NUMBERS, evaluate_checks
 from harness.report.flat import flatten
 from harness.report.stats import Estimate, estimate
+from harness.report.summary.schema import Summary, SummaryBody
+from harness.report.sweep_schema import AgreementRow, MarginFigures, Recommendation
 from harness.scenario.checks import Checks
 from harness.scenario.common import parse_duration
 from harness.scenario.objectives import HEADLINE, PER_BACKEND, Constraint, Objective, unknown_metric
@@ -55,7 +57,7 @@ class PointRuns:
     label: str
     settings: dict[str, str]
     run_dirs: list[str]
-    summaries: list[dict[str, Any] | None]
+    summaries: list[Summary | None]
     checks: Checks = field(default_factory=Checks)
     problems: list[str] = field(default_factory=list)
     level: dict[str, str] = field(default_factory=dict)  # the varied inputs' values this point ran at
@@ -112,7 +114,7 @@ class Margin:
             f"({format_value(metric, abs(room), delta=True)} {side}), {broke}"
         )
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> MarginFigures:
         return {
             "mean": self.mean,
             "bound": self.bound,
@@ -162,7 +164,7 @@ def numbers(summary: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def metric_value(summary: Mapping[str, Any], flat: dict[str, float | None], name: str) -> float | None:
+def metric_value(summary: SummaryBody, flat: dict[str, float | None], name: str) -> float | None:
     """One number of a run; a backend whose breaker never tripped has 0 trips (the summary leaves it out)."""
     if name in flat:
         return flat[name]
@@ -172,7 +174,7 @@ def metric_value(summary: Mapping[str, Any], flat: dict[str, float | None], name
     return None
 
 
-def known_metrics(summaries: list[dict[str, Any]]) -> set[str]:
+def known_metrics(summaries: list[Summary]) -> set[str]:
     """The metric names any of these summaries has (breaker counts for every backend when a gateway log exists)."""
     known: set[str] = set()
     for summary in summaries:
@@ -182,7 +184,7 @@ def known_metrics(summaries: list[dict[str, Any]]) -> set[str]:
     return known
 
 
-def check_metrics(objective: Objective, constraints: list[Constraint], summaries: list[dict[str, Any]]) -> None:
+def check_metrics(objective: Objective, constraints: list[Constraint], summaries: list[Summary]) -> None:
     """UsageError naming the first objective or constraint metric that none of the summaries has."""
     known = known_metrics(summaries)
     if objective.metric not in known:
@@ -192,7 +194,7 @@ def check_metrics(objective: Objective, constraints: list[Constraint], summaries
             raise unknown_metric(constraint.metric, "--constraint")
 
 
-def headline_names(summaries: list[dict[str, Any]]) -> list[str]:
+def headline_names(summaries: list[Summary]) -> list[str]:
     """The headline metrics these summaries have, fixed ones first, then per backend in the scenario's order."""
     known = known_metrics(summaries)
     backends: list[str] = []
@@ -345,7 +347,7 @@ def _order_key(text: str) -> float | None:
     return None
 
 
-def recommend(rated: list[RatedPoint], objective: Objective, axes: dict[str, list[str]]) -> dict[str, Any] | None:
+def recommend(rated: list[RatedPoint], objective: Objective, axes: dict[str, list[str]]) -> Recommendation | None:
     """The recommendation of comparison.json (see the module's rules); None when no run produced records."""
     order = ranked(rated, objective)
     if not order:
@@ -355,7 +357,7 @@ def recommend(rated: list[RatedPoint], objective: Objective, axes: dict[str, lis
     within_noise = False if runner_up is None else mine.overlaps(runner_up.metrics[objective.metric])
     near = [r.point.label for r in order[1:] if mine.overlaps(r.metrics[objective.metric])]
     hints = edge_hints(best.point.settings, axes)
-    result: dict[str, Any] = {
+    result: Recommendation = {
         "setting": best.point.settings,
         "label": best.point.label,
         "objective": str(objective),
@@ -384,7 +386,7 @@ def recommend(rated: list[RatedPoint], objective: Objective, axes: dict[str, lis
     return result
 
 
-def _why(rated: list[RatedPoint], order: list[RatedPoint], objective: Objective, rec: dict[str, Any]) -> str:
+def _why(rated: list[RatedPoint], order: list[RatedPoint], objective: Objective, rec: Recommendation) -> str:
     best = order[0]
     metric = objective.metric
     est = best.metrics[metric]
@@ -473,7 +475,7 @@ def format_value(metric: str, value: float | None, *, delta: bool = False) -> st
     return f"{value:.3g}"
 
 
-def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def agreement(sim: dict[str, Estimate], live: Summary) -> dict[str, AgreementRow]:
     """Per metric: simulated mean ± CI against one live run, and whether the live value falls inside.
 
     `within_ci` compares with the CI of the simulated mean; `within_prediction` with the wider interval one
@@ -482,7 +484,7 @@ def agreement(sim: dict[str, Estimate], live: dict[str, Any]) -> dict[str, dict[
     return agreement_over(sim, [live])
 
 
-def agreement_over(sim: dict[str, Estimate], lives: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def agreement_over(sim: dict[str, Estimate], lives: list[Summary]) -> dict[str, AgreementRow]:
     """`agreement` against the mean of several live runs; each row also keeps every live run's value.
 
     >>> row = agreement_over({"x.rate": estimate([0.1, 0.2])}, [{"x": {"rate": 0.1}}, {"x": {"rate": 0.3}}])["x.rate"]
@@ -490,7 +492,7 @@ def agreement_over(sim: dict[str, Estimate], lives: list[dict[str, Any]]) -> dic
     (0.2, [0.1, 0.3], 2)
     """
     flats = [(live, numbers(live)) for live in lives]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, AgreementRow] = {}
     for name, est in sim.items():
         values = [metric_value(live, flat, name) for live, flat in flats]
         measured = [v for v in values if v is not None]
@@ -512,7 +514,7 @@ def agreement_over(sim: dict[str, Estimate], lives: list[dict[str, Any]]) -> dic
     return out
 
 
-def describe_agreement(name: str, row: dict[str, Any]) -> str:
+def describe_agreement(name: str, row: AgreementRow) -> str:
     """One line per metric for the console: sim mean ± CI, the live value, and how far apart they are."""
     sim = mean_ci_text(name, row["sim_mean"], row["sim_ci95"], row["sim_runs"])
     runs = row.get("live_runs", 1)
@@ -520,17 +522,18 @@ def describe_agreement(name: str, row: dict[str, Any]) -> str:
     return f"{name}: sim {sim}, live {live}: {verdict(name, row)}"
 
 
-def verdict(name: str, row: dict[str, Any]) -> str:
+def verdict(name: str, row: AgreementRow) -> str:
     """Whether the live value of an agreement row is within the simulated CI, or by how much it differs."""
     if row["diff"] is None:
         return "cannot compare"
     by = format_value(name, row["diff"], delta=True)
     pct = "" if row["diff_pct"] is None else f", {row['diff_pct']:+.1f} %"
-    if row["within_ci"] is None:
+    ci95 = row["sim_ci95"]
+    if row["within_ci"] is None or ci95 is None:  # within_ci is None exactly when the CI is
         return f"differs by {by}{pct} (one simulated run: no CI)"
     if row["within_ci"]:
         return "within the sim CI"
-    outside = format_value(name, abs(row["diff"]) - row["sim_ci95"], delta=True)
+    outside = format_value(name, abs(row["diff"]) - ci95, delta=True)
     text = f"outside the sim CI by {outside} (differs by {by}{pct})"
     if row["within_prediction"]:
         text += ", within the spread of single simulated runs"

@@ -20,6 +20,7 @@ from matplotlib.ticker import PercentFormatter
 from harness.report.confirm import confirm_headline
 from harness.report.html import img_tag, png_bytes, table
 from harness.report.recommend import format_value, mean_ci_text, verdict
+from harness.report.sweep_schema import Confirmation, Recommendation
 from harness.scenario.objectives import HEADLINE, PER_BACKEND
 
 RECOMMENDED_COLOR = "#d62728"
@@ -153,7 +154,7 @@ def draw_all(sweep: dict[str, Any], first_backend: str | None) -> dict[str, byte
 
 def section(sweep: dict[str, Any], images: dict[str, bytes]) -> str:
     """The sweep's part of compare.html, above the runs side by side."""
-    rec = sweep.get("recommendation")
+    rec: Recommendation | None = sweep.get("recommendation")
     constraints = ", ".join(sweep["constraints"]) or "none"
     confirmed = rec.get("confirm") if rec else None
     parts = [f"<h1>{html.escape(confirm_headline(confirmed))}</h1>"] if confirmed else []
@@ -218,7 +219,7 @@ def _values_text(constraint: str, values: list[float | None]) -> str:
     return ", ".join("no records" if v is None else format_value(metric, v) for v in values)
 
 
-def _confirm_section(confirmed: dict[str, Any]) -> str:
+def _confirm_section(confirmed: Confirmation) -> str:
     runs = confirmed["runs_per_setting"]
     parts = [
         "<h2>Live confirmation</h2>",

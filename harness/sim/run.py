@@ -156,10 +156,13 @@ def _summarize(run_dir: Path, info: dict[str, Any], scenario: Scenario, report: 
 def run(args: argparse.Namespace) -> int:
     """`harness simulate --scenario FILE [--set PATH=VALUE ...] [--run-dir DIR] [--no-report]`."""
     from harness.report.console import format_console_summary
+    from harness.report.summary.load import run_info_summary
 
     run_dir = simulate(args.scenario, list(args.overrides), args.run_dir, report=not args.no_report)
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    print(format_console_summary(info["summary"]))
+    summary = run_info_summary(run_dir / "run.json")
+    assert summary is not None  # simulate stores the summary it computed
+    print(format_console_summary(summary))
     for line in info["checks"]:
         print(line)
     print(

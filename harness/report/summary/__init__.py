@@ -1,8 +1,9 @@
 """summary.json: the headline numbers of a run, computed with pandas from the records and the two server logs.
 
-One module per section (`run_facts`, `requests`, `retries`, `latency`, `splits`, `breaker`, `backend_log`,
-`chargeback`; the cost is `harness.report.cost`), their shapes in `types`, the records as they all read
-them in `frame`, the time windows in `windows`; `build.summarize` assembles them in summary.json's order.
+One module per section (`run_facts`, `traffic`, `retries`, `latency`, `splits`, `breaker`, `backend_log`,
+`chargeback`; the cost is `harness.report.cost`), their shapes in `schema`, the records as they all read
+them in `frame`, the time windows in `windows`; `build.summarize` assembles them in summary.json's order,
+and `load` reads a summary back from JSON, checked against the shapes.
 
 Definitions (the report and summary.json use these, and only these):
 - outcome of an attempt: `success` (no error kind, status 1-399), `gateway_token_limit` (429),

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness.records import LOAD_STARTED_AT, SCENARIO_SECONDS
-from harness.records.outcomes import OTHER_ERROR, OUTCOMES, SUCCESS, THROTTLING_KINDS, Decision
+from harness.records.outcomes import OTHER_ERROR, OUTCOMES, SUCCESS, THROTTLING_KINDS, Decision, WaitSource
 from harness.report.load import RunData, finite_or_none
 from harness.report.summary.schema import Percentiles
 
@@ -100,8 +100,8 @@ def reactions(records: pd.DataFrame) -> pd.Series:
     retried = decision == Decision.RETRY
     reaction = np.select(
         [
-            retried & source.isin(["retry-after-ms", "retry-after"]),
-            retried & (source == "backoff"),
+            retried & source.isin([WaitSource.RETRY_AFTER_MS, WaitSource.RETRY_AFTER]),
+            retried & (source == WaitSource.BACKOFF),
             retried,
             decision.isin([Decision.GIVE_UP, Decision.FAIL]),
         ],

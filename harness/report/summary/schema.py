@@ -5,15 +5,20 @@ reader (the report, the console table, the verdict, `checks:`, comparisons, swee
 it by key, often generically (flattened into dotted metric names, looked up by a name the user wrote).
 It is also read back from run.json and sweep results, where it is plain JSON. A TypedDict is that same
 plain dict at run time: summary.json stays byte-identical with no conversion step, a summary read back
-from JSON is one `cast` away from being typed, and mypy checks every key a reader names. A dataclass
+from JSON is one check away from being typed, and mypy checks every key a reader names. A dataclass
 would force every reader to change to attribute access at once and add a from-JSON parser besides.
 `to_json` is therefore the identity (`json_safe` only turns numpy scalars and NaN into JSON).
+
+They are typing_extensions' TypedDicts because pydantic validates only those on Python < 3.12: a summary read
+back from JSON is checked against these same classes (`load`), not against a second copy of the shape.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 
 
 class Percentiles(TypedDict):
