@@ -202,7 +202,8 @@ class LogicalRequest:
         )
         pending = _Pending(callers.scheduler.clock.now())
         callers.gateway.handle(call, lambda reply: self._answered(pending, reply), self.user.name)
-        callers.scheduler.after(callers.settings.timeout_s, self._timed_out, pending)
+        if not pending.done:  # most refusals are answered at once: no timeout left to wait out
+            callers.scheduler.after(callers.settings.timeout_s, self._timed_out, pending)
 
     def _timed_out(self, pending: _Pending) -> None:
         if not pending.done:
