@@ -85,9 +85,9 @@ def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel:
     numeric overflow to infinity into a finite value just above its cap.
 
     >>> parse_retry_after({"retry-after-ms": "1500", "retry-after": "2"}, 0.0, None)
-    (1.5, 'retry-after-ms')
+    (1.5, <WaitSource.RETRY_AFTER_MS: 'retry-after-ms'>)
     >>> parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:20 GMT", "date": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0, None)
-    (20.0, 'retry-after')
+    (20.0, <WaitSource.RETRY_AFTER: 'retry-after'>)
     """
     for header, divisor in ((WaitSource.RETRY_AFTER_MS, 1000.0), (WaitSource.RETRY_AFTER, 1.0)):
         value = headers.get(header)
@@ -250,7 +250,7 @@ def profile_for(name: str, rng: random.Random | None = None, **settings: float |
     """The profile called `name`; `settings` configure `custom` (max_retries, backoff_base, honour_cap, ...).
 
     >>> profile_for("openai-python-legacy").decide(1, ResponseInfo(429, {"retry-after": "90"})).source
-    'backoff'
+    <WaitSource.BACKOFF: 'backoff'>
     """
     rng = rng or random.Random()
     if name == "none":
