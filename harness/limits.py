@@ -24,7 +24,7 @@ from harness.clock import Clock
 _COMPACT_AFTER = 64  # expired buckets dropped from the front at once, not one by one
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Decision:
     """The outcome of asking a limiter for `amount` units."""
 

@@ -65,3 +65,26 @@ def test_fast_cells_write_what_format_cell_writes() -> None:
     record = {name: values[i % len(values)] for i, name in enumerate(RECORD_FIELDS)}
     fast = ["" if cell is None else str(cell) for cell in record_cells(record)]
     assert fast == [format_cell(record.get(name)) for name in RECORD_FIELDS]
+
+
+def test_float_cells_are_the_repr_of_the_value_rounded_to_six_places() -> None:
+    """`float_cell` writes what `repr(round(v, 6))` writes, for the values records hold (times since the epoch,
+    latencies, waits, percentages) and for arbitrary doubles, edges of its fast range included."""
+    import random
+    import struct
+
+    from harness.records.attempts import float_cell
+
+    rng = random.Random(7)
+    values = [0.0, -0.0, 1e-4, -1e-4, 0.99999e-4, 0.00005, 2.0**33, 2.0**33 - 2**-20, 8.6e9, 1e16, 1.5e300, 5e-324]
+    values += [float("inf"), float("-inf")]
+    for _ in range(20_000):
+        values.append(1_767_225_600 + rng.uniform(0, 86_400 * 30))  # scenario and wall times
+        values.append(rng.uniform(0, 120))  # latencies and waits
+        values.append(rng.randint(0, 10**7) / 10 ** rng.randint(0, 9))  # decimals of every length
+        values.append(rng.uniform(-1e-3, 1e-3))
+        bits = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+        if bits == bits:
+            values.append(bits)
+    mismatches = [v for v in values if float_cell(v) != repr(round(v, 6))]
+    assert mismatches == []

@@ -10,6 +10,8 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from harness.compact_json import to_bytes
+
 JSON = "application/json"
 INVALID_REQUEST = "invalid_request_error"  # the `type` of every 400 about the request itself
 
@@ -17,13 +19,13 @@ INVALID_REQUEST = "invalid_request_error"  # the `type` of every 400 about the r
 def error_body(code: str, message: str, **extra: Any) -> bytes:
     if not extra:
         return _plain_error_body(code, message)
-    return json.dumps({"error": {"code": code, "message": message, **extra}}, separators=(",", ":")).encode()
+    return to_bytes({"error": {"code": code, "message": message, **extra}})
 
 
 @lru_cache(maxsize=1024)
 def _plain_error_body(code: str, message: str) -> bytes:
     # a few refusals repeat all run long (the same limit, the same wait): encoded once each
-    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+    return to_bytes({"error": {"code": code, "message": message}})
 
 
 def invalid_request_body(code: str, message: str, param: str | None) -> bytes:
@@ -56,4 +58,4 @@ def apim_error_body(status: int, message: str) -> bytes:
     >>> apim_error_body(401, "Access denied.")
     b'{"statusCode":401,"message":"Access denied."}'
     """
-    return json.dumps({"statusCode": status, "message": message}, separators=(",", ":")).encode()
+    return to_bytes({"statusCode": status, "message": message})

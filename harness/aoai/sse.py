@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.compact_json import to_text
 from harness.tokens import count_text_tokens
 
 DONE = "[DONE]"
@@ -36,7 +37,7 @@ def frame(data: str) -> bytes:
 
 def event(payload: Mapping[str, Any]) -> bytes:
     """An event carrying `payload` as compact JSON."""
-    return frame(json.dumps(payload, separators=(",", ":")))
+    return frame(to_text(payload))
 
 
 DONE_FRAME = frame(DONE)
@@ -67,7 +68,7 @@ BODY = "body"
 STREAM_USAGE_CHUNK = "stream_usage_chunk"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Usage:
     """Tokens one request consumed, and where the numbers came from."""
 
@@ -93,7 +94,7 @@ def body_usage(body: bytes) -> dict[str, Any] | None:
     return usage if usage is not None else answer_of_body(body).usage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Answer:
     """What a client reports of an answer besides its text: usage as sent, the answer's id and model, and why
     each choice stopped (empty strings and tuple when the answer does not say)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptResult:
     """What came back from one attempt (status 0 and `error` set when no response arrived)."""
 

@@ -95,21 +95,22 @@ def capture(headers: Mapping[str, str], names: GatewayHeaderNames = DEFAULT_GATE
     millis = retry_after_ms(headers)
     if millis is not None:
         fields["retry_after_ms"] = millis
+    # Most answers carry few of these headers: the absent ones cost a lookup each, not a parse.
     for field_name, header in _FLOAT_FIELDS.items():
-        value = _number(headers.get(header), float)
-        if value is not None:
+        text = headers.get(header)
+        if text is not None and (value := _number(text, float)) is not None:
             fields[field_name] = value
     for field_name, header in _INT_FIELDS.items():
-        value = _number(headers.get(header), int)
-        if value is not None:
+        text = headers.get(header)
+        if text is not None and (value := _number(text, int)) is not None:
             fields[field_name] = value
     for field_name, header in (
         ("gateway_remaining_tokens", names.remaining_tokens),
         ("gateway_remaining_quota", names.remaining_quota),
         ("gateway_tokens_consumed", names.tokens_consumed),
     ):
-        value = _number(headers.get(header), int)
-        if value is not None:
+        text = headers.get(header)
+        if text is not None and (value := _number(text, int)) is not None:
             fields[field_name] = value
     for field_name, header in _TEXT_FIELDS.items():
         text = headers.get(header)

@@ -32,7 +32,7 @@ CURRENT_MAX_RETRY_AFTER = 120.0
 PROFILE_NAMES = ("none", "openai-python-legacy", "openai-python", "custom", "azure-openai-benchmark")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class ResponseInfo:
     """What a client can see of one attempt: the status (0 when no response came) and lower-cased headers.
 
@@ -48,7 +48,7 @@ class ResponseInfo:
     waited_s: float = 0.0  # scenario seconds this logical request has already spent waiting to retry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class RetryDecision:
     """Retry after `wait_s` scenario seconds, or stop; `source` says where the wait came from.
 

@@ -73,7 +73,7 @@ def deployment_routes(
     return routes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Refusal:
     """An answer the gateway makes itself: status, AOAI error code, message, log outcome and Retry-After."""
 

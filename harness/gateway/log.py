@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from harness.compact_json import to_text
 from harness.gateway.breaker import Transition
 from harness.records import breaker_row
 
@@ -25,8 +25,7 @@ FLUSH_EVERY_WALL_SECONDS = 1.0
 # Rows built, serialized or written between two turns of the event loop while flushing: a fraction of a millisecond.
 FLUSH_SLICE_ROWS = 128
 
-# One encoder for every row: json.dumps with options builds a new JSONEncoder at each call.
-encode_row = json.JSONEncoder(separators=(",", ":"), default=str).encode
+encode_row = to_text
 
 
 class GatewayLog:

@@ -56,7 +56,7 @@ class ReadBody:
 READ_BODY = ReadBody()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Send:
     """Send the request to pool member `member`: sent back its `Upstream` answer (headers) or a `Failure`."""
 
@@ -87,7 +87,7 @@ class AwaitFirstChunk:
 AWAIT_FIRST_CHUNK = AwaitFirstChunk()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Relay:
     """Answer 200 with `headers` and relay the member's stream to its end: sent back a `StreamEnd`."""
 
@@ -97,7 +97,7 @@ class Relay:
 Effect = ReadBody | Send | Discard | ReadAnswer | AwaitFirstChunk | Relay
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class RequestBody:
     """The client's parsed body; for a model, how its prompt counts and why AOAI would refuse it (None: it
     would not). The simulator caches both per body shape; the server works them out per request."""
@@ -107,7 +107,7 @@ class RequestBody:
     invalid: Callable[[str], Invalid | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Upstream:
     """A member's answer as far as its headers: `headers` as received (lower-case names, its own `Date`
     included, to read an HTTP-date Retry-After against), `relayed` those that go on to the client."""
@@ -117,7 +117,7 @@ class Upstream:
     relayed: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Failure:
     """No usable answer from a member: `reason` for its breaker, `status` (502/504) for the client."""
 
@@ -126,7 +126,7 @@ class Failure:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class FirstChunk:
     """The first bytes of an answer to a stream request: `plain_json` when they open a JSON object, not events
     (some servers answer a stream request whole; a stream's content type alone does not tell)."""
@@ -134,7 +134,7 @@ class FirstChunk:
     plain_json: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class AnswerBody:
     """A member's whole answer and the usage it reports (None when it reports none)."""
 
@@ -142,7 +142,7 @@ class AnswerBody:
     usage: Usage | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class StreamEnd:
     """How a relayed stream ended: what the gateway measured of it, a cut, or a client that left first."""
 
@@ -151,7 +151,7 @@ class StreamEnd:
     client_gone: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Reply:
     """The answer to send the client (a relayed stream's was sent by `Relay`)."""
 

@@ -33,7 +33,7 @@ from harness.scenario import BackendInstance, Deployment
 Waits = Generator[float, None, "Verdict"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Verdict:
     """What the resource decided about one request before answering it.
 
@@ -52,7 +52,7 @@ class Verdict:
     advertised: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Completion:
     """How long the answer is and why it stopped."""
 
@@ -60,7 +60,7 @@ class Completion:
     finish_reason: str  # "stop" or "length"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Served:
     """What the resource answers one request, decided: a refusal (`verdict.status`, its headers, after
     `verdict.added`), or a 200 with the prompt's count and, but for embeddings, the completion's length.

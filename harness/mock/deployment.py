@@ -36,7 +36,7 @@ TOKEN_WINDOW_SECONDS = 60.0
 INJECTED_429 = "injected_429"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Admission:
     """What the deployment decided about one request, with every number its response headers need."""
 

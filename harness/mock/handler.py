@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from harness.aoai.errors import JSON
 from harness.aoai.headers import CLIENT_REQUEST_ID, GATEWAY_REQUEST_ID
 from harness.aoai.validation import Invalid, check_api_version, check_request, parse_body
 from harness.clock import Clock
+from harness.compact_json import to_bytes
 from harness.mock.core import BackendCore, Completion, DeploymentState, Served, Verdict
 from harness.mock.deployment import Admission
 from harness.mock.errors import error_body, fault_body, rate_limit_body
@@ -322,4 +322,4 @@ class Call:
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return to_bytes(payload)

@@ -9,11 +9,11 @@ closes the log loses nothing.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
 from harness.clock import Clock
+from harness.compact_json import to_text
 from harness.records import BACKEND_LOG
 from harness.records.logs import BACKEND_LOG_FIELDS
 
@@ -59,7 +59,7 @@ class JsonlLog:
         self._last_flush = clock.wall()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._pending.append(json.dumps(row, separators=(",", ":")))
+        self._pending.append(to_text(row))
         if self.clock.wall() - self._last_flush >= self.flush_interval:
             self.flush()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from harness.aoai.sse import DONE_FRAME as DONE
 from harness.aoai.sse import event, frame
 from harness.clock import Clock
+from harness.compact_json import to_text
 from harness.mock.latency import LatencyPlan
 from harness.mock.synth import completion_id, prompt_filter_results, usage
 
@@ -118,7 +119,7 @@ class ChunkWriter:
 
     def usage(self) -> bytes:
         g = self.generation
-        counts = json.dumps(usage(g.prompt_tokens, g.completion_tokens), separators=(",", ":"))
+        counts = to_text(usage(g.prompt_tokens, g.completion_tokens))
         return frame(f'{{"choices":[],{self._tail},"usage":{counts}}}')
 
 

@@ -90,6 +90,24 @@ RECORD_KINDS: dict[str, str] = {c.name: c.kind for c in RECORD_COLUMNS}
 FLUSH_INTERVAL_S = 1.0
 
 
+# Below 2**33 a double's spacing is under 1e-6, so each double holds at most one six-decimal number: the fixed
+# six-decimal text, its trailing zeros cut, is then exactly the shortest repr of the rounded value (which repr
+# writes without an exponent from 1e-4 up). tests/test_client_records.py checks it against repr on random doubles.
+_FIXED_DECIMALS_BELOW = 2.0**33
+
+
+def float_cell(value: float) -> str:
+    """`repr(round(value, 6))`, the cell of a (non-NaN) float, at half the cost for most values.
+
+    >>> float_cell(1767225600.1234567), float_cell(2.5), float_cell(0.00001), float_cell(-0.0)
+    ('1767225600.123457', '2.5', '1e-05', '-0.0')
+    """
+    if 1e-4 <= abs(value) < _FIXED_DECIMALS_BELOW:
+        text = f"{value:.6f}".rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    return repr(round(value, 6))  # exponent notation, zero and huge values: as repr writes them
+
+
 def format_cell(value: Any) -> str:
     """One CSV cell: empty for None/NaN, `true`/`false` for booleans, shortest round-tripping numbers."""
     if value is None:
@@ -104,7 +122,7 @@ def format_cell(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        return repr(round(value, 6))
+        return float_cell(value)
     return str(value)
 
 
@@ -149,7 +167,7 @@ def record_cells(record: Mapping[str, Any]) -> list[Any]:
         for name, value in record.items():
             kind = type(value)
             if kind is float:
-                value = "" if value != value else repr(round(value, 6))  # NaN is the only value unequal to itself
+                value = "" if value != value else float_cell(value)  # NaN is the only value unequal to itself
             elif kind is bool:
                 value = "true" if value else "false"
             cells[position[name]] = value

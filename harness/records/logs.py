@@ -111,36 +111,46 @@ BACKEND_LOG_FIELDS = tuple(c.name for c in BACKEND_LOG_COLUMNS)
 _BACKEND_DEFAULTS: dict[str, Any] = {"status": 500, "decision": "fault", "estimate_charged": 0, "queued_s": 0.0}
 
 
-_FIELD_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+class _RowKind:
+    """One kind of row: its fields in order, with their defaults (None unless given), made by copying."""
+
+    def __init__(self, fields: tuple[str, ...], defaults: dict[str, Any]) -> None:
+        self.known = frozenset(fields)
+        self.template = dict.fromkeys(fields)
+        self.template.update(defaults)
+
+    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+        if not self.known.issuperset(values):
+            raise TypeError(f"not a field of this log: {', '.join(sorted(set(values) - self.known))}")
+        row = self.template.copy()
+        row.update(values)
+        return row
 
 
-def _row(fields: tuple[str, ...], defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    known = _FIELD_SETS.get(fields)
-    if known is None:
-        known = _FIELD_SETS[fields] = frozenset(fields)
-    if not known.issuperset(values):
-        raise TypeError(f"not a field of this log: {', '.join(sorted(set(values) - known))}")
-    row = dict.fromkeys(fields)
-    row.update(defaults)
-    row.update(values)
-    return row
+_REQUEST_ROW = _RowKind(_REQUEST_FIELDS, {"kind": "request", "stream": False})
+_BREAKER_ROW = _RowKind(_BREAKER_FIELDS, {"kind": "breaker"})
+_SHARED_STATE_ROW = _RowKind(_SHARED_STATE_FIELDS, {"kind": "shared_state"})
+_BACKEND_ROW = _RowKind(BACKEND_LOG_FIELDS, _BACKEND_DEFAULTS)
 
 
 def gateway_request_row(**values: Any) -> dict[str, Any]:
     """A gateway.jsonl request row: every field, None where not given (`attempts` an empty list)."""
-    return _row(_REQUEST_FIELDS, {"kind": "request", "stream": False, "attempts": []}, values)
+    row = _REQUEST_ROW.row(values)
+    if "attempts" not in values:
+        row["attempts"] = []  # a list of its own: the gateway appends the members it tries
+    return row
 
 
 def breaker_row(**values: Any) -> dict[str, Any]:
     """A gateway.jsonl breaker row (a transition)."""
-    return _row(_BREAKER_FIELDS, {"kind": "breaker"}, values)
+    return _BREAKER_ROW.row(values)
 
 
 def shared_state_row(**values: Any) -> dict[str, Any]:
     """A gateway.jsonl shared_state row: a replica lost Redis, or got it back."""
-    return _row(_SHARED_STATE_FIELDS, {"kind": "shared_state"}, values)
+    return _SHARED_STATE_ROW.row(values)
 
 
 def backend_row(**values: Any) -> dict[str, Any]:
     """A backend.jsonl row: every field, a failure until the request is answered."""
-    return _row(BACKEND_LOG_FIELDS, _BACKEND_DEFAULTS, values)
+    return _BACKEND_ROW.row(values)

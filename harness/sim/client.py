@@ -158,9 +158,14 @@ class LogicalRequest:
         self.user = user
         self.plan = plan
         callers = user.callers
-        self.shape = _shape(plan)
-        self.route = callers.settings.route
-        prompt_est = _prompt_tokens(self.shape, self.route, plan.deployment)
+        shape = _shape(plan)
+        route = callers.settings.route
+        prompt_est = _prompt_tokens(shape, route, plan.deployment)
+        # What the gateway reads of the body, the same for every attempt
+        self.body = _body(shape, route)
+        self.prompt_tokens: Callable[[str], int] = lambda model: _prompt_tokens(shape, route, model)
+        self.invalid: Callable[[str], Invalid | None] = lambda model: _invalid(shape, route, model)
+        self.estimate: Callable[[str, int], int] = lambda model, default: _estimate(shape, route, model, default)
         self.steps = request_steps(
             plan, user.name, user.sequence, callers.settings, user.rng, prompt_est, user.base_headers, callers.sink
         )
@@ -187,22 +192,23 @@ class LogicalRequest:
     def _send(self, step: SendAttempt) -> None:
         callers = self.user.callers
         callers.attempts += 1
-        shape, route = self.shape, self.route
+        plan = self.plan
         call = GatewayCall(
-            deployment=self.plan.deployment,
-            operation=self.plan.operation,
-            stream=self.plan.stream,
-            include_usage=self.plan.include_usage,
-            max_tokens=self.plan.max_tokens,
+            deployment=plan.deployment,
+            operation=plan.operation,
+            stream=plan.stream,
+            include_usage=plan.include_usage,
+            max_tokens=plan.max_tokens,
             headers=step.headers,
-            body=_body(shape, route),
-            prompt_tokens=lambda model: _prompt_tokens(shape, route, model),
-            invalid=lambda model: _invalid(shape, route, model),
-            estimate=lambda model, default: _estimate(shape, route, model, default),
+            body=self.body,
+            prompt_tokens=self.prompt_tokens,
+            invalid=self.invalid,
+            estimate=self.estimate,
         )
         pending = _Pending(callers.scheduler.clock.now())
         callers.gateway.handle(call, lambda reply: self._answered(pending, reply), self.user.name)
-        callers.scheduler.after(callers.settings.timeout_s, self._timed_out, pending)
+        if not pending.done:  # most refusals are answered at once: no timeout left to wait out
+            callers.scheduler.after(callers.settings.timeout_s, self._timed_out, pending)
 
     def _timed_out(self, pending: _Pending) -> None:
         if not pending.done:

@@ -5,7 +5,6 @@ Locust-free on purpose (the Locust user only calls `execute`), so it can be driv
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from harness.client import (
 )
 from harness.client.attempt import AttemptResult
 from harness.clock import Clock
+from harness.compact_json import to_bytes
 from harness.records.outcomes import CAUSE_NAMES, Decision, ErrorKind
 from harness.scenario import Scenario
 from harness.scenario.workload import App
@@ -73,7 +73,7 @@ class RunSettings:
         return profile_for(name, rng)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Outcome:
     """The logical request as the caller saw it: its final attempt, how many attempts, how long overall."""
 
@@ -103,7 +103,7 @@ def header_names_for(scenario: Scenario) -> GatewayHeaderNames:
     ).lowered()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class SendAttempt:
     """Send attempt `number` with `headers`: sent back its `AttemptResult`."""
 
@@ -111,7 +111,7 @@ class SendAttempt:
     headers: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Pause:
     """Wait `seconds` before the next attempt (the retry profile's decision; 0 still yields to others)."""
 
@@ -181,7 +181,7 @@ def execute(
     """
     clock = settings.clock
     body = plan.body(settings.route)
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = to_bytes(body)
     path = plan.path(settings.api_version, settings.route)
     spans = RequestTrace(
         plan.operation,
