@@ -63,8 +63,7 @@ def test_fast_cells_write_what_format_cell_writes() -> None:
 
     values = [None, True, False, 0, 429, 1.0, 1767225601.1234567, float("nan"), 0.1 + 0.2, "chat", ""]
     record = {name: values[i % len(values)] for i, name in enumerate(RECORD_FIELDS)}
-    fast = ["" if cell is None else str(cell) for cell in record_cells(record)]
-    assert fast == [format_cell(record.get(name)) for name in RECORD_FIELDS]
+    assert record_cells(record) == [format_cell(record.get(name)) for name in RECORD_FIELDS]
 
 
 def test_float_cells_are_the_repr_of_the_value_rounded_to_six_places() -> None:
@@ -88,3 +87,26 @@ def test_float_cells_are_the_repr_of_the_value_rounded_to_six_places() -> None:
             values.append(bits)
     mismatches = [v for v in values if float_cell(v) != repr(round(v, 6))]
     assert mismatches == []
+
+
+def test_cells_that_need_quoting_read_back_as_written(tmp_path: Path) -> None:
+    """Plain rows are joined directly, byte for byte what the csv module writes; a row with a comma, a quote,
+    a line break or a bare carriage return in a cell is quoted, and every row reads back as written."""
+    import csv
+
+    tricky = ["a,b", 'say "hi"', "two\nlines", "cr\rhere", "plain", " spaced "]
+    records = [{"run_id": "r", "attempt": i, "user": text, "mix": "m", "t_wall": 1.5} for i, text in enumerate(tricky)]
+    path = tmp_path / "records.csv"
+    with RecordWriter(path, VirtualClock()) as writer:
+        for record in records:
+            writer.write(record)
+    assert [(row["attempt"], row["user"], row["t_wall"]) for row in read_records(path)] == [
+        (i, text, 1.5) for i, text in enumerate(tricky)
+    ]
+    plain = next(line for line in path.read_bytes().decode().split("\n") if ",plain," in line)
+    expected = tmp_path / "plain.csv"
+    with expected.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file, lineterminator="\n").writerow(
+            ["" if records[4].get(n) is None else str(records[4][n]) for n in RECORD_FIELDS]
+        )
+    assert plain + "\n" == expected.read_text(encoding="utf-8")

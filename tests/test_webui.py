@@ -18,8 +18,7 @@ import pytest
 
 from harness.clock import VirtualClock
 from harness.loadgen.live import RETRIED_SUFFIX, BreakerLog, LiveThrottling, table_rows
-from harness.loadgen.recorder import to_cells
-from harness.records import ENDED_BY, OFFERED_LOAD, TIME_MISSING, breaker_row, read_records
+from harness.records import ENDED_BY, OFFERED_LOAD, TIME_MISSING, breaker_row, read_records, record_cells
 from harness.records.outcomes import CAUSE_NAMES
 from tests.loadgen_helpers import free_port, locust, run_info, wait_for
 
@@ -133,7 +132,7 @@ def test_live_figures_from_records_and_cells_agree() -> None:
     direct, shipped = LiveThrottling(clock), LiveThrottling(clock)
     for record in records:
         direct.add(record)
-    shipped.add_cells([to_cells(r) for r in records])  # as a worker ships them
+    shipped.add_cells([record_cells(r) for r in records])  # as a worker ships them
     assert direct.snapshot() == shipped.snapshot()
     snapshot = direct.snapshot()
     assert snapshot["attempts"]["total"] == {
@@ -222,7 +221,7 @@ def test_ptu_utilization_per_deployment_from_the_answers_bounded_in_points() -> 
         for level in (40.0, 60.0 + second % 30):  # two answers a second: the later one is the point
             record = {"backend": "ptu", "deployment": "gpt-4o", "ptu_utilization": level, "error_kind": ""}
             direct.add(record)
-            shipped.add_cells([to_cells(record)])
+            shipped.add_cells([record_cells(record)])
         direct.add({"backend": "payg", "deployment": "gpt-4o", "error_kind": ""})  # standard: no utilization
         clock.advance(1.0)
     snapshot = direct.snapshot()

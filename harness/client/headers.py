@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from harness.aoai.headers import BACKEND, GATEWAY_REPLICA, GATEWAY_REQUEST_ID
 from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT, refusal_of
-from harness.aoai.retry_after import retry_after_ms, retry_after_s
+from harness.aoai.retry_after import RETRY_AFTER, RETRY_AFTER_MS, retry_after_ms, retry_after_s
 from harness.records.outcomes import ErrorKind
 
 
@@ -80,6 +81,23 @@ def _number(value: str | None, kind: type) -> Any:
     return int(number) if kind is int else number
 
 
+@lru_cache(maxsize=16)
+def _recorded_headers(names: GatewayHeaderNames) -> dict[str, tuple[tuple[str, type], ...]]:
+    """Header -> the record fields it fills and their kinds (a gateway may name a header as AOAI does)."""
+    fields = [
+        *((field_name, header, float) for field_name, header in _FLOAT_FIELDS.items()),
+        *((field_name, header, int) for field_name, header in _INT_FIELDS.items()),
+        ("gateway_remaining_tokens", names.remaining_tokens, int),
+        ("gateway_remaining_quota", names.remaining_quota, int),
+        ("gateway_tokens_consumed", names.tokens_consumed, int),
+        *((field_name, header, str) for field_name, header in _TEXT_FIELDS.items()),
+    ]
+    table: dict[str, tuple[tuple[str, type], ...]] = {}
+    for field_name, header, kind in fields:
+        table[header] = (*table.get(header, ()), (field_name, kind))
+    return table
+
+
 def capture(headers: Mapping[str, str], names: GatewayHeaderNames = DEFAULT_GATEWAY_HEADERS) -> dict[str, Any]:
     """Record fields found in lower-cased `headers` (absent headers are left out).
 
@@ -87,35 +105,26 @@ def capture(headers: Mapping[str, str], names: GatewayHeaderNames = DEFAULT_GATE
     {'retry_after_s': 5.0, 'ratelimit_remaining_tokens': 120, 'region': 'East US'}
     """
     fields: dict[str, Any] = {}
-    retry_after = retry_after_s(headers, name=names.retry_after)
-    if retry_after is None and names.retry_after != "retry-after":
-        retry_after = retry_after_s(headers)
-    if retry_after is not None:
-        fields["retry_after_s"] = retry_after
-    millis = retry_after_ms(headers)
-    if millis is not None:
+    if names.retry_after in headers or RETRY_AFTER in headers:  # the gateway's name for it first, then AOAI's
+        retry_after = retry_after_s(headers, name=names.retry_after)
+        if retry_after is None and names.retry_after != RETRY_AFTER:
+            retry_after = retry_after_s(headers)
+        if retry_after is not None:
+            fields["retry_after_s"] = retry_after
+    if RETRY_AFTER_MS in headers and (millis := retry_after_ms(headers)) is not None:
         fields["retry_after_ms"] = millis
-    # Most answers carry few of these headers: the absent ones cost a lookup each, not a parse.
-    for field_name, header in _FLOAT_FIELDS.items():
-        text = headers.get(header)
-        if text is not None and (value := _number(text, float)) is not None:
-            fields[field_name] = value
-    for field_name, header in _INT_FIELDS.items():
-        text = headers.get(header)
-        if text is not None and (value := _number(text, int)) is not None:
-            fields[field_name] = value
-    for field_name, header in (
-        ("gateway_remaining_tokens", names.remaining_tokens),
-        ("gateway_remaining_quota", names.remaining_quota),
-        ("gateway_tokens_consumed", names.tokens_consumed),
-    ):
-        text = headers.get(header)
-        if text is not None and (value := _number(text, int)) is not None:
-            fields[field_name] = value
-    for field_name, header in _TEXT_FIELDS.items():
-        text = headers.get(header)
-        if text:
-            fields[field_name] = text
+    # One pass over the headers the answer has (a refusal carries four or five), each looked up once.
+    recorded = _recorded_headers(names)
+    for header, text in headers.items():
+        parsed = recorded.get(header)
+        if parsed is None:
+            continue
+        for field_name, kind in parsed:
+            if kind is str:
+                if text:
+                    fields[field_name] = text
+            elif (value := _number(text, kind)) is not None:
+                fields[field_name] = value
     backend_id = headers.get("apim-request-id") or headers.get("x-request-id")
     if backend_id:
         fields["backend_request_id"] = backend_id

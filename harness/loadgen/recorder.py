@@ -6,14 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.loadgen.live import LiveThrottling
-from harness.records import RECORD_FIELDS, RecordWriter, format_cell
+from harness.records import RecordWriter, record_cells
 
 RECORDS_MESSAGE = "harness_records"
 RECORDS_DONE_MESSAGE = "harness_records_done"
-
-
-def to_cells(record: dict[str, Any]) -> list[str]:
-    return [format_cell(record.get(name)) for name in RECORD_FIELDS]
 
 
 class WriterSink:
@@ -47,7 +43,7 @@ class ShippingSink:
         self.shipped = 0
 
     def __call__(self, record: dict[str, Any]) -> None:
-        self.buffer.append(to_cells(record))
+        self.buffer.append(record_cells(record))
         if len(self.buffer) >= 500:
             self.tick()
 
