@@ -26,6 +26,14 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A `serial` test must be `e2e` too: the development loop (`-m "not e2e"`) must never run one, and the
+    suite runs the serial ones by themselves after the rest (`-m "not serial"` on both cores, then `-m serial`)."""
+    loose = [item.nodeid for item in items if item.get_closest_marker("serial") and not item.get_closest_marker("e2e")]
+    if loose:
+        raise pytest.UsageError(f"marked serial but not e2e: {', '.join(loose)}")
+
+
 @dataclass
 class ServeProcess:
     """A running `harness serve`: its process, ready lines, and where it writes."""
