@@ -20,8 +20,8 @@ from harness import telemetry
 from harness.records import read_records
 from harness.report.load import read_json_lines
 
-# one worker runs every test of the module (--dist loadgroup), so its one run (traced_run) is made once
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("telemetry")]
+# one worker runs every test of the module (conftest.ONE_RUN_MODULES), so its one run (traced_run) is made once
+pytestmark = pytest.mark.e2e
 
 # The GenAI semantic conventions (v1.37, gen-ai-spans.md), as they list a client inference span's attributes
 # (chat, text_completion) and an embeddings span's, by requirement level.
