@@ -32,6 +32,7 @@ STOP_TIMEOUT_S = 15.0
 ONE_RUN_MODULES = ("tests/test_distributed_e2e.py", "tests/test_report_e2e.py", "tests/test_telemetry.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it installed, there is nothing to schedule
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist load` (what `-n` does by default), with each of ONE_RUN_MODULES dealt to one worker whole."""
     if config.getvalue("dist") != "load":
