@@ -26,6 +26,35 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
 
+# Modules whose tests all read one run made by a module-scoped fixture. Under pytest-xdist each goes to one worker
+# whole, so its run is made once rather than once per worker. (xdist's `--dist loadgroup` would do this from
+# `xdist_group` marks, but under pytest 9.2 it ignores them silently: pytest-dev/pytest-xdist#1386.)
+ONE_RUN_MODULES = ("tests/test_distributed_e2e.py", "tests/test_report_e2e.py", "tests/test_telemetry.py")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it installed, there is nothing to schedule
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist load` (what `-n` does by default), with each of ONE_RUN_MODULES dealt to one worker whole."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneRunModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_RUN_MODULES else nodeid
+
+    return OneRunModules(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A `serial` test must be `e2e` too: the development loop (`-m "not e2e"`) must never run one; the suite
+    runs the serial ones by themselves, after the rest (`-m "e2e and not serial" -n 4`, then `-m serial`)."""
+    loose = [item.nodeid for item in items if item.get_closest_marker("serial") and not item.get_closest_marker("e2e")]
+    if loose:
+        raise pytest.UsageError(f"marked serial but not e2e: {', '.join(loose)}")
+
+
 @dataclass
 class ServeProcess:
     """A running `harness serve`: its process, ready lines, and where it writes."""

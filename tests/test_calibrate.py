@@ -85,6 +85,7 @@ def test_calibrate_names_the_fields_an_older_log_lacks(tmp_path: Path, capsys: p
 
 
 @pytest.mark.e2e
+@pytest.mark.serial  # the loopback's share of a hop: under 19 wall ms at time scale 10
 def test_a_live_runs_hops_include_what_the_loopback_adds(tmp_path: Path) -> None:
     """A real run: the primary's fitted one-way hop is its configured 10 ms plus the machine's own."""
     run_dir = tmp_path / "live"

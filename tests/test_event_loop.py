@@ -21,7 +21,8 @@ from openai import AzureOpenAI
 
 from harness.aoai.validation import MAX_EMBEDDING_INPUTS
 
-pytestmark = pytest.mark.e2e
+# a p99 latency bound: nothing else may share the machine
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 SCENARIO = """
 backends:

@@ -270,6 +270,7 @@ def write_trace(path: Path) -> None:
         path.write_text("".join(json.dumps(dict(zip(keys, row, strict=True))) + "\n" for row in TRACE_ROWS))
 
 
+@pytest.mark.serial  # each row at most 50 wall ms late
 @pytest.mark.parametrize("trace_name", ["trace.csv", "trace.jsonl"])
 def test_trace_rows_are_each_sent_once_at_their_offset(tmp_path: Path, trace_name: str) -> None:
     # the trace sits next to the scenario (not in Locust's working directory): its path is the scenario's
@@ -326,6 +327,7 @@ workload:
 """
 
 
+@pytest.mark.serial  # batches within 30 wall ms of their schedule
 def test_users_start_on_the_scenarios_spawn_schedule_live_and_simulated(tmp_path: Path) -> None:
     """`spawn_rate` 2.5 means batches of two users every 0.8 scenario s, at any time scale and in both
     drivers: Locust's own ramp (batches of floor(2.5 x 4) = 10 per wall second) would start all five at once."""

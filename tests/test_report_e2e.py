@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from loadgen_helpers import LOCUST, LOCUSTFILE, ROOT
 
+# one worker runs every test of the module (conftest.ONE_RUN_MODULES), so its one run (token_limit_run) is made once
 pytestmark = pytest.mark.e2e
 
 THROTTLED = {"gateway_token_limit", "gateway_quota", "backend_429", "breaker_open"}

@@ -101,6 +101,7 @@ def test_log_is_flushed_within_a_second_while_running(serve_stack) -> None:
     assert stack.proc.poll() is None
 
 
+@pytest.mark.serial  # the logged duration within 25 wall ms of the scenario's
 def test_latency_runs_in_scenario_time_compressed_by_the_time_scale(serve_stack) -> None:
     scenario = """
 run: {time_scale: 20}

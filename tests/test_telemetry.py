@@ -20,6 +20,7 @@ from harness import telemetry
 from harness.records import read_records
 from harness.report.load import read_json_lines
 
+# one worker runs every test of the module (conftest.ONE_RUN_MODULES), so its one run (traced_run) is made once
 pytestmark = pytest.mark.e2e
 
 # The GenAI semantic conventions (v1.37, gen-ai-spans.md), as they list a client inference span's attributes

@@ -83,6 +83,7 @@ def first_sends(run_dir: Path) -> dict[str, float]:
     return firsts
 
 
+@pytest.mark.serial  # all four users' first attempts within 1 scenario s: 50 wall ms at time scale 20
 def test_the_ui_runs_what_the_report_says(tmp_path: Path, browser: object) -> None:
     """The form shows the scenario's own users, ramp and time scale; a changed user count is an override the
     report lists; New restores the scenario's users; the scenario's ramp (all at once) holds at time scale

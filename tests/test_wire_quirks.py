@@ -73,6 +73,7 @@ def sdk_stream_text(url: str) -> str:
 # -- 1. a stream is a stream whatever its content type --------------------------------------------------------
 
 
+@pytest.mark.serial  # the gateway's TTFT within 50 wall ms of the backend's
 def test_a_stream_without_the_sse_content_type_or_done_is_relayed_as_it_comes(wire: Wire) -> None:
     wire.backend.quirks = NO_SSE_NO_DONE
     ttft: dict[str, list[float]] = {"direct": [], "gateway": []}
