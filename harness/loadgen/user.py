@@ -131,10 +131,12 @@ class GatewayUser(User):
             self.sender.join(timeout=max(0.0, end - clock.now()) / clock.scale)
             self._let_the_request_finish()
         finally:
+            # Counted before the blocking kill: a stop that ends this user while it waits there (the seat and
+            # the run ending together) would otherwise lose the seat's time from the offered load.
+            run.schedule.tally.offered_user_s += max(0.0, min(clock.now(), end) - live_from)
             # the seat ends on the scenario clock: whatever it has in flight is cut, as Locust stops a user
             self.sender.kill(block=True)
             self.sender = None
-            run.schedule.tally.offered_user_s += max(0.0, min(clock.now(), end) - live_from)
             self._close()
 
     def _let_the_request_finish(self) -> None:
