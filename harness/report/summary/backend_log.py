@@ -36,7 +36,7 @@ def lockout(backend: pd.DataFrame | None) -> Lockout | None:
     if backend is None:
         return None
     decision = backend["decision"]
-    by_requests = decision == "rate_limited_requests"
+    by_requests = decision == BackendDecision.RATE_LIMITED_REQUESTS
     estimate = backend["estimate"].fillna(1.0).clip(lower=1.0) if "estimate" in backend else 1.0
     frame = pd.DataFrame(
         {
