@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from harness.aoai.sse import BODY, STREAM_CUT, STREAM_DONE, STREAM_USAGE_CHUNK
@@ -163,9 +163,9 @@ class LogicalRequest:
         prompt_est = _prompt_tokens(shape, route, plan.deployment)
         # What the gateway reads of the body, the same for every attempt
         self.body = _body(shape, route)
-        self.prompt_tokens: Callable[[str], int] = lambda model: _prompt_tokens(shape, route, model)
-        self.invalid: Callable[[str], Invalid | None] = lambda model: _invalid(shape, route, model)
-        self.estimate: Callable[[str, int], int] = lambda model, default: _estimate(shape, route, model, default)
+        self.prompt_tokens: Callable[[str], int] = partial(_prompt_tokens, shape, route)
+        self.invalid: Callable[[str], Invalid | None] = partial(_invalid, shape, route)
+        self.estimate: Callable[[str, int], int] = partial(_estimate, shape, route)
         self.steps = request_steps(
             plan, user.name, user.sequence, callers.settings, user.rng, prompt_est, user.base_headers, callers.sink
         )
