@@ -215,3 +215,17 @@ def test_summary_from_checks_data_already_parsed() -> None:
     del data["verdict"]
     with pytest.raises(SummaryError, match=r"^comparison\.json: runs\[0\]\.summary\.verdict: missing"):
         summary_from(data, "comparison.json", "runs[0].summary")
+
+
+def test_the_committed_example_summaries_load() -> None:
+    """The example reports shipped in reports/examples (rebuilt by their regenerate.sh) are summaries this
+    version reads: a schema change without rebuilding them fails here."""
+    root = Path(__file__).resolve().parents[1] / "reports" / "examples"
+    summaries = sorted(root.glob("*/summary.json"))
+    confirmations = sorted(root.glob("*/confirm-live/*/*/run.json"))
+    assert len(summaries) >= 10 and confirmations
+    for path in summaries:
+        assert load_summary(path)["run"]
+    for path in confirmations:
+        summary = run_info_summary(path)
+        assert summary is not None and summary["run"]
