@@ -32,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from harness.errors import HarnessError, one_line
 from harness.inputs import SUMMARY_LIMIT, read_text
 from harness.report.summary.schema import Summary
+from harness.scenario.common import join_path
 
 RUN_INFO_SUMMARY = "summary"  # the key run.json keeps a run's summary under, as the run ended
 
@@ -83,7 +84,7 @@ def summary_from(data: object, file: str | Path, field: str = "", remedy: str = 
         _adapter().validate_python(data, strict=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = _dotted([field] if field else [], first["loc"])
+        where = join_path([field, *first["loc"]] if field else first["loc"])
         kind = first["type"]
         if kind == "missing":
             why = f"{_OLDER} {remedy}" if remedy else _OLDER
@@ -122,14 +123,3 @@ def _read_json(path: str | Path, what: str) -> Any:
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"not strict JSON: {constant} (a summary writes a number it could not measure as null)")
-
-
-def _dotted(head: list[str], loc: tuple[int | str, ...]) -> str:
-    """pydantic's error location as the summary's dotted path, list items as `[i]`: `chargeback[0].app_id`."""
-    text = ".".join(head)
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
