@@ -8,6 +8,8 @@ The CLI edge turns these into that line and an exit code; the servers map them t
 
 from __future__ import annotations
 
+import logging
+
 
 def one_line(text: str) -> str:
     """`text` with line breaks and other control characters escaped: a path or value quoted from a file or
@@ -77,3 +79,21 @@ class UsageError(HarnessError):
 
 class ServeError(HarnessError):
     """A server of `harness serve` cannot start, e.g. its port is already taken."""
+
+
+def quiet_server_tracebacks(expected: type[BaseException]) -> None:
+    """Keep uvicorn from logging a traceback for an `expected` exception (or a group made only of them) that an
+    app raises on purpose to break a connection off: the server logs it as a row of its own instead."""
+
+    def only_expected(error: BaseException | None) -> bool:
+        if isinstance(error, expected):
+            return True
+        if isinstance(error, BaseExceptionGroup):
+            return all(only_expected(inner) for inner in error.exceptions)
+        return False
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not (record.exc_info and only_expected(record.exc_info[1]))
+
+    # uvicorn reports an exception from the app on this logger ("Exception in ASGI application" and a traceback)
+    logging.getLogger("uvicorn.error").addFilter(keep)

@@ -10,10 +10,10 @@ would log for it is dropped, as the gateway log already has the row (outcome `up
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import httpx
 
+from harness.errors import quiet_server_tracebacks
 from harness.gateway.breaker import BACKEND_PROTOCOL_ERROR, BACKEND_TIMEOUT
 from harness.gateway.proxy import UpstreamFailure
 
@@ -61,17 +61,4 @@ class UpstreamChunks:
             await self.response.aclose()
 
 
-def _is_stream_cut(error: BaseException | None) -> bool:
-    if isinstance(error, StreamCut):
-        return True
-    if isinstance(error, BaseExceptionGroup):
-        return all(_is_stream_cut(inner) for inner in error.exceptions)
-    return False
-
-
-def _drop_stream_cut_tracebacks(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and _is_stream_cut(record.exc_info[1]))
-
-
-# uvicorn reports an exception from the app on this logger ("Exception in ASGI application" and a traceback).
-logging.getLogger("uvicorn.error").addFilter(_drop_stream_cut_tracebacks)
+quiet_server_tracebacks(StreamCut)

@@ -13,7 +13,6 @@ reader sees a broken connection, not a short answer that ended cleanly.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from harness.aoai.sse import DONE_FRAME as DONE
 from harness.aoai.sse import event, frame
 from harness.clock import Clock
 from harness.compact_json import to_text
+from harness.errors import quiet_server_tracebacks
 from harness.mock.latency import LatencyPlan
 from harness.mock.synth import completion_id, prompt_filter_results, usage
 
@@ -29,21 +29,8 @@ class StreamCutFault(Exception):
     """The injected cut of a stream: raised from the body so the server drops the connection mid-answer."""
 
 
-def _is_planned_cut(error: BaseException | None) -> bool:
-    if isinstance(error, StreamCutFault):
-        return True
-    if isinstance(error, BaseExceptionGroup):
-        return all(_is_planned_cut(inner) for inner in error.exceptions)
-    return False
-
-
-def _drop_planned_cut_tracebacks(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and _is_planned_cut(record.exc_info[1]))
-
-
-# uvicorn reports an exception from the app on this logger; a cut the scenario asked for is logged as a
-# backend.jsonl row (decision cut_stream), not as a traceback.
-logging.getLogger("uvicorn.error").addFilter(_drop_planned_cut_tracebacks)
+# A cut the scenario asked for is logged as a backend.jsonl row (decision cut_stream), not as a traceback.
+quiet_server_tracebacks(StreamCutFault)
 
 
 @dataclass(frozen=True, slots=True)
