@@ -10,7 +10,8 @@ from gateway_helpers import gateway_stack
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.clock import VirtualClock
-from harness.gateway.log import GatewayLog, encode_row
+from harness.compact_json import to_text
+from harness.gateway.log import GatewayLog
 from harness.gateway.metrics import TokenMetrics
 
 
@@ -171,7 +172,7 @@ def test_metric_lines_are_the_json_of_the_metric_rows() -> None:
         metrics.record({"model": "gpt-4o", "app_id": "b"}, prompt=0, completion=4)
     lines = list(one.drain_lines())
     rows = two.drain()
-    assert lines == [encode_row(row) for row in rows]  # what the log writes of a row, byte for byte
+    assert lines == [to_text(row) for row in rows]  # what the log writes of a row, byte for byte
     assert [json.loads(line) for line in lines] == rows
     assert len(lines) == 6 and list(one.drain_lines()) == []
 

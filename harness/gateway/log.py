@@ -25,8 +25,6 @@ FLUSH_EVERY_WALL_SECONDS = 1.0
 # Rows built, serialized or written between two turns of the event loop while flushing: a fraction of a millisecond.
 FLUSH_SLICE_ROWS = 128
 
-encode_row = to_text
-
 
 class GatewayLog:
     """Appends rows to `path` (nothing is written when `path` is None, rows are only kept in `rows`)."""
@@ -61,7 +59,7 @@ class GatewayLog:
         if self.keep:
             self.rows.append(row)
         if self._file is not None:
-            self._pending.append(encode_row(row))
+            self._pending.append(to_text(row))
 
     def breaker(self, transition: Transition, wall: float, replica: str | None = None) -> None:
         self.write(

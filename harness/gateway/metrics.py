@@ -34,7 +34,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from harness import telemetry
 from harness.clock import Clock
-from harness.gateway.log import encode_row
+from harness.compact_json import to_text
 
 __all__ = ["OPENMETRICS_CONTENT_TYPE", "PROMETHEUS_CONTENT_TYPE", "TokenMetrics", "label_name"]
 
@@ -142,7 +142,7 @@ class TokenMetrics:
         return rows
 
     def drain_lines(self) -> Iterator[str]:
-        """The rows of `drain()` as the JSON lines the log writes (`encode_row` of each): the counts are taken
+        """The rows of `drain()` as the JSON lines the log writes (`to_text` of each): the counts are taken
         now, each line is built as it is iterated.
 
         With a caller as a dimension there are three rows a second per caller: the log (GatewayLog.add_source)
@@ -156,9 +156,9 @@ class TokenMetrics:
 
     def _lines(self, pending: dict[tuple[str, ...], tuple[int, int, int]], t: float, t_wall: float) -> Iterator[str]:
         # The parts every line shares are encoded once per drain, the dimensions once per set of values.
-        head = f'{{"kind":"metric","t":{encode_row(t)},"t_wall":{encode_row(t_wall)},"name":"'
+        head = f'{{"kind":"metric","t":{to_text(t)},"t_wall":{to_text(t_wall)},"name":"'
         for key, (prompt, completion, requests) in pending.items():
-            tail = f',"requests":{requests},"dimensions":{encode_row(dict(zip(self.dimensions, key, strict=True)))}}}'
+            tail = f',"requests":{requests},"dimensions":{to_text(dict(zip(self.dimensions, key, strict=True)))}}}'
             yield f'{head}prompt_tokens","value":{prompt}{tail}'
             yield f'{head}completion_tokens","value":{completion}{tail}'
             yield f'{head}total_tokens","value":{prompt + completion}{tail}'

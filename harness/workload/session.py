@@ -153,7 +153,7 @@ def request_steps(
         )  # fmt: skip
         sink(record)
         if not decision.retry:
-            error_kind = _error_kind(result, settings.header_names)
+            error_kind = record["error_kind"]  # as the record says it
             return Outcome(plan.request_type, attempt, clock.now() - first_started, error_kind, result.body_bytes)
         yield Pause(decision.wait_s)
 
