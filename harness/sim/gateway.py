@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -262,8 +262,11 @@ class SimExchange:
         completion = answer.completion_tokens or 0
         usage = self._body_usage(answer) if self.call.include_usage and not answer.cut else None
         first_token = answer.first_token_at if answer.first_token_at is not None else answer.headers_at
-        reply = GatewayReply(200, headers, b"", first_token, answer.end_at, usage, answer.inter_token_s, completion)
-        self.reply(reply if not answer.cut else replace(reply, cut=True))
+        self.reply(
+            GatewayReply(
+                200, headers, b"", first_token, answer.end_at, usage, answer.inter_token_s, completion, answer.cut
+            )
+        )
 
     def _reply_whole(self, reply: Reply) -> None:
         """A whole answer, at the time it is complete: a member's (with its usage when a 200) or the gateway's."""
