@@ -47,7 +47,26 @@ class _CharsPerToken:
         return [0] * math.ceil(len(text) / 4)
 
 
+# Texts made to measure (harness.workload.prompts) are counted as they are made; counting a request built from
+# one again (the client's estimate, the gateway's, usage) finds the count here instead of tokenizing anew. The
+# same text under the same encoding has the same count, so an answer never changes, only its cost. Bounded: the
+# oldest entry goes first.
+MADE_COUNTS_MAX = 4096
+_made_counts: dict[tuple[str, str], int] = {}
+
+
+def remember_count(text: str, model: str, tokens: int) -> None:
+    """Record that `text` counts `tokens` tokens for `model` (only a count just taken by `count_text_tokens`)."""
+    key = (encoder_for_model(model).name, text)
+    if key not in _made_counts and len(_made_counts) >= MADE_COUNTS_MAX:
+        del _made_counts[next(iter(_made_counts))]
+    _made_counts[key] = tokens
+
+
 def _count(encoder: Encoder, text: str) -> int:
+    known = _made_counts.get((encoder.name, text))
+    if known is not None:
+        return known
     # AOAI reads `<|endoftext|>` and its like in a prompt as plain text: count them as text, never refuse them
     return len(encoder.encode(text, disallowed_special=()))
 

@@ -66,6 +66,28 @@ def test_fast_cells_write_what_format_cell_writes() -> None:
     assert record_cells(record) == [format_cell(record.get(name)) for name in RECORD_FIELDS]
 
 
+def test_cells_of_floats_in_a_row_are_each_their_own() -> None:
+    """A float equal to the one before reuses its text; zeros of either sign and NaNs never do, and enums
+    are written as their text."""
+    from harness.records import RECORD_FIELDS, format_cell, record_cells
+    from harness.records.outcomes import Decision, ErrorKind
+
+    runs = [
+        [1767225601.5, 1767225601.5, 0.25, 0.25],
+        [0.0, -0.0, -0.0, 0.0],
+        [float("nan"), float("nan"), 3.0, 3.0],
+        [2.0**40, 2.0**40, 1e-7, 1e-7],
+    ]
+    floats = [n for n in RECORD_FIELDS if n in ("t_scenario", "t_wall", "ttft_s", "latency_s")]
+    for values in runs:
+        record = {"error_kind": ErrorKind.BACKEND_429, "decision": Decision.RETRY, "stream": True}
+        record.update(zip(floats, values, strict=True))
+        cells = record_cells(record)
+        assert cells == [format_cell(record.get(name)) for name in RECORD_FIELDS]
+        assert {type(cell) for cell in cells} == {str}  # plain text, as workers ship cells
+    assert record_cells({"t_scenario": 0.0, "t_wall": -0.0})[1:3] == ["0.0", "-0.0"]
+
+
 def test_float_cells_are_the_repr_of_the_value_rounded_to_six_places() -> None:
     """`float_cell` writes what `repr(round(v, 6))` writes, for the values records hold (times since the epoch,
     latencies, waits, percentages) and for arbitrary doubles, edges of its fast range included."""

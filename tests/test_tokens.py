@@ -53,3 +53,35 @@ def test_embeddings_estimate_is_ceil_chars_over_four_per_input() -> None:
 def test_message_parts_are_read_as_text() -> None:
     content = [{"type": "text", "text": "ab"}, {"type": "image_url", "image_url": {}}, {"type": "text", "text": "cd"}]
     assert tokens.message_text(content) == "abcd"
+
+
+def test_texts_made_to_measure_are_counted_once_and_the_memory_of_them_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A prompt made by `text_of_tokens` is counted as it is made; counting a request built from it finds the
+    same number without tokenizing again, and the counts kept never exceed MADE_COUNTS_MAX."""
+    from harness import tokens
+    from harness.workload.prompts import chat_messages, text_of_tokens
+
+    text_of_tokens.cache_clear()
+    monkeypatch.setattr(tokens, "_made_counts", {})
+    messages = chat_messages(777, "gpt-4o")
+    encoder = tokens.encoder_for_model("gpt-4o")
+    content = messages[0]["content"]
+    assert tokens._made_counts[(encoder.name, content)] == len(encoder.encode(content, disallowed_special=()))
+
+    tokenized: list[str] = []
+    real_encode = type(encoder).encode
+    monkeypatch.setattr(
+        type(encoder), "encode", lambda self, text, **kw: tokenized.append(text) or real_encode(self, text, **kw)
+    )
+    assert tokens.count_chat_tokens(messages, "gpt-4o") == 777
+    assert content not in tokenized  # only the role was tokenized
+    assert tokens.count_text_tokens(content + " more", "gpt-4o") > 0 and tokenized[-1] == content + " more"
+
+    monkeypatch.setattr(tokens, "MADE_COUNTS_MAX", 5)
+    for size in range(1, 12):
+        tokens.remember_count(f"text {size}", "gpt-4o", size)
+    assert len(tokens._made_counts) == 5
+    assert (encoder.name, "text 11") in tokens._made_counts and (encoder.name, "text 6") not in tokens._made_counts
+    text_of_tokens.cache_clear()

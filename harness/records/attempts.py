@@ -163,17 +163,29 @@ def record_cells(record: Mapping[str, Any]) -> list[str]:
     """
     cells = _EMPTY_CELLS.copy()
     position = _POSITION
+    # A record often holds one float twice in a row (t_scenario and t_wall in the simulator, ttft_s and
+    # latency_s of a whole answer): formatting costs most, so an equal value reuses the text just made.
+    # Zeros are written as they come (0.0 == -0.0), NaN never equals anything.
+    last_float: float | None = None
+    last_text = ""
     try:
         for name, value in record.items():
             kind = type(value)
             if kind is str:
                 cells[position[name]] = value
             elif kind is float:
-                cells[position[name]] = "" if value != value else float_cell(value)  # only NaN is unequal to itself
+                if value != last_float or not value:
+                    last_float = value
+                    last_text = "" if value != value else float_cell(value) if value else repr(value)
+                cells[position[name]] = last_text
             elif kind is int:
                 cells[position[name]] = str(value)
+            elif value is None:
+                position[name]  # the cell stays empty; the name is still checked
+            elif isinstance(value, str):  # a record value's enum (ErrorKind, Decision, ...): its plain text
+                cells[position[name]] = str(value)
             else:
-                cells[position[name]] = format_cell(value)  # None, booleans, enums
+                cells[position[name]] = format_cell(value)  # booleans, other numbers
     except KeyError:
         unknown = sorted(name for name in record if name not in position)
         raise TypeError(f"not a records.csv column: {', '.join(unknown)}") from None

@@ -19,6 +19,7 @@ from harness.tokens import (
     TOKENS_PER_MESSAGE,
     TOKENS_REPLY_PRIMING,
     count_text_tokens,
+    remember_count,
     single_token_words,
 )
 
@@ -39,6 +40,7 @@ def text_of_tokens(tokens: int, model: str = "gpt-4o", seed: int = 0) -> str:
     for _ in range(8):
         counted = count_text_tokens(text, model)
         if counted == tokens:
+            remember_count(text, model, counted)  # requests built from it are counted without the tokenizer
             break
         text = text[: -len(words[0])] if counted > tokens else text + words[0]
     return text
