@@ -26,7 +26,7 @@ from harness.errors import UsageError
 from harness.loadgen.transport import Transport
 from harness.records.outcomes import ErrorKind
 from harness.scenario import Scenario
-from harness.workload.requests import auth_headers, draw_request, pick_mix
+from harness.workload.requests import MixPicker, auth_headers, draw_request
 from harness.workload.session import RunSettings
 
 CONNECT_TIMEOUT_S = 5.0
@@ -77,7 +77,7 @@ def check_target(url: str, scenario: Scenario, settings: RunSettings) -> None:
     check_reachable(url)
     app = scenario.workload.apps[0]
     rng = random.Random(0)
-    plan = draw_request(app, pick_mix(scenario.workload, app, rng), rng)
+    plan = draw_request(app, MixPicker(scenario.workload, app).pick(rng), rng)
     body = plan.body(settings.route)
     if plan.operation != "embeddings":
         body["max_tokens"] = 1  # the probe costs a handful of tokens, not a whole answer

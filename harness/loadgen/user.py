@@ -9,7 +9,6 @@ retries that end well would otherwise hide every throttled attempt from Locust's
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
 from typing import Any
 
 import gevent
@@ -23,7 +22,7 @@ from harness.loadgen.state import InFlight, LoadRun, process_of
 from harness.loadgen.tags import selected as selected_mixes
 from harness.loadgen.transport import Transport
 from harness.records.outcomes import CAUSE_NAMES
-from harness.workload.requests import RequestPlan, assign_app, draw_request, pick_mix, replay_request, user_name
+from harness.workload.requests import MixPicker, RequestPlan, assign_app, draw_request, replay_request, user_name
 from harness.workload.session import execute
 from harness.workload.shape import Seat, pacing_wait
 
@@ -87,7 +86,7 @@ class GatewayUser(User):
         self.transports: list[Transport] = []  # one per gateway replica this user sends to
         self.sequence = 0
         self.last_start: float | None = None
-        self.mixes: Collection[str] | None = None  # the mixes --tags/--exclude-tags leave (None: all)
+        self.mixes: MixPicker | None = None  # the app's mixes --tags/--exclude-tags leave
         self.sender: gevent.Greenlet | None = None
         self.in_request = False  # a logical request of the seat is on its way
         self.seat_over = False  # the seat has ended: no new request starts
@@ -156,7 +155,7 @@ class GatewayUser(User):
         self.app = apps.get(seat.app) or assign_app(workload.apps, run.schedule.app_counts)
         self.name = user_name(run.arrivals.worker_index, seat.number)
         self.rng = random.Random(f"{scenario.run.seed}:{user_name(0, seat.number)}")
-        self.mixes = selected_mixes(self.environment)  # --tags / --exclude-tags
+        self.mixes = MixPicker(workload, self.app, selected_mixes(self.environment))  # --tags / --exclude-tags
         self.sequence, self.last_start = 0, None
         self.seat_over = False
         # As a load balancer in front of gateway units: each request to the next replica, or sticky per user
@@ -207,7 +206,8 @@ class GatewayUser(User):
     def _next_plan(self, run: LoadRun) -> RequestPlan | None:
         workload = run.scenario.workload
         if not run.arrivals.trace_rows:
-            return draw_request(self.app, pick_mix(workload, self.app, self.rng, self.mixes), self.rng)
+            assert self.mixes is not None  # set with the seat
+            return draw_request(self.app, self.mixes.pick(self.rng), self.rng)
         row = run.arrivals.next_trace_row()
         if row is None:
             return None

@@ -24,11 +24,11 @@ from harness.sim.gateway import GatewayCall, GatewayReply, SimReplicas
 from harness.tokens import admission_estimate, count_prompt_tokens
 from harness.workload.prompts import text_of_tokens
 from harness.workload.requests import (
+    MixPicker,
     RequestPlan,
     assign_app,
     auth_headers,
     draw_request,
-    pick_mix,
     replay_request,
     user_name,
 )
@@ -39,10 +39,13 @@ from harness.workload.trace import TraceRow
 Record = dict[str, Any]
 
 
+_ANY_APP = App()  # a body does not depend on its app
+
+
 @lru_cache(maxsize=65_536)
 def _body(plan_shape: tuple[Any, ...], route: str) -> dict[str, Any]:
     operation, deployment, prompt, max_tokens, stream, include_usage = plan_shape
-    plan = RequestPlan(App(), "", operation, deployment, prompt, max_tokens, stream, include_usage)
+    plan = RequestPlan(_ANY_APP, "", operation, deployment, prompt, max_tokens, stream, include_usage)
     return plan.body(route)
 
 
@@ -97,6 +100,7 @@ class SimUser:
         self.app = assign_app(callers.scenario.workload.apps, callers.app_counts)
         self.name = user_name(0, index)
         self.rng = random.Random(f"{callers.scenario.run.seed}:{self.name}")
+        self.mixes = MixPicker(callers.scenario.workload, self.app)
         self.sequence = 0
         self.last_start: float | None = None
         self.stopped = False
@@ -117,8 +121,7 @@ class SimUser:
         if self.stopped or clock.now() >= callers.ends:
             return
         if callers.trace is None:
-            workload = callers.scenario.workload
-            self._send(draw_request(self.app, pick_mix(workload, self.app, self.rng), self.rng))
+            self._send(draw_request(self.app, self.mixes.pick(self.rng), self.rng))
             return
         row = next(callers.trace, None)
         if row is not None:  # a used-up trace leaves the user idle

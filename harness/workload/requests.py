@@ -14,6 +14,7 @@ import json
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import jwt
@@ -132,12 +133,29 @@ def pick_app(workload: Workload, rng: random.Random) -> App:
     return rng.choices(workload.apps, weights=[a.weight for a in workload.apps])[0]
 
 
-def pick_mix(workload: Workload, app: App, rng: random.Random, only: Collection[str] | None = None) -> Mix:
-    """The app's next mix, by weight; `only` (mix names) narrows the choice (Locust's --tags)."""
-    mixes = [workload.mix(name) for name in app.mixes] if app.mixes else workload.mixes
-    if only is not None:
-        mixes = [mix for mix in mixes if mix.label in only]
-    return rng.choices(mixes, weights=[m.weight for m in mixes])[0]
+class MixPicker:
+    """An app's mixes by weight; `only` (mix names) narrows the choice (Locust's --tags).
+
+    The cumulative weights are added up once: `pick` draws what `rng.choices(mixes, weights=...)` draws, from
+    the same stream, without adding them up for every request.
+
+        >>> workload = Workload(mixes=[Mix(name="a", weight=1), Mix(name="b", weight=3)])
+        >>> picker, rng, same = MixPicker(workload, App()), random.Random(1), random.Random(1)
+        >>> [picker.pick(rng).label for _ in range(4)]
+        ['a', 'b', 'b', 'b']
+        >>> [same.choices(workload.mixes, weights=[1, 3])[0].label for _ in range(4)]
+        ['a', 'b', 'b', 'b']
+    """
+
+    def __init__(self, workload: Workload, app: App, only: Collection[str] | None = None) -> None:
+        mixes = [workload.mix(name) for name in app.mixes] if app.mixes else workload.mixes
+        if only is not None:
+            mixes = [mix for mix in mixes if mix.label in only]
+        self.mixes = mixes
+        self.cum_weights = list(accumulate(m.weight for m in mixes))
+
+    def pick(self, rng: random.Random) -> Mix:
+        return rng.choices(self.mixes, cum_weights=self.cum_weights)[0]
 
 
 def unsigned_token(claims: dict[str, Any]) -> str:
