@@ -13,9 +13,8 @@ names its own refusals with a typed header (`harness.aoai.refusals`); a backend 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.aoai.headers import BACKEND, GATEWAY_REPLICA, GATEWAY_REQUEST_ID
 from harness.aoai.refusals import BREAKER_OPEN, QUOTA, TOKEN_LIMIT, refusal_of
@@ -23,9 +22,12 @@ from harness.aoai.retry_after import RETRY_AFTER, RETRY_AFTER_MS, retry_after_ms
 from harness.records.outcomes import ErrorKind
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayHeaderNames:
-    """Names of the gateway's token-limit headers (APIM lets each policy choose them)."""
+class GatewayHeaderNames(NamedTuple):
+    """Names of the gateway's token-limit headers (APIM lets each policy choose them).
+
+    A named tuple: every attempt looks up its record fields by these names (`capture`), and a tuple hashes
+    and compares without running Python code.
+    """
 
     remaining_tokens: str = "x-gateway-remaining-tokens"
     remaining_quota: str = "x-gateway-remaining-quota-tokens"
@@ -33,12 +35,7 @@ class GatewayHeaderNames:
     retry_after: str = "retry-after"
 
     def lowered(self) -> GatewayHeaderNames:
-        return GatewayHeaderNames(
-            self.remaining_tokens.lower(),
-            self.remaining_quota.lower(),
-            self.tokens_consumed.lower(),
-            self.retry_after.lower(),
-        )
+        return GatewayHeaderNames(*(name.lower() for name in self))
 
 
 DEFAULT_GATEWAY_HEADERS = GatewayHeaderNames()

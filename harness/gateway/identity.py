@@ -41,7 +41,7 @@ INVALID_KEY = (
 UNVERIFIED_CACHE_SIZE = 16_384
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class Caller:
     """An admitted caller: its app id and its subscription's id (None without a key); never a secret."""
 
