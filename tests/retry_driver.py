@@ -46,7 +46,7 @@ def run_with_retries(
     while True:
         attempt, waited = loop.attempt, loop.waited_s
         response, detail = send(attempt)
-        response, decision = loop.decide(response, clock.now())
+        response, decision = loop.decide(response.status, response.headers, response.error, clock.now())
         if on_attempt is not None:
             on_attempt(attempt, response, detail, decision)
         if not decision.retry:

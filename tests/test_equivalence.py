@@ -314,13 +314,12 @@ def _simulated(kind: Kind) -> tuple[Rows, Rows, Rows]:
             stream=body.get("stream") is True,
             include_usage=send.include_usage,
             max_tokens=body.get("max_tokens"),
-            headers=_raw_headers(send),
             body=body,
             prompt_tokens=lambda model, body=body: count_prompt_tokens("chat", body, model),
             invalid=lambda model, body=body: check_request(body, "chat", model),
             estimate=lambda model, default, body=body: admission_estimate("chat", body, model, default),
         )
-        gateway.handle(call, replies.append, user.name)
+        gateway.handle(call, _raw_headers(send), replies.append, user.name)
         scheduler.run(until=sent + SETTLE)
     gateway_log.flush()
     return gateway_log.rows, backend_log.rows, records

@@ -6,6 +6,8 @@ sleeps them on the scenario clock, the simulator schedules them as events.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from harness.client.profiles import ResponseInfo, RetryDecision, RetryProfile
 from harness.records.outcomes import Decision
 
@@ -29,7 +31,7 @@ class RetryLoop:
 
     >>> from harness.client.profiles import profile_for
     >>> loop = RetryLoop(profile_for("openai-python"))
-    >>> loop.decide(ResponseInfo(429, {"retry-after": "5"}), now=0.0)[1].wait_s
+    >>> loop.decide(429, {"retry-after": "5"}, None, now=0.0)[1].wait_s
     5.0
     >>> loop.attempt, loop.waited_s
     (2, 5.0)
@@ -40,12 +42,15 @@ class RetryLoop:
         self.attempt = 1  # the attempt about to be sent (or whose answer is being decided)
         self.waited_s = 0.0
 
-    def decide(self, response: ResponseInfo, now: float) -> tuple[ResponseInfo, RetryDecision]:
-        """The profile's decision on the current attempt's answer; on a retry, moves on to the next attempt.
+    def decide(
+        self, status: int, headers: Mapping[str, str], error: str | None, now: float
+    ) -> tuple[ResponseInfo, RetryDecision]:
+        """The profile's decision on the current attempt's answer (`status` and lower-cased `headers`, or the
+        `error` that left it without one); on a retry, moves on to the next attempt.
 
         Returns the response as the profile saw it (with `now` and the time waited so far) and the decision.
         """
-        response = ResponseInfo(response.status, response.headers, response.error, now, self.waited_s)
+        response = ResponseInfo(status, headers, error, now, self.waited_s)
         decision = self.profile.decide(self.attempt, response)
         if decision.retry:
             self.waited_s += decision.wait_s

@@ -84,8 +84,16 @@ class CircuitBreaker:
         return False
 
     def retry_after(self) -> float:
-        """Seconds until an open breaker closes (0 when closed)."""
-        return max(0.0, self._open_until - self.clock.now()) if self.is_open() and self._open_until else 0.0
+        """Seconds until an open breaker closes (0 when closed). Asked of every member of a closed pool at
+        every refusal, so the clock is read once."""
+        until = self._open_until
+        if until is None:
+            return 0.0
+        wait = until - self.clock.now()
+        if wait > 0.0:
+            return wait
+        self.is_open()  # the trip is over: it closes now, and tells the listener
+        return 0.0
 
     def is_failure(self, status: int | None, reason: str | None = None) -> bool:
         """Whether an attempt's outcome counts against the member (APIM: statusCodeRanges or errorReasons)."""

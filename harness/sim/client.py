@@ -165,10 +165,17 @@ class LogicalRequest:
         route = callers.settings.route
         prompt_est = _prompt_tokens(shape, route, plan.deployment)
         # What the gateway reads of the body, the same for every attempt
-        self.body = _body(shape, route)
-        self.prompt_tokens: Callable[[str], int] = partial(_prompt_tokens, shape, route)
-        self.invalid: Callable[[str], Invalid | None] = partial(_invalid, shape, route)
-        self.estimate: Callable[[str, int], int] = partial(_estimate, shape, route)
+        self.call = GatewayCall(
+            deployment=plan.deployment,
+            operation=plan.operation,
+            stream=plan.stream,
+            include_usage=plan.include_usage,
+            max_tokens=plan.max_tokens,
+            body=_body(shape, route),
+            prompt_tokens=partial(_prompt_tokens, shape, route),
+            invalid=partial(_invalid, shape, route),
+            estimate=partial(_estimate, shape, route),
+        )
         self.steps = request_steps(
             plan, user.name, user.sequence, callers.settings, user.rng, prompt_est, user.base_headers, callers.sink
         )
@@ -195,21 +202,8 @@ class LogicalRequest:
     def _send(self, step: SendAttempt) -> None:
         callers = self.user.callers
         callers.attempts += 1
-        plan = self.plan
-        call = GatewayCall(
-            deployment=plan.deployment,
-            operation=plan.operation,
-            stream=plan.stream,
-            include_usage=plan.include_usage,
-            max_tokens=plan.max_tokens,
-            headers=step.headers,
-            body=self.body,
-            prompt_tokens=self.prompt_tokens,
-            invalid=self.invalid,
-            estimate=self.estimate,
-        )
         pending = _Pending(callers.scheduler.clock.now())
-        callers.gateway.handle(call, lambda reply: self._answered(pending, reply), self.user.name)
+        callers.gateway.handle(self.call, step.headers, lambda reply: self._answered(pending, reply), self.user.name)
         if not pending.done:  # most refusals are answered at once: no timeout left to wait out
             callers.scheduler.after(callers.settings.timeout_s, self._timed_out, pending)
 

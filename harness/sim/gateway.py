@@ -51,14 +51,14 @@ CLIENT_IP = "127.0.0.1"  # every simulated caller, as on loopback
 
 @dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs five times as much
 class GatewayCall:
-    """One client attempt as the gateway sees it: headers, and what the body says, already counted."""
+    """One client request as the gateway sees it: what the body says, already counted (the same for each of
+    its attempts; their headers come with each)."""
 
     deployment: str
     operation: str
     stream: bool
     include_usage: bool
     max_tokens: int | None
-    headers: Mapping[str, str]  # lower-cased request headers
     body: dict[str, Any]  # the request's JSON body, parsed (shared between calls of one shape: never changed)
     prompt_tokens: Callable[[str], int]  # tokenizer count of the prompt for a model
     invalid: Callable[[str], Invalid | None]  # why AOAI would refuse the body for a model (None: it would not)
@@ -140,9 +140,10 @@ class SimGateway:
     def read_shared_trips(self, ticket: Ticket | None) -> None:
         return None  # replicas that share state share the very breakers here: nothing to read
 
-    def handle(self, call: GatewayCall, reply: Callable[[GatewayReply], None]) -> None:
+    def handle(self, call: GatewayCall, headers: Mapping[str, str], reply: Callable[[GatewayReply], None]) -> None:
+        """An attempt at `call` with `headers` (lower-cased names); `reply` gets the answer when it is complete."""
         self._handled += 1
-        SimExchange(self, call, f"{self._id_prefix}{self._handled}", reply).run()
+        SimExchange(self, call, headers, f"{self._id_prefix}{self._handled}", reply).run()
 
 
 class SimReplicas:
@@ -162,14 +163,16 @@ class SimReplicas:
         self._next = 0
         self._by_user: dict[str, SimGateway] = {}
 
-    def handle(self, call: GatewayCall, reply: Callable[[GatewayReply], None], user: str) -> None:
+    def handle(
+        self, call: GatewayCall, headers: Mapping[str, str], reply: Callable[[GatewayReply], None], user: str
+    ) -> None:
         if self.sticky:
             replica = self._by_user.get(user)
             if replica is None:
                 replica = self._by_user[user] = self._pick()
         else:
             replica = self._pick()
-        replica.handle(call, reply)
+        replica.handle(call, headers, reply)
 
     def _pick(self) -> SimGateway:
         replica = self.replicas[self._next % len(self.replicas)]
@@ -182,12 +185,19 @@ class SimExchange:
     with events: a member is "sent" the request and answers through a callback, its body costs nothing, and
     a stream is relayed by waiting for its end."""
 
-    def __init__(self, gateway: SimGateway, call: GatewayCall, request_id: str, reply: Callable[[GatewayReply], None]):
+    def __init__(
+        self,
+        gateway: SimGateway,
+        call: GatewayCall,
+        headers: Mapping[str, str],
+        request_id: str,
+        reply: Callable[[GatewayReply], None],
+    ):
         self.gateway = gateway
         self.call = call
         self.reply = reply
         self.clock = gateway.clock
-        self.steps = ExchangeSteps(gateway, request_id, call.operation, call.headers, CLIENT_IP)
+        self.steps = ExchangeSteps(gateway, request_id, call.operation, headers, CLIENT_IP)
         self._run = self.steps.run(call.deployment)
         self._answer: BackendAnswer | None = None  # the member's answer being relayed
         self._read: BackendAnswer | None = None  # the member's answer read whole
@@ -235,7 +245,7 @@ class SimExchange:
             max_tokens=self.call.max_tokens,
             estimate=self.call.estimate(state.spec.model, state.quota.default_completion),
             prompt_tokens=self.call.prompt_tokens(state.spec.model),
-            client_request_id=self.call.headers.get(CLIENT_REQUEST_ID),
+            client_request_id=self.steps.headers.get(CLIENT_REQUEST_ID),
             gateway_request_id=self.steps.id,
         )
         attempt = _Attempt()

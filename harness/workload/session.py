@@ -146,7 +146,7 @@ def request_steps(
         headers[RETRY_COUNT_HEADER] = str(attempt - 1)
         started, started_wall = clock.now(), clock.wall()
         result: AttemptResult = yield SendAttempt(attempt, headers)
-        info, decision = loop.decide(ResponseInfo(result.status, result.headers, result.error), clock.now())
+        info, decision = loop.decide(result.status, result.headers, result.error, clock.now())
         record = attempt_record(
             plan, settings, user, profile_name, logical_id, attempt, started, started_wall, prompt_est, result,
             decision, info,
