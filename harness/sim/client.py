@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any
 
 from harness.aoai.sse import BODY, STREAM_CUT, STREAM_DONE, STREAM_USAGE_CHUNK
@@ -42,26 +42,55 @@ Record = dict[str, Any]
 _ANY_APP = App()  # a body does not depend on its app
 
 
+class _Body:
+    """A request body of one shape, and what is read of it for each model, each worked out once."""
+
+    __slots__ = ("_estimates", "_invalid", "_prompt_tokens", "body", "operation")
+
+    def __init__(self, operation: str, body: dict[str, Any]) -> None:
+        self.operation = operation
+        self.body = body
+        self._prompt_tokens: dict[str, int] = {}
+        self._invalid: dict[str, Invalid | None] = {}
+        self._estimates: dict[tuple[str, int], int] = {}
+
+    def prompt_tokens(self, model: str) -> int:
+        count = self._prompt_tokens.get(model)
+        if count is None:
+            count = self._prompt_tokens[model] = count_prompt_tokens(self.operation, self.body, model)
+        return count
+
+    def invalid(self, model: str) -> Invalid | None:
+        if model not in self._invalid:
+            self._invalid[model] = check_request(self.body, self.operation, model)
+        return self._invalid[model]
+
+    def estimate(self, model: str, default_completion: int) -> int:
+        key = (model, default_completion)
+        estimate = self._estimates.get(key)
+        if estimate is None:
+            estimate = self._estimates[key] = admission_estimate(self.operation, self.body, model, default_completion)
+        return estimate
+
+
 @lru_cache(maxsize=65_536)
-def _body(plan_shape: tuple[Any, ...], route: str) -> dict[str, Any]:
+def _gateway_call(plan_shape: tuple[Any, ...], route: str) -> GatewayCall:
+    """What the gateway reads of a request of this shape: the same for every request of the shape (shared, so
+    never changed), as the prompt text is a function of its size."""
     operation, deployment, prompt, max_tokens, stream, include_usage = plan_shape
     plan = RequestPlan(_ANY_APP, "", operation, deployment, prompt, max_tokens, stream, include_usage)
-    return plan.body(route)
-
-
-@lru_cache(maxsize=65_536)
-def _prompt_tokens(plan_shape: tuple[Any, ...], route: str, model: str) -> int:
-    return count_prompt_tokens(plan_shape[0], _body(plan_shape, route), model)
-
-
-@lru_cache(maxsize=65_536)
-def _invalid(plan_shape: tuple[Any, ...], route: str, model: str) -> Invalid | None:
-    return check_request(_body(plan_shape, route), plan_shape[0], model)
-
-
-@lru_cache(maxsize=65_536)
-def _estimate(plan_shape: tuple[Any, ...], route: str, model: str, default_completion: int) -> int:
-    return admission_estimate(plan_shape[0], _body(plan_shape, route), model, default_completion)
+    body = _Body(operation, plan.body(route))
+    return GatewayCall(
+        deployment,
+        operation,
+        stream,
+        include_usage,
+        max_tokens,
+        body.body,
+        body.prompt_tokens,
+        body.invalid,
+        body.estimate,
+    )
 
 
 def _shape(plan: RequestPlan) -> tuple[Any, ...]:
@@ -161,21 +190,9 @@ class LogicalRequest:
         self.user = user
         self.plan = plan
         callers = user.callers
-        shape = _shape(plan)
-        route = callers.settings.route
-        prompt_est = _prompt_tokens(shape, route, plan.deployment)
         # What the gateway reads of the body, the same for every attempt
-        self.call = GatewayCall(
-            deployment=plan.deployment,
-            operation=plan.operation,
-            stream=plan.stream,
-            include_usage=plan.include_usage,
-            max_tokens=plan.max_tokens,
-            body=_body(shape, route),
-            prompt_tokens=partial(_prompt_tokens, shape, route),
-            invalid=partial(_invalid, shape, route),
-            estimate=partial(_estimate, shape, route),
-        )
+        self.call = _gateway_call(_shape(plan), callers.settings.route)
+        prompt_est = self.call.prompt_tokens(plan.deployment)
         self.steps = request_steps(
             plan, user.name, user.sequence, callers.settings, user.rng, prompt_est, user.base_headers, callers.sink
         )
