@@ -78,3 +78,22 @@ def test_overrides_reach_the_workload() -> None:
         "workload: {apps: [{id: a}]}", overrides=["workload.apps[0].client_profile=none", "workload.users=3"]
     )
     assert scenario.workload.apps[0].client_profile == "none" and scenario.workload.users == 3
+
+
+@pytest.mark.parametrize("weights", [[1.0], [1.0, 3.0], [0.2, 0.5, 0.3, 7.0]])
+def test_a_mix_is_drawn_as_random_choices_draws_it(weights: list[float]) -> None:
+    """The users' mix picker draws exactly what `rng.choices(mixes, weights)` draws, from the same stream, one
+    draw per request (a single mix still takes its draw), with --tags narrowing the mixes first."""
+    import random
+
+    from harness.scenario.workload import App, Mix, Workload
+    from harness.workload.requests import MixPicker
+
+    workload = Workload(mixes=[Mix(name=f"m{i}", weight=w) for i, w in enumerate(weights)])
+    for only in (None, {f"m{i}" for i in range(0, len(weights), 2)}):
+        picker = MixPicker(workload, App(), only)
+        mixes = [m for m in workload.mixes if only is None or m.label in only]
+        ours, theirs = random.Random(5), random.Random(5)
+        drawn = [picker.pick(ours).label for _ in range(2_000)]
+        assert drawn == [theirs.choices(mixes, weights=[m.weight for m in mixes])[0].label for _ in range(2_000)]
+        assert ours.random() == theirs.random()  # the same number of draws taken
