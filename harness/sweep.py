@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from tqdm import tqdm
@@ -76,7 +76,7 @@ from harness.report.recommend import (
 )
 from harness.report.summary.build import summarize
 from harness.report.summary.load import run_info_summary
-from harness.report.summary.schema import Summary, json_safe
+from harness.report.summary.schema import Summary, json_safe, safe_summary
 from harness.report.sweep_schema import AgreementRow, Confirmation, Recommendation
 from harness.scenario import Scenario, load_scenario
 from harness.scenario.checks import Checks
@@ -363,7 +363,7 @@ def run_summary(run_dir: Path) -> Summary:
     """The summary the run stored in run.json as it ended (both engines do; checked against the schema),
     else computed from its files."""
     stored = run_info_summary(run_dir / "run.json")
-    return stored if stored is not None else cast(Summary, json_safe(summarize(load_run(run_dir))))
+    return stored if stored is not None else safe_summary(summarize(load_run(run_dir)))
 
 
 ENGINE_RUNNERS: dict[str, Callable[[str, list[str], Run], None]] = {"sim": run_sim, "live": run_live}

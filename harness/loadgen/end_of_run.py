@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from locust.runners import WorkerRunner
@@ -130,11 +130,11 @@ def _summarize(run_dir: Path) -> tuple[RunData | None, Summary | None]:
     # imported here: pandas is for the end of a run, not for Locust's start-up
     from harness.report.load import load_run
     from harness.report.summary.build import summarize
-    from harness.report.summary.schema import json_safe
+    from harness.report.summary.schema import safe_summary
 
     try:
         run = load_run(run_dir)
-        return run, cast("Summary", json_safe(summarize(run)))
+        return run, safe_summary(summarize(run))
     except HarnessError as exc:
         print(f"summary: not computed: {exc}")
         return None, None

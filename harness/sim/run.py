@@ -164,10 +164,10 @@ def _summarize(run_dir: Path, info: dict[str, Any], scenario: Scenario, report: 
     from harness.report.html import write_report
     from harness.report.load import load_run
     from harness.report.summary.build import summarize
-    from harness.report.summary.schema import json_safe
+    from harness.report.summary.schema import safe_summary
 
     run = load_run(run_dir)
-    summary = json_safe(summarize(run))
+    summary = safe_summary(summarize(run))
     results = evaluate_checks(scenario.checks, summary)
     info["summary"] = summary
     info["checks"] = [r.describe() for r in results]

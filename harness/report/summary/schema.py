@@ -275,6 +275,12 @@ def to_json(summary: Summary) -> dict[str, Any]:
     return safe
 
 
+def safe_summary(summary: Summary) -> Summary:
+    """The summary with its numbers made JSON-safe (`json_safe`): the same shape, so still a `Summary`."""
+    safe: Summary = json_safe(summary)
+    return safe
+
+
 def json_safe(value: Any) -> Any:
     """Nested data with NaN/inf as None and numpy scalars as plain numbers, for strict JSON."""
     if isinstance(value, dict):
