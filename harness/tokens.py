@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any, Protocol
@@ -53,14 +54,16 @@ class _CharsPerToken:
 # oldest entry goes first.
 MADE_COUNTS_MAX = 4096
 _made_counts: dict[tuple[str, str], int] = {}
+_made_counts_lock = threading.Lock()  # texts are made by servers' and clients' threads alike (reads need none)
 
 
 def remember_count(text: str, model: str, tokens: int) -> None:
     """Record that `text` counts `tokens` tokens for `model` (only a count just taken by `count_text_tokens`)."""
     key = (encoder_for_model(model).name, text)
-    if key not in _made_counts and len(_made_counts) >= MADE_COUNTS_MAX:
-        del _made_counts[next(iter(_made_counts))]
-    _made_counts[key] = tokens
+    with _made_counts_lock:
+        if key not in _made_counts and len(_made_counts) >= MADE_COUNTS_MAX:
+            del _made_counts[next(iter(_made_counts))]
+        _made_counts[key] = tokens
 
 
 def _count(encoder: Encoder, text: str) -> int:
