@@ -21,7 +21,7 @@ from harness.loadgen.outputs import mark_outputs
 from harness.loadgen.run_end import STACK_DIED_EXIT_CODE, end_facts
 from harness.loadgen.seats import load_facts
 from harness.loadgen.state import LoadProcess, LoadRun, process_of
-from harness.records import ENDED, ENDED_BY, OFFERED_LOAD, EndedBy
+from harness.records import ENDED, ENDED_BY, OFFERED_LOAD, RUN_SUMMARY, EndedBy
 from harness.report.checks import evaluate_checks
 from harness.report.console import format_console_summary, offered_load_warning
 from harness.workload.rundir import iso, write_run_json
@@ -92,7 +92,7 @@ def close_run(process: LoadProcess) -> None:
     results = evaluate_checks(run.scenario.checks, summary or {})
     for result in results:
         print(result.describe())
-    info["summary"] = summary
+    info[RUN_SUMMARY] = summary
     info["checks"] = [r.describe() for r in results]
     # Throttled and failed requests are what a run measures, not an error of the run: the exit code is
     # the verdict of the scenario's checks (Locust alone would exit 1 on the first failed request).

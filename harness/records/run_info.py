@@ -19,6 +19,8 @@ ENDED = "ended"  # wall time (ISO 8601) the run's end was written; absent or nul
 OFFERED_LOAD = "offered_load"
 # below this share of its planned user-seconds a run says, first thing, that it offered less load than planned
 OFFERED_SHARE_MIN = 0.98
+# the summary the run computed as it ended (harness.report.summary.schema.Summary), or null when it could not
+RUN_SUMMARY = "summary"
 
 
 class EndedBy(StrEnum):

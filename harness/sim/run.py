@@ -24,7 +24,7 @@ from harness.clock import RealClock
 from harness.errors import CHECKS_FAILED_EXIT_CODE, ScenarioError, UsageError
 from harness.gateway.log import GatewayLog
 from harness.mock.log import JsonlLog
-from harness.records import BACKEND_LOG, ENDED, GATEWAY_LOG, RECORDS_FILE, RecordWriter
+from harness.records import BACKEND_LOG, ENDED, GATEWAY_LOG, RECORDS_FILE, RUN_SUMMARY, RecordWriter
 from harness.scenario import Scenario, load_scenario
 from harness.sim.backend import SimBackend
 from harness.sim.client import Callers, start_users
@@ -169,7 +169,7 @@ def _summarize(run_dir: Path, info: dict[str, Any], scenario: Scenario, report: 
     run = load_run(run_dir)
     summary = safe_summary(summarize(run))
     results = evaluate_checks(scenario.checks, summary)
-    info["summary"] = summary
+    info[RUN_SUMMARY] = summary
     info["checks"] = [r.describe() for r in results]
     info["checks_passed"] = all(r.passed for r in results)
     write_run_json(run_dir, info)

@@ -31,10 +31,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from harness.errors import HarnessError, one_line
 from harness.inputs import SUMMARY_LIMIT, read_text
+from harness.records import RUN_SUMMARY
 from harness.report.summary.schema import Summary
 from harness.scenario.common import join_path
-
-RUN_INFO_SUMMARY = "summary"  # the key run.json keeps a run's summary under, as the run ended
 
 # pydantic's error type -> what the field should have held, in JSON's words
 _EXPECTED = {
@@ -107,8 +106,8 @@ def run_info_summary(path: str | Path) -> Summary | None:
     info = _read_json(path, "run.json")
     if not isinstance(info, dict):
         raise SummaryError(path, "", "expected an object")
-    summary = info.get(RUN_INFO_SUMMARY)
-    return None if summary is None else summary_from(summary, path, RUN_INFO_SUMMARY)
+    summary = info.get(RUN_SUMMARY)
+    return None if summary is None else summary_from(summary, path, RUN_SUMMARY)
 
 
 def _read_json(path: str | Path, what: str) -> Any:
