@@ -165,7 +165,7 @@ def record_cells(record: Mapping[str, Any]) -> list[str]:
     position = _POSITION
     # A record often holds one float twice in a row (t_scenario and t_wall in the simulator, ttft_s and
     # latency_s of a whole answer): formatting costs most, so an equal value reuses the text just made.
-    # Zeros are written as they come (0.0 == -0.0), NaN never equals anything.
+    # Zeros are formatted each time (0.0 == -0.0), and NaN never equals anything.
     last_float: float | None = None
     last_text = ""
     try:
@@ -176,7 +176,7 @@ def record_cells(record: Mapping[str, Any]) -> list[str]:
             elif kind is float:
                 if value != last_float or not value:
                     last_float = value
-                    last_text = "" if value != value else float_cell(value) if value else repr(value)
+                    last_text = float_cell(value) if value == value else ""  # NaN: an empty cell
                 cells[position[name]] = last_text
             elif kind is int:
                 cells[position[name]] = str(value)
