@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from harness.aoai.retry_after import http_date
+from harness.aoai.retry_after import RETRY_AFTER, RETRY_AFTER_MS, http_date
 from harness.records.outcomes import WaitSource
 
 # The openai Python SDK's constants (openai/_constants.py); the honour cap changed in 2.52.
@@ -77,6 +77,10 @@ class RetryProfile(Protocol):
         ...
 
 
+# The headers a server's wait is read from, in the SDK's order, and the record's name for each source
+_WAIT_HEADERS = ((RETRY_AFTER_MS, WaitSource.RETRY_AFTER_MS, 1000.0), (RETRY_AFTER, WaitSource.RETRY_AFTER, 1.0))
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel: float | None) -> tuple[float, str]:
     """Seconds the server asked to wait, and from which header: `retry-after-ms` first, then `retry-after`.
 
@@ -89,7 +93,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel:
     >>> parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:20 GMT", "date": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0, None)
     (20.0, <WaitSource.RETRY_AFTER: 'retry-after'>)
     """
-    for header, divisor in ((WaitSource.RETRY_AFTER_MS, 1000.0), (WaitSource.RETRY_AFTER, 1.0)):
+    for header, source, divisor in _WAIT_HEADERS:
         value = headers.get(header)
         if value is None:
             continue
@@ -102,9 +106,9 @@ def parse_retry_after(headers: Mapping[str, str], now: float, overflow_sentinel:
             and delay == math.inf
             and value.strip().lower() not in ("inf", "+inf", "infinity", "+infinity")
         ):
-            return overflow_sentinel, header
-        return delay / divisor, header
-    when = http_date(headers.get("retry-after"))
+            return overflow_sentinel, source
+        return delay / divisor, source
+    when = http_date(headers.get(RETRY_AFTER))
     if when is None:
         return math.nan, ""
     # Counted from the answer's own Date: both dates are the server's clock, so the wait is right at every time
@@ -233,7 +237,7 @@ class AzureOpenAIBenchmark:
             return STOP_SUCCESS
         if response.status != 429:
             return RetryDecision(False, reason="only 429 is retried")
-        ms = response.headers.get("retry-after-ms")
+        ms = response.headers.get(RETRY_AFTER_MS)
         source: str  # a WaitSource, or empty when the header says nothing usable
         try:
             wait, source = float(ms) / 1000.0 if ms is not None else math.nan, WaitSource.RETRY_AFTER_MS
