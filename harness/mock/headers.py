@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from harness.aoai.headers import CLIENT_REQUEST_ID, DEPLOYMENT_UTILIZATION
+from harness.aoai.retry_after import RETRY_AFTER, RETRY_AFTER_MS
 from harness.mock.deployment import Admission
 from harness.records.outcomes import BackendDecision
 
@@ -71,8 +72,8 @@ def rate_limit_headers(
     wait = admission.retry_after if retry_after is None else retry_after
     headers = quota_headers(admission)
     if advertise:
-        headers["retry-after"] = str(whole_seconds(wait))
-        headers["retry-after-ms"] = str(max(0, math.ceil(wait * 1000)))
+        headers[RETRY_AFTER] = str(whole_seconds(wait))
+        headers[RETRY_AFTER_MS] = str(max(0, math.ceil(wait * 1000)))
     if admission.limit_requests is not None:
         headers["x-ratelimit-reset-requests"] = str(whole_seconds(admission.reset_requests))
         headers["x-ratelimit-reset-tokens"] = str(whole_seconds(admission.reset_tokens))
