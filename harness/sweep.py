@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from harness.clock import RealClock
 from harness.errors import HarnessError, ScenarioError, UsageError
-from harness.records import RECORDS_FILE
+from harness.records import RECORDS_FILE, RUN_INFO_FILE
 from harness.report.compare import write_comparison
 from harness.report.confirm import LiveResult, LiveRun, confirm_line, decide, judge_live
 from harness.report.load import load_run
@@ -362,7 +362,7 @@ def run_sim(scenario_file: str, overrides: list[str], run: Run) -> None:
 def run_summary(run_dir: Path) -> Summary:
     """The summary the run stored in run.json as it ended (both engines do; checked against the schema),
     else computed from its files."""
-    stored = run_info_summary(run_dir / "run.json")
+    stored = run_info_summary(run_dir / RUN_INFO_FILE)
     return stored if stored is not None else safe_summary(summarize(load_run(run_dir)))
 
 

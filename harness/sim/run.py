@@ -24,7 +24,7 @@ from harness.clock import RealClock
 from harness.errors import CHECKS_FAILED_EXIT_CODE, ScenarioError, UsageError
 from harness.gateway.log import GatewayLog
 from harness.mock.log import JsonlLog
-from harness.records import BACKEND_LOG, ENDED, GATEWAY_LOG, RECORDS_FILE, RUN_SUMMARY, RecordWriter
+from harness.records import BACKEND_LOG, ENDED, GATEWAY_LOG, RECORDS_FILE, RUN_INFO_FILE, RUN_SUMMARY, RecordWriter
 from harness.scenario import Scenario, load_scenario
 from harness.sim.backend import SimBackend
 from harness.sim.client import Callers, start_users
@@ -180,12 +180,12 @@ def _summarize(run_dir: Path, info: dict[str, Any], scenario: Scenario, report: 
 def run(args: argparse.Namespace) -> int:
     """`harness simulate --scenario FILE [--set PATH=VALUE ...] [--run-dir DIR] [--no-report]`."""
     from harness.report.console import format_console_summary
-    from harness.report.summary.load import run_info_summary
+    from harness.report.summary.load import summary_from
 
     run_dir = simulate(args.scenario, list(args.overrides), args.run_dir, report=not args.no_report)
-    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    summary = run_info_summary(run_dir / "run.json")
-    assert summary is not None  # simulate stores the summary it computed
+    path = run_dir / RUN_INFO_FILE
+    info = json.loads(path.read_text(encoding="utf-8"))
+    summary = summary_from(info[RUN_SUMMARY], path, RUN_SUMMARY)  # simulate stores the summary it computed
     print(format_console_summary(summary))
     for line in info["checks"]:
         print(line)

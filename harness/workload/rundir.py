@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from harness.records import RUN_INFO_FILE
 from harness.scenario import apply_overrides
 
 DEFAULT_RUNS_DIR = Path("reports/runs")
@@ -149,7 +150,7 @@ def write_run_json(run_dir: Path, info: dict[str, Any]) -> None:
         info = {**info, "overrides": [redact_override(o) for o in info["overrides"]]}
     temp = run_dir / f".run.json.{os.getpid()}.tmp"
     temp.write_text(json.dumps(info, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    temp.replace(run_dir / "run.json")
+    temp.replace(run_dir / RUN_INFO_FILE)
 
 
 def iso(wall: float) -> str:
