@@ -18,7 +18,9 @@ from distributed_helpers import run_scenario
 from loadgen_helpers import LOCUST, LOCUSTFILE, ROOT, RUN_TIMEOUT_S, free_port
 
 from harness.loadgen.live import RETRIED_SUFFIX
-from harness.records import read_records
+from harness.mock.headers import POLICY_IDS
+from harness.records import BACKEND_LOG, read_records
+from harness.records.outcomes import BackendDecision
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +110,15 @@ def test_backend_429_headers_and_sdk_retries_are_recorded(tmp_path: Path) -> Non
     records = assert_records_match_locust(run_dir)
     backend_429 = [r for r in records if r["error_kind"] == "backend_429"]
     assert backend_429
-    assert all(r["policy_id"] == "DeploymentRatelimit-Token" and r["retry_after_ms"] for r in backend_429)
+    # Each 429 carries the policy its backend logged refusing it, and its wait. The drain is the token limit;
+    # a run squeezed by a busy machine (requests bunched on the 30x clock) may also meet the request-rate
+    # limit now and then, as AOAI's short request windows do, so that one is told apart, not ruled out.
+    logged = [json.loads(line) for line in (run_dir / BACKEND_LOG).read_text().splitlines()]
+    decision_of = {row["request_id"]: row["decision"] for row in logged}
+    assert all(r["policy_id"] == POLICY_IDS[decision_of[r["backend_request_id"]]] for r in backend_429)
+    assert all(r["retry_after_ms"] for r in backend_429)
+    by_tokens = [r for r in backend_429 if r["policy_id"] == POLICY_IDS[BackendDecision.RATE_LIMITED_TOKENS]]
+    assert len(by_tokens) * 2 > len(backend_429), "the drain throttles by tokens"
     assert all(r["ratelimit_remaining_tokens"] is not None for r in backend_429)
     retried = [r for r in backend_429 if r["decision"] == "retry"]
     assert retried and all(r["retry_wait_source"] in ("retry-after-ms", "retry-after") for r in retried)
